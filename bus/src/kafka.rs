@@ -1,0 +1,270 @@
+//! Kafka through rdkafka (bundled librdkafka): an idempotent producer with `acks=all`, group
+//! consumers that store offsets only for messages marked applied (auto-committed from the
+//! store), and group-less readers of whole compacted topics.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info};
+
+use crate::{Bus, BusError, Delivered, Message, Subscription, TopicSpec};
+
+/// Connection settings; any librdkafka property can be added under `extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaConfig {
+    /// `host:port,host:port`
+    pub brokers: String,
+    pub client_id: String,
+    /// How long a publish may wait for the broker's acknowledgement before it fails.
+    pub publish_timeout_ms: u64,
+    pub replication_factor: i32,
+    /// Extra librdkafka properties (security.protocol, sasl.*, ...).
+    pub extra: HashMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            client_id: "ioc".into(),
+            publish_timeout_ms: 10_000,
+            replication_factor: 1,
+            extra: HashMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers).set("client.id", &self.client_id);
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// See the module docs.
+pub struct KafkaBus {
+    config: KafkaConfig,
+    producer: FutureProducer,
+}
+
+fn unavailable(e: KafkaError) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+impl KafkaBus {
+    pub fn connect(config: KafkaConfig) -> Result<Self, BusError> {
+        let producer: FutureProducer = config
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", config.publish_timeout_ms.to_string())
+            .create()
+            .map_err(|e| BusError::Refused(format!("cannot create producer: {e}")))?;
+        info!(brokers = %config.brokers, "kafka producer created");
+        Ok(Self { config, producer })
+    }
+
+    fn consumer(&self, group: &str, extra: &[(&str, &str)]) -> Result<StreamConsumer, BusError> {
+        let mut c = self.config.client();
+        c.set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (k, v) in extra {
+            c.set(*k, *v);
+        }
+        c.create().map_err(|e| BusError::Refused(format!("cannot create consumer: {e}")))
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    async fn publish(&self, topic: &str, key: &str, payload: Option<Vec<u8>>) -> Result<Delivered, BusError> {
+        let mut record = FutureRecord::<str, [u8]>::to(topic).key(key);
+        if let Some(p) = payload.as_deref() {
+            record = record.payload(p);
+        }
+        let queue_wait = Duration::from_millis(self.config.publish_timeout_ms);
+        match self.producer.send(record, queue_wait).await {
+            Ok(d) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+            Err((e, _)) => Err(unavailable(e)),
+        }
+    }
+
+    async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<(), BusError> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .config
+            .client()
+            .create()
+            .map_err(|e| BusError::Refused(format!("cannot create admin client: {e}")))?;
+        let retention: Vec<String> = specs.iter().map(|s| s.retention_ms.unwrap_or(0).to_string()).collect();
+        let new_topics: Vec<NewTopic> = specs
+            .iter()
+            .zip(&retention)
+            .map(|(s, r)| {
+                let mut t = NewTopic::new(
+                    &s.name,
+                    s.partitions,
+                    TopicReplication::Fixed(self.config.replication_factor),
+                );
+                t = t.set("cleanup.policy", if s.compacted { "compact" } else { "delete" });
+                if s.retention_ms.is_some() {
+                    t = t.set("retention.ms", r);
+                }
+                t
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin.create_topics(&new_topics, &opts).await.map_err(unavailable)?;
+        for r in results {
+            match r {
+                Ok(name) => info!(topic = %name, "topic created"),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => debug!(topic = %name, "topic exists"),
+                Err((name, code)) => {
+                    return Err(BusError::Refused(format!("cannot create topic {name}: {code}")))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn join_group(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError> {
+        let consumer = self.consumer(
+            group,
+            &[("enable.auto.commit", "true"), ("enable.auto.offset.store", "false"), ("auto.commit.interval.ms", "500")],
+        )?;
+        consumer.subscribe(topics).map_err(unavailable)?;
+        info!(%group, ?topics, "joined consumer group");
+        Ok(Box::new(KafkaSubscription { consumer, grouped: true, ends: HashMap::new() }))
+    }
+
+    async fn read_all(&self, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError> {
+        // A throwaway group id: librdkafka wants one, but nothing is ever committed to it.
+        let group = format!("{}-reader-{}", self.config.client_id, uuid_like());
+        let consumer = self.consumer(&group, &[("enable.auto.commit", "false")])?;
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        let ends = tokio::task::spawn_blocking({
+            let consumer_cfg = self.config.clone();
+            let topics = topics.clone();
+            move || watermarks(&consumer_cfg, &topics)
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))??;
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), _) in &ends {
+            tpl.add_partition_offset(topic, *partition, Offset::Beginning).map_err(unavailable)?;
+        }
+        consumer.assign(&tpl).map_err(unavailable)?;
+        let ends = ends.into_iter().filter(|(_, (low, high))| high > low).map(|(k, (_, h))| (k, h)).collect();
+        Ok(Box::new(KafkaSubscription { consumer, grouped: false, ends }))
+    }
+
+    async fn check_ready(&self) -> Result<(), BusError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(None, Duration::from_secs(2)).map(|_| ()).map_err(unavailable)
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))?
+    }
+
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+}
+
+/// (topic, partition) -> (low, high) watermarks, for every partition of `topics`.
+fn watermarks(cfg: &KafkaConfig, topics: &[String]) -> Result<HashMap<(String, i32), (i64, i64)>, BusError> {
+    let probe: rdkafka::consumer::BaseConsumer = cfg
+        .client()
+        .set("group.id", format!("{}-probe", cfg.client_id))
+        .create()
+        .map_err(|e| BusError::Refused(format!("cannot create consumer: {e}")))?;
+    let timeout = Duration::from_secs(10);
+    let mut out = HashMap::new();
+    for t in topics {
+        let md = probe.fetch_metadata(Some(t), timeout).map_err(unavailable)?;
+        for mt in md.topics() {
+            if let Some(err) = mt.error() {
+                return Err(BusError::Unavailable(format!("topic {t}: {:?}", RDKafkaErrorCode::from(err))));
+            }
+            for p in mt.partitions() {
+                let wm = probe.fetch_watermarks(t, p.id(), timeout).map_err(unavailable)?;
+                out.insert((t.clone(), p.id()), wm);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}-{}", nanos, std::process::id())
+}
+
+struct KafkaSubscription {
+    consumer: StreamConsumer,
+    grouped: bool,
+    /// read_all only: (topic, partition) -> high watermark at start, removed once reached
+    ends: HashMap<(String, i32), i64>,
+}
+
+#[async_trait]
+impl Subscription for KafkaSubscription {
+    async fn next(&mut self) -> Result<Message, BusError> {
+        let m = self.consumer.recv().await.map_err(unavailable)?;
+        let msg = Message {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: m.payload().map(Bytes::copy_from_slice),
+        };
+        if !self.grouped {
+            let k = (msg.topic.clone(), msg.partition);
+            if self.ends.get(&k).is_some_and(|end| msg.offset + 1 >= *end) {
+                self.ends.remove(&k);
+            }
+        }
+        Ok(msg)
+    }
+
+    fn applied(&mut self, msg: &Message) -> Result<(), BusError> {
+        if self.grouped {
+            self.consumer.store_offset(&msg.topic, msg.partition, msg.offset).map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), BusError> {
+        if !self.grouped {
+            return Ok(());
+        }
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => Ok(()),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn caught_up(&self) -> bool {
+        self.grouped || self.ends.is_empty()
+    }
+}

@@ -1,0 +1,90 @@
+//! Publish/subscribe for the IOC: one interface ([`Bus`], [`Subscription`]) with two
+//! implementations, Kafka through rdkafka ([`KafkaBus`]) and an in-memory log for the embedded
+//! demo ([`MemoryBus`]). Keys are entity ids, so one entity's events stay in order.
+//!
+//! This crate owns delivery semantics: a publish resolves only when the broker acknowledged
+//! the write (acks=all, idempotent producer), and a group consumer's offsets advance only past
+//! messages the caller marked as applied. It must never interpret payloads (that is `model`'s
+//! job) nor keep application state.
+
+mod kafka;
+mod memory;
+mod topics;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use kafka::{KafkaBus, KafkaConfig};
+pub use memory::MemoryBus;
+pub use topics::{TopicSpec, Topics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The broker cannot take writes or serve reads right now; retry later.
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    /// A misconfiguration or a refused request that retrying will not fix.
+    #[error("bus request refused: {0}")]
+    Refused(String),
+    /// The subscription ended (bus shut down).
+    #[error("subscription closed")]
+    Closed,
+}
+
+/// Where a published message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A message read from a topic. `payload` is `None` for a tombstone (a deleted key).
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Option<Bytes>,
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Writes one message; resolves when the broker has acknowledged it durably.
+    /// `payload: None` writes a tombstone (deletes `key` from a compacted topic).
+    async fn publish(&self, topic: &str, key: &str, payload: Option<Vec<u8>>) -> Result<Delivered, BusError>;
+
+    /// Creates the topics that do not exist yet (existing ones are left as they are).
+    async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<(), BusError>;
+
+    /// Joins consumer group `group` on `topics`, resuming after the last committed offsets
+    /// (from the beginning for a new group).
+    async fn join_group(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// Reads every partition of `topics` from the beginning, outside any group: for compacted
+    /// topics that a reader rebuilds state from (registry, state replicas).
+    async fn read_all(&self, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// Succeeds when the bus can serve requests now.
+    async fn check_ready(&self) -> Result<(), BusError>;
+
+    /// A short name for logs and `/readyz` ("kafka", "memory").
+    fn name(&self) -> &'static str;
+}
+
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next message, waiting for one to arrive.
+    async fn next(&mut self) -> Result<Message, BusError>;
+
+    /// Marks `msg` as applied: its group offset may be committed from now on. Offsets never
+    /// advance past a message that was not marked.
+    fn applied(&mut self, msg: &Message) -> Result<(), BusError>;
+
+    /// Commits the applied positions now (before a clean shutdown, say).
+    async fn commit(&mut self) -> Result<(), BusError>;
+
+    /// For `read_all`: true once every partition was read up to where it ended when the
+    /// subscription started. Always true for group subscriptions.
+    fn caught_up(&self) -> bool;
+}

@@ -1,0 +1,70 @@
+//! Map layers: what a client subscribes to and what the REST API lists.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FieldError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// Salinity stations with their latest values and level.
+    Salinity,
+    /// Air-quality stations with their latest concentrations.
+    AirQuality,
+    /// Administrative units (boundaries; approximate in the fixtures).
+    Units,
+}
+
+impl Layer {
+    pub const ALL: [Layer; 3] = [Layer::Salinity, Layer::AirQuality, Layer::Units];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Salinity => "salinity",
+            Layer::AirQuality => "air_quality",
+            Layer::Units => "units",
+        }
+    }
+
+    pub fn title_vi(self) -> &'static str {
+        match self {
+            Layer::Salinity => "Trạm đo mặn",
+            Layer::AirQuality => "Trạm quan trắc không khí",
+            Layer::Units => "Đơn vị hành chính",
+        }
+    }
+
+    pub fn title_en(self) -> &'static str {
+        match self {
+            Layer::Salinity => "Salinity stations",
+            Layer::AirQuality => "Air-quality stations",
+            Layer::Units => "Administrative units",
+        }
+    }
+
+    /// Live layers change with readings; others change only with the registry.
+    pub fn is_live(self) -> bool {
+        !matches!(self, Layer::Units)
+    }
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Layer {
+    type Err = FieldError;
+    fn from_str(s: &str) -> Result<Self, FieldError> {
+        Layer::ALL.into_iter().find(|l| l.as_str() == s).ok_or_else(|| {
+            FieldError::new(
+                "layers",
+                format!("unknown layer {s:?}; known: {}", Layer::ALL.map(|l| l.as_str()).join(", ")),
+            )
+        })
+    }
+}

@@ -1,0 +1,26 @@
+//! The IOC's shared vocabulary: the versioned event envelope that travels on the bus, the
+//! entities it speaks of (stations, readings, administrative units, zones, agencies), the
+//! state records read replicas hold, and the validation that turns sender input into them.
+//!
+//! This crate owns *meaning* and *validity*. It must never do I/O (no network, no files, no
+//! clocks other than the `now` its callers pass in) and must depend on no other crate of ours.
+
+pub mod envelope;
+pub mod error;
+pub mod geoindex;
+pub mod id;
+pub mod layer;
+pub mod place;
+pub mod reading;
+pub mod registry;
+pub mod state;
+pub mod text;
+
+pub use envelope::{Envelope, EventKind, ENVELOPE_VERSION};
+pub use error::{FieldError, Invalid};
+pub use id::{EntityId, LocalId};
+pub use layer::Layer;
+pub use place::{AdminUnit, Agency, GeoPoint, Station, StationKind, Zone};
+pub use reading::{Measurement, Parameter, RawReading, Reading, Unit};
+pub use registry::RegistryEntry;
+pub use state::{SourcePosition, StateRecord};

@@ -1,0 +1,27 @@
+//! Registry entries: the slowly-changing things (stations, units, agencies, zones) carried on
+//! the compacted `ioc.registry` topic, keyed by entity id.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::EntityId;
+use crate::place::{AdminUnit, Agency, Station, Zone};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RegistryEntry {
+    Station(Station),
+    Unit(AdminUnit),
+    Agency(Agency),
+    Zone(Zone),
+}
+
+impl RegistryEntry {
+    pub fn entity(&self) -> EntityId {
+        match self {
+            RegistryEntry::Station(s) => EntityId::new("station", &s.id),
+            RegistryEntry::Unit(u) => EntityId::new("unit", &u.id),
+            RegistryEntry::Agency(a) => EntityId::new("agency", &a.id),
+            RegistryEntry::Zone(z) => EntityId::new("zone", &z.id),
+        }
+    }
+}
