@@ -49,7 +49,8 @@ impl Default for KafkaConfig {
 impl KafkaConfig {
     fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers).set("client.id", &self.client_id);
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id);
         for (k, v) in &self.extra {
             c.set(k, v);
         }
@@ -89,20 +90,29 @@ impl KafkaBus {
         for (k, v) in extra {
             c.set(*k, *v);
         }
-        c.create().map_err(|e| BusError::Refused(format!("cannot create consumer: {e}")))
+        c.create()
+            .map_err(|e| BusError::Refused(format!("cannot create consumer: {e}")))
     }
 }
 
 #[async_trait]
 impl Bus for KafkaBus {
-    async fn publish(&self, topic: &str, key: &str, payload: Option<Vec<u8>>) -> Result<Delivered, BusError> {
+    async fn publish(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Option<Vec<u8>>,
+    ) -> Result<Delivered, BusError> {
         let mut record = FutureRecord::<str, [u8]>::to(topic).key(key);
         if let Some(p) = payload.as_deref() {
             record = record.payload(p);
         }
         let queue_wait = Duration::from_millis(self.config.publish_timeout_ms);
         match self.producer.send(record, queue_wait).await {
-            Ok(d) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+            Ok(d) => Ok(Delivered {
+                partition: d.partition,
+                offset: d.offset,
+            }),
             Err((e, _)) => Err(unavailable(e)),
         }
     }
@@ -113,7 +123,10 @@ impl Bus for KafkaBus {
             .client()
             .create()
             .map_err(|e| BusError::Refused(format!("cannot create admin client: {e}")))?;
-        let retention: Vec<String> = specs.iter().map(|s| s.retention_ms.unwrap_or(0).to_string()).collect();
+        let retention: Vec<String> = specs
+            .iter()
+            .map(|s| s.retention_ms.unwrap_or(0).to_string())
+            .collect();
         let new_topics: Vec<NewTopic> = specs
             .iter()
             .zip(&retention)
@@ -123,7 +136,10 @@ impl Bus for KafkaBus {
                     s.partitions,
                     TopicReplication::Fixed(self.config.replication_factor),
                 );
-                t = t.set("cleanup.policy", if s.compacted { "compact" } else { "delete" });
+                t = t.set(
+                    "cleanup.policy",
+                    if s.compacted { "compact" } else { "delete" },
+                );
                 if s.retention_ms.is_some() {
                     t = t.set("retention.ms", r);
                 }
@@ -131,27 +147,46 @@ impl Bus for KafkaBus {
             })
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = admin.create_topics(&new_topics, &opts).await.map_err(unavailable)?;
+        let results = admin
+            .create_topics(&new_topics, &opts)
+            .await
+            .map_err(unavailable)?;
         for r in results {
             match r {
                 Ok(name) => info!(topic = %name, "topic created"),
-                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => debug!(topic = %name, "topic exists"),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    debug!(topic = %name, "topic exists")
+                }
                 Err((name, code)) => {
-                    return Err(BusError::Refused(format!("cannot create topic {name}: {code}")))
+                    return Err(BusError::Refused(format!(
+                        "cannot create topic {name}: {code}"
+                    )))
                 }
             }
         }
         Ok(())
     }
 
-    async fn join_group(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError> {
+    async fn join_group(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError> {
         let consumer = self.consumer(
             group,
-            &[("enable.auto.commit", "true"), ("enable.auto.offset.store", "false"), ("auto.commit.interval.ms", "500")],
+            &[
+                ("enable.auto.commit", "true"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.commit.interval.ms", "500"),
+            ],
         )?;
         consumer.subscribe(topics).map_err(unavailable)?;
         info!(%group, ?topics, "joined consumer group");
-        Ok(Box::new(KafkaSubscription { consumer, grouped: true, ends: HashMap::new() }))
+        Ok(Box::new(KafkaSubscription {
+            consumer,
+            grouped: true,
+            ends: HashMap::new(),
+        }))
     }
 
     async fn read_all(&self, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError> {
@@ -168,17 +203,30 @@ impl Bus for KafkaBus {
         .map_err(|e| BusError::Unavailable(e.to_string()))??;
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), _) in &ends {
-            tpl.add_partition_offset(topic, *partition, Offset::Beginning).map_err(unavailable)?;
+            tpl.add_partition_offset(topic, *partition, Offset::Beginning)
+                .map_err(unavailable)?;
         }
         consumer.assign(&tpl).map_err(unavailable)?;
-        let ends = ends.into_iter().filter(|(_, (low, high))| high > low).map(|(k, (_, h))| (k, h)).collect();
-        Ok(Box::new(KafkaSubscription { consumer, grouped: false, ends }))
+        let ends = ends
+            .into_iter()
+            .filter(|(_, (low, high))| high > low)
+            .map(|(k, (_, h))| (k, h))
+            .collect();
+        Ok(Box::new(KafkaSubscription {
+            consumer,
+            grouped: false,
+            ends,
+        }))
     }
 
     async fn check_ready(&self) -> Result<(), BusError> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || {
-            producer.client().fetch_metadata(None, Duration::from_secs(2)).map(|_| ()).map_err(unavailable)
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(2))
+                .map(|_| ())
+                .map_err(unavailable)
         })
         .await
         .map_err(|e| BusError::Unavailable(e.to_string()))?
@@ -190,7 +238,10 @@ impl Bus for KafkaBus {
 }
 
 /// (topic, partition) -> (low, high) watermarks, for every partition of `topics`.
-fn watermarks(cfg: &KafkaConfig, topics: &[String]) -> Result<HashMap<(String, i32), (i64, i64)>, BusError> {
+fn watermarks(
+    cfg: &KafkaConfig,
+    topics: &[String],
+) -> Result<HashMap<(String, i32), (i64, i64)>, BusError> {
     let probe: rdkafka::consumer::BaseConsumer = cfg
         .client()
         .set("group.id", format!("{}-probe", cfg.client_id))
@@ -199,13 +250,20 @@ fn watermarks(cfg: &KafkaConfig, topics: &[String]) -> Result<HashMap<(String, i
     let timeout = Duration::from_secs(10);
     let mut out = HashMap::new();
     for t in topics {
-        let md = probe.fetch_metadata(Some(t), timeout).map_err(unavailable)?;
+        let md = probe
+            .fetch_metadata(Some(t), timeout)
+            .map_err(unavailable)?;
         for mt in md.topics() {
             if let Some(err) = mt.error() {
-                return Err(BusError::Unavailable(format!("topic {t}: {:?}", RDKafkaErrorCode::from(err))));
+                return Err(BusError::Unavailable(format!(
+                    "topic {t}: {:?}",
+                    RDKafkaErrorCode::from(err)
+                )));
             }
             for p in mt.partitions() {
-                let wm = probe.fetch_watermarks(t, p.id(), timeout).map_err(unavailable)?;
+                let wm = probe
+                    .fetch_watermarks(t, p.id(), timeout)
+                    .map_err(unavailable)?;
                 out.insert((t.clone(), p.id()), wm);
             }
         }
@@ -215,7 +273,10 @@ fn watermarks(cfg: &KafkaConfig, topics: &[String]) -> Result<HashMap<(String, i
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{:x}-{}", nanos, std::process::id())
 }
 
@@ -248,7 +309,9 @@ impl Subscription for KafkaSubscription {
 
     fn applied(&mut self, msg: &Message) -> Result<(), BusError> {
         if self.grouped {
-            self.consumer.store_offset(&msg.topic, msg.partition, msg.offset).map_err(unavailable)?;
+            self.consumer
+                .store_offset(&msg.topic, msg.partition, msg.offset)
+                .map_err(unavailable)?;
         }
         Ok(())
     }

@@ -52,14 +52,23 @@ pub struct Message {
 pub trait Bus: Send + Sync + 'static {
     /// Writes one message; resolves when the broker has acknowledged it durably.
     /// `payload: None` writes a tombstone (deletes `key` from a compacted topic).
-    async fn publish(&self, topic: &str, key: &str, payload: Option<Vec<u8>>) -> Result<Delivered, BusError>;
+    async fn publish(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Option<Vec<u8>>,
+    ) -> Result<Delivered, BusError>;
 
     /// Creates the topics that do not exist yet (existing ones are left as they are).
     async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<(), BusError>;
 
     /// Joins consumer group `group` on `topics`, resuming after the last committed offsets
     /// (from the beginning for a new group).
-    async fn join_group(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError>;
+    async fn join_group(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError>;
 
     /// Reads every partition of `topics` from the beginning, outside any group: for compacted
     /// topics that a reader rebuilds state from (registry, state replicas).

@@ -24,7 +24,12 @@ struct Log {
 
 impl Log {
     fn new(compacted: bool, retain: usize) -> Self {
-        Self { compacted, retain, next_offset: 0, messages: VecDeque::new() }
+        Self {
+            compacted,
+            retain,
+            next_offset: 0,
+            messages: VecDeque::new(),
+        }
     }
 
     fn append(&mut self, topic: &str, key: &str, payload: Option<Bytes>) -> i64 {
@@ -91,7 +96,11 @@ impl Default for MemoryBus {
 impl MemoryBus {
     /// A bus keeping at most `retain` messages per non-compacted topic.
     pub fn with_retention(retain: usize) -> Self {
-        Self { inner: Arc::default(), notify: Arc::new(Notify::new()), retain }
+        Self {
+            inner: Arc::default(),
+            notify: Arc::new(Notify::new()),
+            retain,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -105,10 +114,18 @@ impl MemoryBus {
         let mut ends = Vec::new();
         for t in topics {
             let retain = self.retain;
-            let log = inner.logs.entry(t.to_string()).or_insert_with(|| Log::new(false, retain));
+            let log = inner
+                .logs
+                .entry(t.to_string())
+                .or_insert_with(|| Log::new(false, retain));
             ends.push(log.next_offset);
             let start = group
-                .and_then(|g| inner.committed.get(&(g.to_string(), t.to_string())).copied())
+                .and_then(|g| {
+                    inner
+                        .committed
+                        .get(&(g.to_string(), t.to_string()))
+                        .copied()
+                })
                 .unwrap_or(0);
             positions.push((t.to_string(), start));
         }
@@ -124,28 +141,46 @@ impl MemoryBus {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn publish(&self, topic: &str, key: &str, payload: Option<Vec<u8>>) -> Result<Delivered, BusError> {
+    async fn publish(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Option<Vec<u8>>,
+    ) -> Result<Delivered, BusError> {
         let offset = {
             let mut inner = self.lock();
             let retain = self.retain;
-            let log = inner.logs.entry(topic.to_string()).or_insert_with(|| Log::new(false, retain));
+            let log = inner
+                .logs
+                .entry(topic.to_string())
+                .or_insert_with(|| Log::new(false, retain));
             log.append(topic, key, payload.map(Bytes::from))
         };
         self.notify.notify_waiters();
-        Ok(Delivered { partition: 0, offset })
+        Ok(Delivered {
+            partition: 0,
+            offset,
+        })
     }
 
     async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<(), BusError> {
         let mut inner = self.lock();
         for s in specs {
             let retain = self.retain;
-            let log = inner.logs.entry(s.name.clone()).or_insert_with(|| Log::new(s.compacted, retain));
+            let log = inner
+                .logs
+                .entry(s.name.clone())
+                .or_insert_with(|| Log::new(s.compacted, retain));
             log.compacted = s.compacted;
         }
         Ok(())
     }
 
-    async fn join_group(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError> {
+    async fn join_group(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError> {
         Ok(Box::new(self.subscription(Some(group), topics)))
     }
 
@@ -208,7 +243,10 @@ impl Subscription for MemorySubscription {
     fn applied(&mut self, msg: &Message) -> Result<(), BusError> {
         if let Some(g) = &self.group {
             let mut inner = self.bus.lock();
-            let slot = inner.committed.entry((g.clone(), msg.topic.clone())).or_insert(0);
+            let slot = inner
+                .committed
+                .entry((g.clone(), msg.topic.clone()))
+                .or_insert(0);
             *slot = (*slot).max(msg.offset + 1);
         }
         Ok(())
@@ -219,7 +257,12 @@ impl Subscription for MemorySubscription {
     }
 
     fn caught_up(&self) -> bool {
-        self.group.is_some() || self.positions.iter().zip(&self.ends).all(|((_, pos), end)| pos >= end)
+        self.group.is_some()
+            || self
+                .positions
+                .iter()
+                .zip(&self.ends)
+                .all(|((_, pos), end)| pos >= end)
     }
 }
 
@@ -228,7 +271,9 @@ mod tests {
     use super::*;
 
     async fn publish(bus: &MemoryBus, topic: &str, key: &str, body: &str) {
-        bus.publish(topic, key, Some(body.as_bytes().to_vec())).await.unwrap();
+        bus.publish(topic, key, Some(body.as_bytes().to_vec()))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -245,7 +290,11 @@ mod tests {
         let _unapplied = sub.next().await.unwrap();
         drop(sub);
         let mut again = bus.join_group("g", &["t"]).await.unwrap();
-        assert_eq!(again.next().await.unwrap().offset, 3, "the unapplied message comes again");
+        assert_eq!(
+            again.next().await.unwrap().offset,
+            3,
+            "the unapplied message comes again"
+        );
     }
 
     #[tokio::test]
@@ -263,9 +312,14 @@ mod tests {
     #[tokio::test]
     async fn compacted_topics_keep_the_latest_of_every_key() {
         let bus = MemoryBus::with_retention(4);
-        bus.ensure_topics(&[TopicSpec { name: "c".into(), partitions: 1, compacted: true, retention_ms: None }])
-            .await
-            .unwrap();
+        bus.ensure_topics(&[TopicSpec {
+            name: "c".into(),
+            partitions: 1,
+            compacted: true,
+            retention_ms: None,
+        }])
+        .await
+        .unwrap();
         for i in 0..20 {
             publish(&bus, "c", &format!("k{}", i % 3), &i.to_string()).await;
         }
@@ -273,7 +327,10 @@ mod tests {
         let mut latest = HashMap::new();
         while !sub.caught_up() {
             let m = sub.next().await.unwrap();
-            latest.insert(m.key.unwrap(), String::from_utf8(m.payload.unwrap().to_vec()).unwrap());
+            latest.insert(
+                m.key.unwrap(),
+                String::from_utf8(m.payload.unwrap().to_vec()).unwrap(),
+            );
         }
         assert_eq!(latest["k0"], "18");
         assert_eq!(latest["k1"], "19");
@@ -289,7 +346,10 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             b.publish("w", "k", Some(b"x".to_vec())).await.unwrap();
         });
-        let m = tokio::time::timeout(std::time::Duration::from_secs(2), sub.next()).await.unwrap().unwrap();
+        let m = tokio::time::timeout(std::time::Duration::from_secs(2), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(m.payload.unwrap().as_ref(), b"x");
     }
 }

@@ -44,12 +44,13 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 impl Topics {
     /// Specs for every topic, with `partitions` for the keyed event streams.
     pub fn specs(&self, partitions: i32) -> Vec<TopicSpec> {
-        let spec = |name: &str, partitions: i32, compacted: bool, retention_ms: Option<i64>| TopicSpec {
-            name: name.to_string(),
-            partitions,
-            compacted,
-            retention_ms,
-        };
+        let spec =
+            |name: &str, partitions: i32, compacted: bool, retention_ms: Option<i64>| TopicSpec {
+                name: name.to_string(),
+                partitions,
+                compacted,
+                retention_ms,
+            };
         vec![
             spec(&self.readings, partitions, false, Some(7 * DAY_MS)),
             spec(&self.cameras, partitions, false, Some(7 * DAY_MS)),

@@ -1,0 +1,291 @@
+//! Sensor ingest: readings arrive over MQTT, HTTP push or HTTP poll, are validated and
+//! converted to canonical units (`model`), and are written to the readings topic keyed by
+//! station. A sender is acknowledged (HTTP 202, MQTT PUBACK) only after the bus acknowledged
+//! every reading it sent; what cannot be accepted goes to the dead-letter topic with the reason.
+//!
+//! It owns *the edge*: parsing untrusted input, limits, acknowledgements. It must never keep
+//! live state (stream-core does) and never drop an input silently.
+
+pub mod http;
+pub mod mqtt;
+pub mod poll;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bus::{Bus, BusError, Topics};
+use chrono::Utc;
+use model::reading::{split_payload, RawReading};
+use model::{EntityId, Envelope, EventKind, FieldError, LocalId, Reading, RegistryEntry};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{info, warn};
+
+/// Why one item of a payload was refused.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ItemRejection {
+    pub index: usize,
+    pub errors: Vec<FieldError>,
+}
+
+/// What became of a payload.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Accepted {
+    /// Readings written to the bus.
+    pub accepted: usize,
+    /// Readings a poll source had already delivered (not written again).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unchanged: usize,
+    pub rejected: Vec<ItemRejection>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The bus did not acknowledge; the sender must retry (nothing was acknowledged to it).
+    #[error("the bus cannot take writes now: {0}")]
+    BusUnavailable(String),
+    /// The station registry is not loaded yet, so stations cannot be checked.
+    #[error("the station registry is still loading")]
+    NotReady,
+}
+
+impl From<BusError> for IngestError {
+    fn from(e: BusError) -> Self {
+        IngestError::BusUnavailable(e.to_string())
+    }
+}
+
+/// The stations ingest accepts readings for, kept current from the registry topic.
+#[derive(Default)]
+pub struct KnownStations {
+    ids: RwLock<HashSet<LocalId>>,
+    ready: AtomicBool,
+}
+
+impl KnownStations {
+    pub fn contains(&self, id: &LocalId) -> bool {
+        self.ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn insert(&self, id: LocalId) {
+        self.ids
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+    }
+
+    /// Follows the registry topic; ready once caught up.
+    pub async fn follow(self: Arc<Self>, bus: Arc<dyn Bus>, topic: String) -> Result<(), BusError> {
+        let mut sub = bus.read_all(&[&topic]).await?;
+        loop {
+            if !self.is_ready() && sub.caught_up() {
+                info!(
+                    stations = self.ids.read().map(|s| s.len()).unwrap_or(0),
+                    "ingest registry loaded"
+                );
+                self.ready.store(true, Ordering::Release);
+            }
+            let m = sub.next().await?;
+            let Some(env) = m
+                .payload
+                .as_deref()
+                .and_then(|p| Envelope::from_bytes(p).ok())
+            else {
+                continue;
+            };
+            if env.entity.kind() != "station" {
+                continue;
+            }
+            let Ok(id) = LocalId::parse("station", env.entity.local()) else {
+                continue;
+            };
+            match env.kind {
+                EventKind::RegistryUpsert => {
+                    if matches!(
+                        env.data_as::<RegistryEntry>(),
+                        Ok(RegistryEntry::Station(_))
+                    ) {
+                        self.insert(id);
+                    }
+                }
+                EventKind::RegistryRemove => {
+                    self.ids
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The accept path shared by every transport.
+pub struct SensorIngest {
+    bus: Arc<dyn Bus>,
+    topics: Topics,
+    stations: Arc<KnownStations>,
+}
+
+impl SensorIngest {
+    pub fn new(bus: Arc<dyn Bus>, topics: Topics, stations: Arc<KnownStations>) -> Self {
+        Self {
+            bus,
+            topics,
+            stations,
+        }
+    }
+
+    pub fn stations(&self) -> &Arc<KnownStations> {
+        &self.stations
+    }
+
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    /// Validates every item of `payload`, writes the good ones to the readings topic and the
+    /// bad ones to the dead-letter topic, and returns once the bus acknowledged all writes.
+    /// `topic_station` is the station named by the transport (MQTT topic), if any.
+    pub async fn accept(
+        &self,
+        source: &str,
+        topic_station: Option<&LocalId>,
+        payload: &Value,
+    ) -> Result<Accepted, IngestError> {
+        self.accept_new(source, topic_station, payload, |_| true)
+            .await
+    }
+
+    /// Like [`accept`](Self::accept), but skips readings for which `is_new` is false (a poll
+    /// source returning what it returned before).
+    pub async fn accept_new(
+        &self,
+        source: &str,
+        topic_station: Option<&LocalId>,
+        payload: &Value,
+        mut is_new: impl FnMut(&Reading) -> bool,
+    ) -> Result<Accepted, IngestError> {
+        if !self.stations.is_ready() {
+            return Err(IngestError::NotReady);
+        }
+        let now = Utc::now();
+        let mut out = Accepted::default();
+        let mut good = Vec::new();
+        let mut dead = Vec::new();
+        for (index, item) in split_payload(payload).into_iter().enumerate() {
+            let result = RawReading(item)
+                .validate(topic_station, now)
+                .map_err(|e| e.errors)
+                .and_then(|r| {
+                    if self.stations.contains(&r.station) {
+                        Ok(r)
+                    } else {
+                        Err(vec![FieldError::new(
+                            "station",
+                            format!("{} is not a registered station", r.station),
+                        )])
+                    }
+                });
+            match result {
+                Ok(r) if !is_new(&r) => out.unchanged += 1,
+                Ok(r) => good.push(r),
+                Err(errors) => {
+                    let entity = item
+                        .get("station")
+                        .and_then(Value::as_str)
+                        .and_then(|s| LocalId::parse("station", s).ok())
+                        .or_else(|| topic_station.cloned())
+                        .map(|s| EntityId::station(&s));
+                    dead.push(Envelope::dead_letter(
+                        source,
+                        entity,
+                        errors.clone(),
+                        item.clone(),
+                        now,
+                    ));
+                    out.rejected.push(ItemRejection { index, errors });
+                }
+            }
+        }
+        let envelopes: Vec<Envelope> = good
+            .iter()
+            .map(|r| {
+                Envelope::new(
+                    EventKind::SensorReading,
+                    EntityId::station(&r.station),
+                    r.ts,
+                    now,
+                    source,
+                    serde_json::to_value(r).expect("readings serialise"),
+                )
+            })
+            .collect();
+        let writes = envelopes.iter().map(|env| {
+            self.bus.publish(
+                &self.topics.readings,
+                env.entity.as_str(),
+                Some(env.to_bytes()),
+            )
+        });
+        let dead_writes = dead.iter().map(|env| {
+            self.bus
+                .publish(&self.topics.deadletter, source, Some(env.to_bytes()))
+        });
+        let (written, dead_written) = futures::join!(
+            futures::future::join_all(writes),
+            futures::future::join_all(dead_writes)
+        );
+        let failed = written
+            .iter()
+            .chain(dead_written.iter())
+            .find_map(|r| r.as_ref().err());
+        if let Some(e) = failed {
+            warn!(%source, error = %e, "bus write failed; sender not acknowledged");
+            metrics::counter!("ioc_ingest_unavailable_total").increment(1);
+            return Err(IngestError::BusUnavailable(e.to_string()));
+        }
+        out.accepted = good.len();
+        metrics::counter!("ioc_ingest_readings_total", "outcome" => "accepted")
+            .increment(good.len() as u64);
+        metrics::counter!("ioc_ingest_readings_total", "outcome" => "rejected")
+            .increment(dead.len() as u64);
+        if !dead.is_empty() {
+            warn!(%source, rejected = dead.len(), "readings refused and dead-lettered");
+        }
+        Ok(out)
+    }
+
+    /// Writes a payload that could not even be parsed to the dead-letter topic.
+    pub async fn dead_letter_unparsed(
+        &self,
+        source: &str,
+        bytes: &[u8],
+        reason: String,
+    ) -> Result<(), IngestError> {
+        let env = Envelope::dead_letter(
+            source,
+            None,
+            vec![FieldError::new("payload", reason)],
+            model::envelope::original_value(bytes),
+            Utc::now(),
+        );
+        metrics::counter!("ioc_ingest_readings_total", "outcome" => "unparsed").increment(1);
+        self.bus
+            .publish(&self.topics.deadletter, source, Some(env.to_bytes()))
+            .await?;
+        Ok(())
+    }
+}

@@ -75,7 +75,10 @@ impl Envelope {
         let env: Envelope = serde_json::from_slice(bytes)
             .map_err(|e| FieldError::new("envelope", format!("not a valid envelope: {e}")))?;
         if env.v != ENVELOPE_VERSION {
-            return Err(FieldError::new("v", format!("envelope version {} is not supported", env.v)));
+            return Err(FieldError::new(
+                "v",
+                format!("envelope version {} is not supported", env.v),
+            ));
         }
         Ok(env)
     }
@@ -127,5 +130,50 @@ mod tests {
         v["v"] = json!(2);
         let e = Envelope::from_bytes(&serde_json::to_vec(&v).unwrap()).unwrap_err();
         assert_eq!(e.field, "v");
+    }
+}
+
+/// What the dead-letter topic holds: input that could not be accepted, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Where the input came from (`mqtt:<topic>`, `http:/ingest/v1/readings`, ...).
+    pub source: String,
+    pub errors: Vec<crate::FieldError>,
+    /// The input as received (JSON when it parsed, else the text, cut to 64 KiB).
+    pub original: Value,
+}
+
+impl Envelope {
+    /// A `deadletter` event for input from `source` refused for `errors`.
+    pub fn dead_letter(
+        source: &str,
+        entity: Option<EntityId>,
+        errors: Vec<crate::FieldError>,
+        original: Value,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let entity = entity.unwrap_or_else(|| EntityId("source:unknown".to_string()));
+        let data = DeadLetter {
+            source: source.to_string(),
+            errors,
+            original,
+        };
+        Envelope::new(
+            EventKind::DeadLetter,
+            entity,
+            now.fixed_offset(),
+            now,
+            source,
+            serde_json::to_value(data).expect("dead letters serialise"),
+        )
+    }
+}
+
+/// Raw bytes as a JSON value for a dead letter: parsed when they are JSON, else (lossy) text.
+pub fn original_value(bytes: &[u8]) -> Value {
+    const MAX: usize = 64 * 1024;
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) if bytes.len() <= MAX => v,
+        _ => Value::String(String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]).into_owned()),
     }
 }

@@ -1,10 +1,10 @@
 //! Validation errors that name the field and say what is wrong with it, so that a sender,
 //! an operator reading the dead-letter topic, or an API client can act on them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One thing wrong with one field of an input.
-#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct FieldError {
     /// Dotted path of the offending field, e.g. `value` or `position.lat`.
@@ -15,7 +15,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// The same error, seen from one level up (`value` -> `readings[3].value`).
@@ -67,7 +70,9 @@ impl Checker {
         if self.errors.is_empty() {
             Ok(value())
         } else {
-            Err(Invalid { errors: self.errors })
+            Err(Invalid {
+                errors: self.errors,
+            })
         }
     }
 }

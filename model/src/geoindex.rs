@@ -24,7 +24,10 @@ pub struct BoxIndex<K: Clone + Eq + Hash> {
 
 impl<K: Clone + Eq + Hash> Default for BoxIndex<K> {
     fn default() -> Self {
-        Self { tree: RTree::new(), boxes: HashMap::new() }
+        Self {
+            tree: RTree::new(),
+            boxes: HashMap::new(),
+        }
     }
 }
 
@@ -36,7 +39,8 @@ impl<K: Clone + Eq + Hash> BoxIndex<K> {
             }
             self.remove(&key);
         }
-        self.tree.insert(GeomWithData::new(rect(&bbox), key.clone()));
+        self.tree
+            .insert(GeomWithData::new(rect(&bbox), key.clone()));
         self.boxes.insert(key, bbox);
     }
 
@@ -49,7 +53,9 @@ impl<K: Clone + Eq + Hash> BoxIndex<K> {
     /// Keys whose boxes intersect `[w, s, e, n]`.
     pub fn query<'a>(&'a self, bbox: &[f64; 4]) -> impl Iterator<Item = &'a K> + 'a {
         let env = AABB::from_corners([bbox[0], bbox[1]], [bbox[2], bbox[3]]);
-        self.tree.locate_in_envelope_intersecting(&env).map(|e| &e.data)
+        self.tree
+            .locate_in_envelope_intersecting(&env)
+            .map(|e| &e.data)
     }
 
     pub fn len(&self) -> usize {
@@ -77,8 +83,10 @@ pub struct UnitIndex {
 impl UnitIndex {
     /// Builds the index from `(id, parent, shape)`; depth comes from the parent chain.
     pub fn build(units: Vec<(LocalId, Option<LocalId>, MultiPolygon<f64>)>) -> Self {
-        let parents: HashMap<LocalId, Option<LocalId>> =
-            units.iter().map(|(id, p, _)| (id.clone(), p.clone())).collect();
+        let parents: HashMap<LocalId, Option<LocalId>> = units
+            .iter()
+            .map(|(id, p, _)| (id.clone(), p.clone()))
+            .collect();
         let depth = |id: &LocalId| {
             let mut d = 0;
             let mut cur = parents.get(id).cloned().flatten();
@@ -94,15 +102,24 @@ impl UnitIndex {
         let mut shapes = Vec::with_capacity(units.len());
         let mut entries = Vec::with_capacity(units.len());
         for (id, _, shape) in units {
-            let Some(r) = shape.bounding_rect() else { continue };
+            let Some(r) = shape.bounding_rect() else {
+                continue;
+            };
             let idx = shapes.len();
             entries.push(GeomWithData::new(
                 rect(&[r.min().x, r.min().y, r.max().x, r.max().y]),
                 idx,
             ));
-            shapes.push(UnitShape { depth: depth(&id), id, shape });
+            shapes.push(UnitShape {
+                depth: depth(&id),
+                id,
+                shape,
+            });
         }
-        Self { tree: RTree::bulk_load(entries), units: shapes }
+        Self {
+            tree: RTree::bulk_load(entries),
+            units: shapes,
+        }
     }
 
     /// Units containing the point (boundary included), deepest first.
@@ -151,14 +168,20 @@ mod tests {
 
     #[test]
     fn units_are_located_deepest_first_with_edges_included() {
-        let province = polygon![(x: 0.0, y: 0.0), (x: 10.0, y: 0.0), (x: 10.0, y: 10.0), (x: 0.0, y: 10.0)];
-        let district = polygon![(x: 0.0, y: 0.0), (x: 5.0, y: 0.0), (x: 5.0, y: 5.0), (x: 0.0, y: 5.0)];
+        let province =
+            polygon![(x: 0.0, y: 0.0), (x: 10.0, y: 0.0), (x: 10.0, y: 10.0), (x: 0.0, y: 10.0)];
+        let district =
+            polygon![(x: 0.0, y: 0.0), (x: 5.0, y: 0.0), (x: 5.0, y: 5.0), (x: 0.0, y: 5.0)];
         let ix = UnitIndex::build(vec![
             (id("p"), None, MultiPolygon(vec![province])),
             (id("d"), Some(id("p")), MultiPolygon(vec![district])),
         ]);
         assert_eq!(ix.locate(1.0, 1.0), vec![id("d"), id("p")]);
-        assert_eq!(ix.locate(5.0, 2.0), vec![id("d"), id("p")], "on the district edge");
+        assert_eq!(
+            ix.locate(5.0, 2.0),
+            vec![id("d"), id("p")],
+            "on the district edge"
+        );
         assert_eq!(ix.locate(7.0, 7.0), vec![id("p")]);
         assert!(ix.locate(11.0, 1.0).is_empty());
     }

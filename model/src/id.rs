@@ -23,12 +23,15 @@ impl LocalId {
             return Err(FieldError::new(field, "must not be empty"));
         }
         if s.len() > MAX_ID_LEN {
-            return Err(FieldError::new(field, format!("longer than {MAX_ID_LEN} characters")));
+            return Err(FieldError::new(
+                field,
+                format!("longer than {MAX_ID_LEN} characters"),
+            ));
         }
         let first_ok = s.as_bytes()[0].is_ascii_lowercase() || s.as_bytes()[0].is_ascii_digit();
-        let all_ok = s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+        let all_ok = s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
         if !first_ok || !all_ok {
             return Err(FieldError::new(
                 field,
@@ -59,7 +62,7 @@ impl<'de> Deserialize<'de> for LocalId {
 /// `kind:local`, e.g. `station:hg-vt-sal-01`, `unit:hg-vi-thanh`. The bus key of an entity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct EntityId(String);
+pub struct EntityId(pub(crate) String);
 
 impl EntityId {
     pub fn new(kind: &str, local: &LocalId) -> Self {
@@ -71,8 +74,9 @@ impl EntityId {
     }
 
     pub fn parse(s: &str) -> Result<Self, FieldError> {
-        let (kind, local) =
-            s.split_once(':').ok_or_else(|| FieldError::new("entity", "must look like kind:id"))?;
+        let (kind, local) = s
+            .split_once(':')
+            .ok_or_else(|| FieldError::new("entity", "must look like kind:id"))?;
         if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_lowercase()) {
             return Err(FieldError::new("entity", "kind must be lower-case letters"));
         }
@@ -114,7 +118,16 @@ mod tests {
     fn safe_ids_pass_and_unsafe_ones_name_the_field() {
         assert!(LocalId::parse("station", "hg-vt-sal-01").is_ok());
         assert!(LocalId::parse("station", "a.b_c").is_ok());
-        for bad in ["", "-x", "HG-01", "a b", "a/b", "x;drop", "ấp", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "-x",
+            "HG-01",
+            "a b",
+            "a/b",
+            "x;drop",
+            "ấp",
+            &"a".repeat(65),
+        ] {
             let e = LocalId::parse("station", bad).unwrap_err();
             assert_eq!(e.field, "station", "{bad:?}");
         }

@@ -60,11 +60,17 @@ impl fmt::Display for Layer {
 impl FromStr for Layer {
     type Err = FieldError;
     fn from_str(s: &str) -> Result<Self, FieldError> {
-        Layer::ALL.into_iter().find(|l| l.as_str() == s).ok_or_else(|| {
-            FieldError::new(
-                "layers",
-                format!("unknown layer {s:?}; known: {}", Layer::ALL.map(|l| l.as_str()).join(", ")),
-            )
-        })
+        Layer::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| {
+                FieldError::new(
+                    "layers",
+                    format!(
+                        "unknown layer {s:?}; known: {}",
+                        Layer::ALL.map(|l| l.as_str()).join(", ")
+                    ),
+                )
+            })
     }
 }

@@ -19,10 +19,16 @@ pub struct GeoPoint {
 impl GeoPoint {
     pub fn new(lon: f64, lat: f64) -> Result<Self, FieldError> {
         if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
-            return Err(FieldError::new("position.lon", format!("{lon} is not a longitude in -180..180")));
+            return Err(FieldError::new(
+                "position.lon",
+                format!("{lon} is not a longitude in -180..180"),
+            ));
         }
         if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
-            return Err(FieldError::new("position.lat", format!("{lat} is not a latitude in -90..90")));
+            return Err(FieldError::new(
+                "position.lat",
+                format!("{lat} is not a latitude in -90..90"),
+            ));
         }
         Ok(Self { lon, lat })
     }
@@ -44,21 +50,32 @@ impl Area {
 
     /// The area as a geo multipolygon, refusing anything that is not a valid polygon.
     pub fn to_multipolygon(&self) -> Result<MultiPolygon<f64>, FieldError> {
-        let g: geo::Geometry<f64> = self
-            .0
-            .clone()
-            .try_into()
-            .map_err(|e| FieldError::new("geometry", format!("not a valid GeoJSON geometry: {e}")))?;
+        let g: geo::Geometry<f64> = self.0.clone().try_into().map_err(|e| {
+            FieldError::new("geometry", format!("not a valid GeoJSON geometry: {e}"))
+        })?;
         let mp = match g {
             geo::Geometry::Polygon(p) => MultiPolygon(vec![p]),
             geo::Geometry::MultiPolygon(mp) => mp,
-            _ => return Err(FieldError::new("geometry", "must be a Polygon or MultiPolygon")),
+            _ => {
+                return Err(FieldError::new(
+                    "geometry",
+                    "must be a Polygon or MultiPolygon",
+                ))
+            }
         };
         for p in &mp.0 {
             if p.exterior().0.len() < 4 {
-                return Err(FieldError::new("geometry", "a ring needs at least 4 positions"));
+                return Err(FieldError::new(
+                    "geometry",
+                    "a ring needs at least 4 positions",
+                ));
             }
-            for c in p.exterior().0.iter().chain(p.interiors().iter().flat_map(|r| r.0.iter())) {
+            for c in p
+                .exterior()
+                .0
+                .iter()
+                .chain(p.interiors().iter().flat_map(|r| r.0.iter()))
+            {
                 GeoPoint::new(c.x, c.y).map_err(|e| FieldError::new("geometry", e.reason))?;
             }
         }

@@ -187,7 +187,11 @@ impl fmt::Display for Unit {
 /// Converts `value` given in `unit` (as a sender wrote it) into the parameter's canonical
 /// unit. Unknown units, and units that do not fit the parameter, are refused by name.
 pub fn convert(parameter: Parameter, value: f64, unit: &str) -> Result<f64, FieldError> {
-    let u = unit.trim().replace('μ', "µ").replace('³', "3").to_lowercase();
+    let u = unit
+        .trim()
+        .replace('μ', "µ")
+        .replace('³', "3")
+        .to_lowercase();
     let u = u.replace("ug", "µg").replace("us/", "µs/");
     let unknown = || {
         FieldError::new(
@@ -231,15 +235,18 @@ pub fn convert(parameter: Parameter, value: f64, unit: &str) -> Result<f64, Fiel
             "%" | "%rh" => value,
             _ => return Err(unknown()),
         },
-        Parameter::Pm25 | Parameter::Pm10 | Parameter::So2 | Parameter::No2 | Parameter::O3 | Parameter::Co => {
-            match (u.as_str(), parameter.molar_mass()) {
-                ("µg/m3", _) => value,
-                ("mg/m3", _) => value * 1000.0,
-                ("ppb", Some(mw)) => value * mw / 24.45,
-                ("ppm", Some(mw)) => value * 1000.0 * mw / 24.45,
-                _ => return Err(unknown()),
-            }
-        }
+        Parameter::Pm25
+        | Parameter::Pm10
+        | Parameter::So2
+        | Parameter::No2
+        | Parameter::O3
+        | Parameter::Co => match (u.as_str(), parameter.molar_mass()) {
+            ("µg/m3", _) => value,
+            ("mg/m3", _) => value * 1000.0,
+            ("ppb", Some(mw)) => value * mw / 24.45,
+            ("ppm", Some(mw)) => value * 1000.0 * mw / 24.45,
+            _ => return Err(unknown()),
+        },
     };
     Ok(v)
 }
@@ -295,15 +302,19 @@ impl RawReading<'_> {
             return Err(FieldError::new("", "a reading must be a JSON object").into());
         };
         let station = match (obj.get("station"), topic_station) {
-            (Some(Value::String(s)), topic) => c.check(LocalId::parse("station", s)).and_then(|id| {
-                match topic {
-                    Some(t) if *t != id => {
-                        c.fail("station", format!("payload names {id} but the topic names {t}"));
-                        None
-                    }
-                    _ => Some(id),
-                }
-            }),
+            (Some(Value::String(s)), topic) => {
+                c.check(LocalId::parse("station", s))
+                    .and_then(|id| match topic {
+                        Some(t) if *t != id => {
+                            c.fail(
+                                "station",
+                                format!("payload names {id} but the topic names {t}"),
+                            );
+                            None
+                        }
+                        _ => Some(id),
+                    })
+            }
             (Some(_), _) => {
                 c.fail("station", "must be a string");
                 None
@@ -329,7 +340,10 @@ impl RawReading<'_> {
             Some(Value::String(s)) => c.check(parse_event_time(s, now)),
             Some(Value::Number(n)) => c.check(epoch_event_time(n.as_f64(), now)),
             Some(_) => {
-                c.fail("ts", "must be an RFC 3339 time with offset, or epoch seconds");
+                c.fail(
+                    "ts",
+                    "must be an RFC 3339 time with offset, or epoch seconds",
+                );
                 None
             }
             None => {
@@ -347,7 +361,10 @@ impl RawReading<'_> {
                 None
             }
             Some(_) => {
-                c.fail("value", "must be a finite number (NaN and Infinity are refused)");
+                c.fail(
+                    "value",
+                    "must be a finite number (NaN and Infinity are refused)",
+                );
                 None
             }
         };
@@ -376,7 +393,10 @@ impl RawReading<'_> {
                     } else {
                         c.fail(
                             "value",
-                            format!("{cv} {} is outside the plausible range {lo}..{hi} for {p}", p.canonical_unit()),
+                            format!(
+                                "{cv} {} is outside the plausible range {lo}..{hi} for {p}",
+                                p.canonical_unit()
+                            ),
                         );
                         None
                     }
@@ -397,8 +417,10 @@ impl RawReading<'_> {
                 value,
                 unit: canonical,
                 quality,
-                sent_as: (sent_unit != canonical.symbol())
-                    .then(|| Measurement { value: raw, unit: sent_unit.to_string() }),
+                sent_as: (sent_unit != canonical.symbol()).then(|| Measurement {
+                    value: raw,
+                    unit: sent_unit.to_string(),
+                }),
             }
         })
     }
@@ -406,10 +428,15 @@ impl RawReading<'_> {
 
 /// Earliest event time accepted: anything before is a sensor with an unset clock.
 fn earliest() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().expect("valid date")
+    Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid date")
 }
 
-fn check_time(ts: DateTime<FixedOffset>, now: DateTime<Utc>) -> Result<DateTime<FixedOffset>, FieldError> {
+fn check_time(
+    ts: DateTime<FixedOffset>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<FixedOffset>, FieldError> {
     if ts.with_timezone(&Utc) > now + MAX_FUTURE_SKEW {
         return Err(FieldError::new(
             "ts",
@@ -417,7 +444,10 @@ fn check_time(ts: DateTime<FixedOffset>, now: DateTime<Utc>) -> Result<DateTime<
         ));
     }
     if ts.with_timezone(&Utc) < earliest() {
-        return Err(FieldError::new("ts", format!("{ts} is before 2000: the sensor clock is not set")));
+        return Err(FieldError::new(
+            "ts",
+            format!("{ts} is before 2000: the sensor clock is not set"),
+        ));
     }
     Ok(ts)
 }
@@ -425,13 +455,21 @@ fn check_time(ts: DateTime<FixedOffset>, now: DateTime<Utc>) -> Result<DateTime<
 /// Parses an RFC 3339 event time; an offset is required (a time without one is ambiguous).
 pub fn parse_event_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<FixedOffset>, FieldError> {
     let ts = DateTime::parse_from_rfc3339(s.trim()).map_err(|_| {
-        FieldError::new("ts", format!("{s:?} is not an RFC 3339 time with offset, e.g. 2026-03-02T06:00:00+07:00"))
+        FieldError::new(
+            "ts",
+            format!("{s:?} is not an RFC 3339 time with offset, e.g. 2026-03-02T06:00:00+07:00"),
+        )
     })?;
     check_time(ts, now)
 }
 
-fn epoch_event_time(secs: Option<f64>, now: DateTime<Utc>) -> Result<DateTime<FixedOffset>, FieldError> {
-    let secs = secs.filter(|s| s.is_finite()).ok_or_else(|| FieldError::new("ts", "must be finite"))?;
+fn epoch_event_time(
+    secs: Option<f64>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<FixedOffset>, FieldError> {
+    let secs = secs
+        .filter(|s| s.is_finite())
+        .ok_or_else(|| FieldError::new("ts", "must be finite"))?;
     let millis = (secs * 1000.0).round() as i64;
     let ts = DateTime::<Utc>::from_timestamp_millis(millis)
         .ok_or_else(|| FieldError::new("ts", "epoch seconds out of range"))?;
@@ -469,7 +507,13 @@ mod tests {
         let r = RawReading(&v).validate(None, now()).unwrap();
         assert_eq!(r.unit, Unit::Permille);
         assert!((r.value - 2.3).abs() < 1e-9);
-        assert_eq!(r.sent_as, Some(Measurement { value: 2300.0, unit: "mg/L".into() }));
+        assert_eq!(
+            r.sent_as,
+            Some(Measurement {
+                value: 2300.0,
+                unit: "mg/L".into()
+            })
+        );
         assert_eq!(r.ts.offset().local_minus_utc(), 7 * 3600);
     }
 
@@ -478,7 +522,10 @@ mod tests {
         // 1 ppb NO2 = 46.0055 / 24.45 µg/m³ = 1.8816 µg/m³
         let v = convert(Parameter::No2, 100.0, "ppb").unwrap();
         assert!((v - 188.16).abs() < 0.01, "{v}");
-        assert!(convert(Parameter::Pm25, 1.0, "ppb").is_err(), "particles have no molar mass");
+        assert!(
+            convert(Parameter::Pm25, 1.0, "ppb").is_err(),
+            "particles have no molar mass"
+        );
     }
 
     #[test]
@@ -490,13 +537,15 @@ mod tests {
 
     #[test]
     fn future_and_unset_clocks_are_refused() {
-        let fut = json!({"station":"s1","parameter":"pm25","ts":"2026-03-02T07:10:00+07:00","value":1});
+        let fut =
+            json!({"station":"s1","parameter":"pm25","ts":"2026-03-02T07:10:00+07:00","value":1});
         let e = RawReading(&fut).validate(None, now()).unwrap_err();
         assert_eq!(field_names(&e), vec!["ts"]);
         assert!(e.errors[0].reason.contains("future"));
         let epoch0 = json!({"station":"s1","parameter":"pm25","ts":0,"value":1});
         assert!(RawReading(&epoch0).validate(None, now()).is_err());
-        let no_offset = json!({"station":"s1","parameter":"pm25","ts":"2026-03-02T06:00:00","value":1});
+        let no_offset =
+            json!({"station":"s1","parameter":"pm25","ts":"2026-03-02T06:00:00","value":1});
         assert!(RawReading(&no_offset).validate(None, now()).is_err());
     }
 
@@ -514,8 +563,15 @@ mod tests {
     fn topic_station_fills_in_and_must_agree() {
         let topic = LocalId::parse("station", "s1").unwrap();
         let v = json!({"parameter":"pm10","ts":"2026-03-02T06:00:00+07:00","value":10});
-        assert_eq!(RawReading(&v).validate(Some(&topic), now()).unwrap().station, topic);
-        let v = json!({"station":"s2","parameter":"pm10","ts":"2026-03-02T06:00:00+07:00","value":10});
+        assert_eq!(
+            RawReading(&v)
+                .validate(Some(&topic), now())
+                .unwrap()
+                .station,
+            topic
+        );
+        let v =
+            json!({"station":"s2","parameter":"pm10","ts":"2026-03-02T06:00:00+07:00","value":10});
         assert!(RawReading(&v).validate(Some(&topic), now()).is_err());
     }
 
@@ -523,6 +579,9 @@ mod tests {
     fn payload_shapes_split_into_items() {
         assert_eq!(split_payload(&json!({"a":1})).len(), 1);
         assert_eq!(split_payload(&json!([{"a":1},{"a":2}])).len(), 2);
-        assert_eq!(split_payload(&json!({"readings":[{"a":1},{"a":2},{"a":3}]})).len(), 3);
+        assert_eq!(
+            split_payload(&json!({"readings":[{"a":1},{"a":2},{"a":3}]})).len(),
+            3
+        );
     }
 }

@@ -25,3 +25,21 @@ impl RegistryEntry {
         }
     }
 }
+
+impl RegistryEntry {
+    /// The `registry.upsert` event announcing this entry.
+    pub fn upsert_event(
+        &self,
+        source: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Envelope {
+        crate::Envelope::new(
+            crate::EventKind::RegistryUpsert,
+            self.entity(),
+            now.fixed_offset(),
+            now,
+            source,
+            serde_json::to_value(self).expect("registry entries serialise"),
+        )
+    }
+}

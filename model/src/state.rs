@@ -37,7 +37,10 @@ pub struct StateRecord {
 impl StateRecord {
     /// Does the record's bbox intersect `[w, s, e, n]`?
     pub fn intersects(&self, bbox: &[f64; 4]) -> bool {
-        self.bbox[0] <= bbox[2] && self.bbox[2] >= bbox[0] && self.bbox[1] <= bbox[3] && self.bbox[3] >= bbox[1]
+        self.bbox[0] <= bbox[2]
+            && self.bbox[2] >= bbox[0]
+            && self.bbox[1] <= bbox[3]
+            && self.bbox[3] >= bbox[1]
     }
 
     /// Is the entity inside (or is it) the unit `unit`?
@@ -51,7 +54,12 @@ impl StateRecord {
         props.insert("layer".into(), Value::String(self.layer.as_str().into()));
         props.insert(
             "units".into(),
-            Value::Array(self.units.iter().map(|u| Value::String(u.to_string())).collect()),
+            Value::Array(
+                self.units
+                    .iter()
+                    .map(|u| Value::String(u.to_string()))
+                    .collect(),
+            ),
         );
         if let Some(ts) = self.updated {
             props.insert("updated".into(), Value::String(ts.to_rfc3339()));
@@ -86,7 +94,12 @@ pub fn geometry_bbox(g: &geojson::Geometry) -> Option<[f64; 4]> {
             GeometryCollection(gs) => gs.iter().for_each(|g| walk(&g.value, b)),
         }
     }
-    let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+    let mut b = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
     walk(&g.value, &mut b);
     b[0].is_finite().then_some(b)
 }
@@ -97,10 +110,12 @@ pub fn parse_bbox(s: &str) -> Result<[f64; 4], crate::FieldError> {
         .split(',')
         .map(|p| p.trim().parse::<f64>())
         .collect::<Result<_, _>>()
-        .map_err(|_| crate::FieldError::new("bbox", "must be four numbers: west,south,east,north"))?;
-    let b: [f64; 4] = parts
-        .try_into()
-        .map_err(|_| crate::FieldError::new("bbox", "must be four numbers: west,south,east,north"))?;
+        .map_err(|_| {
+            crate::FieldError::new("bbox", "must be four numbers: west,south,east,north")
+        })?;
+    let b: [f64; 4] = parts.try_into().map_err(|_| {
+        crate::FieldError::new("bbox", "must be four numbers: west,south,east,north")
+    })?;
     check_bbox(b)
 }
 
@@ -127,8 +142,18 @@ mod tests {
 
     #[test]
     fn bbox_parsing_refuses_nonsense() {
-        assert_eq!(parse_bbox("105,9,106,10.5").unwrap(), [105.0, 9.0, 106.0, 10.5]);
-        for bad in ["", "1,2,3", "a,b,c,d", "106,9,105,10", "0,-91,1,1", "NaN,0,1,1"] {
+        assert_eq!(
+            parse_bbox("105,9,106,10.5").unwrap(),
+            [105.0, 9.0, 106.0, 10.5]
+        );
+        for bad in [
+            "",
+            "1,2,3",
+            "a,b,c,d",
+            "106,9,105,10",
+            "0,-91,1,1",
+            "NaN,0,1,1",
+        ] {
             assert_eq!(parse_bbox(bad).unwrap_err().field, "bbox", "{bad}");
         }
     }

@@ -1,0 +1,346 @@
+//! A read replica of the live state: follows the compacted `ioc.state` topic from the
+//! beginning, holds every entity's latest record in a geo index, numbers each change with a
+//! sequence number and broadcasts it. map-api and ui-feeds both serve clients from it, so
+//! every replica process (one per API/feeds instance) sees the same picture.
+//!
+//! It owns *query and change-feed semantics* (bbox, layers, unit filter; `since` for resume).
+//! It must never change state (only stream-core does) nor know what a station or a camera is.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bus::{Bus, BusError};
+use model::geoindex::BoxIndex;
+use model::{EntityId, Layer, StateRecord};
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+/// One change of one entity. `record: None` means the entity was removed.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub seq: u64,
+    pub entity: EntityId,
+    pub record: Option<Arc<StateRecord>>,
+}
+
+/// What a client asks for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    pub layers: BTreeSet<Layer>,
+    /// `[w, s, e, n]`; `None` = everywhere.
+    pub bbox: Option<[f64; 4]>,
+    /// Only entities inside this administrative unit (any depth).
+    pub unit: Option<String>,
+}
+
+impl Query {
+    pub fn matches(&self, r: &StateRecord) -> bool {
+        self.layers.contains(&r.layer)
+            && self.bbox.is_none_or(|b| r.intersects(&b))
+            && self.unit.as_deref().is_none_or(|u| r.in_unit(u))
+    }
+}
+
+struct State {
+    records: HashMap<EntityId, Arc<StateRecord>>,
+    index: BoxIndex<EntityId>,
+    seq: u64,
+    /// (seq, entity) of recent changes, oldest first, for `changes_since`.
+    recent: VecDeque<(u64, EntityId)>,
+}
+
+pub struct Replica {
+    state: RwLock<State>,
+    tx: broadcast::Sender<Change>,
+    epoch: String,
+    recent_cap: usize,
+    ready: AtomicBool,
+}
+
+/// How many changes a replica remembers for resume by default.
+pub const DEFAULT_RECENT: usize = 100_000;
+/// How many changes a slow subscriber may lag before it must resync.
+pub const BROADCAST_CAPACITY: usize = 16_384;
+
+impl Replica {
+    pub fn new(recent_cap: usize) -> Arc<Self> {
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Arc::new(Self {
+            state: RwLock::new(State {
+                records: HashMap::new(),
+                index: BoxIndex::default(),
+                seq: 0,
+                recent: VecDeque::new(),
+            }),
+            tx,
+            epoch: uuid::Uuid::now_v7().simple().to_string()[..12].to_string(),
+            recent_cap,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Identifies this replica's sequence numbering; a resume against another epoch restarts
+    /// from a snapshot.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// True once the replica has read the state topic up to where it was at start-up.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies one record (or removal); returns the change's sequence number, or `None` when
+    /// nothing changed.
+    pub fn apply(&self, entity: EntityId, record: Option<StateRecord>) -> Option<u64> {
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let record = record.map(Arc::new);
+        match (&record, st.records.get(&entity)) {
+            (Some(new), Some(old)) if **new == **old => return None,
+            (None, None) => return None,
+            _ => {}
+        }
+        st.seq += 1;
+        let seq = st.seq;
+        match &record {
+            Some(r) => {
+                st.index.insert(entity.clone(), r.bbox);
+                st.records.insert(entity.clone(), r.clone());
+            }
+            None => {
+                st.index.remove(&entity);
+                st.records.remove(&entity);
+            }
+        }
+        st.recent.push_back((seq, entity.clone()));
+        if st.recent.len() > self.recent_cap {
+            st.recent.pop_front();
+        }
+        // No receivers is fine: nobody is watching yet.
+        let _ = self.tx.send(Change {
+            seq,
+            entity,
+            record,
+        });
+        Some(seq)
+    }
+
+    /// A receiver of every change from now on. Subscribe before taking a snapshot, then skip
+    /// changes whose `seq` the snapshot already covers.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.tx.subscribe()
+    }
+
+    /// The current sequence number and the records matching `q`, sorted by entity id,
+    /// at most `limit` of them.
+    pub fn snapshot(&self, q: &Query, limit: usize) -> (u64, Vec<Arc<StateRecord>>) {
+        let st = self.read();
+        let mut out: Vec<Arc<StateRecord>> = match q.bbox {
+            Some(b) => st
+                .index
+                .query(&b)
+                .filter_map(|id| st.records.get(id))
+                .filter(|r| q.matches(r))
+                .cloned()
+                .collect(),
+            None => st
+                .records
+                .values()
+                .filter(|r| q.matches(r))
+                .cloned()
+                .collect(),
+        };
+        out.sort_by(|a, b| a.entity.cmp(&b.entity));
+        out.truncate(limit);
+        (st.seq, out)
+    }
+
+    /// The entities changed after `since`, each with its current record (`None` if removed),
+    /// and the current sequence number; `None` when the replica no longer remembers that far.
+    pub fn changes_since(&self, since: u64) -> Option<(u64, Vec<Change>)> {
+        let st = self.read();
+        if since > st.seq {
+            return None;
+        }
+        let oldest_known = st.recent.front().map(|(s, _)| *s).unwrap_or(st.seq + 1);
+        if since + 1 < oldest_known && since < st.seq {
+            return None;
+        }
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (seq, entity) in st.recent.iter().rev().take_while(|(s, _)| *s > since) {
+            if seen.insert(entity.clone()) {
+                out.push(Change {
+                    seq: *seq,
+                    entity: entity.clone(),
+                    record: st.records.get(entity).cloned(),
+                });
+            }
+        }
+        out.reverse();
+        Some((st.seq, out))
+    }
+
+    /// Entities per layer.
+    pub fn counts(&self) -> HashMap<Layer, usize> {
+        let st = self.read();
+        let mut out = HashMap::new();
+        for r in st.records.values() {
+            *out.entry(r.layer).or_default() += 1;
+        }
+        out
+    }
+
+    pub fn get(&self, entity: &EntityId) -> Option<Arc<StateRecord>> {
+        self.read().records.get(entity).cloned()
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.read().seq
+    }
+
+    /// Follows `topic` from the beginning for as long as the bus serves it; becomes ready
+    /// once caught up with where the topic stood at start.
+    pub async fn follow(self: Arc<Self>, bus: Arc<dyn Bus>, topic: String) -> Result<(), BusError> {
+        let mut sub = bus.read_all(&[&topic]).await?;
+        loop {
+            if !self.is_ready() && sub.caught_up() {
+                info!(entities = self.read().records.len(), "replica caught up");
+                self.set_ready();
+            }
+            let m = sub.next().await?;
+            let Some(entity) = m.key.as_deref().and_then(|k| EntityId::parse(k).ok()) else {
+                warn!(
+                    offset = m.offset,
+                    "state message without a valid key skipped"
+                );
+                continue;
+            };
+            let record = match m
+                .payload
+                .as_deref()
+                .map(serde_json::from_slice::<StateRecord>)
+            {
+                Some(Ok(r)) => Some(r),
+                Some(Err(e)) => {
+                    warn!(%entity, error = %e, "unreadable state record skipped");
+                    continue;
+                }
+                None => None,
+            };
+            if self.apply(entity, record).is_some() {
+                metrics::counter!("ioc_replica_changes_total").increment(1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::LocalId;
+
+    fn rec(id: &str, layer: Layer, lon: f64, lat: f64, v: f64) -> StateRecord {
+        let mut properties = serde_json::Map::new();
+        properties.insert("v".into(), v.into());
+        StateRecord {
+            entity: EntityId::parse(id).unwrap(),
+            layer,
+            geometry: geojson::Geometry::new(geojson::Value::Point(vec![lon, lat])),
+            bbox: [lon, lat, lon, lat],
+            units: vec![LocalId::parse("u", "hg").unwrap()],
+            updated: None,
+            properties,
+            applied: Default::default(),
+        }
+    }
+
+    fn q(layers: &[Layer], bbox: Option<[f64; 4]>) -> Query {
+        Query {
+            layers: layers.iter().copied().collect(),
+            bbox,
+            unit: None,
+        }
+    }
+
+    #[test]
+    fn snapshots_filter_by_layer_bbox_and_unit() {
+        let r = Replica::new(100);
+        r.apply(
+            EntityId::parse("station:a").unwrap(),
+            Some(rec("station:a", Layer::Salinity, 105.5, 9.8, 1.0)),
+        );
+        r.apply(
+            EntityId::parse("station:b").unwrap(),
+            Some(rec("station:b", Layer::AirQuality, 106.4, 10.4, 1.0)),
+        );
+        let (seq, all) = r.snapshot(&q(&[Layer::Salinity, Layer::AirQuality], None), 100);
+        assert_eq!((seq, all.len()), (2, 2));
+        let (_, west) = r.snapshot(
+            &q(
+                &[Layer::Salinity, Layer::AirQuality],
+                Some([105.0, 9.5, 106.0, 10.0]),
+            ),
+            100,
+        );
+        assert_eq!(west.len(), 1);
+        assert_eq!(west[0].entity.as_str(), "station:a");
+        assert_eq!(r.snapshot(&q(&[Layer::Units], None), 100).1.len(), 0);
+        let mut by_unit = q(&[Layer::Salinity], None);
+        by_unit.unit = Some("tg".into());
+        assert!(r.snapshot(&by_unit, 100).1.is_empty());
+    }
+
+    #[test]
+    fn unchanged_records_do_not_bump_the_sequence() {
+        let r = Replica::new(100);
+        let e = EntityId::parse("station:a").unwrap();
+        assert_eq!(
+            r.apply(
+                e.clone(),
+                Some(rec("station:a", Layer::Salinity, 105.5, 9.8, 1.0))
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            r.apply(
+                e.clone(),
+                Some(rec("station:a", Layer::Salinity, 105.5, 9.8, 1.0))
+            ),
+            None
+        );
+        assert_eq!(r.apply(e.clone(), None), Some(2));
+        assert_eq!(r.apply(e, None), None);
+    }
+
+    #[test]
+    fn changes_since_coalesces_and_forgets_beyond_its_memory() {
+        let r = Replica::new(3);
+        let e = |s: &str| EntityId::parse(s).unwrap();
+        for (i, id) in ["station:a", "station:b", "station:a", "station:c"]
+            .iter()
+            .enumerate()
+        {
+            r.apply(e(id), Some(rec(id, Layer::Salinity, 105.5, 9.8, i as f64)));
+        }
+        let (seq, changes) = r.changes_since(1).unwrap();
+        assert_eq!(seq, 4);
+        let ids: Vec<_> = changes.iter().map(|c| c.entity.as_str()).collect();
+        assert_eq!(ids, vec!["station:b", "station:a", "station:c"]);
+        assert!(r.changes_since(0).is_none(), "seq 1 fell out of memory");
+        assert_eq!(r.changes_since(4).unwrap().1.len(), 0);
+        assert!(
+            r.changes_since(9).is_none(),
+            "from the future (another epoch)"
+        );
+    }
+}

@@ -1,0 +1,433 @@
+//! The stream core's run loop: start-up (registry, then state, from the compacted topics),
+//! then readings in small batches: apply each, publish every changed state once, and only
+//! then mark the batch applied so its offsets can be committed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::{Bus, BusError, Message, Subscription, Topics};
+use chrono::Utc;
+use model::envelope::original_value;
+use model::geoindex::BoxIndex;
+use model::state::geometry_bbox;
+use model::{
+    EntityId, Envelope, EventKind, FieldError, Layer, LocalId, Reading, RegistryEntry, StateRecord,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::directory::Directory;
+use crate::station::{ApplyOutcome, StationState};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CoreConfig {
+    /// Consumer group shared by all stream-core instances.
+    pub group: String,
+    /// Most readings applied per batch.
+    pub batch_max: usize,
+    /// How long a batch waits for more readings after its first one, ms.
+    pub batch_wait_ms: u64,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            group: "ioc-core".into(),
+            batch_max: 2000,
+            batch_wait_ms: 2,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// Runs the stream core until `shutdown` resolves (then commits and returns) or the bus fails
+/// for good. Aborting the task instead is a crash: a restart resumes without loss.
+pub async fn run(
+    bus: Arc<dyn Bus>,
+    topics: Topics,
+    config: CoreConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CoreError> {
+    let mut core = Core::new(bus.clone(), topics.clone());
+    let mut registry = bus.read_all(&[&topics.registry]).await?;
+    while !registry.caught_up() {
+        let m = registry.next().await?;
+        core.registry_message(&m, false).await?;
+    }
+    core.dir.refresh_index();
+    let restored = read_state(&*bus, &topics.state).await?;
+    core.start(restored).await?;
+    info!(
+        stations = core.stations.len(),
+        units = core.dir.units.len(),
+        "stream core started"
+    );
+
+    let mut readings = bus.join_group(&config.group, &[&topics.readings]).await?;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => {
+                readings.commit().await?;
+                info!("stream core stopped");
+                return Ok(());
+            }
+            m = registry.next() => {
+                let m = m?;
+                core.registry_message(&m, true).await?;
+            }
+            m = readings.next() => {
+                let batch = collect_batch(m?, &mut *readings, &config).await?;
+                core.readings(&batch).await?;
+                for m in &batch {
+                    readings.applied(m)?;
+                }
+            }
+        }
+    }
+}
+
+async fn collect_batch(
+    first: Message,
+    sub: &mut dyn Subscription,
+    config: &CoreConfig,
+) -> Result<Vec<Message>, BusError> {
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(config.batch_wait_ms);
+    while batch.len() < config.batch_max {
+        match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(m) => batch.push(m?),
+            Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// Every record of the state topic, latest per entity.
+async fn read_state(
+    bus: &dyn Bus,
+    topic: &str,
+) -> Result<HashMap<EntityId, StateRecord>, BusError> {
+    let mut sub = bus.read_all(&[topic]).await?;
+    let mut out = HashMap::new();
+    while !sub.caught_up() {
+        let m = sub.next().await?;
+        let Some(key) = m.key.as_deref().and_then(|k| EntityId::parse(k).ok()) else {
+            continue;
+        };
+        match m
+            .payload
+            .as_deref()
+            .map(serde_json::from_slice::<StateRecord>)
+        {
+            Some(Ok(r)) => {
+                out.insert(key, r);
+            }
+            Some(Err(e)) => warn!(entity = %key, error = %e, "unreadable state record skipped"),
+            None => {
+                out.remove(&key);
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Core {
+    bus: Arc<dyn Bus>,
+    topics: Topics,
+    dir: Directory,
+    stations: HashMap<LocalId, StationState>,
+    /// Where every station is: the geo index of the live state.
+    index: BoxIndex<LocalId>,
+}
+
+impl Core {
+    fn new(bus: Arc<dyn Bus>, topics: Topics) -> Self {
+        Self {
+            bus,
+            topics,
+            dir: Directory::default(),
+            stations: HashMap::new(),
+            index: BoxIndex::default(),
+        }
+    }
+
+    fn unit_names(&self, units: &[LocalId]) -> Vec<String> {
+        units
+            .iter()
+            .filter_map(|u| self.dir.units.get(u))
+            .map(|u| u.name.clone())
+            .collect()
+    }
+
+    /// Builds station states from the registry, restoring live values from `restored`, and
+    /// publishes whatever differs from what the state topic already holds.
+    async fn start(&mut self, restored: HashMap<EntityId, StateRecord>) -> Result<(), BusError> {
+        let mut changed = Vec::new();
+        for unit in self.dir.units.values() {
+            let rec = unit_record(unit, &self.dir);
+            if restored.get(&rec.entity) != Some(&rec) {
+                changed.push(rec);
+            }
+        }
+        let stations: Vec<_> = self.dir.stations.values().cloned().collect();
+        for s in stations {
+            let units = self.dir.locate(s.position.lon, s.position.lat);
+            let names = self.unit_names(&units);
+            let mut state = StationState::new(s, units, names);
+            let prior = restored.get(&state.entity());
+            if let Some(r) = prior {
+                state.restore(r);
+            }
+            let rec = state.to_record();
+            if prior != Some(&rec) {
+                changed.push(rec);
+            }
+            let p = state.station.position;
+            self.index
+                .insert(state.station.id.clone(), [p.lon, p.lat, p.lon, p.lat]);
+            self.stations.insert(state.station.id.clone(), state);
+        }
+        self.publish_all(changed).await
+    }
+
+    async fn publish_all(&self, records: Vec<StateRecord>) -> Result<(), BusError> {
+        let futs = records.into_iter().map(|r| self.publish_state(r));
+        futures::future::try_join_all(futs).await.map(|_| ())
+    }
+
+    /// Publishes one state record, retrying while the bus is unavailable: the reading that
+    /// caused it is not marked applied until this succeeds.
+    async fn publish_state(&self, r: StateRecord) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(&r).expect("state records serialise");
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self
+                .bus
+                .publish(&self.topics.state, r.entity.as_str(), Some(payload.clone()))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(BusError::Unavailable(e)) => {
+                    warn!(entity = %r.entity, error = %e, "state publish failed; retrying");
+                    metrics::counter!("ioc_core_publish_retries_total").increment(1);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        m: &Message,
+        entity: Option<EntityId>,
+        errors: Vec<FieldError>,
+    ) -> Result<(), BusError> {
+        let source = format!("bus:{}/{}/{}", m.topic, m.partition, m.offset);
+        let original = m
+            .payload
+            .as_deref()
+            .map(original_value)
+            .unwrap_or(serde_json::Value::Null);
+        warn!(%source, ?errors, "input dead-lettered");
+        metrics::counter!("ioc_deadletter_total", "stage" => "core").increment(1);
+        let env = Envelope::dead_letter(&source, entity, errors, original, Utc::now());
+        self.bus
+            .publish(&self.topics.deadletter, &source, Some(env.to_bytes()))
+            .await
+            .map(|_| ())
+    }
+
+    async fn readings(&mut self, batch: &[Message]) -> Result<(), BusError> {
+        let mut dirty = BTreeSet::new();
+        for m in batch {
+            let parsed = m
+                .payload
+                .as_deref()
+                .ok_or_else(|| FieldError::new("payload", "empty message"))
+                .and_then(Envelope::from_bytes)
+                .and_then(|env| match env.kind {
+                    EventKind::SensorReading => env.data_as::<Reading>(),
+                    other => Err(FieldError::new(
+                        "kind",
+                        format!("{other:?} does not belong on the readings topic"),
+                    )),
+                });
+            let reading = match parsed {
+                Ok(r) => r,
+                Err(e) => {
+                    self.dead_letter(m, None, vec![e]).await?;
+                    continue;
+                }
+            };
+            let Some(state) = self.stations.get_mut(&reading.station) else {
+                let entity = EntityId::station(&reading.station);
+                let e = FieldError::new(
+                    "station",
+                    format!("{} is not in the registry", reading.station),
+                );
+                self.dead_letter(m, Some(entity), vec![e]).await?;
+                continue;
+            };
+            let outcome = state.apply(&reading, m.partition, m.offset);
+            let label = match outcome {
+                ApplyOutcome::Duplicate => "duplicate",
+                ApplyOutcome::Late => "late",
+                ApplyOutcome::Advanced => "applied",
+            };
+            metrics::counter!("ioc_core_readings_total", "outcome" => label).increment(1);
+            if outcome != ApplyOutcome::Duplicate {
+                dirty.insert(reading.station);
+            }
+        }
+        let records = dirty
+            .iter()
+            .filter_map(|id| self.stations.get(id))
+            .map(StationState::to_record)
+            .collect();
+        self.publish_all(records).await
+    }
+
+    /// Applies a registry event; with `publish`, publishes the state it changes.
+    async fn registry_message(&mut self, m: &Message, publish: bool) -> Result<(), BusError> {
+        let Some(payload) = m.payload.as_deref() else {
+            return Ok(());
+        };
+        let env = match Envelope::from_bytes(payload) {
+            Ok(e) => e,
+            Err(e) => return self.dead_letter(m, None, vec![e]).await,
+        };
+        let local = match LocalId::parse("entity", env.entity.local()) {
+            Ok(l) => l,
+            Err(e) => return self.dead_letter(m, Some(env.entity.clone()), vec![e]).await,
+        };
+        match env.kind {
+            EventKind::RegistryUpsert => {
+                let entry = match env.data_as::<RegistryEntry>() {
+                    Ok(entry) => entry,
+                    Err(e) => return self.dead_letter(m, Some(env.entity.clone()), vec![e]).await,
+                };
+                if let RegistryEntry::Station(s) = &entry {
+                    if let Err(invalid) = s.validate() {
+                        return self
+                            .dead_letter(m, Some(env.entity.clone()), invalid.errors)
+                            .await;
+                    }
+                }
+                self.dir.upsert(entry);
+            }
+            EventKind::RegistryRemove => {
+                self.dir.remove(env.entity.kind(), &local);
+            }
+            _ => return Ok(()),
+        }
+        if !publish {
+            return Ok(());
+        }
+        self.reconcile(&env.entity).await
+    }
+
+    /// Brings live state in line with the directory after a change to `entity`.
+    async fn reconcile(&mut self, entity: &EntityId) -> Result<(), BusError> {
+        let local = LocalId::parse("entity", entity.local()).expect("checked by caller");
+        let mut records = Vec::new();
+        let mut tombstones = Vec::new();
+        match entity.kind() {
+            "unit" => {
+                self.dir.refresh_index();
+                match self.dir.units.get(&local) {
+                    Some(u) => records.push(unit_record(u, &self.dir)),
+                    None => tombstones.push(entity.clone()),
+                }
+                // units moved: re-place every station
+                let ids: Vec<LocalId> = self.stations.keys().cloned().collect();
+                for id in ids {
+                    if let Some(rec) = self.replace_station(&id) {
+                        records.push(rec);
+                    }
+                }
+            }
+            "station" => match self.dir.stations.get(&local) {
+                Some(_) => records.extend(self.replace_station(&local)),
+                None => {
+                    self.stations.remove(&local);
+                    self.index.remove(&local);
+                    tombstones.push(entity.clone());
+                }
+            },
+            _ => {}
+        }
+        self.publish_all(records).await?;
+        for t in tombstones {
+            self.bus
+                .publish(&self.topics.state, t.as_str(), None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Re-creates a station's state from the directory; `Some(record)` when it changed.
+    fn replace_station(&mut self, id: &LocalId) -> Option<StateRecord> {
+        let s = self.dir.stations.get(id)?.clone();
+        let units = self.dir.locate(s.position.lon, s.position.lat);
+        let names = self.unit_names(&units);
+        let p = s.position;
+        self.index.insert(id.clone(), [p.lon, p.lat, p.lon, p.lat]);
+        match self.stations.get_mut(id) {
+            Some(state) => {
+                let before = state.to_record();
+                state.rebase(s, units, names);
+                let after = state.to_record();
+                (after != before).then_some(after)
+            }
+            None => {
+                let state = StationState::new(s, units, names);
+                let rec = state.to_record();
+                self.stations.insert(id.clone(), state);
+                Some(rec)
+            }
+        }
+    }
+}
+
+/// The state record of an administrative unit (the `units` layer).
+fn unit_record(u: &model::AdminUnit, dir: &Directory) -> StateRecord {
+    let mut chain = vec![u.id.clone()];
+    let mut cur = u.parent.clone();
+    while let Some(p) = cur {
+        if chain.contains(&p) || chain.len() > 32 {
+            break;
+        }
+        cur = dir.units.get(&p).and_then(|pu| pu.parent.clone());
+        chain.push(p);
+    }
+    let mut properties = serde_json::Map::new();
+    properties.insert("name".into(), u.name.clone().into());
+    properties.insert("level".into(), u.level.clone().into());
+    properties.insert(
+        "parent".into(),
+        u.parent.as_ref().map(|p| p.to_string()).into(),
+    );
+    properties.insert("approximate".into(), u.approximate.into());
+    StateRecord {
+        entity: EntityId::new("unit", &u.id),
+        layer: Layer::Units,
+        bbox: geometry_bbox(&u.geometry.0).unwrap_or([0.0; 4]),
+        geometry: u.geometry.0.clone(),
+        units: chain,
+        updated: None,
+        properties,
+        applied: Default::default(),
+    }
+}

@@ -1,0 +1,77 @@
+//! The registry as stream-core sees it: administrative units (with a point-in-polygon index),
+//! stations, agencies and zones, kept current from `ioc.registry`.
+
+use std::collections::HashMap;
+
+use model::geoindex::UnitIndex;
+use model::{AdminUnit, Agency, LocalId, RegistryEntry, Station, Zone};
+
+#[derive(Default)]
+pub struct Directory {
+    pub units: HashMap<LocalId, AdminUnit>,
+    pub stations: HashMap<LocalId, Station>,
+    pub agencies: HashMap<LocalId, Agency>,
+    pub zones: HashMap<LocalId, Zone>,
+    index: UnitIndex,
+    index_stale: bool,
+}
+
+impl Directory {
+    pub fn upsert(&mut self, entry: RegistryEntry) {
+        match entry {
+            RegistryEntry::Station(s) => {
+                self.stations.insert(s.id.clone(), s);
+            }
+            RegistryEntry::Unit(u) => {
+                self.units.insert(u.id.clone(), u);
+                self.index_stale = true;
+            }
+            RegistryEntry::Agency(a) => {
+                self.agencies.insert(a.id.clone(), a);
+            }
+            RegistryEntry::Zone(z) => {
+                self.zones.insert(z.id.clone(), z);
+            }
+        }
+    }
+
+    /// Removes `kind:id`; true when something was there.
+    pub fn remove(&mut self, kind: &str, id: &LocalId) -> bool {
+        match kind {
+            "station" => self.stations.remove(id).is_some(),
+            "unit" => {
+                self.index_stale = true;
+                self.units.remove(id).is_some()
+            }
+            "agency" => self.agencies.remove(id).is_some(),
+            "zone" => self.zones.remove(id).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Rebuilds the point-in-polygon index if units changed; true when it did.
+    pub fn refresh_index(&mut self) -> bool {
+        if !self.index_stale {
+            return false;
+        }
+        let shapes = self
+            .units
+            .values()
+            .filter_map(|u| match u.geometry.to_multipolygon() {
+                Ok(mp) => Some((u.id.clone(), u.parent.clone(), mp)),
+                Err(e) => {
+                    tracing::warn!(unit = %u.id, error = %e, "unit geometry refused; unit not indexed");
+                    None
+                }
+            })
+            .collect();
+        self.index = UnitIndex::build(shapes);
+        self.index_stale = false;
+        true
+    }
+
+    /// Units containing a point, deepest first.
+    pub fn locate(&self, lon: f64, lat: f64) -> Vec<LocalId> {
+        self.index.locate(lon, lat)
+    }
+}

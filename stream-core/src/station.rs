@@ -1,0 +1,239 @@
+//! One station's live state and the rules for advancing it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset};
+use model::reading::Quality;
+use model::state::SourcePosition;
+use model::{
+    EntityId, Layer, LocalId, Parameter, Reading, StateRecord, Station, StationKind, Unit,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The latest value of one parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latest {
+    pub value: f64,
+    pub unit: Unit,
+    pub ts: DateTime<FixedOffset>,
+    #[serde(default)]
+    pub quality: Quality,
+}
+
+/// What clients see of a station (the `properties` of its feature).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StationProps {
+    pub name: String,
+    pub kind: StationKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub river: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub km_from_mouth: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency: Option<LocalId>,
+    /// Names of the containing units, deepest first ("Thành phố Vị Thanh", "Tỉnh Hậu Giang").
+    #[serde(default)]
+    pub unit_names: Vec<String>,
+    pub interval_s: u32,
+    #[serde(default)]
+    pub latest: BTreeMap<Parameter, Latest>,
+    /// Readings applied to this state, late ones included.
+    #[serde(default)]
+    pub readings: u64,
+    /// Readings that arrived older than the latest value of their parameter.
+    #[serde(default)]
+    pub late: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StationState {
+    pub station: Station,
+    pub units: Vec<LocalId>,
+    pub props: StationProps,
+    pub applied: SourcePosition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Already applied before (a replay after a restart): nothing changed.
+    Duplicate,
+    /// Counted, but older than the latest value of its parameter: latest unchanged.
+    Late,
+    /// The latest value moved forward.
+    Advanced,
+}
+
+impl StationState {
+    pub fn new(station: Station, units: Vec<LocalId>, unit_names: Vec<String>) -> Self {
+        let props = StationProps {
+            name: station.name.clone(),
+            kind: station.kind,
+            river: station.river.clone(),
+            km_from_mouth: station.km_from_mouth,
+            agency: station.agency.clone(),
+            unit_names,
+            interval_s: station.interval_s,
+            latest: BTreeMap::new(),
+            readings: 0,
+            late: 0,
+        };
+        Self {
+            station,
+            units,
+            props,
+            applied: SourcePosition::new(),
+        }
+    }
+
+    /// Takes new registry data, keeping the live values.
+    pub fn rebase(&mut self, station: Station, units: Vec<LocalId>, unit_names: Vec<String>) {
+        let mut fresh = StationState::new(station, units, unit_names);
+        fresh.props.latest = std::mem::take(&mut self.props.latest);
+        fresh.props.readings = self.props.readings;
+        fresh.props.late = self.props.late;
+        fresh.applied = std::mem::take(&mut self.applied);
+        *self = fresh;
+    }
+
+    /// Applies the reading found at `(partition, offset)` of the readings topic.
+    pub fn apply(&mut self, r: &Reading, partition: i32, offset: i64) -> ApplyOutcome {
+        if self
+            .applied
+            .get(&partition)
+            .is_some_and(|&done| offset <= done)
+        {
+            return ApplyOutcome::Duplicate;
+        }
+        self.applied.insert(partition, offset);
+        self.props.readings += 1;
+        match self.props.latest.get(&r.parameter) {
+            Some(cur) if r.ts < cur.ts => {
+                self.props.late += 1;
+                ApplyOutcome::Late
+            }
+            _ => {
+                self.props.latest.insert(
+                    r.parameter,
+                    Latest {
+                        value: r.value,
+                        unit: r.unit,
+                        ts: r.ts,
+                        quality: r.quality,
+                    },
+                );
+                ApplyOutcome::Advanced
+            }
+        }
+    }
+
+    pub fn entity(&self) -> EntityId {
+        EntityId::station(&self.station.id)
+    }
+
+    pub fn layer(&self) -> Layer {
+        match self.station.kind {
+            StationKind::Salinity => Layer::Salinity,
+            StationKind::AirQuality => Layer::AirQuality,
+        }
+    }
+
+    /// Event time of the newest value.
+    pub fn updated(&self) -> Option<DateTime<FixedOffset>> {
+        self.props.latest.values().map(|l| l.ts).max()
+    }
+
+    pub fn to_record(&self) -> StateRecord {
+        let p = self.station.position;
+        let properties = match serde_json::to_value(&self.props) {
+            Ok(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        StateRecord {
+            entity: self.entity(),
+            layer: self.layer(),
+            geometry: geojson::Geometry::new(geojson::Value::Point(vec![p.lon, p.lat])),
+            bbox: [p.lon, p.lat, p.lon, p.lat],
+            units: self.units.clone(),
+            updated: self.updated(),
+            properties,
+            applied: self.applied.clone(),
+        }
+    }
+
+    /// Restores live values and applied positions from a published record.
+    pub fn restore(&mut self, record: &StateRecord) {
+        if let Ok(props) =
+            serde_json::from_value::<StationProps>(Value::Object(record.properties.clone()))
+        {
+            self.props.latest = props.latest;
+            self.props.readings = props.readings;
+            self.props.late = props.late;
+        }
+        self.applied = record.applied.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn station() -> Station {
+        fixtures::stations::stations().into_iter().next().unwrap()
+    }
+
+    fn reading(minute: u32, value: f64) -> Reading {
+        Reading {
+            station: station().id,
+            parameter: Parameter::Salinity,
+            ts: FixedOffset::east_opt(7 * 3600)
+                .unwrap()
+                .with_ymd_and_hms(2026, 3, 2, 6, minute, 0)
+                .unwrap(),
+            value,
+            unit: Unit::Permille,
+            quality: Quality::Good,
+            sent_as: None,
+        }
+    }
+
+    #[test]
+    fn late_readings_never_move_latest_backwards() {
+        let mut s = StationState::new(station(), vec![], vec![]);
+        assert_eq!(s.apply(&reading(10, 2.0), 0, 1), ApplyOutcome::Advanced);
+        assert_eq!(s.apply(&reading(5, 9.0), 0, 2), ApplyOutcome::Late);
+        assert_eq!(s.props.latest[&Parameter::Salinity].value, 2.0);
+        assert_eq!(s.apply(&reading(11, 3.0), 0, 3), ApplyOutcome::Advanced);
+        assert_eq!(s.props.latest[&Parameter::Salinity].value, 3.0);
+        assert_eq!((s.props.readings, s.props.late), (3, 1));
+    }
+
+    #[test]
+    fn replayed_offsets_are_not_applied_twice() {
+        let mut s = StationState::new(station(), vec![], vec![]);
+        s.apply(&reading(10, 2.0), 3, 100);
+        assert_eq!(s.apply(&reading(10, 2.0), 3, 100), ApplyOutcome::Duplicate);
+        assert_eq!(s.apply(&reading(9, 2.0), 3, 99), ApplyOutcome::Duplicate);
+        assert_eq!(
+            s.apply(&reading(12, 2.0), 4, 7),
+            ApplyOutcome::Advanced,
+            "other partition"
+        );
+        assert_eq!(s.props.readings, 2);
+    }
+
+    #[test]
+    fn a_record_restores_what_it_published() {
+        let mut s = StationState::new(station(), vec![], vec!["X".into()]);
+        s.apply(&reading(10, 2.5), 0, 41);
+        let rec = s.to_record();
+        let mut back = StationState::new(station(), vec![], vec!["X".into()]);
+        back.restore(&rec);
+        assert_eq!(back, s);
+        assert_eq!(
+            back.apply(&reading(10, 2.5), 0, 41),
+            ApplyOutcome::Duplicate
+        );
+    }
+}
