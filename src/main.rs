@@ -1,1 +1,161 @@
-fn main() {}
+//! `ioc`: the Intelligent Operations Center backend in one binary, one subcommand per role.
+//! `ioc demo` runs everything in one process on an in-memory bus with simulated sensors;
+//! `ioc serve` runs everything against Kafka (and MQTT when configured); `ioc ingest`,
+//! `ioc core` and `ioc api` run one role each for scale-out.
+
+mod config;
+mod roles;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{BusKind, Config};
+use crate::roles::Roles;
+
+#[derive(Parser)]
+#[command(name = "ioc", version, about = "Intelligent Operations Center backend: sensors to a live map", long_about = None)]
+struct Cli {
+    /// TOML configuration file (see ops/ioc.example.toml). Environment variables IOC_* override it.
+    #[arg(long, short, global = true, env = "IOC_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP listen address (overrides `listen`).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process with no outside services: in-memory bus, fixture registry
+    /// (Hậu Giang, Tiền Giang, Long Xuyên), simulated sensors, wall page on http://127.0.0.1:8080/.
+    /// Prints one access token per role.
+    Demo {
+        /// Seconds between simulated readings of each station.
+        #[arg(long)]
+        interval: Option<f64>,
+        /// Add N synthetic stations (benchmark load mode).
+        #[arg(long)]
+        load_stations: Option<usize>,
+        /// Readings per second over the synthetic stations.
+        #[arg(long)]
+        load_rate: Option<f64>,
+    },
+    /// Every role in one process against Kafka (and MQTT/poll sources when configured).
+    Serve,
+    /// Sensor ingest only: MQTT, HTTP push (/ingest/v1/readings), HTTP poll -> Kafka.
+    Ingest,
+    /// Stream core only: Kafka -> live state -> ioc.state. Run several for scale-out (one group).
+    Core,
+    /// Read side only: REST API, websocket feeds and wall page, from a replica of ioc.state.
+    Api,
+    /// Prints a signed access token for a role (uses the configured auth secret).
+    Token {
+        /// operator, police, leader, agency, admin or sensor
+        #[arg(long)]
+        role: String,
+        /// Who the token is for.
+        #[arg(long, default_value = "cli")]
+        sub: String,
+        /// Agency id, for agency users.
+        #[arg(long)]
+        agency: Option<String>,
+    },
+    /// Prints the effective configuration (secrets redacted) and exits.
+    Config,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut base = Config::default();
+    if matches!(cli.command, Command::Demo { .. }) {
+        base.bus.kind = BusKind::Memory;
+        base.registry.seed_fixtures = true;
+    }
+    let mut cfg = config::load(cli.config.as_deref(), base)?;
+    if let Some(l) = cli.listen {
+        cfg.listen = l;
+    }
+    roles::init_logging(&cfg.log);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Demo {
+                interval,
+                load_stations,
+                load_rate,
+            } => {
+                if let Some(i) = interval {
+                    cfg.demo.interval_s = i;
+                }
+                if let Some(n) = load_stations {
+                    cfg.demo.load_stations = n;
+                }
+                if let Some(r) = load_rate {
+                    cfg.demo.load_rate = r;
+                }
+                roles::run(cfg, Roles::demo()).await
+            }
+            Command::Serve => roles::run(cfg, Roles::all()).await,
+            Command::Ingest => {
+                roles::run(
+                    cfg,
+                    Roles {
+                        ingest: true,
+                        ..Roles::none()
+                    },
+                )
+                .await
+            }
+            Command::Core => {
+                roles::run(
+                    cfg,
+                    Roles {
+                        core: true,
+                        ..Roles::none()
+                    },
+                )
+                .await
+            }
+            Command::Api => {
+                roles::run(
+                    cfg,
+                    Roles {
+                        api: true,
+                        ..Roles::none()
+                    },
+                )
+                .await
+            }
+            Command::Token { role, sub, agency } => {
+                let role: auth::Role = role.parse().map_err(anyhow::Error::msg)?;
+                let secret = cfg.auth.load_secret()?.context(
+                    "no auth secret configured (auth.secret, auth.secret_file or IOC_AUTH__SECRET)",
+                )?;
+                let a = auth::Authenticator::new(&secret)?;
+                println!("{}", a.issue(&sub, role, agency.as_deref(), cfg.auth.ttl()));
+                Ok(())
+            }
+            Command::Config => {
+                let mut shown = cfg.clone();
+                shown.auth.secret = shown.auth.secret.map(|_| "<redacted>".into());
+                if let Some(m) = shown.ingest.mqtt.as_mut() {
+                    m.password = m.password.as_ref().map(|_| "<redacted>".into());
+                }
+                for p in &mut shown.ingest.poll {
+                    p.url = ingest::poll::redact_url(&p.url);
+                    p.bearer_token = p.bearer_token.as_ref().map(|_| "<redacted>".into());
+                }
+                println!("{}", toml_string(&shown)?);
+                Ok(())
+            }
+        }
+    })
+}
+
+fn toml_string(cfg: &Config) -> anyhow::Result<String> {
+    let v = serde_json::to_value(cfg)?;
+    Ok(serde_json::to_string_pretty(&v)?)
+}

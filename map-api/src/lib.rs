@@ -1,1 +1,187 @@
+//! The REST API under `/api/v1`: map layers as RFC 7946 GeoJSON (filtered by bbox, unit and
+//! limit), plus `/healthz` (the process is up), `/readyz` (the bus answers and the replica has
+//! caught up) and `/metrics` (Prometheus text).
+//!
+//! It owns *request validation and response shapes*. It must never change state and reads it
+//! only through the `replica` crate. Every endpoint but `/healthz` and `/readyz` needs a token.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth::{Authenticator, Caller, Rejection, Role};
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bus::Bus;
+use model::state::parse_bbox;
+use model::{FieldError, Layer};
+use replica::Replica;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// A named readiness condition besides the bus and the replica (e.g. "ingest registry").
+pub type Check = (String, Arc<dyn Fn() -> bool + Send + Sync>);
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub replica: Arc<Replica>,
+    pub auth: Arc<Authenticator>,
+    pub bus: Arc<dyn Bus>,
+    pub checks: Vec<Check>,
+    /// Renders the Prometheus exposition text.
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// "memory" or "kafka", reported by /readyz.
+    pub mode: String,
+}
+
+impl FromRef<ApiState> for Arc<Authenticator> {
+    fn from_ref(s: &ApiState) -> Self {
+        s.auth.clone()
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/layers", get(layers))
+        .route("/api/v1/layers/{layer}/features", get(features))
+        .with_state(state)
+}
+
+/// A 400 naming the field.
+fn bad_request(e: FieldError) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": "bad_request", "field": e.field, "reason": e.reason})),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(st): State<ApiState>) -> Response {
+    let bus = match tokio::time::timeout(Duration::from_secs(3), st.bus.check_ready()).await {
+        Ok(Ok(())) => json!({"ready": true}),
+        Ok(Err(e)) => json!({"ready": false, "reason": e.to_string()}),
+        Err(_) => json!({"ready": false, "reason": "no answer within 3 s"}),
+    };
+    let mut checks = BTreeMap::new();
+    checks.insert("bus".to_string(), bus);
+    checks.insert(
+        "state".to_string(),
+        json!({"ready": st.replica.is_ready(), "seq": st.replica.seq()}),
+    );
+    for (name, f) in &st.checks {
+        checks.insert(name.clone(), json!({"ready": f()}));
+    }
+    let ready = checks.values().all(|c| c["ready"] == json!(true));
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"ready": ready, "mode": st.mode, "checks": checks})),
+    )
+        .into_response()
+}
+
+async fn metrics(State(st): State<ApiState>, caller: Caller) -> Response {
+    if !matches!(caller.role(), Role::Operator | Role::Admin) {
+        return Rejection::forbidden("metrics are for operators and admins").into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        (st.metrics)(),
+    )
+        .into_response()
+}
+
+async fn layers(State(st): State<ApiState>, caller: Caller) -> Json<Value> {
+    let counts = st.replica.counts();
+    let list: Vec<Value> = Layer::ALL
+        .into_iter()
+        .filter(|l| caller.role().can_view(*l))
+        .map(|l| {
+            json!({
+                "id": l.as_str(),
+                "title": l.title_vi(),
+                "title_en": l.title_en(),
+                "live": l.is_live(),
+                "features": counts.get(&l).copied().unwrap_or(0),
+                "href": format!("/api/v1/layers/{}/features", l.as_str()),
+            })
+        })
+        .collect();
+    Json(json!({"layers": list}))
+}
+
+const DEFAULT_LIMIT: usize = 1000;
+const MAX_LIMIT: usize = 10_000;
+
+#[derive(Debug, Deserialize)]
+struct FeatureParams {
+    bbox: Option<String>,
+    limit: Option<String>,
+    unit: Option<String>,
+}
+
+async fn features(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(layer): Path<String>,
+    Query(p): Query<FeatureParams>,
+) -> Response {
+    let layer: Layer = match layer.parse() {
+        Ok(l) => l,
+        Err(e) => {
+            let FieldError { reason, .. } = e;
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": "not_found", "field": "layer", "reason": reason})),
+            )
+                .into_response();
+        }
+    };
+    if let Err(r) = caller.require_view(layer) {
+        return r.into_response();
+    }
+    let bbox = match p.bbox.as_deref().map(parse_bbox).transpose() {
+        Ok(b) => b,
+        Err(e) => return bad_request(e),
+    };
+    let limit = match p.limit.as_deref().map(str::parse::<usize>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            return bad_request(FieldError::new(
+                "limit",
+                format!("must be an integer in 1..={MAX_LIMIT}"),
+            ))
+        }
+    };
+    let q = replica::Query {
+        layers: [layer].into_iter().collect(),
+        bbox,
+        unit: p.unit,
+    };
+    let (seq, records) = st.replica.snapshot(&q, limit + 1);
+    let truncated = records.len() > limit;
+    let mut foreign = serde_json::Map::new();
+    foreign.insert("seq".into(), seq.into());
+    foreign.insert("truncated".into(), truncated.into());
+    let fc = geojson::FeatureCollection {
+        bbox: bbox.map(|b| b.to_vec()),
+        features: records.iter().take(limit).map(|r| r.to_feature()).collect(),
+        foreign_members: Some(foreign),
+    };
+    ([(header::CONTENT_TYPE, "application/geo+json")], Json(fc)).into_response()
+}

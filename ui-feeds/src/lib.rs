@@ -1,1 +1,71 @@
+//! Websocket feeds for screens: a client subscribes to layers within a bbox and receives a
+//! GeoJSON snapshot, then deltas numbered by the replica's sequence; it can move its bbox,
+//! resume after a reconnect with `since`, and is told to `resync` (and sent a fresh snapshot)
+//! when it falls too far behind. Also serves the reference wall page at `/`.
+//!
+//! It owns *fan-out to clients*: per-connection queues that coalesce per entity and stay
+//! bounded, so one slow client never slows the others nor grows memory. It must never change
+//! state, and reads it only through the `replica` crate. Protocol: `PROTOCOL.md`.
 
+mod connection;
+mod page;
+pub mod protocol;
+
+use std::sync::Arc;
+
+use auth::Authenticator;
+use axum::extract::FromRef;
+use axum::routing::get;
+use axum::Router;
+use replica::Replica;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FeedsConfig {
+    /// Distinct entities a subscription may have waiting to be sent before the client is
+    /// told to resync (its memory bound).
+    pub max_pending: usize,
+    /// Subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Most features in one snapshot.
+    pub snapshot_limit: usize,
+    /// Largest client message, bytes.
+    pub max_client_message: usize,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        Self {
+            max_pending: 5000,
+            max_subscriptions: 16,
+            snapshot_limit: 20_000,
+            max_client_message: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct FeedsState {
+    pub replica: Arc<Replica>,
+    pub auth: Arc<Authenticator>,
+    pub config: FeedsConfig,
+    /// Shown on the wall page: "memory" (embedded demo) or "kafka".
+    pub mode: String,
+}
+
+impl FromRef<FeedsState> for Arc<Authenticator> {
+    fn from_ref(s: &FeedsState) -> Self {
+        s.auth.clone()
+    }
+}
+
+pub fn router(state: FeedsState) -> Router {
+    Router::new()
+        .route("/ws", get(connection::upgrade))
+        .route("/", get(page::index))
+        .route("/wall.js", get(page::wall_js))
+        .route("/vendor/leaflet/leaflet.js", get(page::leaflet_js))
+        .route("/vendor/leaflet/leaflet.css", get(page::leaflet_css))
+        .with_state(state)
+}

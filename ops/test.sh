@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# README command 2: installs what the tests need, starts the real services (a Kafka-protocol
+# broker, Mosquitto, PostgreSQL, headless Chromium for the page test) and runs every test.
+# Tests that need a service fail with a message naming it if it is missing; none skip.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ensure_build_deps
+cd "$IOC_ROOT"
+trap stop_services EXIT
+start_kafka
+start_mqtt
+start_postgres
+start_chromium
+log "services: kafka=$IOC_TEST_KAFKA mqtt=$IOC_TEST_MQTT chromium=$IOC_TEST_CHROMIUM"
+log "cargo test --workspace"
+cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$IOC_RUN_DIR/test-output.log"
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "$IOC_RUN_DIR/test-output.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
+read -r p f <<<"$passed"
+echo "${p} passed, ${f} failed"
+exit "$status"

@@ -1,0 +1,181 @@
+//! `ioc` configuration: defaults, then a TOML file (`--config`), then `IOC_`-prefixed
+//! environment variables (`IOC_BUS__KAFKA__BROKERS=...`, nested with `__`), then flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use bus::{KafkaConfig, Topics};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use ingest::http::HttpIngestConfig;
+use ingest::mqtt::MqttConfig;
+use ingest::poll::PollSource;
+use serde::{Deserialize, Serialize};
+use stream_core::CoreConfig;
+use ui_feeds::FeedsConfig;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// HTTP listen address (API, feeds, HTTP ingest, wall page).
+    pub listen: String,
+    pub bus: BusConfig,
+    pub topics: Topics,
+    pub auth: AuthConfig,
+    pub core: CoreConfig,
+    pub feeds: FeedsConfig,
+    pub ingest: IngestConfig,
+    pub registry: RegistryConfig,
+    pub demo: DemoConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            bus: BusConfig::default(),
+            topics: Topics::default(),
+            auth: AuthConfig::default(),
+            core: CoreConfig::default(),
+            feeds: FeedsConfig::default(),
+            ingest: IngestConfig::default(),
+            registry: RegistryConfig::default(),
+            demo: DemoConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusKind {
+    Kafka,
+    Memory,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BusConfig {
+    pub kind: BusKind,
+    pub kafka: KafkaConfig,
+    /// Partitions for keyed topics created by `ioc` (existing topics are left alone).
+    pub partitions: i32,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            kind: BusKind::Kafka,
+            kafka: KafkaConfig::default(),
+            partitions: 6,
+        }
+    }
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Token signing secret (at least 32 bytes). Prefer `secret_file` or `IOC_AUTH__SECRET`.
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    /// Lifetime of tokens printed by `ioc demo` and `ioc token`, hours.
+    pub token_ttl_hours: Option<i64>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
+            .finish()
+    }
+}
+
+impl AuthConfig {
+    /// The configured secret, if any.
+    pub fn load_secret(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        if let Some(s) = &self.secret {
+            return Ok(Some(s.as_bytes().to_vec()));
+        }
+        if let Some(p) = &self.secret_file {
+            let s = std::fs::read_to_string(p)
+                .with_context(|| format!("reading auth.secret_file {}", p.display()))?;
+            return Ok(Some(s.trim().as_bytes().to_vec()));
+        }
+        Ok(None)
+    }
+
+    pub fn ttl(&self) -> chrono::Duration {
+        chrono::Duration::hours(self.token_ttl_hours.unwrap_or(12))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestConfig {
+    pub http: HttpIngestConfig,
+    /// MQTT ingest, when configured.
+    pub mqtt: Option<MqttConfig>,
+    /// Stations polled over HTTP.
+    pub poll: Vec<PollSource>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistryConfig {
+    /// Publish the fixture registry (three jurisdictions) at start-up.
+    pub seed_fixtures: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DemoConfig {
+    /// Seconds between simulated readings of each fixture station.
+    pub interval_s: f64,
+    /// Synthetic load stations (0 = none).
+    pub load_stations: usize,
+    /// Readings per second over the load stations.
+    pub load_rate: f64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            interval_s: 3.0,
+            load_stations: 0,
+            load_rate: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info,ingest=debug`.
+    pub filter: String,
+    /// One JSON object per line, for a SOC's collector.
+    pub json: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            json: false,
+        }
+    }
+}
+
+/// Loads configuration: defaults <- file <- environment.
+pub fn load(file: Option<&Path>, base: Config) -> anyhow::Result<Config> {
+    let mut fig = Figment::from(Serialized::defaults(base));
+    if let Some(f) = file {
+        if !f.exists() {
+            bail!("config file {} does not exist", f.display());
+        }
+        fig = fig.merge(Toml::file(f));
+    }
+    fig = fig.merge(Env::prefixed("IOC_").split("__"));
+    fig.extract().context("invalid configuration")
+}

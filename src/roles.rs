@@ -1,0 +1,387 @@
+//! Wires the roles together: builds the bus, seeds the registry, spawns stream-core, the
+//! replica, ingest sources and simulators, and serves HTTP. Any role's task ending with an
+//! error stops the process (non-zero exit), so a supervisor restarts it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use auth::{Authenticator, Role};
+use axum::Router;
+use bus::{Bus, KafkaBus, MemoryBus};
+use chrono::Utc;
+use ingest::{KnownStations, SensorIngest};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use replica::Replica;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::config::{BusKind, Config, LogConfig};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    pub ingest: bool,
+    pub core: bool,
+    pub api: bool,
+    /// Simulated sensors and demo start-up banner.
+    pub simulate: bool,
+}
+
+impl Roles {
+    pub fn none() -> Self {
+        Self {
+            ingest: false,
+            core: false,
+            api: false,
+            simulate: false,
+        }
+    }
+    pub fn all() -> Self {
+        Self {
+            ingest: true,
+            core: true,
+            api: true,
+            simulate: false,
+        }
+    }
+    pub fn demo() -> Self {
+        Self {
+            simulate: true,
+            ..Self::all()
+        }
+    }
+}
+
+pub fn init_logging(cfg: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
+    if cfg.json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+type Tasks = JoinSet<(&'static str, anyhow::Result<()>)>;
+
+fn spawn<F>(tasks: &mut Tasks, name: &'static str, fut: F)
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    tasks.spawn(async move { (name, fut.await) });
+}
+
+fn build_bus(cfg: &Config) -> anyhow::Result<Arc<dyn Bus>> {
+    Ok(match cfg.bus.kind {
+        BusKind::Memory => Arc::new(MemoryBus::default()),
+        BusKind::Kafka => {
+            Arc::new(KafkaBus::connect(cfg.bus.kafka.clone()).context("connecting to Kafka")?)
+        }
+    })
+}
+
+fn authenticator(cfg: &Config, demo: bool) -> anyhow::Result<Arc<Authenticator>> {
+    let secret = match cfg.auth.load_secret()? {
+        Some(s) => s,
+        None if demo => {
+            let mut s = [0u8; 32];
+            rand_bytes(&mut s);
+            s.to_vec()
+        }
+        None => bail!("no auth secret configured: set auth.secret_file, auth.secret or IOC_AUTH__SECRET (32+ bytes)"),
+    };
+    Ok(Arc::new(
+        Authenticator::new(&secret).context("auth secret")?,
+    ))
+}
+
+fn rand_bytes(out: &mut [u8]) {
+    use std::io::Read;
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(out))
+        .is_err()
+    {
+        let seed = Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64 ^ std::process::id() as u64;
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = (seed.rotate_left(i as u32 * 7) as u8) ^ (i as u8);
+        }
+    }
+}
+
+/// Publishes registry entries (idempotent: the registry topic is compacted by entity id).
+async fn seed_registry(
+    bus: &dyn Bus,
+    topic: &str,
+    entries: Vec<model::RegistryEntry>,
+) -> anyhow::Result<()> {
+    let now = Utc::now();
+    for chunk in entries.chunks(512) {
+        let writes = chunk.iter().map(|e| {
+            let env = e.upsert_event("registry:fixtures", now);
+            async move {
+                bus.publish(topic, env.entity.as_str(), Some(env.to_bytes()))
+                    .await
+            }
+        });
+        futures::future::try_join_all(writes)
+            .await
+            .context("publishing the registry")?;
+    }
+    Ok(())
+}
+
+pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
+    let recorder = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let bus = build_bus(&cfg)?;
+    let mode = bus.name().to_string();
+    info!(bus = %mode, ingest = roles.ingest, core = roles.core, api = roles.api, "ioc starting");
+    let auth = authenticator(&cfg, roles.simulate)?;
+
+    // Topics and registry first: every role depends on them.
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match bus
+            .ensure_topics(&cfg.topics.specs(cfg.bus.partitions))
+            .await
+        {
+            Ok(()) => break,
+            Err(e) if backoff < Duration::from_secs(30) => {
+                warn!(error = %e, "bus not reachable yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(e) => return Err(e).context("creating topics"),
+        }
+    }
+    if cfg.registry.seed_fixtures || roles.simulate {
+        let mut entries = fixtures::registry();
+        entries.extend(
+            fixtures::load::stations(cfg.demo.load_stations)
+                .into_iter()
+                .map(model::RegistryEntry::Station),
+        );
+        let n = entries.len();
+        seed_registry(&*bus, &cfg.topics.registry, entries).await?;
+        info!(entries = n, "fixture registry published");
+    }
+
+    let mut tasks: Tasks = JoinSet::new();
+    let mut app = Router::new();
+    let mut checks: Vec<map_api::Check> = Vec::new();
+
+    if roles.core {
+        let (bus, topics, core_cfg) = (bus.clone(), cfg.topics.clone(), cfg.core.clone());
+        spawn(&mut tasks, "stream-core", async move {
+            stream_core::run(bus, topics, core_cfg, std::future::pending())
+                .await
+                .map_err(Into::into)
+        });
+    }
+
+    let mut ingest_handle = None;
+    if roles.ingest {
+        let known = Arc::new(KnownStations::default());
+        {
+            let (known, bus, topic) = (known.clone(), bus.clone(), cfg.topics.registry.clone());
+            spawn(&mut tasks, "ingest-registry", async move {
+                known.follow(bus, topic).await.map_err(Into::into)
+            });
+        }
+        let k = known.clone();
+        checks.push(("ingest_registry".into(), Arc::new(move || k.is_ready())));
+        let ing = Arc::new(SensorIngest::new(bus.clone(), cfg.topics.clone(), known));
+        app = app.merge(ingest::http::router(ingest::http::HttpIngestState {
+            ingest: ing.clone(),
+            auth: auth.clone(),
+            config: cfg.ingest.http.clone(),
+        }));
+        if let Some(m) = cfg.ingest.mqtt.clone() {
+            let ing = ing.clone();
+            spawn(&mut tasks, "ingest-mqtt", async move {
+                ingest::mqtt::run(m, ing).await.map_err(Into::into)
+            });
+        }
+        for src in cfg.ingest.poll.clone() {
+            let ing = ing.clone();
+            tokio::spawn(ingest::poll::run(src, ing));
+        }
+        ingest_handle = Some(ing);
+    }
+
+    if roles.api {
+        let replica = Replica::new(replica::DEFAULT_RECENT);
+        {
+            let (r, bus, topic) = (replica.clone(), bus.clone(), cfg.topics.state.clone());
+            spawn(&mut tasks, "replica", async move {
+                r.follow(bus, topic).await.map_err(Into::into)
+            });
+        }
+        app = app.merge(ui_feeds::router(ui_feeds::FeedsState {
+            replica: replica.clone(),
+            auth: auth.clone(),
+            config: cfg.feeds.clone(),
+            mode: mode.clone(),
+        }));
+        let render = recorder.clone();
+        app = app.merge(map_api::router(map_api::ApiState {
+            replica,
+            auth: auth.clone(),
+            bus: bus.clone(),
+            checks: checks.clone(),
+            metrics: Arc::new(move || render.render()),
+            mode: mode.clone(),
+        }));
+    } else {
+        // Health endpoints for ingest- or core-only processes.
+        let replica = Replica::new(1);
+        replica.set_ready();
+        let render = recorder.clone();
+        app = app.merge(map_api::router(map_api::ApiState {
+            replica,
+            auth: auth.clone(),
+            bus: bus.clone(),
+            checks: checks.clone(),
+            metrics: Arc::new(move || render.render()),
+            mode: mode.clone(),
+        }));
+    }
+
+    if roles.simulate {
+        if let Some(ing) = ingest_handle.clone() {
+            spawn(
+                &mut tasks,
+                "simulator",
+                simulate(ing.clone(), cfg.demo.interval_s),
+            );
+            if cfg.demo.load_stations > 0 && cfg.demo.load_rate > 0.0 {
+                spawn(
+                    &mut tasks,
+                    "load",
+                    load(ing, cfg.demo.load_stations, cfg.demo.load_rate),
+                );
+            }
+        }
+    }
+
+    let addr: SocketAddr = cfg
+        .listen
+        .parse()
+        .with_context(|| format!("listen address {:?}", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    info!(%local, "http listening");
+    if roles.simulate {
+        print_demo_banner(&auth, &cfg, local);
+    }
+    spawn(&mut tasks, "http", async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .context("http server")
+    });
+
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            info!("interrupted; stopping");
+            Ok(())
+        }
+        Some(done) = tasks.join_next() => {
+            match done {
+                Ok((name, Ok(()))) => bail!("{name} stopped unexpectedly"),
+                Ok((name, Err(e))) => {
+                    error!(task = name, error = format!("{e:#}"), "role failed");
+                    Err(e.context(format!("{name} failed")))
+                }
+                Err(e) => bail!("a task panicked: {e}"),
+            }
+        }
+    }
+}
+
+fn print_demo_banner(auth: &Authenticator, cfg: &Config, local: SocketAddr) {
+    let ttl = cfg.auth.ttl();
+    let host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        local.ip().to_string()
+    };
+    let operator = auth.issue("demo-operator", Role::Operator, None, ttl);
+    println!();
+    println!("IOC demo: in-memory bus, simulated sensors of Hậu Giang, Tiền Giang and Long Xuyên.");
+    println!("Nothing is stored; history is kept in no database in this mode.");
+    println!();
+    println!(
+        "  Wall page (operator):  http://{host}:{}/#token={operator}",
+        local.port()
+    );
+    println!();
+    println!(
+        "Access tokens (valid {} h; send as 'Authorization: Bearer <token>'):",
+        ttl.num_hours()
+    );
+    for role in Role::ALL {
+        let sub = format!("demo-{role}");
+        let agency = (role == Role::Agency).then_some("hg-stnmt");
+        println!(
+            "  {:<9} {}",
+            role.as_str(),
+            auth.issue(&sub, role, agency, ttl)
+        );
+    }
+    println!();
+}
+
+/// Feeds simulated readings of the fixture stations through the ingest path.
+async fn simulate(ing: Arc<SensorIngest>, interval_s: f64) -> anyhow::Result<()> {
+    let stations = fixtures::stations::stations();
+    let mut sim = fixtures::sim::Simulator::new(Utc::now().timestamp() as u64);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(interval_s.max(0.1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !ing.stations().is_ready() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    loop {
+        tick.tick().await;
+        let now = Utc::now();
+        for s in &stations {
+            let items = serde_json::Value::Array(sim.readings(s, now));
+            if let Err(e) = ing.accept(&format!("sim:{}", s.id), None, &items).await {
+                warn!(station = %s.id, error = %e, "simulated readings not accepted");
+            }
+        }
+    }
+}
+
+/// Benchmark load: `rate` readings/s over `n` synthetic stations.
+async fn load(ing: Arc<SensorIngest>, n: usize, rate: f64) -> anyhow::Result<()> {
+    while !ing.stations().is_ready() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let per_tick = (rate / 100.0).ceil().max(1.0) as u64;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(per_tick as f64 / rate));
+    let mut seq = 0u64;
+    loop {
+        tick.tick().await;
+        let now = Utc::now();
+        let items: Vec<_> = (0..per_tick)
+            .map(|i| fixtures::load::reading(n, seq + i, now))
+            .collect();
+        seq += per_tick;
+        if let Err(e) = ing
+            .accept("load", None, &serde_json::Value::Array(items))
+            .await
+        {
+            warn!(error = %e, "load readings not accepted");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+// The reference wall page: one websocket, two subscriptions (unit boundaries everywhere;
+// live stations within the visible map area), snapshot then deltas, resume on reconnect.
+"use strict";
+
+const SAL = [[1, "rgb(0,228,0)"], [4, "rgb(255,200,0)"], [Infinity, "rgb(255,0,0)"]];
+// VN_AQI PM2.5 breakpoints (µg/m³) and band colours.
+const PM25 = [[25, "rgb(0,228,0)", "Tốt"], [50, "rgb(255,255,0)", "Trung bình"], [80, "rgb(255,126,0)", "Kém"],
+              [150, "rgb(255,0,0)", "Xấu"], [250, "rgb(143,63,151)", "Rất xấu"], [Infinity, "rgb(126,0,35)", "Nguy hại"]];
+
+function band(table, v) { for (const row of table) if (v < row[0]) return row; return table[table.length - 1]; }
+function esc(s) { return String(s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])); }
+
+document.getElementById("aq-legend").innerHTML = PM25.map((r, i) =>
+  `<div><span class="sw" style="background:${r[1]}"></span> ${i ? PM25[i - 1][0] : 0}–${r[0] === Infinity ? "…" : r[0]} ${r[2]}</div>`).join("");
+
+const mode = document.body.dataset.mode;
+const modeEl = document.getElementById("mode");
+modeEl.textContent = mode === "demo" ? "DEMO: dữ liệu mô phỏng" : "trực tiếp";
+modeEl.className = "pill " + (mode === "demo" ? "demo" : "ok");
+document.getElementById("history-note").textContent = mode === "demo"
+  ? "Chế độ demo: không lưu lịch sử (history is not stored in the embedded demo)." : "";
+
+function token() {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) { sessionStorage.setItem("ioc-token", decodeURIComponent(m[1])); history.replaceState(null, "", location.pathname); }
+  return sessionStorage.getItem("ioc-token");
+}
+
+const map = L.map("map", { zoomControl: true, preferCanvas: true }).setView([10.05, 106.0], 9);
+const unitLayer = L.layerGroup().addTo(map);
+const stationLayer = L.layerGroup().addTo(map);
+const units = new Map();     // entity -> leaflet layer
+const stations = new Map();  // entity -> circle marker
+window.iocWall = { stations, units, deltas: 0 };
+
+function color(props) {
+  const l = props.latest || {};
+  if (props.kind === "salinity") return l.salinity ? band(SAL, l.salinity.value)[1] : "#777";
+  return l.pm25 ? band(PM25, l.pm25.value)[1] : "#777";
+}
+
+function popup(f) {
+  const p = f.properties, l = p.latest || {};
+  const rows = Object.entries(l).map(([k, v]) =>
+    `<tr><td>${esc(k)}</td><td><b>${esc(v.value.toFixed(2))}</b> ${esc(v.unit)}</td><td class="small">${esc(new Date(v.ts).toLocaleTimeString("vi-VN"))}</td></tr>`).join("");
+  return `<b>${esc(p.name)}</b><br><span class="small">${esc((p.unit_names || []).join(", "))}${p.river ? " · " + esc(p.river) : ""}</span>` +
+    `<table>${rows || "<tr><td>chưa có số liệu</td></tr>"}</table><span class="small">${esc(f.id)} · ${p.readings || 0} bản tin</span>`;
+}
+
+function upsertStation(f) {
+  const [lon, lat] = f.geometry.coordinates;
+  let m = stations.get(f.id);
+  if (!m) {
+    m = L.circleMarker([lat, lon], { radius: 8, weight: 2, color: "#0b1420", fillOpacity: 0.95 }).addTo(stationLayer);
+    stations.set(f.id, m);
+  }
+  m.setStyle({ fillColor: color(f.properties) });
+  m.setLatLng([lat, lon]);
+  m.feature = f;
+  m.bindPopup(() => popup(m.feature));
+}
+
+function removeStation(id) { const m = stations.get(id); if (m) { stationLayer.removeLayer(m); stations.delete(id); } }
+
+function upsertUnit(f) {
+  const old = units.get(f.id); if (old) unitLayer.removeLayer(old);
+  const deep = f.properties.parent !== null;
+  const layer = L.geoJSON(f, { style: { color: deep ? "#3a4f6b" : "#7aa2d6", weight: deep ? 1 : 2.5, fillColor: "#16263b", fillOpacity: deep ? 0.35 : 0 } })
+    .bindTooltip(esc(f.properties.name), { sticky: true });
+  layer.addTo(unitLayer);
+  if (!deep) layer.bringToBack();
+  units.set(f.id, layer);
+}
+
+function tick(f) {
+  const l = f.properties.latest || {};
+  const main = f.properties.kind === "salinity" ? l.salinity : l.pm25;
+  if (!main) return;
+  const li = document.createElement("li");
+  li.innerHTML = `${esc(f.properties.name)}: <b>${esc(main.value.toFixed(2))} ${esc(main.unit)}</b> <span class="small">${esc(new Date(main.ts).toLocaleTimeString("vi-VN"))}</span>`;
+  li.style.borderLeftColor = color(f.properties);
+  const ul = document.getElementById("ticker");
+  ul.prepend(li);
+  while (ul.children.length > 12) ul.lastChild.remove();
+}
+
+let ws, epoch = null, lastSeq = { units: 0, live: 0 }, retry = 500;
+
+function bbox() { const b = map.getBounds(); return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(v => Math.max(-180, Math.min(180, v))); }
+
+function subscribeAll(resume) {
+  const subs = [["units", ["units"], null], ["live", ["salinity", "air_quality"], bbox()]];
+  for (const [id, layers, bb] of subs) {
+    const msg = { id, layers, bbox: bb };
+    if (resume && epoch && lastSeq[id]) Object.assign(msg, { op: "resume", since: lastSeq[id], epoch });
+    else msg.op = "subscribe";
+    ws.send(JSON.stringify(msg));
+  }
+}
+
+function setConn(text, cls) { const el = document.getElementById("conn"); el.textContent = text; el.className = "pill " + cls; }
+
+function connect(resume) {
+  const t = token();
+  if (!t) { document.getElementById("login").style.display = "flex"; return; }
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  ws = new WebSocket(`${proto}://${location.host}/ws?access_token=${encodeURIComponent(t)}`);
+  ws.onopen = () => { setConn("đã kết nối", "ok"); retry = 500; };
+  ws.onmessage = ev => {
+    const m = JSON.parse(ev.data);
+    if (m.op === "hello") { if (epoch && m.epoch !== epoch) resume = false; subscribeAll(resume); epoch = m.epoch; }
+    else if (m.op === "snapshot") {
+      if (m.sub === "live") { for (const id of [...stations.keys()]) removeStation(id); m.features.features.forEach(upsertStation); }
+      else m.features.features.forEach(upsertUnit);
+      lastSeq[m.sub] = m.seq;
+    } else if (m.op === "delta") {
+      window.iocWall.deltas++;
+      for (const f of m.upsert) { if (m.sub === "live") { upsertStation(f); tick(f); } else upsertUnit(f); }
+      for (const id of m.remove) { if (m.sub === "live") removeStation(id); else { const u = units.get(id); if (u) { unitLayer.removeLayer(u); units.delete(id); } } }
+      lastSeq[m.sub] = m.seq;
+    } else if (m.op === "error") { console.warn("server error", m); }
+    document.getElementById("counts").textContent = `${stations.size} trạm · ${units.size} đơn vị`;
+    document.getElementById("seq").textContent = `seq ${Math.max(lastSeq.units, lastSeq.live)}`;
+  };
+  ws.onclose = ev => {
+    setConn("mất kết nối — đang thử lại", "bad");
+    if (ev.code === 1006 && !epoch) { /* refused at upgrade: probably a bad token */ }
+    setTimeout(() => connect(true), retry); retry = Math.min(retry * 2, 10000);
+  };
+}
+
+map.on("moveend", () => {
+  if (ws && ws.readyState === 1) ws.send(JSON.stringify({ op: "update", id: "live", layers: ["salinity", "air_quality"], bbox: bbox() }));
+});
+
+document.getElementById("login-form").onsubmit = ev => {
+  ev.preventDefault();
+  sessionStorage.setItem("ioc-token", document.getElementById("token-input").value.trim());
+  document.getElementById("login").style.display = "none";
+  connect(false);
+};
+
+connect(false);
