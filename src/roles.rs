@@ -175,13 +175,17 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
     let mut app = Router::new();
     let mut checks: Vec<map_api::Check> = Vec::new();
 
+    let core_status = Arc::new(stream_core::CoreStatus::default());
     if roles.core {
-        let (bus, topics, core_cfg) = (bus.clone(), cfg.topics.clone(), cfg.core.clone());
+        let (bus, topics) = (bus.clone(), cfg.topics.clone());
+        let (core_cfg, status) = (cfg.core.clone(), core_status.clone());
         spawn(&mut tasks, "stream-core", async move {
-            stream_core::run(bus, topics, core_cfg, std::future::pending())
+            stream_core::run(bus, topics, core_cfg, status, std::future::pending())
                 .await
                 .map_err(Into::into)
         });
+        let s = core_status.clone();
+        checks.push(("stream_core".into(), Arc::new(move || s.is_started())));
     }
 
     let mut ingest_handle = None;
@@ -218,7 +222,13 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         let replica = Replica::new(replica::DEFAULT_RECENT);
         {
             let (r, bus, topic) = (replica.clone(), bus.clone(), cfg.topics.state.clone());
+            let (status, wait_for_core) = (core_status.clone(), roles.core);
             spawn(&mut tasks, "replica", async move {
+                // In one process, follow the state only once the core has published it, so
+                // that "caught up" means "has the whole picture".
+                while wait_for_core && !status.is_started() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 r.follow(bus, topic).await.map_err(Into::into)
             });
         }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,19 @@ impl Default for CoreConfig {
     }
 }
 
+/// What a running core reports about itself (for `/readyz`).
+#[derive(Debug, Default)]
+pub struct CoreStatus {
+    started: AtomicBool,
+}
+
+impl CoreStatus {
+    /// True once the registry and state are loaded and the initial state is published.
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
     #[error(transparent)]
@@ -54,6 +68,7 @@ pub async fn run(
     bus: Arc<dyn Bus>,
     topics: Topics,
     config: CoreConfig,
+    status: Arc<CoreStatus>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CoreError> {
     let mut core = Core::new(bus.clone(), topics.clone());
@@ -72,6 +87,7 @@ pub async fn run(
     );
 
     let mut readings = bus.join_group(&config.group, &[&topics.readings]).await?;
+    status.started.store(true, Ordering::Release);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
