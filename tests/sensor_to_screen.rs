@@ -164,8 +164,7 @@ async fn a_bad_mqtt_payload_is_dead_lettered_not_dropped() {
     loop {
         let mut sub = bus.read_all(&[&deadletter]).await.unwrap();
         let mut found = None;
-        while !sub.caught_up() {
-            let m = sub.next().await.unwrap();
+        while let Some(m) = sub.next_until_caught_up().await.unwrap() {
             let env = model::Envelope::from_bytes(&m.payload.unwrap()).unwrap();
             found = Some(env);
         }

@@ -20,6 +20,9 @@ use tracing::{debug, info};
 
 use crate::{Bus, BusError, Delivered, Message, Subscription, TopicSpec};
 
+/// How long a reader past the watermarks waits for stragglers before it counts as caught up.
+const QUIET_WINDOW: Duration = Duration::from_millis(500);
+
 /// Connection settings; any librdkafka property can be added under `extra`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -30,6 +33,15 @@ pub struct KafkaConfig {
     /// How long a publish may wait for the broker's acknowledgement before it fails.
     pub publish_timeout_ms: u64,
     pub replication_factor: i32,
+    /// Group session timeout: how soon a crashed consumer's partitions are reassigned.
+    pub session_timeout_ms: u64,
+    /// Static group membership (`group.instance.id`): a restarted instance with the same id
+    /// takes its partitions back at once instead of waiting for the old session to expire.
+    /// Give each stream-core instance its own stable id (e.g. the pod name).
+    pub group_instance_id: Option<String>,
+    /// Longest gap between two polls of a group consumer before it leaves the group; also the
+    /// rebalance timeout the coordinator waits for members to rejoin.
+    pub max_poll_interval_ms: u64,
     /// Extra librdkafka properties (security.protocol, sasl.*, ...).
     pub extra: HashMap<String, String>,
 }
@@ -41,6 +53,9 @@ impl Default for KafkaConfig {
             client_id: "ioc".into(),
             publish_timeout_ms: 10_000,
             replication_factor: 1,
+            session_timeout_ms: 10_000,
+            group_instance_id: None,
+            max_poll_interval_ms: 30_000,
             extra: HashMap::new(),
         }
     }
@@ -84,7 +99,18 @@ impl KafkaBus {
 
     fn consumer(&self, group: &str, extra: &[(&str, &str)]) -> Result<StreamConsumer, BusError> {
         let mut c = self.config.client();
+        if let Some(id) = self
+            .config
+            .group_instance_id
+            .as_deref()
+            .filter(|_| extra.iter().any(|(k, _)| *k == "session.timeout.ms"))
+        {
+            c.set("group.instance.id", id);
+        }
         c.set("group.id", group)
+            // No transactions are used: read_uncommitted reads the same records, and tansu's
+            // last stable offset lags its high watermark.
+            .set("isolation.level", "read_uncommitted")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false");
         for (k, v) in extra {
@@ -189,6 +215,52 @@ impl Bus for KafkaBus {
         }))
     }
 
+    async fn assign(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: Option<&[i32]>,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let consumer = self.consumer(
+            group,
+            &[
+                ("enable.auto.commit", "true"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.commit.interval.ms", "500"),
+            ],
+        )?;
+        let all = tokio::task::spawn_blocking({
+            let cfg = self.config.clone();
+            let topics = vec![topic.to_string()];
+            move || watermarks(&cfg, &topics)
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))??;
+        let mut chosen: Vec<i32> = all.keys().map(|(_, p)| *p).collect();
+        if let Some(wanted) = partitions {
+            if let Some(missing) = wanted.iter().find(|p| !chosen.contains(p)) {
+                return Err(BusError::Refused(format!(
+                    "topic {topic} has no partition {missing}"
+                )));
+            }
+            chosen = wanted.to_vec();
+        }
+        chosen.sort_unstable();
+        let mut tpl = TopicPartitionList::new();
+        for p in &chosen {
+            // Stored = the group's committed offset (auto.offset.reset=earliest when none).
+            tpl.add_partition_offset(topic, *p, Offset::Stored)
+                .map_err(unavailable)?;
+        }
+        consumer.assign(&tpl).map_err(unavailable)?;
+        info!(%group, %topic, partitions = ?chosen, "assigned partitions");
+        Ok(Box::new(KafkaSubscription {
+            consumer,
+            grouped: true,
+            ends: HashMap::new(),
+        }))
+    }
+
     async fn read_all(&self, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError> {
         // A throwaway group id: librdkafka wants one, but nothing is ever committed to it.
         let group = format!("{}-reader-{}", self.config.client_id, uuid_like());
@@ -245,27 +317,38 @@ fn watermarks(
     let probe: rdkafka::consumer::BaseConsumer = cfg
         .client()
         .set("group.id", format!("{}-probe", cfg.client_id))
+        .set("isolation.level", "read_uncommitted")
         .create()
         .map_err(|e| BusError::Refused(format!("cannot create consumer: {e}")))?;
     let timeout = Duration::from_secs(10);
     let mut out = HashMap::new();
     for t in topics {
-        let md = probe
-            .fetch_metadata(Some(t), timeout)
-            .map_err(unavailable)?;
-        for mt in md.topics() {
-            if let Some(err) = mt.error() {
+        // A topic created a moment ago may not show its partitions yet: wait for them,
+        // or the reader would follow nothing, forever.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let partitions: Vec<i32> = loop {
+            let md = probe
+                .fetch_metadata(Some(t), timeout)
+                .map_err(unavailable)?;
+            let found: Vec<i32> = md
+                .topics()
+                .iter()
+                .filter(|mt| mt.name() == t && mt.error().is_none())
+                .flat_map(|mt| mt.partitions().iter().map(|p| p.id()))
+                .collect();
+            if !found.is_empty() {
+                break found;
+            }
+            if std::time::Instant::now() > deadline {
                 return Err(BusError::Unavailable(format!(
-                    "topic {t}: {:?}",
-                    RDKafkaErrorCode::from(err)
+                    "topic {t} has no partitions (does it exist?)"
                 )));
             }
-            for p in mt.partitions() {
-                let wm = probe
-                    .fetch_watermarks(t, p.id(), timeout)
-                    .map_err(unavailable)?;
-                out.insert((t.clone(), p.id()), wm);
-            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        for p in partitions {
+            let wm = probe.fetch_watermarks(t, p, timeout).map_err(unavailable)?;
+            out.insert((t.clone(), p), wm);
         }
     }
     Ok(out)
@@ -329,5 +412,15 @@ impl Subscription for KafkaSubscription {
 
     fn caught_up(&self) -> bool {
         self.grouped || self.ends.is_empty()
+    }
+
+    async fn next_until_caught_up(&mut self) -> Result<Option<Message>, BusError> {
+        if !self.caught_up() {
+            return self.next().await.map(Some);
+        }
+        match tokio::time::timeout(QUIET_WINDOW, self.next()).await {
+            Ok(m) => m.map(Some),
+            Err(_) => Ok(None),
+        }
     }
 }

@@ -70,6 +70,17 @@ pub trait Bus: Send + Sync + 'static {
         topics: &[&str],
     ) -> Result<Box<dyn Subscription>, BusError>;
 
+    /// Consumes `partitions` of `topic` (all when `None`) by static assignment, resuming
+    /// after the offsets committed under `group`, with no group membership: no rebalances,
+    /// and a restarted instance resumes at once. Each instance must be given its own
+    /// partitions (the operator decides; see DESIGN.md, Scale-out).
+    async fn assign(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: Option<&[i32]>,
+    ) -> Result<Box<dyn Subscription>, BusError>;
+
     /// Reads every partition of `topics` from the beginning, outside any group: for compacted
     /// topics that a reader rebuilds state from (registry, state replicas).
     async fn read_all(&self, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError>;
@@ -94,6 +105,12 @@ pub trait Subscription: Send {
     async fn commit(&mut self) -> Result<(), BusError>;
 
     /// For `read_all`: true once every partition was read up to where it ended when the
-    /// subscription started. Always true for group subscriptions.
+    /// subscription started (by the broker's watermarks). Always true for group subscriptions.
     fn caught_up(&self) -> bool;
+
+    /// For rebuilding state: the next message if the reader has not caught up yet, `None`
+    /// once it has. Past the start-time watermarks it still takes whatever arrives within a
+    /// short quiet window, because some brokers (tansu 0.6) report a high watermark that
+    /// stops at the start of the last record batch.
+    async fn next_until_caught_up(&mut self) -> Result<Option<Message>, BusError>;
 }

@@ -184,6 +184,16 @@ impl Bus for MemoryBus {
         Ok(Box::new(self.subscription(Some(group), topics)))
     }
 
+    async fn assign(
+        &self,
+        group: &str,
+        topic: &str,
+        _partitions: Option<&[i32]>,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        // One partition per topic here: static assignment is the group's own position.
+        Ok(Box::new(self.subscription(Some(group), &[topic])))
+    }
+
     async fn read_all(&self, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError> {
         Ok(Box::new(self.subscription(None, topics)))
     }
@@ -254,6 +264,15 @@ impl Subscription for MemorySubscription {
 
     async fn commit(&mut self) -> Result<(), BusError> {
         Ok(())
+    }
+
+    async fn next_until_caught_up(&mut self) -> Result<Option<Message>, BusError> {
+        // The in-memory log knows its end exactly.
+        if self.caught_up() {
+            Ok(None)
+        } else {
+            self.next().await.map(Some)
+        }
     }
 
     fn caught_up(&self) -> bool {

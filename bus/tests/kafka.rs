@@ -97,11 +97,11 @@ async fn read_all_sees_every_partition_and_knows_when_it_caught_up() {
     bus.publish(&t, "station:a", None).await.unwrap();
     let mut sub = bus.read_all(&[&t]).await.unwrap();
     let mut seen = std::collections::HashMap::new();
-    while !sub.caught_up() {
-        let m = tokio::time::timeout(Duration::from_secs(30), sub.next())
-            .await
-            .unwrap()
-            .unwrap();
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(30), sub.next_until_caught_up())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         seen.insert(m.key.unwrap(), m.payload);
     }
     assert_eq!(seen.len(), 6);
@@ -110,4 +110,80 @@ async fn read_all_sees_every_partition_and_knows_when_it_caught_up() {
         "tombstones arrive as empty payloads"
     );
     assert_eq!(seen["station:f"].as_deref(), Some(&b"f"[..]));
+}
+
+#[tokio::test]
+async fn static_assignment_resumes_after_committed_offsets() {
+    let bus = bus();
+    let t = topic(&bus, false).await;
+    for i in 0..9 {
+        bus.publish(
+            &t,
+            &format!("station:k{}", i % 3),
+            Some(format!("{i}").into_bytes()),
+        )
+        .await
+        .unwrap();
+    }
+    let group = unique("g");
+    let mut sub = bus.assign(&group, &t, None).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..9 {
+        let m = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if seen.len() < 5 {
+            sub.applied(&m).unwrap();
+            seen.push(m.payload.unwrap());
+        }
+    }
+    sub.commit().await.unwrap();
+    drop(sub); // no clean leave: static assignment has no membership to leave
+    let mut again = bus.assign(&group, &t, None).await.unwrap();
+    let mut rest = 0;
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), again.next()).await {
+        rest += 1;
+    }
+    assert_eq!(rest, 4, "exactly the four unapplied messages come again");
+    assert!(
+        bus.assign(&group, &t, Some(&[7])).await.is_err(),
+        "a partition the topic lacks is refused"
+    );
+}
+
+#[tokio::test]
+async fn read_all_at_scale_ends_with_the_latest_record_of_every_key() {
+    let bus = bus();
+    let t = topic(&bus, true).await;
+    for round in 0..20 {
+        let keys: Vec<String> = (0..100).map(|k| format!("station:k{k}")).collect();
+        let writes = keys
+            .iter()
+            .map(|k| bus.publish(&t, k, Some(format!("{round}").into_bytes())));
+        for r in futures::future::join_all(writes).await {
+            r.unwrap();
+        }
+    }
+    let mut sub = bus.read_all(&[&t]).await.unwrap();
+    let mut latest = std::collections::HashMap::new();
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(30), sub.next_until_caught_up())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        latest.insert(m.key.unwrap(), m.payload.unwrap());
+    }
+    assert_eq!(latest.len(), 100);
+    let stale: Vec<_> = latest
+        .iter()
+        .filter(|(_, v)| v.as_ref() != b"19")
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "{} keys stale at caught-up: {:?}",
+        stale.len(),
+        &stale[..stale.len().min(5)]
+    );
 }

@@ -89,15 +89,22 @@ impl KnownStations {
     /// Follows the registry topic; ready once caught up.
     pub async fn follow(self: Arc<Self>, bus: Arc<dyn Bus>, topic: String) -> Result<(), BusError> {
         let mut sub = bus.read_all(&[&topic]).await?;
+        let mut catching_up = true;
         loop {
-            if !self.is_ready() && sub.caught_up() {
-                info!(
-                    stations = self.ids.read().map(|s| s.len()).unwrap_or(0),
-                    "ingest registry loaded"
-                );
-                self.ready.store(true, Ordering::Release);
-            }
-            let m = sub.next().await?;
+            let m = if catching_up {
+                match sub.next_until_caught_up().await? {
+                    Some(m) => m,
+                    None => {
+                        let n = self.ids.read().map(|s| s.len()).unwrap_or(0);
+                        info!(stations = n, "ingest registry loaded");
+                        self.ready.store(true, Ordering::Release);
+                        catching_up = false;
+                        continue;
+                    }
+                }
+            } else {
+                sub.next().await?
+            };
             let Some(env) = m
                 .payload
                 .as_deref()

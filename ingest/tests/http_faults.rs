@@ -90,11 +90,11 @@ async fn post(f: &Fixture, body: &Value) -> reqwest::Response {
 async fn readings_on_topic(f: &Fixture) -> Vec<(String, f64)> {
     let mut sub = f.bus.read_all(&[&f.topics.readings]).await.unwrap();
     let mut out = Vec::new();
-    while !sub.caught_up() {
-        let m = tokio::time::timeout(Duration::from_secs(20), sub.next())
-            .await
-            .unwrap()
-            .unwrap();
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(20), sub.next_until_caught_up())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         let env = model::Envelope::from_bytes(&m.payload.unwrap()).unwrap();
         let r: model::Reading = env.data_as().unwrap();
         out.push((r.station.to_string(), r.value));
@@ -142,8 +142,7 @@ async fn mixed_batches_oversized_bodies_and_broker_outages() {
     // The refused items are on the dead-letter topic with their reasons.
     let mut dl = f.bus.read_all(&[&f.topics.deadletter]).await.unwrap();
     let mut reasons = Vec::new();
-    while !dl.caught_up() {
-        let m = dl.next().await.unwrap();
+    while let Some(m) = dl.next_until_caught_up().await.unwrap() {
         let env = model::Envelope::from_bytes(&m.payload.unwrap()).unwrap();
         reasons.push(env.data["errors"][0]["field"].as_str().unwrap().to_string());
     }

@@ -212,12 +212,21 @@ impl Replica {
     /// once caught up with where the topic stood at start.
     pub async fn follow(self: Arc<Self>, bus: Arc<dyn Bus>, topic: String) -> Result<(), BusError> {
         let mut sub = bus.read_all(&[&topic]).await?;
+        let mut catching_up = true;
         loop {
-            if !self.is_ready() && sub.caught_up() {
-                info!(entities = self.read().records.len(), "replica caught up");
-                self.set_ready();
-            }
-            let m = sub.next().await?;
+            let m = if catching_up {
+                match sub.next_until_caught_up().await? {
+                    Some(m) => m,
+                    None => {
+                        info!(entities = self.read().records.len(), "replica caught up");
+                        self.set_ready();
+                        catching_up = false;
+                        continue;
+                    }
+                }
+            } else {
+                sub.next().await?
+            };
             let Some(entity) = m.key.as_deref().and_then(|k| EntityId::parse(k).ok()) else {
                 warn!(
                     offset = m.offset,

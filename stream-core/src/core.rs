@@ -22,11 +22,26 @@ use tracing::{info, warn};
 use crate::directory::Directory;
 use crate::station::{ApplyOutcome, StationState};
 
+/// How a stream-core instance gets its share of the readings topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assignment {
+    /// Explicit partitions (`partitions`, all when unset), offsets committed under `group`:
+    /// restarts resume at once on any broker; scale out by giving instances disjoint lists.
+    Static,
+    /// Kafka consumer-group membership: partitions rebalance automatically between
+    /// instances (needs a broker whose coordinator evicts crashed members; tansu 0.6 does not).
+    Group,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CoreConfig {
-    /// Consumer group shared by all stream-core instances.
+    /// Consumer group whose committed offsets record progress.
     pub group: String,
+    pub assignment: Assignment,
+    /// Static assignment only: this instance's partitions of the readings topic.
+    pub partitions: Option<Vec<i32>>,
     /// Most readings applied per batch.
     pub batch_max: usize,
     /// How long a batch waits for more readings after its first one, ms.
@@ -37,6 +52,8 @@ impl Default for CoreConfig {
     fn default() -> Self {
         Self {
             group: "ioc-core".into(),
+            assignment: Assignment::Static,
+            partitions: None,
             batch_max: 2000,
             batch_wait_ms: 2,
         }
@@ -73,8 +90,7 @@ pub async fn run(
 ) -> Result<(), CoreError> {
     let mut core = Core::new(bus.clone(), topics.clone());
     let mut registry = bus.read_all(&[&topics.registry]).await?;
-    while !registry.caught_up() {
-        let m = registry.next().await?;
+    while let Some(m) = registry.next_until_caught_up().await? {
         core.registry_message(&m, false).await?;
     }
     core.dir.refresh_index();
@@ -86,7 +102,17 @@ pub async fn run(
         "stream core started"
     );
 
-    let mut readings = bus.join_group(&config.group, &[&topics.readings]).await?;
+    let mut readings = match config.assignment {
+        Assignment::Static => {
+            bus.assign(
+                &config.group,
+                &topics.readings,
+                config.partitions.as_deref(),
+            )
+            .await?
+        }
+        Assignment::Group => bus.join_group(&config.group, &[&topics.readings]).await?,
+    };
     status.started.store(true, Ordering::Release);
     tokio::pin!(shutdown);
     loop {
@@ -135,8 +161,7 @@ async fn read_state(
 ) -> Result<HashMap<EntityId, StateRecord>, BusError> {
     let mut sub = bus.read_all(&[topic]).await?;
     let mut out = HashMap::new();
-    while !sub.caught_up() {
-        let m = sub.next().await?;
+    while let Some(m) = sub.next_until_caught_up().await? {
         let Some(key) = m.key.as_deref().and_then(|k| EntityId::parse(k).ok()) else {
             continue;
         };

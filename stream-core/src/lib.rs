@@ -13,6 +13,6 @@ mod core;
 mod directory;
 mod station;
 
-pub use crate::core::{run, CoreConfig, CoreError, CoreStatus};
+pub use crate::core::{run, Assignment, CoreConfig, CoreError, CoreStatus};
 pub use directory::Directory;
 pub use station::{ApplyOutcome, Latest, StationProps, StationState};
