@@ -47,7 +47,8 @@ enum Command {
     Serve,
     /// Sensor ingest only: MQTT, HTTP push (/ingest/v1/readings), HTTP poll -> Kafka.
     Ingest,
-    /// Stream core only: Kafka -> live state -> ioc.state. Run several for scale-out (one group).
+    /// Stream core only: Kafka -> live state -> ioc.state. Scale out with disjoint
+    /// `core.partitions` per instance, or `core.assignment = "group"` on Apache Kafka.
     Core,
     /// Read side only: REST API, websocket feeds and wall page, from a replica of ioc.state.
     Api,
@@ -63,7 +64,7 @@ enum Command {
         #[arg(long)]
         agency: Option<String>,
     },
-    /// Prints the effective configuration (secrets redacted) and exits.
+    /// Prints the effective configuration as JSON (secrets redacted) and exits.
     Config,
 }
 
@@ -148,14 +149,14 @@ fn main() -> anyhow::Result<()> {
                     p.url = ingest::poll::redact_url(&p.url);
                     p.bearer_token = p.bearer_token.as_ref().map(|_| "<redacted>".into());
                 }
-                println!("{}", toml_string(&shown)?);
+                println!("{}", as_json(&shown)?);
                 Ok(())
             }
         }
     })
 }
 
-fn toml_string(cfg: &Config) -> anyhow::Result<String> {
+fn as_json(cfg: &Config) -> anyhow::Result<String> {
     let v = serde_json::to_value(cfg)?;
     Ok(serde_json::to_string_pretty(&v)?)
 }

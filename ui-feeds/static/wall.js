@@ -8,6 +8,8 @@ const PM25 = [[25, "rgb(0,228,0)", "Tốt"], [50, "rgb(255,255,0)", "Trung bình
               [150, "rgb(255,0,0)", "Xấu"], [250, "rgb(143,63,151)", "Rất xấu"], [Infinity, "rgb(126,0,35)", "Nguy hại"]];
 
 function band(table, v) { for (const row of table) if (v < row[0]) return row; return table[table.length - 1]; }
+// Control rooms work in Vietnam time whatever the browser's zone.
+function vnTime(ts) { return new Date(ts).toLocaleTimeString("vi-VN", { timeZone: "Asia/Ho_Chi_Minh" }); }
 function esc(s) { return String(s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])); }
 
 document.getElementById("aq-legend").innerHTML = PM25.map((r, i) =>
@@ -42,7 +44,7 @@ function color(props) {
 function popup(f) {
   const p = f.properties, l = p.latest || {};
   const rows = Object.entries(l).map(([k, v]) =>
-    `<tr><td>${esc(k)}</td><td><b>${esc(v.value.toFixed(2))}</b> ${esc(v.unit)}</td><td class="small">${esc(new Date(v.ts).toLocaleTimeString("vi-VN"))}</td></tr>`).join("");
+    `<tr><td>${esc(k)}</td><td><b>${esc(v.value.toFixed(2))}</b> ${esc(v.unit)}</td><td class="small">${esc(vnTime(v.ts))}</td></tr>`).join("");
   return `<b>${esc(p.name)}</b><br><span class="small">${esc((p.unit_names || []).join(", "))}${p.river ? " · " + esc(p.river) : ""}</span>` +
     `<table>${rows || "<tr><td>chưa có số liệu</td></tr>"}</table><span class="small">${esc(f.id)} · ${p.readings || 0} bản tin</span>`;
 }
@@ -77,13 +79,14 @@ function tick(f) {
   const main = f.properties.kind === "salinity" ? l.salinity : l.pm25;
   if (!main) return;
   const li = document.createElement("li");
-  li.innerHTML = `${esc(f.properties.name)}: <b>${esc(main.value.toFixed(2))} ${esc(main.unit)}</b> <span class="small">${esc(new Date(main.ts).toLocaleTimeString("vi-VN"))}</span>`;
+  li.innerHTML = `${esc(f.properties.name)}: <b>${esc(main.value.toFixed(2))} ${esc(main.unit)}</b> <span class="small">${esc(vnTime(main.ts))}</span>`;
   li.style.borderLeftColor = color(f.properties);
   const ul = document.getElementById("ticker");
   ul.prepend(li);
   while (ul.children.length > 12) ul.lastChild.remove();
 }
 
+let framed = false;
 let ws, epoch = null, lastSeq = { units: 0, live: 0 }, retry = 500;
 
 function bbox() { const b = map.getBounds(); return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(v => Math.max(-180, Math.min(180, v))); }
@@ -111,7 +114,11 @@ function connect(resume) {
     if (m.op === "hello") { if (epoch && m.epoch !== epoch) resume = false; subscribeAll(resume); epoch = m.epoch; }
     else if (m.op === "snapshot") {
       if (m.sub === "live") { for (const id of [...stations.keys()]) removeStation(id); m.features.features.forEach(upsertStation); }
-      else m.features.features.forEach(upsertUnit);
+      else {
+        m.features.features.forEach(upsertUnit);
+        // Frame the jurisdictions once, on the first boundaries snapshot.
+        if (!framed && units.size) { framed = true; map.fitBounds(L.featureGroup([...units.values()]).getBounds(), { padding: [20, 20] }); }
+      }
       lastSeq[m.sub] = m.seq;
     } else if (m.op === "delta") {
       window.iocWall.deltas++;
