@@ -33,6 +33,10 @@ apt_install() {
 }
 
 need_rust() {
+  # rustup installs into ~/.cargo/bin, which a non-login shell may not have on PATH.
+  if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
   command -v cargo >/dev/null || die "cargo is not installed: install a Rust toolchain (rustup, Rust 1.85 or newer)"
 }
 

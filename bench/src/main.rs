@@ -1,0 +1,350 @@
+//! `ioc-bench`: the figures in BENCHMARKS.md. Each subcommand prints one result line.
+//!
+//! - `pipeline`: readings/s through ingest -> bus -> stream-core -> ioc.state -> replica, on
+//!   the in-memory bus or on Kafka;
+//! - `baseline`: the same number of same-sized messages through the same Kafka broker with a
+//!   bare rdkafka producer and consumer (the limit the pipeline is compared with);
+//! - `latency`: MQTT publish -> websocket delta latency at a fixed reading rate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bus::{Bus, KafkaBus, KafkaConfig, MemoryBus, Topics};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use futures::{SinkExt, StreamExt};
+use ingest::{KnownStations, SensorIngest};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use replica::Replica;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "ioc-bench", about = "IOC benchmarks (see BENCHMARKS.md)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Readings/s end to end through ingest, bus, stream-core and a replica.
+    Pipeline {
+        /// `memory` or a Kafka bootstrap address.
+        #[arg(long, default_value = "memory")]
+        bus: String,
+        #[arg(long, default_value_t = 1000)]
+        stations: usize,
+        #[arg(long, default_value_t = 200_000)]
+        readings: u64,
+        /// Readings per ingest call (an HTTP batch or an MQTT message).
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    /// Bare rdkafka producer + consumer moving `messages` messages of `bytes` bytes.
+    Baseline {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 330)]
+        bytes: usize,
+        #[arg(long, default_value_t = 1000)]
+        keys: usize,
+    },
+    /// MQTT -> websocket latency at `rate` readings/s for `seconds`.
+    Latency {
+        #[arg(long)]
+        brokers: String,
+        /// MQTT broker host:port.
+        #[arg(long)]
+        mqtt: String,
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1000)]
+        stations: usize,
+        /// Readings per MQTT message.
+        #[arg(long, default_value_t = 10)]
+        per_message: usize,
+    },
+}
+
+fn unique(p: &str) -> String {
+    format!("{p}-{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
+}
+
+fn prefixed_topics(prefix: &str) -> Topics {
+    let d = Topics::default();
+    let p = |t: &str| format!("{prefix}.{t}");
+    Topics {
+        readings: p(&d.readings),
+        cameras: p(&d.cameras),
+        reports: p(&d.reports),
+        registry: p(&d.registry),
+        alerts: p(&d.alerts),
+        state: p(&d.state),
+        deadletter: p(&d.deadletter),
+    }
+}
+
+struct Pipeline {
+    ingest: Arc<SensorIngest>,
+    replica: Arc<Replica>,
+    bus: Arc<dyn Bus>,
+    topics: Topics,
+}
+
+/// Starts ingest (in-process accept path), stream-core and a replica on `bus`, with `n` load
+/// stations registered.
+async fn pipeline(bus: Arc<dyn Bus>, n: usize) -> anyhow::Result<Pipeline> {
+    let topics = prefixed_topics(&unique("bench"));
+    bus.ensure_topics(&topics.specs(6)).await?;
+    let now = Utc::now();
+    let stations = fixtures::load::stations(n);
+    for chunk in stations.chunks(500) {
+        let writes = chunk.iter().map(|s| {
+            let env = model::RegistryEntry::Station(s.clone()).upsert_event("bench", now);
+            let bus = bus.clone();
+            let topic = topics.registry.clone();
+            async move { bus.publish(&topic, env.entity.as_str(), Some(env.to_bytes())).await }
+        });
+        futures::future::try_join_all(writes).await?;
+    }
+    let status = Arc::new(stream_core::CoreStatus::default());
+    let cfg = stream_core::CoreConfig { group: unique("bench-core"), ..Default::default() };
+    tokio::spawn(stream_core::run(bus.clone(), topics.clone(), cfg, status.clone(), std::future::pending()));
+    while !status.is_started() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let replica = Replica::new(replica::DEFAULT_RECENT);
+    tokio::spawn(replica.clone().follow(bus.clone(), topics.state.clone()));
+    let known = Arc::new(KnownStations::default());
+    tokio::spawn(known.clone().follow(bus.clone(), topics.registry.clone()));
+    while !replica.is_ready() || !known.is_ready() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ingest = Arc::new(SensorIngest::new(bus.clone(), topics.clone(), known));
+    Ok(Pipeline { ingest, replica, bus, topics })
+}
+
+/// Readings counted over every station in the replica.
+fn counted(r: &Replica) -> u64 {
+    let q = replica::Query {
+        layers: [model::Layer::Salinity, model::Layer::AirQuality].into_iter().collect(),
+        bbox: None,
+        unit: None,
+    };
+    r.snapshot(&q, usize::MAX).1.iter().map(|f| f.properties.get("readings").and_then(Value::as_u64).unwrap_or(0)).sum()
+}
+
+fn kafka_bus(brokers: &str) -> anyhow::Result<Arc<dyn Bus>> {
+    Ok(Arc::new(KafkaBus::connect(KafkaConfig {
+        brokers: brokers.to_string(),
+        client_id: unique("bench"),
+        ..Default::default()
+    })?))
+}
+
+async fn run_pipeline(bus_arg: &str, stations: usize, readings: u64, batch: usize) -> anyhow::Result<()> {
+    let bus: Arc<dyn Bus> = if bus_arg == "memory" { Arc::new(MemoryBus::with_retention(readings as usize * 2)) } else { kafka_bus(bus_arg)? };
+    let p = pipeline(bus, stations).await?;
+    let start = Instant::now();
+    let now = Utc::now();
+    let batches: Vec<Value> = (0..readings.div_ceil(batch as u64))
+        .map(|b| {
+            let lo = b * batch as u64;
+            let hi = (lo + batch as u64).min(readings);
+            Value::Array((lo..hi).map(|i| fixtures::load::reading(stations, i, now)).collect())
+        })
+        .collect();
+    let gen = start.elapsed();
+    let start = Instant::now();
+    // Up to 8 ingest calls in flight, as from 8 concurrent senders.
+    futures::stream::iter(batches.iter())
+        .map(|b| p.ingest.accept("bench", None, b))
+        .buffer_unordered(8)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                eprintln!("ingest error: {e}");
+            }
+        })
+        .await;
+    let ingested = start.elapsed();
+    while counted(&p.replica) < readings {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = start.elapsed();
+    println!(
+        "pipeline bus={} stations={stations} readings={readings} batch={batch}: ingest {:.0} readings/s ({:.2} s), end to end {:.0} readings/s ({:.2} s) [payload generation {:.2} s excluded]",
+        p.bus.name(),
+        readings as f64 / ingested.as_secs_f64(),
+        ingested.as_secs_f64(),
+        readings as f64 / total.as_secs_f64(),
+        total.as_secs_f64(),
+        gen.as_secs_f64()
+    );
+    let _ = &p.topics;
+    Ok(())
+}
+
+async fn run_baseline(brokers: &str, messages: u64, bytes: usize, keys: usize) -> anyhow::Result<()> {
+    let topic = unique("bench-baseline");
+    let bus = kafka_bus(brokers)?;
+    bus.ensure_topics(&[bus::TopicSpec { name: topic.clone(), partitions: 6, compacted: false, retention_ms: None }]).await?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()?;
+    let payload = vec![b'x'; bytes];
+    let keys: Vec<String> = (0..keys).map(|k| format!("station:load-{k:06}")).collect();
+    let start = Instant::now();
+    futures::stream::iter(0..messages)
+        .map(|i| {
+            let producer = &producer;
+            let payload = &payload;
+            let key = &keys[i as usize % keys.len()];
+            let topic = &topic;
+            async move { producer.send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(30)).await }
+        })
+        .buffer_unordered(4000)
+        .for_each(|r| async move {
+            if let Err((e, _)) = r {
+                eprintln!("produce error: {e}");
+            }
+        })
+        .await;
+    let produced = start.elapsed();
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("bench-baseline"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_uncommitted")
+        .create()?;
+    consumer.subscribe(&[&topic])?;
+    let cstart = Instant::now();
+    let mut got = 0u64;
+    while got < messages {
+        tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.context("consumer stalled")??;
+        got += 1;
+    }
+    let consumed = cstart.elapsed();
+    println!(
+        "baseline messages={messages} bytes={bytes}: produce {:.0} msg/s ({:.2} s), consume {:.0} msg/s ({:.2} s), produce+consume {:.0} msg/s",
+        messages as f64 / produced.as_secs_f64(),
+        produced.as_secs_f64(),
+        messages as f64 / consumed.as_secs_f64(),
+        consumed.as_secs_f64(),
+        messages as f64 / (produced + consumed).as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn run_latency(brokers: &str, mqtt: &str, rate: f64, seconds: u64, stations: usize, per_message: usize) -> anyhow::Result<()> {
+    let p = pipeline(kafka_bus(brokers)?, stations).await?;
+    // MQTT ingest on its own topic prefix.
+    let prefix = unique("bench");
+    let mcfg = ingest::mqtt::MqttConfig {
+        url: format!("mqtt://{mqtt}"),
+        topic: format!("{prefix}/sensors/+/readings"),
+        client_id: unique("bench-ingest"),
+        ..Default::default()
+    };
+    tokio::spawn(ingest::mqtt::run(mcfg, p.ingest.clone()));
+    // Feeds on a local port, one client subscribed to everything.
+    let auth = Arc::new(auth::Authenticator::new(&[9u8; 32])?);
+    let state = ui_feeds::FeedsState { replica: p.replica.clone(), auth: auth.clone(), config: Default::default(), mode: "kafka".into() };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, ui_feeds::router(state)).await });
+    let token = auth.issue("bench", auth::Role::Operator, None, chrono::Duration::hours(1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?access_token={token}")).await?;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        json!({"op":"subscribe","id":"all","layers":["salinity","air_quality"]}).to_string().into(),
+    ))
+    .await?;
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let lat = latencies.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = ws.next().await {
+            let tokio_tungstenite::tungstenite::Message::Text(t) = m else { continue };
+            let now = Utc::now();
+            let Ok(v) = serde_json::from_str::<Value>(&t) else { continue };
+            if v["op"] != "delta" {
+                continue;
+            }
+            let mut l = lat.lock().unwrap();
+            for f in v["upsert"].as_array().into_iter().flatten() {
+                for (_, latest) in f["properties"]["latest"].as_object().into_iter().flatten() {
+                    if let Some(ts) = latest["ts"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
+                        l.push((now - ts.with_timezone(&Utc)).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                    }
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await; // MQTT connected and subscribed
+    let (host, port) = mqtt.split_once(':').context("--mqtt host:port")?;
+    let mut opts = rumqttc::MqttOptions::new(unique("bench-sensor"), host, port.parse()?);
+    opts.set_inflight(1000);
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 10_000);
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    let messages_per_s = rate / per_message as f64;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / messages_per_s));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let total = (messages_per_s * seconds as f64) as u64;
+    let warmup = total / 10;
+    let mut seq = 0u64;
+    for m in 0..total {
+        tick.tick().await;
+        if m == warmup {
+            latencies.lock().unwrap().clear();
+        }
+        let ts = Utc::now();
+        let station = (m as usize) % stations;
+        let items: Vec<Value> = (0..per_message)
+            .map(|_| {
+                seq += 1;
+                // one station per message, readings a microsecond apart in event time
+                let mut r = fixtures::load::reading(stations, station as u64, ts + chrono::Duration::microseconds(seq as i64 % 1000));
+                r["station"] = json!(format!("load-{station:06}"));
+                r
+            })
+            .collect();
+        client
+            .publish(format!("{prefix}/sensors/load-{station:06}/readings"), rumqttc::QoS::AtLeastOnce, false, Value::Array(items).to_string())
+            .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut l = latencies.lock().unwrap().clone();
+    if l.is_empty() {
+        bail!("no deltas received");
+    }
+    l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
+    println!(
+        "latency rate={rate} readings/s ({} per MQTT message) seconds={seconds} stations={stations}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} station updates",
+        per_message,
+        pct(0.50),
+        pct(0.99),
+        l[l.len() - 1],
+        l.len()
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Pipeline { bus, stations, readings, batch } => run_pipeline(&bus, stations, readings, batch).await,
+        Cmd::Baseline { brokers, messages, bytes, keys } => run_baseline(&brokers, messages, bytes, keys).await,
+        Cmd::Latency { brokers, mqtt, rate, seconds, stations, per_message } => {
+            run_latency(&brokers, &mqtt, rate, seconds, stations, per_message).await
+        }
+    }
+}
