@@ -6,6 +6,8 @@ set -euo pipefail
 IOC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IOC_RUN_DIR="${IOC_RUN_DIR:-/tmp/ioc-test-services}"
 mkdir -p "$IOC_RUN_DIR"
+# pids of the services this shell started (and so stops on exit)
+STARTED_PIDS=()
 
 log() { printf '[ops] %s\n' "$*" >&2; }
 die() { printf '[ops] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -76,7 +78,7 @@ start_kafka() {
     log "starting tansu on 127.0.0.1:$port"
     nohup tansu broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
       --storage-engine memory://tansu/ >"$IOC_RUN_DIR/kafka.log" 2>&1 &
-    echo $! >"$IOC_RUN_DIR/kafka.pid"
+    STARTED_PIDS+=($!)
     wait_port 127.0.0.1 "$port" 30 kafka
   fi
   export IOC_TEST_KAFKA="127.0.0.1:$port"
@@ -98,7 +100,7 @@ max_queued_messages 100000
 CONF
     log "starting mosquitto on 127.0.0.1:$port"
     nohup mosquitto -c "$IOC_RUN_DIR/mosquitto.conf" >"$IOC_RUN_DIR/mqtt.log" 2>&1 &
-    echo $! >"$IOC_RUN_DIR/mqtt.pid"
+    STARTED_PIDS+=($!)
     wait_port 127.0.0.1 "$port" 15 mqtt
   fi
   export IOC_TEST_MQTT="127.0.0.1:$port"
@@ -123,12 +125,10 @@ start_chromium() {
   export IOC_TEST_CHROMIUM="$(command -v chromium)"
 }
 
-# Stops the services this script started (those it found running are left alone).
+# Stops the services this shell started; those it found running are left alone.
 stop_services() {
-  for s in kafka mqtt; do
-    if [ -f "$IOC_RUN_DIR/$s.pid" ]; then
-      kill "$(cat "$IOC_RUN_DIR/$s.pid")" 2>/dev/null || true
-      rm -f "$IOC_RUN_DIR/$s.pid"
-    fi
+  for pid in "${STARTED_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
   done
+  STARTED_PIDS=()
 }

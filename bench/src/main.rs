@@ -110,13 +110,25 @@ async fn pipeline(bus: Arc<dyn Bus>, n: usize) -> anyhow::Result<Pipeline> {
             let env = model::RegistryEntry::Station(s.clone()).upsert_event("bench", now);
             let bus = bus.clone();
             let topic = topics.registry.clone();
-            async move { bus.publish(&topic, env.entity.as_str(), Some(env.to_bytes())).await }
+            async move {
+                bus.publish(&topic, env.entity.as_str(), Some(env.to_bytes()))
+                    .await
+            }
         });
         futures::future::try_join_all(writes).await?;
     }
     let status = Arc::new(stream_core::CoreStatus::default());
-    let cfg = stream_core::CoreConfig { group: unique("bench-core"), ..Default::default() };
-    tokio::spawn(stream_core::run(bus.clone(), topics.clone(), cfg, status.clone(), std::future::pending()));
+    let cfg = stream_core::CoreConfig {
+        group: unique("bench-core"),
+        ..Default::default()
+    };
+    tokio::spawn(stream_core::run(
+        bus.clone(),
+        topics.clone(),
+        cfg,
+        status.clone(),
+        std::future::pending(),
+    ));
     while !status.is_started() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -128,17 +140,33 @@ async fn pipeline(bus: Arc<dyn Bus>, n: usize) -> anyhow::Result<Pipeline> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let ingest = Arc::new(SensorIngest::new(bus.clone(), topics.clone(), known));
-    Ok(Pipeline { ingest, replica, bus, topics })
+    Ok(Pipeline {
+        ingest,
+        replica,
+        bus,
+        topics,
+    })
 }
 
 /// Readings counted over every station in the replica.
 fn counted(r: &Replica) -> u64 {
     let q = replica::Query {
-        layers: [model::Layer::Salinity, model::Layer::AirQuality].into_iter().collect(),
+        layers: [model::Layer::Salinity, model::Layer::AirQuality]
+            .into_iter()
+            .collect(),
         bbox: None,
         unit: None,
     };
-    r.snapshot(&q, usize::MAX).1.iter().map(|f| f.properties.get("readings").and_then(Value::as_u64).unwrap_or(0)).sum()
+    r.snapshot(&q, usize::MAX)
+        .1
+        .iter()
+        .map(|f| {
+            f.properties
+                .get("readings")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 fn kafka_bus(brokers: &str) -> anyhow::Result<Arc<dyn Bus>> {
@@ -149,8 +177,17 @@ fn kafka_bus(brokers: &str) -> anyhow::Result<Arc<dyn Bus>> {
     })?))
 }
 
-async fn run_pipeline(bus_arg: &str, stations: usize, readings: u64, batch: usize) -> anyhow::Result<()> {
-    let bus: Arc<dyn Bus> = if bus_arg == "memory" { Arc::new(MemoryBus::with_retention(readings as usize * 2)) } else { kafka_bus(bus_arg)? };
+async fn run_pipeline(
+    bus_arg: &str,
+    stations: usize,
+    readings: u64,
+    batch: usize,
+) -> anyhow::Result<()> {
+    let bus: Arc<dyn Bus> = if bus_arg == "memory" {
+        Arc::new(MemoryBus::with_retention(readings as usize * 2))
+    } else {
+        kafka_bus(bus_arg)?
+    };
     let p = pipeline(bus, stations).await?;
     let start = Instant::now();
     let now = Utc::now();
@@ -158,7 +195,11 @@ async fn run_pipeline(bus_arg: &str, stations: usize, readings: u64, batch: usiz
         .map(|b| {
             let lo = b * batch as u64;
             let hi = (lo + batch as u64).min(readings);
-            Value::Array((lo..hi).map(|i| fixtures::load::reading(stations, i, now)).collect())
+            Value::Array(
+                (lo..hi)
+                    .map(|i| fixtures::load::reading(stations, i, now))
+                    .collect(),
+            )
         })
         .collect();
     let gen = start.elapsed();
@@ -191,10 +232,21 @@ async fn run_pipeline(bus_arg: &str, stations: usize, readings: u64, batch: usiz
     Ok(())
 }
 
-async fn run_baseline(brokers: &str, messages: u64, bytes: usize, keys: usize) -> anyhow::Result<()> {
+async fn run_baseline(
+    brokers: &str,
+    messages: u64,
+    bytes: usize,
+    keys: usize,
+) -> anyhow::Result<()> {
     let topic = unique("bench-baseline");
     let bus = kafka_bus(brokers)?;
-    bus.ensure_topics(&[bus::TopicSpec { name: topic.clone(), partitions: 6, compacted: false, retention_ms: None }]).await?;
+    bus.ensure_topics(&[bus::TopicSpec {
+        name: topic.clone(),
+        partitions: 6,
+        compacted: false,
+        retention_ms: None,
+    }])
+    .await?;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
@@ -210,7 +262,14 @@ async fn run_baseline(brokers: &str, messages: u64, bytes: usize, keys: usize) -
             let payload = &payload;
             let key = &keys[i as usize % keys.len()];
             let topic = &topic;
-            async move { producer.send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(30)).await }
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(key).payload(payload),
+                        Duration::from_secs(30),
+                    )
+                    .await
+            }
         })
         .buffer_unordered(4000)
         .for_each(|r| async move {
@@ -230,7 +289,9 @@ async fn run_baseline(brokers: &str, messages: u64, bytes: usize, keys: usize) -
     let cstart = Instant::now();
     let mut got = 0u64;
     while got < messages {
-        tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await.context("consumer stalled")??;
+        tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .context("consumer stalled")??;
         got += 1;
     }
     let consumed = cstart.elapsed();
@@ -245,7 +306,14 @@ async fn run_baseline(brokers: &str, messages: u64, bytes: usize, keys: usize) -
     Ok(())
 }
 
-async fn run_latency(brokers: &str, mqtt: &str, rate: f64, seconds: u64, stations: usize, per_message: usize) -> anyhow::Result<()> {
+async fn run_latency(
+    brokers: &str,
+    mqtt: &str,
+    rate: f64,
+    seconds: u64,
+    stations: usize,
+    per_message: usize,
+) -> anyhow::Result<()> {
     let p = pipeline(kafka_bus(brokers)?, stations).await?;
     // MQTT ingest on its own topic prefix.
     let prefix = unique("bench");
@@ -258,31 +326,56 @@ async fn run_latency(brokers: &str, mqtt: &str, rate: f64, seconds: u64, station
     tokio::spawn(ingest::mqtt::run(mcfg, p.ingest.clone()));
     // Feeds on a local port, one client subscribed to everything.
     let auth = Arc::new(auth::Authenticator::new(&[9u8; 32])?);
-    let state = ui_feeds::FeedsState { replica: p.replica.clone(), auth: auth.clone(), config: Default::default(), mode: "kafka".into() };
+    let state = ui_feeds::FeedsState {
+        replica: p.replica.clone(),
+        auth: auth.clone(),
+        config: Default::default(),
+        mode: "kafka".into(),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, ui_feeds::router(state)).await });
-    let token = auth.issue("bench", auth::Role::Operator, None, chrono::Duration::hours(1));
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?access_token={token}")).await?;
+    let token = auth.issue(
+        "bench",
+        auth::Role::Operator,
+        None,
+        chrono::Duration::hours(1),
+    );
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?access_token={token}")).await?;
     ws.send(tokio_tungstenite::tungstenite::Message::Text(
-        json!({"op":"subscribe","id":"all","layers":["salinity","air_quality"]}).to_string().into(),
+        json!({"op":"subscribe","id":"all","layers":["salinity","air_quality"]})
+            .to_string()
+            .into(),
     ))
     .await?;
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
     let lat = latencies.clone();
     tokio::spawn(async move {
         while let Some(Ok(m)) = ws.next().await {
-            let tokio_tungstenite::tungstenite::Message::Text(t) = m else { continue };
+            let tokio_tungstenite::tungstenite::Message::Text(t) = m else {
+                continue;
+            };
             let now = Utc::now();
-            let Ok(v) = serde_json::from_str::<Value>(&t) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(&t) else {
+                continue;
+            };
             if v["op"] != "delta" {
                 continue;
             }
             let mut l = lat.lock().unwrap();
             for f in v["upsert"].as_array().into_iter().flatten() {
                 for (_, latest) in f["properties"]["latest"].as_object().into_iter().flatten() {
-                    if let Some(ts) = latest["ts"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
-                        l.push((now - ts.with_timezone(&Utc)).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                    if let Some(ts) = latest["ts"]
+                        .as_str()
+                        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    {
+                        l.push(
+                            (now - ts.with_timezone(&Utc))
+                                .num_microseconds()
+                                .unwrap_or(0) as f64
+                                / 1000.0,
+                        );
                     }
                 }
             }
@@ -293,7 +386,14 @@ async fn run_latency(brokers: &str, mqtt: &str, rate: f64, seconds: u64, station
     let mut opts = rumqttc::MqttOptions::new(unique("bench-sensor"), host, port.parse()?);
     opts.set_inflight(1000);
     let (client, mut events) = rumqttc::AsyncClient::new(opts, 10_000);
-    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = events.poll().await {
+                eprintln!("sensor mqtt: {e}; reconnecting");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
     let messages_per_s = rate / per_message as f64;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / messages_per_s));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -311,13 +411,22 @@ async fn run_latency(brokers: &str, mqtt: &str, rate: f64, seconds: u64, station
             .map(|_| {
                 seq += 1;
                 // one station per message, readings a microsecond apart in event time
-                let mut r = fixtures::load::reading(stations, station as u64, ts + chrono::Duration::microseconds(seq as i64 % 1000));
+                let mut r = fixtures::load::reading(
+                    stations,
+                    station as u64,
+                    ts + chrono::Duration::microseconds(seq as i64 % 1000),
+                );
                 r["station"] = json!(format!("load-{station:06}"));
                 r
             })
             .collect();
         client
-            .publish(format!("{prefix}/sensors/load-{station:06}/readings"), rumqttc::QoS::AtLeastOnce, false, Value::Array(items).to_string())
+            .publish(
+                format!("{prefix}/sensors/load-{station:06}/readings"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                Value::Array(items).to_string(),
+            )
             .await?;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -341,10 +450,25 @@ async fn run_latency(brokers: &str, mqtt: &str, rate: f64, seconds: u64, station
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Pipeline { bus, stations, readings, batch } => run_pipeline(&bus, stations, readings, batch).await,
-        Cmd::Baseline { brokers, messages, bytes, keys } => run_baseline(&brokers, messages, bytes, keys).await,
-        Cmd::Latency { brokers, mqtt, rate, seconds, stations, per_message } => {
-            run_latency(&brokers, &mqtt, rate, seconds, stations, per_message).await
-        }
+        Cmd::Pipeline {
+            bus,
+            stations,
+            readings,
+            batch,
+        } => run_pipeline(&bus, stations, readings, batch).await,
+        Cmd::Baseline {
+            brokers,
+            messages,
+            bytes,
+            keys,
+        } => run_baseline(&brokers, messages, bytes, keys).await,
+        Cmd::Latency {
+            brokers,
+            mqtt,
+            rate,
+            seconds,
+            stations,
+            per_message,
+        } => run_latency(&brokers, &mqtt, rate, seconds, stations, per_message).await,
     }
 }

@@ -42,6 +42,8 @@ pub struct KafkaConfig {
     /// Longest gap between two polls of a group consumer before it leaves the group; also the
     /// rebalance timeout the coordinator waits for members to rejoin.
     pub max_poll_interval_ms: u64,
+    /// Longest time the broker may hold a fetch waiting for data.
+    pub fetch_wait_max_ms: u64,
     /// Extra librdkafka properties (security.protocol, sasl.*, ...).
     pub extra: HashMap<String, String>,
 }
@@ -56,6 +58,7 @@ impl Default for KafkaConfig {
             session_timeout_ms: 10_000,
             group_instance_id: None,
             max_poll_interval_ms: 30_000,
+            fetch_wait_max_ms: 20,
             extra: HashMap::new(),
         }
     }
@@ -112,7 +115,13 @@ impl KafkaBus {
             // last stable offset lags its high watermark.
             .set("isolation.level", "read_uncommitted")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // How long a fetch may wait for data: the floor of end-to-end latency on brokers
+            // that hold fetches for the full wait (tansu does).
+            .set(
+                "fetch.wait.max.ms",
+                self.config.fetch_wait_max_ms.to_string(),
+            );
         for (k, v) in extra {
             c.set(*k, *v);
         }
