@@ -1,54 +1,109 @@
-//! The wall page in a real browser: headless Chromium loads `ioc demo`'s page with an
-//! operator token, connects over the websocket and draws every fixture station and unit.
+//! The wall page in a real browser: headless Chromium, driven over the DevTools protocol,
+//! loads `ioc demo`'s page with an operator token, connects over the websocket and draws every
+//! fixture station and unit; without a token it asks for one. The test waits (in real time,
+//! polling the DOM) for what a person at the wall would see.
 
 mod common;
 
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
-fn chromium(url: &str, extra: &[&str]) -> String {
-    let bin = required_env(
-        "IOC_TEST_CHROMIUM",
-        "headless Chromium (Debian package chromium)",
-    );
-    let profile = std::env::temp_dir().join(unique("chromium-profile"));
-    let out = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(["--window-size=1600,900", "--virtual-time-budget=10000"])
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("running chromium");
-    let _ = std::fs::remove_dir_all(profile);
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Headless Chromium with a DevTools endpoint; killed on drop.
+struct Browser {
+    child: Child,
+    profile: std::path::PathBuf,
+    devtools: String,
 }
 
-fn text_of(dom: &str, id: &str) -> String {
-    let start = dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("#{id} missing from the page"));
-    let open = start + dom[start..].find('>').unwrap() + 1;
-    let close = open + dom[open..].find('<').unwrap();
-    dom[open..close].to_string()
+impl Browser {
+    async fn start() -> Browser {
+        let bin = required_env("IOC_TEST_CHROMIUM", "headless Chromium (Debian package chromium)");
+        let profile = std::env::temp_dir().join(unique("chromium-profile"));
+        let child = Command::new(bin)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(["--window-size=1600,900", "--remote-debugging-port=0", "about:blank"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromium");
+        // Chromium writes the port it chose into the profile.
+        let port_file = profile.join("DevToolsActivePort");
+        let mut port = None;
+        for _ in 0..150 {
+            if let Some(p) = std::fs::read_to_string(&port_file).ok().and_then(|s| s.lines().next().map(str::to_string)) {
+                port = Some(p);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let port = port.expect("chromium did not open its DevTools port within 15 s");
+        let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await.unwrap().json().await.unwrap();
+        let page = targets.as_array().unwrap().iter().find(|t| t["type"] == "page").expect("a page target");
+        Browser { child, profile, devtools: page["webSocketDebuggerUrl"].as_str().unwrap().to_string() }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A DevTools session on the page target.
+struct Page {
+    ws: Ws,
+    next_id: u64,
+}
+
+impl Page {
+    async fn open(b: &Browser) -> Page {
+        let (ws, _) = tokio_tungstenite::connect_async(&b.devtools).await.unwrap();
+        Page { ws, next_id: 0 }
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.ws.send(Message::Text(json!({"id": id, "method": method, "params": params}).to_string().into())).await.unwrap();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next()).await.expect("devtools answer").unwrap().unwrap();
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["id"] == id {
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    async fn eval(&mut self, expr: &str) -> Value {
+        self.call("Runtime.evaluate", json!({"expression": expr, "returnByValue": true})).await["result"]["value"].clone()
+    }
+
+    /// Polls `expr` until it equals `want` or `wait` passes; returns the last value.
+    async fn wait_for(&mut self, expr: &str, want: &Value, wait: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let v = self.eval(expr).await;
+            if &v == want || tokio::time::Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn text(id: &str) -> String {
+    format!("(document.getElementById('{id}') || {{}}).textContent")
 }
 
 #[tokio::test]
@@ -59,40 +114,31 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
     ];
     let mut demo = Ioc::start(&["demo"], &env);
     demo.ready().await;
-    tokio::time::sleep(Duration::from_secs(2)).await; // a round of simulated readings
+    let browser = Browser::start().await;
+    let mut page = Page::open(&browser).await;
+
     let url = format!("{}#token={}", demo.url("/"), token(auth::Role::Operator));
+    page.call("Page.navigate", json!({"url": url})).await;
+    let wait = Duration::from_secs(30);
+    let counts = page.wait_for(&text("counts"), &json!("21 trạm · 35 đơn vị"), wait).await;
+    assert_eq!(counts, json!("21 trạm · 35 đơn vị"), "every fixture station and unit is drawn");
+    assert_eq!(page.eval(&text("conn")).await, json!("đã kết nối"), "connected over the websocket");
+    assert_eq!(page.eval(&text("mode")).await, json!("DEMO: dữ liệu mô phỏng"), "the page says the data is simulated");
+    assert_eq!(page.eval("location.hash").await, json!(""), "the token is taken out of the address bar");
 
-    let dom = tokio::task::spawn_blocking(move || chromium(&url, &["--dump-dom"]))
-        .await
-        .unwrap();
-    assert_eq!(
-        text_of(&dom, "conn"),
-        "đã kết nối",
-        "the page connected over the websocket"
-    );
-    assert_eq!(
-        text_of(&dom, "counts"),
-        "21 trạm · 35 đơn vị",
-        "every fixture station and unit is drawn"
-    );
-    assert_eq!(
-        text_of(&dom, "mode"),
-        "DEMO: dữ liệu mô phỏng",
-        "the page says the data is simulated"
-    );
-    assert!(
-        dom.contains("µg/m³") || dom.contains("‰"),
-        "the ticker shows live values with units"
-    );
+    // Live: deltas keep arriving and the ticker shows values with units.
+    let deltas = page.eval("window.iocWall.deltas").await.as_u64().unwrap();
+    let more = page.wait_for(&format!("window.iocWall.deltas > {deltas}"), &json!(true), wait).await;
+    assert_eq!(more, json!(true), "the page keeps receiving deltas");
+    let ticker = page.wait_for("document.querySelectorAll('#ticker li').length > 0", &json!(true), wait).await;
+    assert_eq!(ticker, json!(true));
+    let first = page.eval(&text("ticker")).await;
+    assert!(first.as_str().unwrap().contains("µg/m³") || first.as_str().unwrap().contains("‰"), "{first}");
 
-    // Without a token the page asks for one instead of showing data.
-    let bare = demo.url("/");
-    let dom = tokio::task::spawn_blocking(move || chromium(&bare, &["--dump-dom"]))
-        .await
-        .unwrap();
-    assert_eq!(text_of(&dom, "counts"), "", "no data without a token");
-    assert!(
-        dom.contains("id=\"login\" style=\"display: flex;\""),
-        "the token form is shown"
-    );
+    // Without a token the page asks for one and shows no data.
+    page.eval("sessionStorage.clear()").await;
+    page.call("Page.navigate", json!({"url": demo.url("/")})).await;
+    let login = page.wait_for("getComputedStyle(document.getElementById('login')).display", &json!("flex"), wait).await;
+    assert_eq!(login, json!("flex"), "the token form is shown");
+    assert_eq!(page.eval(&text("counts")).await, json!(""), "no data without a token");
 }
