@@ -88,8 +88,9 @@ fn authenticator(cfg: &Config, demo: bool) -> anyhow::Result<Arc<Authenticator>>
     let secret = match cfg.auth.load_secret()? {
         Some(s) => s,
         None if demo => {
+            // A fresh secret per demo run: tokens from an earlier run stop working.
             let mut s = [0u8; 32];
-            rand_bytes(&mut s);
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut s);
             s.to_vec()
         }
         None => bail!("no auth secret configured: set auth.secret_file, auth.secret or IOC_AUTH__SECRET (32+ bytes)"),
@@ -97,19 +98,6 @@ fn authenticator(cfg: &Config, demo: bool) -> anyhow::Result<Arc<Authenticator>>
     Ok(Arc::new(
         Authenticator::new(&secret).context("auth secret")?,
     ))
-}
-
-fn rand_bytes(out: &mut [u8]) {
-    use std::io::Read;
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(out))
-        .is_err()
-    {
-        let seed = Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64 ^ std::process::id() as u64;
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = (seed.rotate_left(i as u32 * 7) as u8) ^ (i as u8);
-        }
-    }
 }
 
 /// Publishes registry entries (idempotent: the registry topic is compacted by entity id).

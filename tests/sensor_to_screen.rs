@@ -111,18 +111,33 @@ async fn an_mqtt_reading_reaches_the_websocket_client_whose_bbox_holds_the_stati
     assert_eq!(st["properties"]["latest"]["salinity"]["value"], 3.21);
 
     // Operations: readiness per check, and Prometheus metrics for operators only.
-    let ready: serde_json::Value = reqwest::get(ioc.url("/readyz")).await.unwrap().json().await.unwrap();
+    let ready: serde_json::Value = reqwest::get(ioc.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["ready"], true);
     for check in ["bus", "state", "stream_core", "ingest_registry"] {
         assert_eq!(ready["checks"][check]["ready"], true, "{check}: {ready}");
     }
     let http = reqwest::Client::new();
-    let metrics = http.get(ioc.url("/metrics")).bearer_auth(token(auth::Role::Operator)).send().await.unwrap();
+    let metrics = http
+        .get(ioc.url("/metrics"))
+        .bearer_auth(token(auth::Role::Operator))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
     assert!(text.contains("ioc_ingest_readings_total"), "{text}");
     assert!(text.contains("ioc_core_readings_total"), "{text}");
-    let as_leader = http.get(ioc.url("/metrics")).bearer_auth(token(auth::Role::Leader)).send().await.unwrap();
+    let as_leader = http
+        .get(ioc.url("/metrics"))
+        .bearer_auth(token(auth::Role::Leader))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(as_leader.status(), 403);
 }
 

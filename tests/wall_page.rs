@@ -22,13 +22,30 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Browser {
-        let bin = required_env("IOC_TEST_CHROMIUM", "headless Chromium (Debian package chromium)");
+        let bin = required_env(
+            "IOC_TEST_CHROMIUM",
+            "headless Chromium (Debian package chromium)",
+        );
         let profile = std::env::temp_dir().join(unique("chromium-profile"));
         let child = Command::new(bin)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
-            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+            ])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
             .arg(format!("--user-data-dir={}", profile.display()))
-            .args(["--window-size=1600,900", "--remote-debugging-port=0", "about:blank"])
+            .args([
+                "--window-size=1600,900",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -37,16 +54,33 @@ impl Browser {
         let port_file = profile.join("DevToolsActivePort");
         let mut port = None;
         for _ in 0..150 {
-            if let Some(p) = std::fs::read_to_string(&port_file).ok().and_then(|s| s.lines().next().map(str::to_string)) {
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.lines().next().map(str::to_string))
+            {
                 port = Some(p);
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let port = port.expect("chromium did not open its DevTools port within 15 s");
-        let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await.unwrap().json().await.unwrap();
-        let page = targets.as_array().unwrap().iter().find(|t| t["type"] == "page").expect("a page target");
-        Browser { child, profile, devtools: page["webSocketDebuggerUrl"].as_str().unwrap().to_string() }
+        let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let page = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .expect("a page target");
+        Browser {
+            child,
+            profile,
+            devtools: page["webSocketDebuggerUrl"].as_str().unwrap().to_string(),
+        }
     }
 }
 
@@ -73,9 +107,20 @@ impl Page {
     async fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
-        self.ws.send(Message::Text(json!({"id": id, "method": method, "params": params}).to_string().into())).await.unwrap();
+        self.ws
+            .send(Message::Text(
+                json!({"id": id, "method": method, "params": params})
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .unwrap();
         loop {
-            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next()).await.expect("devtools answer").unwrap().unwrap();
+            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("devtools answer")
+                .unwrap()
+                .unwrap();
             if let Message::Text(t) = m {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 if v["id"] == id {
@@ -86,7 +131,12 @@ impl Page {
     }
 
     async fn eval(&mut self, expr: &str) -> Value {
-        self.call("Runtime.evaluate", json!({"expression": expr, "returnByValue": true})).await["result"]["value"].clone()
+        self.call(
+            "Runtime.evaluate",
+            json!({"expression": expr, "returnByValue": true}),
+        )
+        .await["result"]["value"]
+            .clone()
     }
 
     /// Polls `expr` until it equals `want` or `wait` passes; returns the last value.
@@ -120,25 +170,69 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
     let url = format!("{}#token={}", demo.url("/"), token(auth::Role::Operator));
     page.call("Page.navigate", json!({"url": url})).await;
     let wait = Duration::from_secs(30);
-    let counts = page.wait_for(&text("counts"), &json!("21 trạm · 35 đơn vị"), wait).await;
-    assert_eq!(counts, json!("21 trạm · 35 đơn vị"), "every fixture station and unit is drawn");
-    assert_eq!(page.eval(&text("conn")).await, json!("đã kết nối"), "connected over the websocket");
-    assert_eq!(page.eval(&text("mode")).await, json!("DEMO: dữ liệu mô phỏng"), "the page says the data is simulated");
-    assert_eq!(page.eval("location.hash").await, json!(""), "the token is taken out of the address bar");
+    let counts = page
+        .wait_for(&text("counts"), &json!("21 trạm · 35 đơn vị"), wait)
+        .await;
+    assert_eq!(
+        counts,
+        json!("21 trạm · 35 đơn vị"),
+        "every fixture station and unit is drawn"
+    );
+    assert_eq!(
+        page.eval(&text("conn")).await,
+        json!("đã kết nối"),
+        "connected over the websocket"
+    );
+    assert_eq!(
+        page.eval(&text("mode")).await,
+        json!("DEMO: dữ liệu mô phỏng"),
+        "the page says the data is simulated"
+    );
+    assert_eq!(
+        page.eval("location.hash").await,
+        json!(""),
+        "the token is taken out of the address bar"
+    );
 
     // Live: deltas keep arriving and the ticker shows values with units.
     let deltas = page.eval("window.iocWall.deltas").await.as_u64().unwrap();
-    let more = page.wait_for(&format!("window.iocWall.deltas > {deltas}"), &json!(true), wait).await;
+    let more = page
+        .wait_for(
+            &format!("window.iocWall.deltas > {deltas}"),
+            &json!(true),
+            wait,
+        )
+        .await;
     assert_eq!(more, json!(true), "the page keeps receiving deltas");
-    let ticker = page.wait_for("document.querySelectorAll('#ticker li').length > 0", &json!(true), wait).await;
+    let ticker = page
+        .wait_for(
+            "document.querySelectorAll('#ticker li').length > 0",
+            &json!(true),
+            wait,
+        )
+        .await;
     assert_eq!(ticker, json!(true));
     let first = page.eval(&text("ticker")).await;
-    assert!(first.as_str().unwrap().contains("µg/m³") || first.as_str().unwrap().contains("‰"), "{first}");
+    assert!(
+        first.as_str().unwrap().contains("µg/m³") || first.as_str().unwrap().contains("‰"),
+        "{first}"
+    );
 
     // Without a token the page asks for one and shows no data.
     page.eval("sessionStorage.clear()").await;
-    page.call("Page.navigate", json!({"url": demo.url("/")})).await;
-    let login = page.wait_for("getComputedStyle(document.getElementById('login')).display", &json!("flex"), wait).await;
+    page.call("Page.navigate", json!({"url": demo.url("/")}))
+        .await;
+    let login = page
+        .wait_for(
+            "getComputedStyle(document.getElementById('login')).display",
+            &json!("flex"),
+            wait,
+        )
+        .await;
     assert_eq!(login, json!("flex"), "the token form is shown");
-    assert_eq!(page.eval(&text("counts")).await, json!(""), "no data without a token");
+    assert_eq!(
+        page.eval(&text("counts")).await,
+        json!(""),
+        "no data without a token"
+    );
 }

@@ -18,24 +18,44 @@ async fn polling_ingests_each_reading_once() {
         {"parameter": "salinity", "ts": "2026-03-02T06:05:00+07:00", "value": 1.4},
     ])));
     let s = served.clone();
-    let app = Router::new().route("/station/readings", get(move || {
-        let s = s.clone();
-        async move { Json(s.lock().unwrap().clone()) }
-    }));
+    let app = Router::new().route(
+        "/station/readings",
+        get(move || {
+            let s = s.clone();
+            async move { Json(s.lock().unwrap().clone()) }
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/station/readings?key=secret", listener.local_addr().unwrap());
+    let url = format!(
+        "http://{}/station/readings?key=secret",
+        listener.local_addr().unwrap()
+    );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let bus = MemoryBus::default();
     let topics = Topics::default();
     let known = Arc::new(KnownStations::default());
     known.insert(model::LocalId::parse("station", "hg-vt-sal-01").unwrap());
-    tokio::spawn(known.clone().follow(Arc::new(bus.clone()), topics.registry.clone()));
+    tokio::spawn(
+        known
+            .clone()
+            .follow(Arc::new(bus.clone()), topics.registry.clone()),
+    );
     while !known.is_ready() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let ingest = Arc::new(SensorIngest::new(Arc::new(bus.clone()), topics.clone(), known));
-    let src = PollSource { name: "vt-gateway".into(), url, interval_s: 1, station: Some("hg-vt-sal-01".into()), bearer_token: None };
+    let ingest = Arc::new(SensorIngest::new(
+        Arc::new(bus.clone()),
+        topics.clone(),
+        known,
+    ));
+    let src = PollSource {
+        name: "vt-gateway".into(),
+        url,
+        interval_s: 1,
+        station: Some("hg-vt-sal-01".into()),
+        bearer_token: None,
+    };
     tokio::spawn(run(src, ingest));
 
     let values = |bus: MemoryBus, topic: String| async move {
@@ -43,15 +63,27 @@ async fn polling_ingests_each_reading_once() {
         let mut out = Vec::new();
         while let Some(m) = sub.next_until_caught_up().await.unwrap() {
             let env = model::Envelope::from_bytes(&m.payload.unwrap()).unwrap();
-            assert_eq!(env.source, "poll:vt-gateway", "the source names the poll, not its URL");
+            assert_eq!(
+                env.source, "poll:vt-gateway",
+                "the source names the poll, not its URL"
+            );
             out.push(env.data["value"].as_f64().unwrap());
         }
         out
     };
     tokio::time::sleep(Duration::from_millis(2500)).await; // at least two polls
-    assert_eq!(values(bus.clone(), topics.readings.clone()).await, vec![1.2, 1.4], "re-polls add nothing");
+    assert_eq!(
+        values(bus.clone(), topics.readings.clone()).await,
+        vec![1.2, 1.4],
+        "re-polls add nothing"
+    );
 
-    served.lock().unwrap().as_array_mut().unwrap().push(json!({"parameter": "salinity", "ts": "2026-03-02T06:10:00+07:00", "value": 1.9}));
+    served
+        .lock()
+        .unwrap()
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"parameter": "salinity", "ts": "2026-03-02T06:10:00+07:00", "value": 1.9}));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let v: Vec<f64> = values(bus.clone(), topics.readings.clone()).await;
     assert_eq!(v, vec![1.2, 1.4, 1.9], "only the new reading is added");

@@ -114,6 +114,16 @@ impl Conn {
         }
     }
 
+    /// Adds or replaces subscription `id`, within the per-connection limit.
+    fn insert(&self, id: String, sub: Sub) {
+        let mut ob = self.lock();
+        if !ob.subs.contains_key(&id) && ob.subs.len() >= self.config.max_subscriptions {
+            drop(ob);
+            return self.error(Some(&id), "id", "too many subscriptions on this connection");
+        }
+        ob.subs.insert(id, sub);
+    }
+
     fn handle(&self, text: &str) {
         let op = match protocol::parse(text) {
             Ok(op) => op,
@@ -124,17 +134,7 @@ impl Conn {
                 if let Err(reason) = self.allowed(&spec) {
                     return self.error(Some(&spec.id), "layers", &reason);
                 }
-                let mut ob = self.lock();
-                if !ob.subs.contains_key(&spec.id) && ob.subs.len() >= self.config.max_subscriptions
-                {
-                    drop(ob);
-                    return self.error(
-                        Some(&spec.id),
-                        "id",
-                        "too many subscriptions on this connection",
-                    );
-                }
-                ob.subs.insert(spec.id, Sub::new(spec.query));
+                self.insert(spec.id, Sub::new(spec.query));
             }
             ClientOp::Resume { spec, since, epoch } => {
                 if let Err(reason) = self.allowed(&spec) {
@@ -157,17 +157,7 @@ impl Conn {
                         sub.offer(c, usize::MAX);
                     }
                 }
-                let mut ob = self.lock();
-                if !ob.subs.contains_key(&spec.id) && ob.subs.len() >= self.config.max_subscriptions
-                {
-                    drop(ob);
-                    return self.error(
-                        Some(&spec.id),
-                        "id",
-                        "too many subscriptions on this connection",
-                    );
-                }
-                ob.subs.insert(spec.id, sub);
+                self.insert(spec.id, sub);
             }
             ClientOp::Unsubscribe { id } => {
                 let removed = self.lock().subs.remove(&id).is_some();
