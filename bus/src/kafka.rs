@@ -283,7 +283,7 @@ impl Bus for KafkaBus {
         .await
         .map_err(|e| BusError::Unavailable(e.to_string()))??;
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), _) in &ends {
+        for (topic, partition) in ends.keys() {
             tpl.add_partition_offset(topic, *partition, Offset::Beginning)
                 .map_err(unavailable)?;
         }
@@ -319,10 +319,10 @@ impl Bus for KafkaBus {
 }
 
 /// (topic, partition) -> (low, high) watermarks, for every partition of `topics`.
-fn watermarks(
-    cfg: &KafkaConfig,
-    topics: &[String],
-) -> Result<HashMap<(String, i32), (i64, i64)>, BusError> {
+/// (topic, partition) -> (low, high) watermarks.
+type Watermarks = HashMap<(String, i32), (i64, i64)>;
+
+fn watermarks(cfg: &KafkaConfig, topics: &[String]) -> Result<Watermarks, BusError> {
     let probe: rdkafka::consumer::BaseConsumer = cfg
         .client()
         .set("group.id", format!("{}-probe", cfg.client_id))
