@@ -206,49 +206,41 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         ingest_handle = Some(ing);
     }
 
-    if roles.api {
+    let replica = if roles.api {
         let replica = Replica::new(replica::DEFAULT_RECENT);
-        {
-            let (r, bus, topic) = (replica.clone(), bus.clone(), cfg.topics.state.clone());
-            let (status, wait_for_core) = (core_status.clone(), roles.core);
-            spawn(&mut tasks, "replica", async move {
-                // In one process, follow the state only once the core has published it, so
-                // that "caught up" means "has the whole picture".
-                while wait_for_core && !status.is_started() {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                r.follow(bus, topic).await.map_err(Into::into)
-            });
-        }
+        let (r, bus, topic) = (replica.clone(), bus.clone(), cfg.topics.state.clone());
+        let (status, wait_for_core) = (core_status.clone(), roles.core);
+        spawn(&mut tasks, "replica", async move {
+            // In one process, follow the state only once the core has published it, so
+            // that "caught up" means "has the whole picture".
+            while wait_for_core && !status.is_started() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r.follow(bus, topic).await.map_err(Into::into)
+        });
         app = app.merge(ui_feeds::router(ui_feeds::FeedsState {
             replica: replica.clone(),
             auth: auth.clone(),
             config: cfg.feeds.clone(),
             mode: mode.clone(),
         }));
-        let render = recorder.clone();
-        app = app.merge(map_api::router(map_api::ApiState {
-            replica,
-            auth: auth.clone(),
-            bus: bus.clone(),
-            checks: checks.clone(),
-            metrics: Arc::new(move || render.render()),
-            mode: mode.clone(),
-        }));
+        replica
     } else {
-        // Health endpoints for ingest- or core-only processes.
+        // Ingest- or core-only processes serve health, readiness and metrics over an
+        // empty state.
         let replica = Replica::new(1);
         replica.set_ready();
-        let render = recorder.clone();
-        app = app.merge(map_api::router(map_api::ApiState {
-            replica,
-            auth: auth.clone(),
-            bus: bus.clone(),
-            checks: checks.clone(),
-            metrics: Arc::new(move || render.render()),
-            mode: mode.clone(),
-        }));
-    }
+        replica
+    };
+    let render = recorder.clone();
+    app = app.merge(map_api::router(map_api::ApiState {
+        replica,
+        auth: auth.clone(),
+        bus: bus.clone(),
+        checks: checks.clone(),
+        metrics: Arc::new(move || render.render()),
+        mode: mode.clone(),
+    }));
 
     if roles.simulate {
         if let Some(ing) = ingest_handle.clone() {

@@ -103,19 +103,7 @@ async fn killing_the_core_mid_stream_loses_and_duplicates_nothing() {
     let total = (BATCHES * PER_BATCH) as u64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let features = loop {
-        let mut all = Vec::new();
-        for layer in ["salinity", "air_quality"] {
-            let fc: Value = http
-                .get(api.url(&format!("/api/v1/layers/{layer}/features")))
-                .bearer_auth(token(auth::Role::Operator))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            all.extend(fc["features"].as_array().unwrap().clone());
-        }
+        let all = station_features(&http, &api).await;
         let counted: u64 = all
             .iter()
             .map(|f| f["properties"]["readings"].as_u64().unwrap_or(0))
@@ -161,9 +149,9 @@ async fn killing_the_core_mid_stream_loses_and_duplicates_nothing() {
     drop(ingest);
 }
 
-/// Readings counted over all stations, as the API shows them.
-async fn counted(http: &reqwest::Client, api: &Ioc) -> u64 {
-    let mut n = 0;
+/// Every station feature, as the API serves them.
+async fn station_features(http: &reqwest::Client, api: &Ioc) -> Vec<Value> {
+    let mut all = Vec::new();
     for layer in ["salinity", "air_quality"] {
         let fc: Value = http
             .get(api.url(&format!("/api/v1/layers/{layer}/features")))
@@ -174,12 +162,16 @@ async fn counted(http: &reqwest::Client, api: &Ioc) -> u64 {
             .json()
             .await
             .unwrap();
-        n += fc["features"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["properties"]["readings"].as_u64().unwrap_or(0))
-            .sum::<u64>();
+        all.extend(fc["features"].as_array().unwrap().clone());
     }
-    n
+    all
+}
+
+/// Readings counted over all stations, as the API shows them.
+async fn counted(http: &reqwest::Client, api: &Ioc) -> u64 {
+    station_features(http, api)
+        .await
+        .iter()
+        .map(|f| f["properties"]["readings"].as_u64().unwrap_or(0))
+        .sum()
 }

@@ -15,9 +15,8 @@ use serde_json::json;
 const VI_THANH: [f64; 4] = [105.3, 9.6, 105.6, 9.9];
 const TIEN_GIANG: [f64; 4] = [106.0, 10.2, 106.8, 10.6];
 
-#[tokio::test]
-async fn an_mqtt_reading_reaches_the_websocket_client_whose_bbox_holds_the_station() {
-    let mut env = isolated_env("e2e");
+/// `env` plus MQTT ingest on a topic prefix of its own; returns the prefix.
+fn with_mqtt(mut env: Vec<(String, String)>) -> (Vec<(String, String)>, String) {
     let prefix = unique("ioc");
     env.push(("IOC_INGEST__MQTT__URL".into(), format!("mqtt://{}", mqtt())));
     env.push((
@@ -25,6 +24,12 @@ async fn an_mqtt_reading_reaches_the_websocket_client_whose_bbox_holds_the_stati
         format!("{prefix}/sensors/+/readings"),
     ));
     env.push(("IOC_INGEST__MQTT__CLIENT_ID".into(), unique("ingest")));
+    (env, prefix)
+}
+
+#[tokio::test]
+async fn an_mqtt_reading_reaches_the_websocket_client_whose_bbox_holds_the_station() {
+    let (env, prefix) = with_mqtt(isolated_env("e2e"));
     let mut ioc = Ioc::start(&["serve"], &env);
     ioc.ready().await;
 
@@ -143,14 +148,7 @@ async fn an_mqtt_reading_reaches_the_websocket_client_whose_bbox_holds_the_stati
 
 #[tokio::test]
 async fn a_bad_mqtt_payload_is_dead_lettered_not_dropped() {
-    let mut env = isolated_env("dl");
-    let prefix = unique("ioc");
-    env.push(("IOC_INGEST__MQTT__URL".into(), format!("mqtt://{}", mqtt())));
-    env.push((
-        "IOC_INGEST__MQTT__TOPIC".into(),
-        format!("{prefix}/sensors/+/readings"),
-    ));
-    env.push(("IOC_INGEST__MQTT__CLIENT_ID".into(), unique("ingest")));
+    let (env, prefix) = with_mqtt(isolated_env("dl"));
     let deadletter = env
         .iter()
         .find(|(k, _)| k == "IOC_TOPICS__DEADLETTER")

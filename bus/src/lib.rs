@@ -114,3 +114,22 @@ pub trait Subscription: Send {
     /// stops at the start of the last record batch.
     async fn next_until_caught_up(&mut self) -> Result<Option<Message>, BusError>;
 }
+
+/// Reads `topics` from the beginning, handing every message to `apply`; calls `caught_up`
+/// once the reader has caught up (see [`Subscription::next_until_caught_up`]), then follows
+/// new messages for as long as the bus serves them. For state rebuilt from compacted topics.
+pub async fn replay_and_follow(
+    bus: &dyn Bus,
+    topics: &[&str],
+    mut apply: impl FnMut(Message) + Send,
+    caught_up: impl FnOnce() + Send,
+) -> Result<(), BusError> {
+    let mut sub = bus.read_all(topics).await?;
+    while let Some(m) = sub.next_until_caught_up().await? {
+        apply(m);
+    }
+    caught_up();
+    loop {
+        apply(sub.next().await?);
+    }
+}

@@ -88,53 +88,51 @@ impl KnownStations {
 
     /// Follows the registry topic; ready once caught up.
     pub async fn follow(self: Arc<Self>, bus: Arc<dyn Bus>, topic: String) -> Result<(), BusError> {
-        let mut sub = bus.read_all(&[&topic]).await?;
-        let mut catching_up = true;
-        loop {
-            let m = if catching_up {
-                match sub.next_until_caught_up().await? {
-                    Some(m) => m,
-                    None => {
-                        let n = self.ids.read().map(|s| s.len()).unwrap_or(0);
-                        info!(stations = n, "ingest registry loaded");
-                        self.ready.store(true, Ordering::Release);
-                        catching_up = false;
-                        continue;
-                    }
+        let on_ready = self.clone();
+        bus::replay_and_follow(
+            &*bus,
+            &[&topic],
+            |m| self.apply(&m),
+            move || {
+                let n = on_ready.ids.read().map(|s| s.len()).unwrap_or(0);
+                info!(stations = n, "ingest registry loaded");
+                on_ready.ready.store(true, Ordering::Release);
+            },
+        )
+        .await
+    }
+
+    /// Takes one registry message into account (stations only).
+    fn apply(&self, m: &bus::Message) {
+        let Some(env) = m
+            .payload
+            .as_deref()
+            .and_then(|p| Envelope::from_bytes(p).ok())
+        else {
+            return;
+        };
+        if env.entity.kind() != "station" {
+            return;
+        }
+        let Ok(id) = LocalId::parse("station", env.entity.local()) else {
+            return;
+        };
+        match env.kind {
+            EventKind::RegistryUpsert => {
+                if matches!(
+                    env.data_as::<RegistryEntry>(),
+                    Ok(RegistryEntry::Station(_))
+                ) {
+                    self.insert(id);
                 }
-            } else {
-                sub.next().await?
-            };
-            let Some(env) = m
-                .payload
-                .as_deref()
-                .and_then(|p| Envelope::from_bytes(p).ok())
-            else {
-                continue;
-            };
-            if env.entity.kind() != "station" {
-                continue;
             }
-            let Ok(id) = LocalId::parse("station", env.entity.local()) else {
-                continue;
-            };
-            match env.kind {
-                EventKind::RegistryUpsert => {
-                    if matches!(
-                        env.data_as::<RegistryEntry>(),
-                        Ok(RegistryEntry::Station(_))
-                    ) {
-                        self.insert(id);
-                    }
-                }
-                EventKind::RegistryRemove => {
-                    self.ids
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id);
-                }
-                _ => {}
+            EventKind::RegistryRemove => {
+                self.ids
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
             }
+            _ => {}
         }
     }
 }

@@ -211,44 +211,45 @@ impl Replica {
     /// Follows `topic` from the beginning for as long as the bus serves it; becomes ready
     /// once caught up with where the topic stood at start.
     pub async fn follow(self: Arc<Self>, bus: Arc<dyn Bus>, topic: String) -> Result<(), BusError> {
-        let mut sub = bus.read_all(&[&topic]).await?;
-        let mut catching_up = true;
-        loop {
-            let m = if catching_up {
-                match sub.next_until_caught_up().await? {
-                    Some(m) => m,
-                    None => {
-                        info!(entities = self.read().records.len(), "replica caught up");
-                        self.set_ready();
-                        catching_up = false;
-                        continue;
-                    }
-                }
-            } else {
-                sub.next().await?
-            };
-            let Some(entity) = m.key.as_deref().and_then(|k| EntityId::parse(k).ok()) else {
-                warn!(
-                    offset = m.offset,
-                    "state message without a valid key skipped"
+        let on_ready = self.clone();
+        bus::replay_and_follow(
+            &*bus,
+            &[&topic],
+            |m| self.apply_message(&m),
+            move || {
+                info!(
+                    entities = on_ready.read().records.len(),
+                    "replica caught up"
                 );
-                continue;
-            };
-            let record = match m
-                .payload
-                .as_deref()
-                .map(serde_json::from_slice::<StateRecord>)
-            {
-                Some(Ok(r)) => Some(r),
-                Some(Err(e)) => {
-                    warn!(%entity, error = %e, "unreadable state record skipped");
-                    continue;
-                }
-                None => None,
-            };
-            if self.apply(entity, record).is_some() {
-                metrics::counter!("ioc_replica_changes_total").increment(1);
+                on_ready.set_ready();
+            },
+        )
+        .await
+    }
+
+    /// Applies one message of the state topic (a record, or a tombstone).
+    fn apply_message(&self, m: &bus::Message) {
+        let Some(entity) = m.key.as_deref().and_then(|k| EntityId::parse(k).ok()) else {
+            warn!(
+                offset = m.offset,
+                "state message without a valid key skipped"
+            );
+            return;
+        };
+        let record = match m
+            .payload
+            .as_deref()
+            .map(serde_json::from_slice::<StateRecord>)
+        {
+            Some(Ok(r)) => Some(r),
+            Some(Err(e)) => {
+                warn!(%entity, error = %e, "unreadable state record skipped");
+                return;
             }
+            None => None,
+        };
+        if self.apply(entity, record).is_some() {
+            metrics::counter!("ioc_replica_changes_total").increment(1);
         }
     }
 }
