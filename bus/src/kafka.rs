@@ -100,16 +100,33 @@ impl KafkaBus {
         Ok(Self { config, producer })
     }
 
+    /// A consumer whose offsets are committed (auto-commit of stored offsets only, stored
+    /// when the caller marks a message applied). With `member`, it joins the group: session,
+    /// heartbeat, rebalance timeout and static membership apply.
+    fn committing_consumer(&self, group: &str, member: bool) -> Result<StreamConsumer, BusError> {
+        let session = self.config.session_timeout_ms.to_string();
+        let heartbeat = (self.config.session_timeout_ms / 4).max(500).to_string();
+        let max_poll = self.config.max_poll_interval_ms.to_string();
+        let mut settings = vec![
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.commit.interval.ms", "500"),
+        ];
+        if member {
+            // A crashed member's partitions move to the others after the session timeout.
+            settings.push(("session.timeout.ms", &session));
+            settings.push(("heartbeat.interval.ms", &heartbeat));
+            // Also the rebalance timeout a coordinator waits for members to rejoin.
+            settings.push(("max.poll.interval.ms", &max_poll));
+            if let Some(id) = self.config.group_instance_id.as_deref() {
+                settings.push(("group.instance.id", id));
+            }
+        }
+        self.consumer(group, &settings)
+    }
+
     fn consumer(&self, group: &str, extra: &[(&str, &str)]) -> Result<StreamConsumer, BusError> {
         let mut c = self.config.client();
-        if let Some(id) = self
-            .config
-            .group_instance_id
-            .as_deref()
-            .filter(|_| extra.iter().any(|(k, _)| *k == "session.timeout.ms"))
-        {
-            c.set("group.instance.id", id);
-        }
         c.set("group.id", group)
             // No transactions are used: read_uncommitted reads the same records, and tansu's
             // last stable offset lags its high watermark.
@@ -207,14 +224,7 @@ impl Bus for KafkaBus {
         group: &str,
         topics: &[&str],
     ) -> Result<Box<dyn Subscription>, BusError> {
-        let consumer = self.consumer(
-            group,
-            &[
-                ("enable.auto.commit", "true"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.commit.interval.ms", "500"),
-            ],
-        )?;
+        let consumer = self.committing_consumer(group, true)?;
         consumer.subscribe(topics).map_err(unavailable)?;
         info!(%group, ?topics, "joined consumer group");
         Ok(Box::new(KafkaSubscription {
@@ -230,14 +240,7 @@ impl Bus for KafkaBus {
         topic: &str,
         partitions: Option<&[i32]>,
     ) -> Result<Box<dyn Subscription>, BusError> {
-        let consumer = self.consumer(
-            group,
-            &[
-                ("enable.auto.commit", "true"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.commit.interval.ms", "500"),
-            ],
-        )?;
+        let consumer = self.committing_consumer(group, false)?;
         let all = tokio::task::spawn_blocking({
             let cfg = self.config.clone();
             let topics = vec![topic.to_string()];
