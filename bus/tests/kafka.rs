@@ -26,22 +26,18 @@ fn bus() -> KafkaBus {
 
 async fn topic(bus: &KafkaBus, compacted: bool) -> String {
     let name = unique("t");
-    bus.ensure_topics(&[TopicSpec {
+    let spec = TopicSpec {
         name: name.clone(),
         partitions: 3,
         compacted,
         retention_ms: None,
-    }])
-    .await
-    .unwrap();
-    bus.ensure_topics(&[TopicSpec {
-        name: name.clone(),
-        partitions: 3,
-        compacted,
-        retention_ms: None,
-    }])
-    .await
-    .expect("creating an existing topic is not an error");
+    };
+    bus.ensure_topics(std::slice::from_ref(&spec))
+        .await
+        .unwrap();
+    bus.ensure_topics(&[spec])
+        .await
+        .expect("creating an existing topic is not an error");
     name
 }
 
