@@ -77,7 +77,7 @@ async fn killing_the_core_mid_stream_loses_and_duplicates_nothing() {
             // Let the core get going, then crash it (no shutdown, no final commit) while
             // it still has readings to apply.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while counted(&http, &api).await == 0 {
+            while counted(&api).await == 0 {
                 assert!(
                     tokio::time::Instant::now() < deadline,
                     "the core applied nothing within 60 s"
@@ -87,7 +87,7 @@ async fn killing_the_core_mid_stream_loses_and_duplicates_nothing() {
         }
         if batch == 25 {
             core.kill();
-            let applied = counted(&http, &api).await;
+            let applied = counted(&api).await;
             assert!(
                 applied < (26 * PER_BATCH) as u64,
                 "killed mid-stream ({applied} applied)"
@@ -103,7 +103,7 @@ async fn killing_the_core_mid_stream_loses_and_duplicates_nothing() {
     let total = (BATCHES * PER_BATCH) as u64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let features = loop {
-        let all = station_features(&http, &api).await;
+        let all = station_features(&api).await;
         let counted: u64 = all
             .iter()
             .map(|f| f["properties"]["readings"].as_u64().unwrap_or(0))
@@ -150,26 +150,23 @@ async fn killing_the_core_mid_stream_loses_and_duplicates_nothing() {
 }
 
 /// Every station feature, as the API serves them.
-async fn station_features(http: &reqwest::Client, api: &Ioc) -> Vec<Value> {
+async fn station_features(api: &Ioc) -> Vec<Value> {
     let mut all = Vec::new();
     for layer in ["salinity", "air_quality"] {
-        let fc: Value = http
-            .get(api.url(&format!("/api/v1/layers/{layer}/features")))
-            .bearer_auth(token(auth::Role::Operator))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let fc = get_json(
+            api,
+            &format!("/api/v1/layers/{layer}/features"),
+            auth::Role::Operator,
+        )
+        .await;
         all.extend(fc["features"].as_array().unwrap().clone());
     }
     all
 }
 
 /// Readings counted over all stations, as the API shows them.
-async fn counted(http: &reqwest::Client, api: &Ioc) -> u64 {
-    station_features(http, api)
+async fn counted(api: &Ioc) -> u64 {
+    station_features(api)
         .await
         .iter()
         .map(|f| f["properties"]["readings"].as_u64().unwrap_or(0))

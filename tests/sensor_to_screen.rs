@@ -98,15 +98,12 @@ async fn an_mqtt_reading_reaches_the_websocket_client_whose_bbox_holds_the_stati
     );
 
     // The REST layer agrees.
-    let fc: serde_json::Value = reqwest::Client::new()
-        .get(ioc.url("/api/v1/layers/salinity/features?bbox=105.3,9.6,105.6,9.9"))
-        .bearer_auth(token(auth::Role::Leader))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fc = get_json(
+        &ioc,
+        "/api/v1/layers/salinity/features?bbox=105.3,9.6,105.6,9.9",
+        auth::Role::Leader,
+    )
+    .await;
     let st = fc["features"]
         .as_array()
         .unwrap()

@@ -148,6 +148,19 @@ pub fn token(role: auth::Role) -> String {
     )
 }
 
+/// GETs `path` (with query) from `ioc` as `role` and parses the JSON body.
+pub async fn get_json(ioc: &Ioc, path: &str, role: auth::Role) -> Value {
+    reqwest::Client::new()
+        .get(ioc.url(path))
+        .bearer_auth(token(role))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub async fn ws_subscribe(
