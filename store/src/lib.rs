@@ -1,0 +1,135 @@
+//! History for the IOC: every reading the stream core sees, kept so operators can scroll
+//! back, leaders can compare weeks and an incident review can replay the map.
+//!
+//! This crate owns *the history schema and its queries*: sqlx migrations, the idempotent
+//! batch writer (natural keys, so a replay after a crash adds nothing), time-bucketed series
+//! served from rollups or continuous aggregates, and the reads a replay needs. It runs on
+//! TimescaleDB when the extension is there and on plain PostgreSQL 15 otherwise ([`Flavor`]),
+//! and has a bounded in-memory stand-in for the embedded demo ([`MemoryHistory`]).
+//! It must never consume the bus nor decide what to write: stream-core feeds it.
+
+mod config;
+mod memory;
+mod pg;
+pub mod replay;
+pub mod series;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use model::{LocalId, Reading};
+use serde::Serialize;
+
+pub use config::{DatabaseUrl, StoreConfig, TimescaleMode, WriteMethod};
+pub use memory::MemoryHistory;
+pub use pg::PgStore;
+pub use series::{Bucket, Series, SeriesQuery, SeriesSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused for a passing reason; retry later.
+    #[error("history store unavailable: {0}")]
+    Unavailable(String),
+    /// A request the database refused and retrying will not fix.
+    #[error("history store error: {0}")]
+    Failed(String),
+    /// The store has not finished setting itself up (migrations) yet.
+    #[error("history store not ready: {0}")]
+    NotReady(String),
+}
+
+impl StoreError {
+    /// Worth retrying (the writer backs off and tries again).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::NotReady(_))
+    }
+}
+
+/// How the history is kept, for logs, `/readyz` and the wall page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flavor {
+    /// TimescaleDB: hypertables, continuous aggregates, compression and retention policies.
+    Timescale,
+    /// Plain PostgreSQL: BRIN time indexes, rollup tables kept by the writer, `date_bin`.
+    Postgres,
+    /// The embedded demo: bounded memory, lost on exit.
+    Memory,
+}
+
+impl Flavor {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Flavor::Timescale => "TimescaleDB (hypertables, continuous aggregates)",
+            Flavor::Postgres => "PostgreSQL (BRIN indexes, rollup tables, date_bin)",
+            Flavor::Memory => "in memory (bounded, lost on exit)",
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Rows that were new.
+    pub inserted: u64,
+    /// Rows already stored (a replay): skipped by their natural key.
+    pub duplicates: u64,
+}
+
+/// A store of history. Implementations: [`PgStore`] and [`MemoryHistory`].
+#[async_trait]
+pub trait History: Send + Sync + 'static {
+    /// Writes readings durably and idempotently: a reading whose (station, parameter, event
+    /// time) is stored already is skipped. Returns once the rows are committed.
+    async fn write_readings(&self, rows: &[Reading]) -> Result<Written, StoreError>;
+
+    /// Min/avg/max per bucket (see [`SeriesQuery`]).
+    async fn series(&self, q: &SeriesQuery) -> Result<Series, StoreError>;
+
+    /// The newest reading per (station, parameter) before `at` and after `at - lookback`,
+    /// for `stations`, in event-time order.
+    async fn latest_at(
+        &self,
+        stations: &[LocalId],
+        at: DateTime<Utc>,
+        lookback: Duration,
+    ) -> Result<Vec<Reading>, StoreError>;
+
+    /// Readings of `stations` with `from <= ts < to` in event-time order (ties by station and
+    /// parameter), at most `limit`, starting after `after` (ts, station, parameter) when given.
+    async fn readings_between(
+        &self,
+        stations: &[LocalId],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<&ReadingKey>,
+        limit: usize,
+    ) -> Result<Vec<Reading>, StoreError>;
+
+    /// Succeeds when the store can serve reads and take writes now.
+    async fn check_ready(&self) -> Result<(), StoreError>;
+
+    fn flavor(&self) -> Flavor;
+
+    /// A short human description: backend and limits ("in memory, last 200000 readings").
+    fn describe(&self) -> String;
+}
+
+/// The natural key of a reading, for paging in event-time order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReadingKey {
+    pub ts: DateTime<Utc>,
+    pub station: String,
+    pub parameter: String,
+}
+
+impl ReadingKey {
+    pub fn of(r: &Reading) -> Self {
+        Self {
+            ts: r.ts.with_timezone(&Utc),
+            station: r.station.to_string(),
+            parameter: r.parameter.as_str().to_string(),
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! History in bounded memory, for the embedded demo (no database). The oldest readings are
+//! dropped first once `capacity` is reached; everything is lost on exit, and the wall page
+//! says so.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, FixedOffset, Utc};
+use model::reading::Quality;
+use model::{LocalId, Parameter, Reading, Unit};
+
+use crate::series::{Bucket, Series, SeriesQuery, SeriesSource, ORIGIN_UNIX};
+use crate::{Flavor, History, ReadingKey, StoreError, Written};
+
+#[derive(Debug, Clone)]
+struct Row {
+    ts: DateTime<FixedOffset>,
+    value: f64,
+    unit: Unit,
+    quality: Quality,
+}
+
+type SeriesKey = (LocalId, Parameter);
+/// (event time in µs, station, parameter name): event-time order, ties as in PostgreSQL.
+type OrderKey = (i64, String, &'static str);
+
+#[derive(Default)]
+struct Inner {
+    series: HashMap<SeriesKey, BTreeMap<i64, Row>>,
+    order: BTreeSet<OrderKey>,
+}
+
+pub struct MemoryHistory {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+impl MemoryHistory {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Readings held now.
+    pub fn len(&self) -> usize {
+        self.lock().order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn reading(key: &SeriesKey, row: &Row) -> Reading {
+    Reading {
+        station: key.0.clone(),
+        parameter: key.1,
+        ts: row.ts,
+        value: row.value,
+        unit: row.unit,
+        quality: row.quality,
+        sent_as: None,
+    }
+}
+
+#[async_trait]
+impl History for MemoryHistory {
+    async fn write_readings(&self, rows: &[Reading]) -> Result<Written, StoreError> {
+        let mut inner = self.lock();
+        let mut w = Written::default();
+        for r in rows {
+            let t = micros(r.ts.with_timezone(&Utc));
+            let key = (r.station.clone(), r.parameter);
+            let series = inner.series.entry(key).or_default();
+            if series.contains_key(&t) {
+                w.duplicates += 1;
+                continue;
+            }
+            series.insert(
+                t,
+                Row {
+                    ts: r.ts,
+                    value: r.value,
+                    unit: r.unit,
+                    quality: r.quality,
+                },
+            );
+            inner
+                .order
+                .insert((t, r.station.to_string(), r.parameter.as_str()));
+            w.inserted += 1;
+        }
+        while inner.order.len() > self.capacity {
+            let Some((t, station, param)) = inner.order.pop_first() else {
+                break;
+            };
+            let key = LocalId::parse("station", &station)
+                .ok()
+                .zip(param.parse::<Parameter>().ok());
+            if let Some(key) = key {
+                if let Some(s) = inner.series.get_mut(&key) {
+                    s.remove(&t);
+                    if s.is_empty() {
+                        inner.series.remove(&key);
+                    }
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    async fn series(&self, q: &SeriesQuery) -> Result<Series, StoreError> {
+        let inner = self.lock();
+        let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
+        let key = (q.station.clone(), q.parameter);
+        if let Some(s) = inner.series.get(&key) {
+            for row in s.range(micros(q.from)..micros(q.to)).map(|(_, r)| r) {
+                let rel = row.ts.timestamp() - ORIGIN_UNIX;
+                let start = ORIGIN_UNIX + rel.div_euclid(q.step_s) * q.step_s;
+                let b = buckets.entry(start).or_insert_with(|| Bucket {
+                    t: DateTime::from_timestamp(start, 0).unwrap_or_default(),
+                    n: 0,
+                    min: f64::INFINITY,
+                    avg: 0.0,
+                    max: f64::NEG_INFINITY,
+                });
+                b.n += 1;
+                b.avg += row.value; // a sum until the end
+                b.min = b.min.min(row.value);
+                b.max = b.max.max(row.value);
+            }
+        }
+        let buckets = buckets
+            .into_values()
+            .map(|mut b| {
+                b.avg /= b.n as f64;
+                b
+            })
+            .collect();
+        Ok(Series {
+            query: q.clone(),
+            unit: q.parameter.canonical_unit(),
+            source: SeriesSource::Raw,
+            buckets,
+            downsampled_from: None,
+        })
+    }
+
+    async fn latest_at(
+        &self,
+        stations: &[LocalId],
+        at: DateTime<Utc>,
+        lookback: Duration,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let wanted: HashSet<&LocalId> = stations.iter().collect();
+        let since = micros(at) - lookback.as_micros() as i64;
+        let inner = self.lock();
+        let mut out: Vec<Reading> = inner
+            .series
+            .iter()
+            .filter(|(k, _)| wanted.contains(&k.0))
+            .filter_map(|(k, s)| {
+                s.range(since + 1..micros(at))
+                    .next_back()
+                    .map(|(_, row)| reading(k, row))
+            })
+            .collect();
+        out.sort_by_key(ReadingKey::of);
+        Ok(out)
+    }
+
+    async fn readings_between(
+        &self,
+        stations: &[LocalId],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<&ReadingKey>,
+        limit: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let wanted: HashSet<&str> = stations.iter().map(LocalId::as_str).collect();
+        let inner = self.lock();
+        let start = (micros(from), String::new(), "");
+        let mut out = Vec::new();
+        for (t, station, param) in inner.order.range(start..) {
+            if *t >= micros(to) || out.len() >= limit {
+                break;
+            }
+            if let Some(a) = after {
+                if (*t, station.as_str(), *param)
+                    <= (micros(a.ts), a.station.as_str(), a.parameter.as_str())
+                {
+                    continue;
+                }
+            }
+            if !wanted.contains(station.as_str()) {
+                continue;
+            }
+            let key = LocalId::parse("station", station)
+                .ok()
+                .zip(param.parse::<Parameter>().ok());
+            if let Some(key) = key {
+                if let Some(row) = inner.series.get(&key).and_then(|s| s.get(t)) {
+                    out.push(reading(&key, row));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn flavor(&self) -> Flavor {
+        Flavor::Memory
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "in memory: the last {} readings, lost on exit (no database configured)",
+            self.capacity
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(station: &str, secs: i64, value: f64) -> Reading {
+        Reading {
+            station: LocalId::parse("station", station).unwrap(),
+            parameter: Parameter::Salinity,
+            ts: DateTime::from_timestamp(1_772_400_000 + secs, 0)
+                .unwrap()
+                .fixed_offset(),
+            value,
+            unit: Unit::Permille,
+            quality: Quality::Good,
+            sent_as: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_are_idempotent_and_bounded() {
+        let h = MemoryHistory::new(5);
+        let batch: Vec<_> = (0..4).map(|i| r("a", i * 60, i as f64)).collect();
+        assert_eq!(h.write_readings(&batch).await.unwrap().inserted, 4);
+        let again = h.write_readings(&batch).await.unwrap();
+        assert_eq!((again.inserted, again.duplicates), (0, 4));
+        let more: Vec<_> = (4..8).map(|i| r("a", i * 60, i as f64)).collect();
+        h.write_readings(&more).await.unwrap();
+        assert_eq!(h.len(), 5, "the oldest readings go first");
+        let from = DateTime::from_timestamp(1_772_400_000, 0).unwrap();
+        let all = h
+            .readings_between(
+                &[LocalId::parse("s", "a").unwrap()],
+                from,
+                from + chrono::Duration::hours(1),
+                None,
+                100,
+            )
+            .await
+            .unwrap();
+        assert_eq!(all.first().unwrap().value, 3.0);
+    }
+}

@@ -1,0 +1,658 @@
+//! The PostgreSQL store, on TimescaleDB when the extension can be created and on plain
+//! PostgreSQL otherwise. `prepare` applies the sqlx migrations (the common schema), then sets
+//! up what depends on the flavour, under an advisory lock so several processes may start at
+//! once:
+//!
+//! - TimescaleDB: `readings` becomes a hypertable; `readings_5m` and `readings_1h` are
+//!   continuous aggregates (real-time) with refresh policies; compression and retention
+//!   policies as configured.
+//! - PostgreSQL: a BRIN index on `readings.ts`; `readings_5m` and `readings_1h` are tables the
+//!   writer keeps in the same statement as the raw insert, counting only rows that were new,
+//!   so a replayed batch changes nothing; retention by periodic deletes.
+//!
+//! Both keep the rollups' columns alike (`n`, `total`, `lo`, `hi`), so one query serves both.
+
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use model::reading::Quality;
+use model::{LocalId, Parameter, Reading};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row};
+use tracing::{info, warn};
+
+use crate::series::{Bucket, Series, SeriesQuery, ORIGIN_SQL};
+use crate::{
+    Flavor, History, ReadingKey, StoreConfig, StoreError, TimescaleMode, WriteMethod, Written,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Key of the advisory lock held while the flavour is set up.
+const SETUP_LOCK: i64 = 0x10c_5707e;
+
+pub struct PgStore {
+    pool: PgPool,
+    config: StoreConfig,
+    flavor: OnceLock<Flavor>,
+    server: OnceLock<String>,
+}
+
+/// Maps a sqlx error to transient (retry) or not.
+fn map_err(e: sqlx::Error) -> StoreError {
+    use sqlx::Error as E;
+    match &e {
+        E::Io(_)
+        | E::PoolTimedOut
+        | E::PoolClosed
+        | E::Tls(_)
+        | E::Protocol(_)
+        | E::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        E::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // 08 connection, 53 resources, 57 operator intervention (shutdown, cancel),
+            // 40001/40P01 serialisation failure and deadlock: all worth a retry.
+            if ["08", "53", "57"].iter().any(|c| code.starts_with(c))
+                || code == "40001"
+                || code == "40P01"
+            {
+                StoreError::Unavailable(e.to_string())
+            } else {
+                StoreError::Failed(e.to_string())
+            }
+        }
+        _ => StoreError::Failed(e.to_string()),
+    }
+}
+
+fn rollup_table_sql(name: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {name} (
+            station text NOT NULL, parameter text NOT NULL, bucket timestamptz NOT NULL,
+            n bigint NOT NULL, total double precision NOT NULL,
+            lo double precision NOT NULL, hi double precision NOT NULL,
+            PRIMARY KEY (station, parameter, bucket))"
+    )
+}
+
+fn cagg_sql(name: &str, width: &str) -> String {
+    format!(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS {name}
+         WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+         SELECT station, parameter, time_bucket(INTERVAL '{width}', ts) AS bucket,
+                count(*) AS n, sum(value) AS total, min(value) AS lo, max(value) AS hi
+         FROM readings GROUP BY station, parameter, bucket WITH NO DATA"
+    )
+}
+
+/// The upsert of a rollup from the `ins` rows (plain PostgreSQL only).
+fn rollup_upsert_sql(name: &str, width: &str) -> String {
+    format!(
+        "{name}_up AS (
+            INSERT INTO {name} AS a (station, parameter, bucket, n, total, lo, hi)
+            SELECT station, parameter, date_bin(INTERVAL '{width}', ts, TIMESTAMPTZ '{ORIGIN_SQL}'),
+                   count(*), sum(value), min(value), max(value)
+            FROM ins GROUP BY 1, 2, 3
+            ON CONFLICT (station, parameter, bucket) DO UPDATE SET
+                n = a.n + EXCLUDED.n, total = a.total + EXCLUDED.total,
+                lo = LEAST(a.lo, EXCLUDED.lo), hi = GREATEST(a.hi, EXCLUDED.hi)
+            RETURNING 1)"
+    )
+}
+
+const UNNEST_SOURCE: &str = "unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[], $6::text[]) AS s(station, parameter, ts, value, unit, quality)";
+const STAGE_TABLE: &str = "CREATE TEMP TABLE IF NOT EXISTS readings_stage (
+    station text, parameter text, ts timestamptz, value float8, unit text, quality text)
+    ON COMMIT DELETE ROWS";
+
+/// One statement that inserts new readings from `source` and (plain PostgreSQL) folds only
+/// the new ones into the rollups; it returns how many rows were new.
+fn insert_sql(flavor: &Flavor, source: &str) -> String {
+    let mut sql = format!(
+        "WITH ins AS (
+            INSERT INTO readings (station, parameter, ts, value, unit, quality)
+            SELECT station, parameter, ts, value, unit, quality FROM {source}
+            ON CONFLICT DO NOTHING
+            RETURNING station, parameter, ts, value)"
+    );
+    if *flavor == Flavor::Postgres {
+        sql.push_str(", ");
+        sql.push_str(&rollup_upsert_sql("readings_5m", "5 minutes"));
+        sql.push_str(", ");
+        sql.push_str(&rollup_upsert_sql("readings_1h", "1 hour"));
+    }
+    sql.push_str(" SELECT count(*) FROM ins");
+    sql
+}
+
+fn quality_str(q: Quality) -> &'static str {
+    match q {
+        Quality::Good => "good",
+        Quality::Suspect => "suspect",
+        Quality::Bad => "bad",
+    }
+}
+
+fn parse_quality(s: &str) -> Quality {
+    match s {
+        "suspect" => Quality::Suspect,
+        "bad" => Quality::Bad,
+        _ => Quality::Good,
+    }
+}
+
+/// COPY text format: tabs, newlines and backslashes escaped.
+fn copy_field(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn row_to_reading(row: &PgRow) -> Option<Reading> {
+    let station: String = row.try_get("station").ok()?;
+    let parameter: String = row.try_get("parameter").ok()?;
+    let ts: DateTime<Utc> = row.try_get("ts").ok()?;
+    let value: f64 = row.try_get("value").ok()?;
+    let quality: String = row.try_get("quality").ok()?;
+    let parameter = Parameter::from_str(&parameter).ok()?;
+    Some(Reading {
+        station: LocalId::parse("station", &station).ok()?,
+        parameter,
+        ts: ts.with_timezone(&crate::series::vn()),
+        value,
+        unit: parameter.canonical_unit(),
+        quality: parse_quality(&quality),
+        sent_as: None,
+    })
+}
+
+fn rows_to_readings(rows: Vec<PgRow>) -> Vec<Reading> {
+    let n = rows.len();
+    let out: Vec<Reading> = rows.iter().filter_map(row_to_reading).collect();
+    if out.len() < n {
+        warn!(
+            skipped = n - out.len(),
+            "history rows with unknown parameters or ids skipped"
+        );
+    }
+    out
+}
+
+impl PgStore {
+    /// A store over a lazily connecting pool: nothing is contacted until [`PgStore::prepare`].
+    pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let url = config
+            .database_url
+            .as_ref()
+            .ok_or_else(|| StoreError::Failed("store.database_url is not set".into()))?;
+        let opts = PgConnectOptions::from_str(url.expose())
+            .map_err(|e| StoreError::Failed(format!("store.database_url {url}: {e}")))?
+            .application_name("ioc")
+            .options([("statement_timeout", "60s")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(opts);
+        Ok(Self {
+            pool,
+            config: config.clone(),
+            flavor: OnceLock::new(),
+            server: OnceLock::new(),
+        })
+    }
+
+    /// The pool (benchmarks and tests read tables directly).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies migrations and sets up the flavour's objects. Idempotent; safe from several
+    /// processes at once. Returns the flavour in use.
+    pub async fn prepare(&self) -> Result<Flavor, StoreError> {
+        if let Some(f) = self.flavor.get() {
+            return Ok(f.clone());
+        }
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => map_err(e),
+            other => StoreError::Failed(format!("migrations: {other}")),
+        })?;
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(SETUP_LOCK)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let result = self.set_up_flavor(&mut conn).await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(SETUP_LOCK)
+            .execute(&mut *conn)
+            .await;
+        let flavor = result?;
+        let version: String = sqlx::query_scalar("SHOW server_version")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let _ = self.server.set(version);
+        let _ = self.flavor.set(flavor.clone());
+        info!(
+            flavor = ?flavor,
+            layout = flavor.describe(),
+            server = self.server.get().map(String::as_str).unwrap_or("?"),
+            database = %self.config.database_url.as_ref().map(|u| u.redacted()).unwrap_or_default(),
+            "history store ready"
+        );
+        Ok(flavor)
+    }
+
+    /// [`PgStore::prepare`], retried with backoff while the database is unreachable;
+    /// `on_wait` hears every failure (for readiness reporting).
+    pub async fn prepare_with_retry(
+        &self,
+        mut on_wait: impl FnMut(&StoreError),
+    ) -> Result<Flavor, StoreError> {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match self.prepare().await {
+                Ok(f) => return Ok(f),
+                Err(e) if e.is_transient() => {
+                    warn!(error = %e, "history store not reachable yet; retrying");
+                    on_wait(&e);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn set_up_flavor(&self, conn: &mut sqlx::PgConnection) -> Result<Flavor, StoreError> {
+        let recorded: Option<String> =
+            sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'flavor'")
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        let available: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        let mode = self.config.timescale;
+        let flavor = match recorded.as_deref() {
+            Some("timescale") => Flavor::Timescale,
+            Some(_) if mode == TimescaleMode::Require => return Err(StoreError::Failed(
+                "store.timescale = \"require\", but this database was set up as plain PostgreSQL"
+                    .into(),
+            )),
+            Some(_) => Flavor::Postgres,
+            None if mode == TimescaleMode::Off => Flavor::Postgres,
+            None if !available => {
+                if mode == TimescaleMode::Require {
+                    return Err(StoreError::Failed(
+                        "store.timescale = \"require\", but the timescaledb extension is not installed on the server".into(),
+                    ));
+                }
+                info!("timescaledb extension not installed: using plain PostgreSQL");
+                Flavor::Postgres
+            }
+            None => match sqlx::query("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                .execute(&mut *conn)
+                .await
+            {
+                Ok(_) => Flavor::Timescale,
+                Err(e) if mode == TimescaleMode::Require => {
+                    return Err(StoreError::Failed(format!(
+                        "creating the timescaledb extension: {e}"
+                    )))
+                }
+                Err(e) => {
+                    warn!(error = %e, "timescaledb is installed but could not be enabled (shared_preload_libraries?): using plain PostgreSQL");
+                    Flavor::Postgres
+                }
+            },
+        };
+        let statements = match flavor {
+            Flavor::Timescale => self.timescale_statements(&mut *conn).await?,
+            _ => vec![
+                rollup_table_sql("readings_5m"),
+                rollup_table_sql("readings_1h"),
+                "CREATE INDEX IF NOT EXISTS readings_ts_brin ON readings USING brin (ts)".into(),
+            ],
+        };
+        // One at a time: continuous aggregates may not be created inside a transaction.
+        for sql in statements {
+            sqlx::raw_sql(&sql)
+                .execute(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        }
+        let name = if flavor == Flavor::Timescale {
+            "timescale"
+        } else {
+            "postgres"
+        };
+        sqlx::query("INSERT INTO store_meta (key, value) VALUES ('flavor', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(name)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        Ok(flavor)
+    }
+
+    async fn timescale_statements(
+        &self,
+        conn: &mut sqlx::PgConnection,
+    ) -> Result<Vec<String>, StoreError> {
+        let c = &self.config;
+        let mut s = vec![
+            "SELECT create_hypertable('readings', 'ts', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE, migrate_data => TRUE)".to_string(),
+            cagg_sql("readings_5m", "5 minutes"),
+            cagg_sql("readings_1h", "1 hour"),
+            format!("SELECT add_continuous_aggregate_policy('readings_5m', start_offset => INTERVAL '{} days', end_offset => INTERVAL '5 minutes', schedule_interval => INTERVAL '1 minute', if_not_exists => TRUE)", c.aggregate_refresh_days.max(1)),
+            format!("SELECT add_continuous_aggregate_policy('readings_1h', start_offset => INTERVAL '{} days', end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '10 minutes', if_not_exists => TRUE)", c.aggregate_refresh_days.max(1)),
+        ];
+        let compressed: bool = sqlx::query_scalar(
+            "SELECT coalesce(bool_or(compression_enabled), false) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap_or(false);
+        if !compressed {
+            s.push("ALTER TABLE readings SET (timescaledb.compress, timescaledb.compress_segmentby = 'station, parameter', timescaledb.compress_orderby = 'ts DESC')".into());
+        }
+        s.push(format!(
+            "SELECT add_compression_policy('readings', INTERVAL '{} days', if_not_exists => TRUE)",
+            c.compress_after_days.max(1)
+        ));
+        if let Some(d) = c.raw_retention_days {
+            s.push(format!("SELECT add_retention_policy('readings', INTERVAL '{d} days', if_not_exists => TRUE)"));
+        }
+        if let Some(d) = c.rollup_retention_days {
+            for v in ["readings_5m", "readings_1h"] {
+                s.push(format!("SELECT add_retention_policy('{v}', INTERVAL '{d} days', if_not_exists => TRUE)"));
+            }
+        }
+        Ok(s)
+    }
+
+    fn ready_flavor(&self) -> Result<&Flavor, StoreError> {
+        self.flavor
+            .get()
+            .ok_or_else(|| StoreError::NotReady("migrations have not run yet".into()))
+    }
+
+    /// Plain PostgreSQL: deletes rows past the configured retention (TimescaleDB does this
+    /// with its own policies). Returns the rows deleted.
+    pub async fn enforce_retention(&self) -> Result<u64, StoreError> {
+        if *self.ready_flavor()? != Flavor::Postgres {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        let plan = [
+            ("readings", "ts", self.config.raw_retention_days),
+            ("readings_5m", "bucket", self.config.rollup_retention_days),
+            ("readings_1h", "bucket", self.config.rollup_retention_days),
+        ];
+        for (table, col, days) in plan {
+            if let Some(d) = days {
+                let sql =
+                    format!("DELETE FROM {table} WHERE {col} < now() - make_interval(days => $1)");
+                deleted += sqlx::query(&sql)
+                    .bind(d as i32)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn write_unnest(&self, flavor: &Flavor, rows: &[Reading]) -> Result<i64, StoreError> {
+        let mut station = Vec::with_capacity(rows.len());
+        let mut parameter = Vec::with_capacity(rows.len());
+        let mut ts = Vec::with_capacity(rows.len());
+        let mut value = Vec::with_capacity(rows.len());
+        let mut unit = Vec::with_capacity(rows.len());
+        let mut quality = Vec::with_capacity(rows.len());
+        for r in rows {
+            station.push(r.station.as_str());
+            parameter.push(r.parameter.as_str());
+            ts.push(r.ts.with_timezone(&Utc));
+            value.push(r.value);
+            unit.push(r.unit.symbol());
+            quality.push(quality_str(r.quality));
+        }
+        sqlx::query_scalar(&insert_sql(flavor, UNNEST_SOURCE))
+            .bind(station)
+            .bind(parameter)
+            .bind(ts)
+            .bind(value)
+            .bind(unit)
+            .bind(quality)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn write_copy(&self, flavor: &Flavor, rows: &[Reading]) -> Result<i64, StoreError> {
+        let mut data = String::with_capacity(rows.len() * 80);
+        for r in rows {
+            copy_field(&mut data, r.station.as_str());
+            data.push('\t');
+            data.push_str(r.parameter.as_str());
+            data.push('\t');
+            data.push_str(&r.ts.to_rfc3339());
+            data.push('\t');
+            data.push_str(&format!("{:?}", r.value));
+            data.push('\t');
+            copy_field(&mut data, r.unit.symbol());
+            data.push('\t');
+            data.push_str(quality_str(r.quality));
+            data.push('\n');
+        }
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut tx = conn.begin().await.map_err(map_err)?;
+        sqlx::query(STAGE_TABLE)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY readings_stage (station, parameter, ts, value, unit, quality) FROM STDIN",
+            )
+            .await
+            .map_err(map_err)?;
+        copy.send(data.as_bytes()).await.map_err(map_err)?;
+        copy.finish().await.map_err(map_err)?;
+        let inserted: i64 = sqlx::query_scalar(&insert_sql(flavor, "readings_stage AS s"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(inserted)
+    }
+}
+
+#[async_trait]
+impl History for PgStore {
+    async fn write_readings(&self, rows: &[Reading]) -> Result<Written, StoreError> {
+        let flavor = self.ready_flavor()?;
+        if rows.is_empty() {
+            return Ok(Written::default());
+        }
+        let inserted = match self.config.write_method {
+            WriteMethod::Unnest => self.write_unnest(flavor, rows).await?,
+            WriteMethod::Copy => self.write_copy(flavor, rows).await?,
+        } as u64;
+        Ok(Written {
+            inserted,
+            duplicates: rows.len() as u64 - inserted,
+        })
+    }
+
+    async fn series(&self, q: &SeriesQuery) -> Result<Series, StoreError> {
+        self.ready_flavor()?;
+        let source = q.source();
+        let sql = match source.table() {
+            None => format!(
+                "SELECT date_bin(make_interval(secs => $3), ts, TIMESTAMPTZ '{ORIGIN_SQL}') AS b,
+                        count(*)::int8 AS n, avg(value) AS avg, min(value) AS lo, max(value) AS hi
+                 FROM readings WHERE station = $1 AND parameter = $2 AND ts >= $4 AND ts < $5
+                 GROUP BY b ORDER BY b"
+            ),
+            Some(table) => format!(
+                "SELECT date_bin(make_interval(secs => $3), bucket, TIMESTAMPTZ '{ORIGIN_SQL}') AS b,
+                        sum(n)::int8 AS n, sum(total) / sum(n) AS avg, min(lo) AS lo, max(hi) AS hi
+                 FROM {table} WHERE station = $1 AND parameter = $2 AND bucket >= $4 AND bucket < $5
+                 GROUP BY b ORDER BY b"
+            ),
+        };
+        let rows = sqlx::query(&sql)
+            .bind(q.station.as_str())
+            .bind(q.parameter.as_str())
+            .bind(q.step_s as f64)
+            .bind(q.from)
+            .bind(q.to)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let buckets = rows
+            .iter()
+            .map(|r| {
+                Ok(Bucket {
+                    t: r.try_get("b")?,
+                    n: r.try_get("n")?,
+                    min: r.try_get("lo")?,
+                    avg: r.try_get("avg")?,
+                    max: r.try_get("hi")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(map_err)?;
+        Ok(Series {
+            query: q.clone(),
+            unit: q.parameter.canonical_unit(),
+            source,
+            buckets,
+            downsampled_from: None,
+        })
+    }
+
+    async fn latest_at(
+        &self,
+        stations: &[LocalId],
+        at: DateTime<Utc>,
+        lookback: Duration,
+    ) -> Result<Vec<Reading>, StoreError> {
+        self.ready_flavor()?;
+        let since = at - chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::days(2));
+        let ids: Vec<&str> = stations.iter().map(LocalId::as_str).collect();
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (station, parameter) station, parameter, ts, value, unit, quality
+             FROM readings WHERE station = ANY($1) AND ts < $2 AND ts > $3
+             ORDER BY station, parameter, ts DESC",
+        )
+        .bind(ids)
+        .bind(at)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let mut out = rows_to_readings(rows);
+        out.sort_by_key(ReadingKey::of);
+        Ok(out)
+    }
+
+    async fn readings_between(
+        &self,
+        stations: &[LocalId],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<&ReadingKey>,
+        limit: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
+        self.ready_flavor()?;
+        let ids: Vec<&str> = stations.iter().map(LocalId::as_str).collect();
+        let (ats, ast, apa) = match after {
+            Some(k) => (k.ts, k.station.as_str(), k.parameter.as_str()),
+            None => (from, "", ""),
+        };
+        let rows = sqlx::query(
+            r#"SELECT station, parameter, ts, value, unit, quality FROM readings
+             WHERE station = ANY($1) AND ts >= $2 AND ts < $3
+               AND (ts, station COLLATE "C", parameter COLLATE "C") > ($4, $5::text COLLATE "C", $6::text COLLATE "C")
+             ORDER BY ts, station COLLATE "C", parameter COLLATE "C" LIMIT $7"#,
+        )
+        .bind(ids)
+        .bind(from)
+        .bind(to)
+        .bind(ats)
+        .bind(ast)
+        .bind(apa)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows_to_readings(rows))
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        self.ready_flavor()?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    fn flavor(&self) -> Flavor {
+        self.flavor.get().cloned().unwrap_or(Flavor::Postgres)
+    }
+
+    fn describe(&self) -> String {
+        match self.flavor.get() {
+            Some(f) => format!(
+                "{} {}",
+                f.describe(),
+                self.server
+                    .get()
+                    .map(|v| format!("(server {v})"))
+                    .unwrap_or_default()
+            ),
+            None => "PostgreSQL (not set up yet)".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_writes_fold_only_new_rows_into_rollups() {
+        let sql = insert_sql(&Flavor::Postgres, UNNEST_SOURCE);
+        assert!(sql.contains("ON CONFLICT DO NOTHING"));
+        assert!(
+            sql.contains("FROM ins GROUP BY"),
+            "rollups read the inserted rows only"
+        );
+        assert!(!insert_sql(&Flavor::Timescale, UNNEST_SOURCE).contains("readings_5m"));
+    }
+
+    #[test]
+    fn copy_fields_are_escaped() {
+        let mut s = String::new();
+        copy_field(&mut s, "a\tb\\c\nd");
+        assert_eq!(s, "a\\tb\\\\c\\nd");
+    }
+}
