@@ -11,7 +11,8 @@ use ingest::http::HttpIngestConfig;
 use ingest::mqtt::MqttConfig;
 use ingest::poll::PollSource;
 use serde::{Deserialize, Serialize};
-use stream_core::CoreConfig;
+use store::StoreConfig;
+use stream_core::{CoreConfig, HistoryConfig};
 use ui_feeds::FeedsConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,6 +24,10 @@ pub struct Config {
     pub topics: Topics,
     pub auth: AuthConfig,
     pub core: CoreConfig,
+    /// The history sink (part of the core role).
+    pub history: HistoryConfig,
+    /// The history database; without `database_url`, history is kept in bounded memory.
+    pub store: StoreConfig,
     pub feeds: FeedsConfig,
     pub ingest: IngestConfig,
     pub registry: RegistryConfig,
@@ -38,6 +43,8 @@ impl Default for Config {
             topics: Topics::default(),
             auth: AuthConfig::default(),
             core: CoreConfig::default(),
+            history: HistoryConfig::default(),
+            store: StoreConfig::default(),
             feeds: FeedsConfig::default(),
             ingest: IngestConfig::default(),
             registry: RegistryConfig::default(),
@@ -177,5 +184,15 @@ pub fn load(file: Option<&Path>, base: Config) -> anyhow::Result<Config> {
         fig = fig.merge(Toml::file(f));
     }
     fig = fig.merge(Env::prefixed("IOC_").split("__"));
-    fig.extract().context("invalid configuration")
+    let cfg: Config = fig.extract().context("invalid configuration")?;
+    if let Some(d) = cfg.store.raw_retention_days {
+        // A replay from the bus must never re-insert readings the store already dropped.
+        if i64::from(d) <= bus::READINGS_RETENTION_DAYS {
+            bail!(
+                "store.raw_retention_days = {d}: must exceed the readings topic's retention ({} days)",
+                bus::READINGS_RETENTION_DAYS
+            );
+        }
+    }
+    Ok(cfg)
 }

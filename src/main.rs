@@ -1,7 +1,8 @@
 //! `ioc`: the Intelligent Operations Center backend in one binary, one subcommand per role.
 //! `ioc demo` runs everything in one process on an in-memory bus with simulated sensors;
 //! `ioc serve` runs everything against Kafka (and MQTT when configured); `ioc ingest`,
-//! `ioc core` and `ioc api` run one role each for scale-out.
+//! `ioc core` and `ioc api` run one role each for scale-out; `ioc migrate` sets up the history
+//! database.
 
 mod config;
 mod roles;
@@ -52,6 +53,9 @@ enum Command {
     Core,
     /// Read side only: REST API, websocket feeds and wall page, from a replica of ioc.state.
     Api,
+    /// Applies the history store's migrations (store.database_url) and exits. `ioc serve`,
+    /// `core` and `api` also apply them on start.
+    Migrate,
     /// Prints a signed access token for a role (uses the configured auth secret).
     Token {
         /// operator, police, leader, agency, admin or sensor
@@ -130,6 +134,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .await
             }
+            Command::Migrate => roles::migrate(&cfg).await,
             Command::Token { role, sub, agency } => {
                 let role: auth::Role = role.parse().map_err(anyhow::Error::msg)?;
                 let secret = cfg.auth.load_secret()?.context(
@@ -145,6 +150,10 @@ fn main() -> anyhow::Result<()> {
                 if let Some(m) = shown.ingest.mqtt.as_mut() {
                     m.password = m.password.as_ref().map(|_| "<redacted>".into());
                 }
+                shown.store.database_url = shown
+                    .store
+                    .database_url
+                    .map(|u| store::DatabaseUrl::new(u.redacted()));
                 for p in &mut shown.ingest.poll {
                     p.url = ingest::poll::redact_url(&p.url);
                     p.bearer_token = p.bearer_token.as_ref().map(|_| "<redacted>".into());

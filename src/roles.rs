@@ -14,6 +14,9 @@ use chrono::Utc;
 use ingest::{KnownStations, SensorIngest};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use replica::Replica;
+use serde_json::json;
+use store::{History, MemoryHistory, PgStore};
+use stream_core::{HistoryStart, HistoryStatus};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
@@ -100,6 +103,77 @@ fn authenticator(cfg: &Config, demo: bool) -> anyhow::Result<Arc<Authenticator>>
     ))
 }
 
+/// The history store of this process, and its writer where this process runs the core:
+/// PostgreSQL when `store.database_url` is set; bounded memory when it is not and the core
+/// runs here (the demo, or `serve` without a database); none otherwise (an API-only process
+/// cannot see another process's memory).
+fn history_backend(
+    cfg: &Config,
+    roles: Roles,
+    tasks: &mut Tasks,
+    checks: &mut Vec<map_api::Check>,
+    bus: &Arc<dyn Bus>,
+) -> anyhow::Result<Option<Arc<dyn History>>> {
+    let pg = match &cfg.store.database_url {
+        Some(_) => Some(Arc::new(
+            PgStore::open(&cfg.store).context("opening the history store")?,
+        )),
+        None => None,
+    };
+    let history: Arc<dyn History> = match (&pg, roles.core) {
+        (Some(p), _) => p.clone(),
+        (None, true) => Arc::new(MemoryHistory::new(cfg.store.memory_readings)),
+        (None, false) => return Ok(None),
+    };
+    if roles.core {
+        let status = Arc::new(HistoryStatus::default());
+        status.waiting("starting");
+        let s = status.clone();
+        checks.push(("history".into(), Arc::new(move || s.report())));
+        let (bus, topics, hcfg, h) = (bus.clone(), cfg.topics.clone(), cfg.history.clone(), history.clone());
+        spawn(tasks, "history", async move {
+            let start = match pg {
+                Some(p) => {
+                    p.prepare_with_retry(|e| status.waiting(&e.to_string()))
+                        .await
+                        .context("setting up the history store")?;
+                    HistoryStart::Committed
+                }
+                None => HistoryStart::Oldest,
+            };
+            stream_core::run_history(bus, topics, hcfg, h, start, status, std::future::pending())
+                .await
+                .map_err(Into::into)
+        });
+    } else if let Some(p) = pg {
+        // Read-only use (API): set up in the background; queries answer 503 until then.
+        let ready = p.clone();
+        checks.push((
+            "history".into(),
+            Arc::new(move || json!({"ready": ready.is_prepared(), "backend": ready.describe()})),
+        ));
+        tokio::spawn(async move {
+            if let Err(e) = p.prepare_with_retry(|_| {}).await {
+                error!(error = %e, "history store cannot be used");
+            }
+        });
+    }
+    Ok(Some(history))
+}
+
+/// `ioc migrate`: applies the migrations, reports the layout, exits.
+pub async fn migrate(cfg: &Config) -> anyhow::Result<()> {
+    if cfg.store.database_url.is_none() {
+        bail!("store.database_url is not set (IOC_STORE__DATABASE_URL)");
+    }
+    let pg = PgStore::open(&cfg.store)?;
+    let flavor = tokio::time::timeout(Duration::from_secs(60), pg.prepare_with_retry(|_| {}))
+        .await
+        .context("the database did not answer within 60 s")??;
+    println!("history store ready: {:?}: {}", flavor, pg.describe());
+    Ok(())
+}
+
 /// Publishes registry entries (idempotent: the registry topic is compacted by entity id).
 async fn seed_registry(
     bus: &dyn Bus,
@@ -173,8 +247,13 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
                 .map_err(Into::into)
         });
         let s = core_status.clone();
-        checks.push(("stream_core".into(), Arc::new(move || s.is_started())));
+        checks.push((
+            "stream_core".into(),
+            Arc::new(move || json!({"ready": s.is_started()})),
+        ));
     }
+
+    let history = history_backend(&cfg, roles, &mut tasks, &mut checks, &bus)?;
 
     let mut ingest_handle = None;
     if roles.ingest {
@@ -186,7 +265,10 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
             });
         }
         let k = known.clone();
-        checks.push(("ingest_registry".into(), Arc::new(move || k.is_ready())));
+        checks.push((
+            "ingest_registry".into(),
+            Arc::new(move || json!({"ready": k.is_ready()})),
+        ));
         let ing = Arc::new(SensorIngest::new(bus.clone(), cfg.topics.clone(), known));
         app = app.merge(ingest::http::router(ingest::http::HttpIngestState {
             ingest: ing.clone(),
@@ -223,6 +305,7 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
             auth: auth.clone(),
             config: cfg.feeds.clone(),
             mode: mode.clone(),
+            history: history.clone(),
         }));
         replica
     } else {
@@ -240,6 +323,7 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         checks: checks.clone(),
         metrics: Arc::new(move || render.render()),
         mode: mode.clone(),
+        history: history.clone(),
     }));
 
     if roles.simulate {
@@ -308,7 +392,13 @@ fn print_demo_banner(auth: &Authenticator, cfg: &Config, local: SocketAddr) {
     let operator = auth.issue("demo-operator", Role::Operator, None, ttl);
     println!();
     println!("IOC demo: in-memory bus, simulated sensors of Hậu Giang, Tiền Giang and Long Xuyên.");
-    println!("Nothing is stored; history is kept in no database in this mode.");
+    match &cfg.store.database_url {
+        Some(u) => println!("History: PostgreSQL at {u}."),
+        None => println!(
+            "History: in memory (the last {} readings), lost on exit; set store.database_url to keep it.",
+            cfg.store.memory_readings
+        ),
+    }
     println!();
     println!(
         "  Wall page (operator):  http://{host}:{}/#token={operator}",

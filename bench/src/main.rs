@@ -331,6 +331,7 @@ async fn run_latency(
         auth: auth.clone(),
         config: Default::default(),
         mode: "kafka".into(),
+        history: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 pub use kafka::{KafkaBus, KafkaConfig};
 pub use memory::MemoryBus;
-pub use topics::{TopicSpec, Topics};
+pub use topics::{TopicSpec, Topics, READINGS_RETENTION_DAYS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

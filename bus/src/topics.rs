@@ -40,6 +40,8 @@ pub struct TopicSpec {
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
+/// How long `ioc.readings` keeps readings (history must keep them longer).
+pub const READINGS_RETENTION_DAYS: i64 = 7;
 
 impl Topics {
     /// Specs for every topic, with `partitions` for the keyed event streams.
@@ -52,7 +54,7 @@ impl Topics {
                 retention_ms,
             };
         vec![
-            spec(&self.readings, partitions, false, Some(7 * DAY_MS)),
+            spec(&self.readings, partitions, false, Some(READINGS_RETENTION_DAYS * DAY_MS)),
             spec(&self.cameras, partitions, false, Some(7 * DAY_MS)),
             spec(&self.reports, partitions, false, Some(-1)),
             spec(&self.registry, partitions, true, None),

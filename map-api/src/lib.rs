@@ -1,9 +1,10 @@
 //! The REST API under `/api/v1`: map layers as RFC 7946 GeoJSON (filtered by bbox, unit and
-//! limit), plus `/healthz` (the process is up), `/readyz` (the bus answers and the replica has
-//! caught up) and `/metrics` (Prometheus text).
+//! limit), station series and map replays from the history store, plus `/healthz` (the
+//! process is up), `/readyz` (the bus answers, the replica has caught up, history is being
+//! written) and `/metrics` (Prometheus text).
 //!
-//! It owns *request validation and response shapes*. It must never change state and reads it
-//! only through the `replica` crate. Every endpoint but `/healthz` and `/readyz` needs a token.
+//! It owns *request validation and response shapes*. It must never change state; it reads
+//! live state only through the `replica` crate and history only through `store`. Every endpoint but `/healthz` and `/readyz` needs a token.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,8 +23,11 @@ use replica::Replica;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// A named readiness condition besides the bus and the replica (e.g. "ingest registry").
-pub type Check = (String, Arc<dyn Fn() -> bool + Send + Sync>);
+mod history;
+
+/// A named readiness condition besides the bus and the replica (e.g. "ingest registry"):
+/// a JSON object with at least `"ready": bool`, and whatever explains it.
+pub type Check = (String, Arc<dyn Fn() -> Value + Send + Sync>);
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -35,6 +39,8 @@ pub struct ApiState {
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// "memory" or "kafka", reported by /readyz.
     pub mode: String,
+    /// Where history is read from (`None`: this process keeps none).
+    pub history: Option<Arc<dyn store::History>>,
 }
 
 impl FromRef<ApiState> for Arc<Authenticator> {
@@ -45,6 +51,9 @@ impl FromRef<ApiState> for Arc<Authenticator> {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/api/v1/history", get(history::info))
+        .route("/api/v1/stations/{id}/series", get(history::series))
+        .route("/api/v1/replay", get(history::replay))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -79,7 +88,7 @@ async fn readyz(State(st): State<ApiState>) -> Response {
         json!({"ready": st.replica.is_ready(), "seq": st.replica.seq()}),
     );
     for (name, f) in &st.checks {
-        checks.insert(name.clone(), json!({"ready": f()}));
+        checks.insert(name.clone(), f());
     }
     let ready = checks.values().all(|c| c["ready"] == json!(true));
     let status = if ready {

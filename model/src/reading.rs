@@ -284,6 +284,28 @@ pub struct Reading {
     pub sent_as: Option<Measurement>,
 }
 
+/// The latest value of one parameter, as a station's state shows it
+/// (`properties.latest.<parameter>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latest {
+    pub value: f64,
+    pub unit: Unit,
+    pub ts: DateTime<FixedOffset>,
+    #[serde(default)]
+    pub quality: Quality,
+}
+
+impl Latest {
+    pub fn of(r: &Reading) -> Self {
+        Self {
+            value: r.value,
+            unit: r.unit,
+            ts: r.ts,
+            quality: r.quality,
+        }
+    }
+}
+
 /// A reading as a sender wrote it: JSON, not yet trusted.
 #[derive(Debug, Clone)]
 pub struct RawReading<'a>(pub &'a Value);

@@ -4,7 +4,10 @@
 //! every replica process (one per API/feeds instance) sees the same picture.
 //!
 //! It owns *query and change-feed semantics* (bbox, layers, unit filter; `since` for resume).
-//! It must never change state (only stream-core does) nor know what a station or a camera is.
+//! It must never change state (only stream-core does). Its live part is kind-agnostic;
+//! [`past::PastView`] rewinds station values to a moment in history, for replays.
+
+pub mod past;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -110,6 +110,12 @@ pub trait History: Send + Sync + 'static {
     /// Succeeds when the store can serve reads and take writes now.
     async fn check_ready(&self) -> Result<(), StoreError>;
 
+    /// Periodic upkeep (retention where the database has no policies of its own); returns
+    /// the rows removed.
+    async fn housekeeping(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     fn flavor(&self) -> Flavor;
 
     /// A short human description: backend and limits ("in memory, last 200000 readings").

@@ -210,6 +210,11 @@ impl PgStore {
         })
     }
 
+    /// True once migrations have run and the flavour is known.
+    pub fn is_prepared(&self) -> bool {
+        self.flavor.get().is_some()
+    }
+
     /// The pool (benchmarks and tests read tables directly).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -221,17 +226,17 @@ impl PgStore {
         if let Some(f) = self.flavor.get() {
             return Ok(f.clone());
         }
-        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        MIGRATOR.run_direct(&mut *conn).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => map_err(e),
             other => StoreError::Failed(format!("migrations: {other}")),
         })?;
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(SETUP_LOCK)
             .execute(&mut *conn)
             .await
             .map_err(map_err)?;
-        let result = self.set_up_flavor(&mut conn).await;
+        let result = self.set_up_flavor().await;
         let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(SETUP_LOCK)
             .execute(&mut *conn)
@@ -274,16 +279,19 @@ impl PgStore {
         }
     }
 
-    async fn set_up_flavor(&self, conn: &mut sqlx::PgConnection) -> Result<Flavor, StoreError> {
+    async fn set_up_flavor(&self) -> Result<Flavor, StoreError> {
+        // Other processes wait on the advisory lock the caller holds; the work itself may run
+        // on any pooled connection.
+        let conn = &self.pool;
         let recorded: Option<String> =
             sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'flavor'")
-                .fetch_optional(&mut *conn)
+                .fetch_optional(conn)
                 .await
                 .map_err(map_err)?;
         let available: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')",
         )
-        .fetch_one(&mut *conn)
+        .fetch_one(conn)
         .await
         .map_err(map_err)?;
         let mode = self.config.timescale;
@@ -305,7 +313,7 @@ impl PgStore {
                 Flavor::Postgres
             }
             None => match sqlx::query("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                .execute(&mut *conn)
+                .execute(conn)
                 .await
             {
                 Ok(_) => Flavor::Timescale,
@@ -321,7 +329,7 @@ impl PgStore {
             },
         };
         let statements = match flavor {
-            Flavor::Timescale => self.timescale_statements(&mut *conn).await?,
+            Flavor::Timescale => self.timescale_statements().await?,
             _ => vec![
                 rollup_table_sql("readings_5m"),
                 rollup_table_sql("readings_1h"),
@@ -331,7 +339,7 @@ impl PgStore {
         // One at a time: continuous aggregates may not be created inside a transaction.
         for sql in statements {
             sqlx::raw_sql(&sql)
-                .execute(&mut *conn)
+                .execute(conn)
                 .await
                 .map_err(map_err)?;
         }
@@ -342,16 +350,14 @@ impl PgStore {
         };
         sqlx::query("INSERT INTO store_meta (key, value) VALUES ('flavor', $1) ON CONFLICT (key) DO NOTHING")
             .bind(name)
-            .execute(&mut *conn)
+            .execute(conn)
             .await
             .map_err(map_err)?;
         Ok(flavor)
     }
 
-    async fn timescale_statements(
-        &self,
-        conn: &mut sqlx::PgConnection,
-    ) -> Result<Vec<String>, StoreError> {
+    async fn timescale_statements(&self) -> Result<Vec<String>, StoreError> {
+        let conn = &self.pool;
         let c = &self.config;
         let mut s = vec![
             "SELECT create_hypertable('readings', 'ts', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE, migrate_data => TRUE)".to_string(),
@@ -363,7 +369,7 @@ impl PgStore {
         let compressed: bool = sqlx::query_scalar(
             "SELECT coalesce(bool_or(compression_enabled), false) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'",
         )
-        .fetch_one(&mut *conn)
+        .fetch_one(conn)
         .await
         .unwrap_or(false);
         if !compressed {
@@ -613,6 +619,10 @@ impl History for PgStore {
             .await
             .map(|_| ())
             .map_err(map_err)
+    }
+
+    async fn housekeeping(&self) -> Result<u64, StoreError> {
+        self.enforce_retention().await
     }
 
     fn flavor(&self) -> Flavor {

@@ -128,7 +128,8 @@ pub async fn run(
                 core.registry_message(&m, true).await?;
             }
             m = readings.next() => {
-                let batch = collect_batch(m?, &mut *readings, &config).await?;
+                let batch =
+                    collect_batch(m?, &mut *readings, config.batch_max, config.batch_wait_ms).await?;
                 core.readings(&batch).await?;
                 for m in &batch {
                     readings.applied(m)?;
@@ -138,14 +139,16 @@ pub async fn run(
     }
 }
 
-async fn collect_batch(
+/// `first` and whatever else arrives within `wait_ms`, up to `max` messages.
+pub(crate) async fn collect_batch(
     first: Message,
     sub: &mut dyn Subscription,
-    config: &CoreConfig,
+    max: usize,
+    wait_ms: u64,
 ) -> Result<Vec<Message>, BusError> {
     let mut batch = vec![first];
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(config.batch_wait_ms);
-    while batch.len() < config.batch_max {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+    while batch.len() < max {
         match tokio::time::timeout_at(deadline, sub.next()).await {
             Ok(m) => batch.push(m?),
             Err(_) => break,

@@ -7,12 +7,18 @@
 //! latest state backwards in event time; offsets are committed only after a reading is
 //! applied and its new state acknowledged by the bus; a restart rebuilds state from
 //! `ioc.state` and skips readings already applied (each state records the input offsets it
-//! covers). It must never talk to clients or to the database directly.
+//! covers). The history sink ([`run_history`]) writes every reading to the history store
+//! under its own consumer group, committing only what is durable. It must never talk to
+//! clients, and reaches the database only through the `store` crate.
 
 mod core;
 mod directory;
+mod history;
 mod station;
+
+pub use history::{run_history, HistoryConfig, HistoryError, HistoryStart, HistoryStatus};
 
 pub use crate::core::{run, Assignment, CoreConfig, CoreError, CoreStatus};
 pub use directory::Directory;
-pub use station::{ApplyOutcome, Latest, StationProps, StationState};
+pub use model::reading::Latest;
+pub use station::{ApplyOutcome, StationProps, StationState};

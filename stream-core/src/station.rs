@@ -3,23 +3,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset};
-use model::reading::Quality;
+use model::reading::Latest;
 use model::state::SourcePosition;
 use model::{
-    EntityId, Layer, LocalId, Parameter, Reading, StateRecord, Station, StationKind, Unit,
+    EntityId, Layer, LocalId, Parameter, Reading, StateRecord, Station, StationKind,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// The latest value of one parameter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Latest {
-    pub value: f64,
-    pub unit: Unit,
-    pub ts: DateTime<FixedOffset>,
-    #[serde(default)]
-    pub quality: Quality,
-}
 
 /// What clients see of a station (the `properties` of its feature).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,15 +103,7 @@ impl StationState {
                 ApplyOutcome::Late
             }
             _ => {
-                self.props.latest.insert(
-                    r.parameter,
-                    Latest {
-                        value: r.value,
-                        unit: r.unit,
-                        ts: r.ts,
-                        quality: r.quality,
-                    },
-                );
+                self.props.latest.insert(r.parameter, Latest::of(r));
                 ApplyOutcome::Advanced
             }
         }
@@ -178,6 +160,8 @@ impl StationState {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use model::reading::Quality;
+    use model::Unit;
 
     fn station() -> Station {
         fixtures::stations::stations().into_iter().next().unwrap()

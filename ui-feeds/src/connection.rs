@@ -6,6 +6,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use replica::past::PastView;
+use store::replay::ReplayRequest;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
 use auth::{Caller, Role};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -82,15 +87,23 @@ impl Sub {
 struct Outbox {
     control: VecDeque<String>,
     subs: HashMap<String, Sub>,
+    /// Running replays by id.
+    replays: HashMap<String, AbortHandle>,
     closed: bool,
 }
 
+/// Layers a replay can rewind (sensor state).
+const REPLAYABLE: [Layer; 2] = [Layer::Salinity, Layer::AirQuality];
+
 struct Conn {
     replica: Arc<Replica>,
+    history: Option<Arc<dyn store::History>>,
     config: FeedsConfig,
     role: Role,
     outbox: Mutex<Outbox>,
     wake: Notify,
+    /// Replay frames, bounded: a slow client slows its replays, not the server.
+    replay_tx: mpsc::Sender<String>,
 }
 
 impl Conn {
@@ -124,7 +137,7 @@ impl Conn {
         ob.subs.insert(id, sub);
     }
 
-    fn handle(&self, text: &str) {
+    fn handle(self: &Arc<Self>, text: &str) {
         let op = match protocol::parse(text) {
             Ok(op) => op,
             Err(e) => return self.error(None, &e.field, &e.reason),
@@ -168,8 +181,70 @@ impl Conn {
                 }
             }
             ClientOp::Ping { t } => self.control(ServerMsg::Pong { t }),
+            ClientOp::Replay {
+                spec,
+                from,
+                to,
+                speed,
+            } => self.start_replay(spec, from, to, speed),
+            ClientOp::ReplayStop { id } => {
+                let handle = self.lock().replays.remove(&id);
+                match handle {
+                    Some(h) => {
+                        h.abort();
+                        self.control(ServerMsg::ReplayStopped { replay: &id });
+                    }
+                    None => self.error(Some(&id), "id", "no such replay"),
+                }
+            }
         }
         self.wake.notify_one();
+    }
+
+    fn start_replay(
+        &self,
+        spec: SubSpec,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        speed: f64,
+    ) {
+        let id = spec.id.clone();
+        if let Err(reason) = self.allowed(&spec) {
+            return self.error(Some(&id), "layers", &reason);
+        }
+        if let Some(l) = spec.query.layers.iter().find(|l| !REPLAYABLE.contains(l)) {
+            let reason = format!("{l} cannot be replayed yet; replayable: salinity, air_quality");
+            return self.error(Some(&id), "layers", &reason);
+        }
+        let Some(history) = self.history.clone() else {
+            return self.error(Some(&id), "op", "this server keeps no history to replay");
+        };
+        {
+            let mut ob = self.lock();
+            ob.replays.retain(|_, h| !h.is_finished());
+            if !ob.replays.contains_key(&id) && ob.replays.len() >= self.config.max_replays {
+                drop(ob);
+                return self.error(Some(&id), "id", "too many replays on this connection");
+            }
+        }
+        let (_, base) = self.replica.snapshot(&spec.query, self.config.snapshot_limit);
+        let view = PastView::new(&base);
+        let req = match ReplayRequest::new(view.stations(), from, to, speed) {
+            Ok(r) => r,
+            Err(e) => return self.error(Some(&id), &e.field, &e.reason),
+        };
+        let mut lines = view.play(history, req, id.clone());
+        let tx = self.replay_tx.clone();
+        let task = tokio::spawn(async move {
+            while let Some(line) = lines.recv().await {
+                if tx.send(line).await.is_err() {
+                    break;
+                }
+            }
+        });
+        if let Some(old) = self.lock().replays.insert(id, task.abort_handle()) {
+            old.abort();
+        }
     }
 
     fn pump(&self, c: &Change) {
@@ -276,12 +351,15 @@ impl Conn {
 
 async fn serve(socket: WebSocket, st: FeedsState, role: Role) {
     metrics::gauge!("ioc_ws_clients").increment(1.0);
+    let (replay_tx, mut replay_rx) = mpsc::channel(4);
     let conn = Arc::new(Conn {
         replica: st.replica.clone(),
+        history: st.history.clone(),
         config: st.config.clone(),
         role,
         outbox: Mutex::new(Outbox::default()),
         wake: Notify::new(),
+        replay_tx,
     });
     let layers: Vec<Layer> = Layer::ALL
         .into_iter()
@@ -331,17 +409,26 @@ async fn serve(socket: WebSocket, st: FeedsState, role: Role) {
         if conn.lock().closed {
             break;
         }
-        match conn.next_message() {
-            Some(text) => {
-                metrics::counter!("ioc_ws_messages_sent_total").increment(1);
-                if tx.send(Message::Text(text.into())).await.is_err() {
-                    break;
-                }
-            }
-            None => notified.await,
+        // Live messages first, then replay frames; otherwise wait for either.
+        let text = match conn.next_message() {
+            Some(text) => text,
+            None => match replay_rx.try_recv() {
+                Ok(text) => text,
+                Err(_) => tokio::select! {
+                    _ = notified => continue,
+                    Some(text) = replay_rx.recv() => text,
+                },
+            },
+        };
+        metrics::counter!("ioc_ws_messages_sent_total").increment(1);
+        if tx.send(Message::Text(text.into())).await.is_err() {
+            break;
         }
     }
     debug!("websocket closed");
+    for (_, h) in conn.lock().replays.drain() {
+        h.abort();
+    }
     reader.abort();
     pump.abort();
     let _ = tx.close().await;

@@ -1,7 +1,8 @@
 //! Websocket feeds for screens: a client subscribes to layers within a bbox and receives a
 //! GeoJSON snapshot, then deltas numbered by the replica's sequence; it can move its bbox,
 //! resume after a reconnect with `since`, and is told to `resync` (and sent a fresh snapshot)
-//! when it falls too far behind. Also serves the reference wall page at `/`.
+//! when it falls too far behind; it can also replay the map from history (`replay`). Also
+//! serves the reference wall page at `/`.
 //!
 //! It owns *fan-out to clients*: per-connection queues that coalesce per entity and stay
 //! bounded, so one slow client never slows the others nor grows memory. It must never change
@@ -32,6 +33,8 @@ pub struct FeedsConfig {
     pub snapshot_limit: usize,
     /// Largest client message, bytes.
     pub max_client_message: usize,
+    /// Replays running at once on one connection.
+    pub max_replays: usize,
 }
 
 impl Default for FeedsConfig {
@@ -41,6 +44,7 @@ impl Default for FeedsConfig {
             max_subscriptions: 16,
             snapshot_limit: 20_000,
             max_client_message: 64 * 1024,
+            max_replays: 2,
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct FeedsState {
     pub config: FeedsConfig,
     /// Shown on the wall page: "memory" (embedded demo) or "kafka".
     pub mode: String,
+    /// History for `replay` (`None`: this process keeps none).
+    pub history: Option<Arc<dyn store::History>>,
 }
 
 impl FromRef<FeedsState> for Arc<Authenticator> {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
 use model::state::check_bbox;
 use model::{FieldError, Layer};
 use replica::Query;
@@ -31,6 +32,24 @@ pub enum ClientOp {
     Ping {
         t: Option<Value>,
     },
+    /// Replays the map from history: `spec.id` names the replay.
+    Replay {
+        spec: SubSpec,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        /// Event seconds per second; 0 = unpaced.
+        speed: f64,
+    },
+    ReplayStop {
+        id: String,
+    },
+}
+
+fn time_field(v: &Value, f: &str) -> Result<DateTime<Utc>, FieldError> {
+    let s = str_field(v, f)?;
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| FieldError::new(f, format!("must be an RFC 3339 time ({e})")))
 }
 
 fn str_field<'a>(v: &'a Value, f: &str) -> Result<&'a str, FieldError> {
@@ -124,9 +143,21 @@ pub fn parse(text: &str) -> Result<ClientOp, FieldError> {
         "ping" => Ok(ClientOp::Ping {
             t: v.get("t").cloned(),
         }),
+        "replay" => Ok(ClientOp::Replay {
+            spec: spec(&v)?,
+            from: time_field(&v, "from")?,
+            to: time_field(&v, "to")?,
+            speed: match v.get("speed") {
+                None | Some(Value::Null) => 60.0,
+                Some(s) => s.as_f64().ok_or_else(|| {
+                    FieldError::new("speed", "must be a number: event seconds per second")
+                })?,
+            },
+        }),
+        "replay_stop" => Ok(ClientOp::ReplayStop { id: sub_id(&v)? }),
         other => Err(FieldError::new(
             "op",
-            format!("unknown op {other:?}; known: subscribe, update, unsubscribe, resume, ping"),
+            format!("unknown op {other:?}; known: subscribe, update, unsubscribe, resume, ping, replay, replay_stop"),
         )),
     }
 }
@@ -169,6 +200,9 @@ pub enum ServerMsg<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         t: Option<Value>,
     },
+    ReplayStopped {
+        replay: &'a str,
+    },
 }
 
 impl ServerMsg<'_> {
@@ -206,6 +240,14 @@ mod tests {
                 "since",
             ),
             (r#"{"op":"dance"}"#, "op"),
+            (
+                r#"{"op":"replay","id":"r","layers":["salinity"],"from":"yesterday","to":"2026-03-02T00:00:00Z"}"#,
+                "from",
+            ),
+            (
+                r#"{"op":"replay","id":"r","layers":["salinity"],"from":"2026-03-01T00:00:00Z","to":"2026-03-02T00:00:00Z","speed":"fast"}"#,
+                "speed",
+            ),
             ("not json", ""),
         ];
         for (text, field) in cases {

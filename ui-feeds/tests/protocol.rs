@@ -33,6 +33,7 @@ async fn server(config: FeedsConfig) -> Server {
         auth: auth.clone(),
         config,
         mode: "memory".into(),
+        history: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

@@ -1,0 +1,309 @@
+//! History endpoints: a station's series (JSON for charts, CSV for export), what the history
+//! store is (`/api/v1/history`), and replay of the map as newline-delimited JSON.
+//!
+//! Times are RFC 3339; output is in Vietnam time (+07:00). Every mistake is a 400 naming
+//! the field; a store that cannot answer now is a 503 with Retry-After.
+
+use std::sync::Arc;
+
+use auth::{Caller, Rejection};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use model::state::parse_bbox;
+use model::{EntityId, FieldError, Layer, LocalId, Parameter};
+use replica::past::PastView;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use store::replay::ReplayRequest;
+use store::series::{parse_step, vn, MAX_BUCKETS};
+use store::{History, Series, SeriesQuery, StoreError};
+
+use crate::{bad_request, ApiState};
+
+/// Layers a replay can rewind (sensor state; cameras and reports come later).
+const REPLAY_LAYERS: [Layer; 2] = [Layer::Salinity, Layer::AirQuality];
+/// Most stations one replay follows.
+const REPLAY_STATIONS: usize = 20_000;
+
+fn no_history() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": "no_history", "reason": "this process keeps no history: set store.database_url"})),
+    )
+        .into_response()
+}
+
+fn store_error(e: StoreError) -> Response {
+    if e.is_transient() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            Json(json!({"error": "history_unavailable", "reason": e.to_string()})),
+        )
+            .into_response()
+    } else {
+        tracing::error!(error = %e, "history query failed");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "history_failed", "reason": "the history store refused the query; see the server log"})),
+        )
+            .into_response()
+    }
+}
+
+fn not_found(field: &str, reason: String) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "not_found", "field": field, "reason": reason})),
+    )
+        .into_response()
+}
+
+/// An RFC 3339 time, or `default` when absent.
+fn parse_time(field: &str, v: Option<&str>, default: DateTime<Utc>) -> Result<DateTime<Utc>, FieldError> {
+    match v {
+        None | Some("") => Ok(default),
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| FieldError::new(field, format!("must be an RFC 3339 time such as 2026-03-02T06:00:00+07:00 ({e})"))),
+    }
+}
+
+pub async fn info(State(st): State<ApiState>, _caller: Caller) -> Response {
+    match &st.history {
+        None => Json(json!({"backend": "none", "description": "no history is kept by this process"})).into_response(),
+        Some(h) => {
+            let ready = h.check_ready().await;
+            Json(json!({
+                "backend": h.flavor(),
+                "description": h.describe(),
+                "ready": ready.is_ok(),
+                "reason": ready.err().map(|e| e.to_string()),
+            }))
+            .into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SeriesParams {
+    param: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+    max_points: Option<String>,
+    format: Option<String>,
+    source: Option<String>,
+}
+
+enum Format {
+    Json,
+    Csv,
+}
+
+fn series_query(id: &LocalId, p: &SeriesParams) -> Result<(SeriesQuery, Option<usize>, Format), FieldError> {
+    let parameter: Parameter = p
+        .param
+        .as_deref()
+        .ok_or_else(|| FieldError::new("param", "is required: the parameter, e.g. salinity or pm25"))?
+        .parse()
+        .map_err(|e: FieldError| FieldError::new("param", e.reason))?;
+    let to = parse_time("to", p.to.as_deref(), Utc::now())?;
+    let from = parse_time("from", p.from.as_deref(), to - chrono::Duration::hours(24))?;
+    let step = p.step.as_deref().map(parse_step).transpose()?;
+    let mut q = SeriesQuery::new(id.clone(), parameter, from, to, step)?;
+    q.raw_only = match p.source.as_deref() {
+        None | Some("auto") => false,
+        Some("raw") => true,
+        Some(_) => return Err(FieldError::new("source", "must be auto or raw")),
+    };
+    let max_points = match p.max_points.as_deref() {
+        None => None,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (3..=MAX_BUCKETS as usize).contains(&n) => Some(n),
+            _ => return Err(FieldError::new("max_points", format!("must be an integer in 3..={MAX_BUCKETS}"))),
+        },
+    };
+    let format = match p.format.as_deref() {
+        None | Some("json") => Format::Json,
+        Some("csv") => Format::Csv,
+        Some(_) => return Err(FieldError::new("format", "must be json or csv")),
+    };
+    Ok((q, max_points, format))
+}
+
+pub async fn series(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(p): Query<SeriesParams>,
+) -> Response {
+    let Some(history) = st.history.clone() else {
+        return no_history();
+    };
+    let Ok(id) = LocalId::parse("id", &id) else {
+        return not_found("id", format!("no station {id:?}"));
+    };
+    let Some(rec) = st.replica.get(&EntityId::station(&id)) else {
+        return not_found("id", format!("no station {id}"));
+    };
+    if let Err(r) = caller.require_view(rec.layer) {
+        return r.into_response();
+    }
+    let (q, max_points, format) = match series_query(&id, &p) {
+        Ok(x) => x,
+        Err(e) => return bad_request(e),
+    };
+    let mut s = match history.series(&q).await {
+        Ok(s) => s,
+        Err(e) => return store_error(e),
+    };
+    if let Some(n) = max_points {
+        s.downsample(n);
+    }
+    let name = rec.properties.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    match format {
+        Format::Json => Json(series_json(&s, &name, &*history)).into_response(),
+        Format::Csv => {
+            let file = format!(
+                "{}_{}_{}_{}.csv",
+                id,
+                q.parameter.as_str(),
+                q.from.with_timezone(&vn()).format("%Y%m%dT%H%M"),
+                q.to.with_timezone(&vn()).format("%Y%m%dT%H%M")
+            );
+            (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")),
+                ],
+                series_csv(&s),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn series_json(s: &Series, name: &str, history: &dyn History) -> Value {
+    let q = &s.query;
+    json!({
+        "station": q.station,
+        "name": name,
+        "parameter": q.parameter,
+        "unit": s.unit,
+        "from": q.from.with_timezone(&vn()).to_rfc3339(),
+        "to": q.to.with_timezone(&vn()).to_rfc3339(),
+        "step_s": q.step_s,
+        "source": s.source,
+        "backend": history.flavor(),
+        "downsampled_from": s.downsampled_from,
+        "points": s.buckets.iter().map(|b| json!({
+            "t": b.t.with_timezone(&vn()).to_rfc3339(),
+            "n": b.n, "min": b.min, "avg": b.avg, "max": b.max,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// CSV with a header row; times in Vietnam time; one row per bucket.
+pub fn series_csv(s: &Series) -> String {
+    let q = &s.query;
+    let mut out = String::from("time,station,parameter,unit,n,min,avg,max\n");
+    for b in &s.buckets {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\n",
+            b.t.with_timezone(&vn()).to_rfc3339(),
+            q.station,
+            q.parameter.as_str(),
+            s.unit.symbol(),
+            b.n,
+            b.min,
+            b.avg,
+            b.max
+        ));
+    }
+    out
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReplayParams {
+    layers: Option<String>,
+    bbox: Option<String>,
+    unit: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    speed: Option<String>,
+}
+
+/// Everything a replay needs, checked: the view at the start and the request.
+pub fn replay_setup(
+    st: &ApiState,
+    caller: &Caller,
+    p: &ReplayParams,
+) -> Result<(Arc<dyn History>, PastView, ReplayRequest), Response> {
+    let history = st.history.clone().ok_or_else(no_history)?;
+    let layers = match p.layers.as_deref() {
+        None | Some("") => REPLAY_LAYERS.iter().copied().filter(|l| caller.role().can_view(*l)).collect(),
+        Some(s) => s
+            .split(',')
+            .map(|l| {
+                let l: Layer = l.trim().parse()?;
+                if REPLAY_LAYERS.contains(&l) {
+                    Ok(l)
+                } else {
+                    Err(FieldError::new("layers", format!("{l} cannot be replayed yet; replayable: salinity, air_quality")))
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map_err(bad_request)?,
+    };
+    let layers: std::collections::BTreeSet<Layer> = layers;
+    for l in &layers {
+        caller.require_view(*l).map_err(Rejection::into_response)?;
+    }
+    if layers.is_empty() {
+        return Err(bad_request(FieldError::new("layers", "no replayable layer is visible to this role")));
+    }
+    let bbox = p.bbox.as_deref().map(parse_bbox).transpose().map_err(bad_request)?;
+    let from = parse_time("from", p.from.as_deref(), Utc::now() - chrono::Duration::hours(1))
+        .map_err(bad_request)?;
+    let to = parse_time("to", p.to.as_deref(), Utc::now()).map_err(bad_request)?;
+    let speed = match p.speed.as_deref() {
+        None => 60.0,
+        Some(s) => s
+            .parse::<f64>()
+            .map_err(|_| bad_request(FieldError::new("speed", "must be a number: event seconds per second (0 = unpaced)")))?,
+    };
+    let q = replica::Query {
+        layers,
+        bbox,
+        unit: p.unit.clone(),
+    };
+    let (_, base) = st.replica.snapshot(&q, REPLAY_STATIONS);
+    let view = PastView::new(&base);
+    let req = ReplayRequest::new(view.stations(), from, to, speed).map_err(bad_request)?;
+    Ok((history, view, req))
+}
+
+/// `GET /api/v1/replay`: NDJSON, one message per line (`replay_start`, `replay_delta`...,
+/// `replay_end`), paced at `speed` event seconds per second (default 60; 0 = unpaced).
+pub async fn replay(State(st): State<ApiState>, caller: Caller, Query(p): Query<ReplayParams>) -> Response {
+    let (history, view, req) = match replay_setup(&st, &caller, &p) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let lines = view.play(history, req, "http".into());
+    let body = futures::stream::unfold(lines, |mut rx| async move {
+        let mut line = rx.recv().await?;
+        line.push('\n');
+        Some((Ok::<_, std::convert::Infallible>(line), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}

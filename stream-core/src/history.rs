@@ -1,0 +1,261 @@
+//! The history sink: readings from the bus into the history store, in batches, each batch
+//! durable before its offsets may be committed.
+//!
+//! It consumes the readings topic under a consumer group of its own (`history.group`), apart
+//! from the live-state loop, so a slow or stopped database holds back history only: the sink
+//! stops consuming (Kafka keeps the readings), retries with backoff and reports not-ready,
+//! while live state keeps flowing to screens. Writes are idempotent, so the readings between
+//! the last commit and a crash are written again harmlessly. A row the database refuses for
+//! good (not a passing failure) is isolated and dead-lettered; the rest of its batch lands.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bus::{Bus, BusError, Message, Topics};
+use chrono::Utc;
+use model::envelope::original_value;
+use model::{Envelope, EventKind, FieldError, Reading};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use store::{History, StoreError};
+use tracing::{info, warn};
+
+use crate::core::collect_batch;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HistoryConfig {
+    /// Consumer group whose committed offsets record what is durable in the store.
+    pub group: String,
+    /// This instance's partitions of the readings topic (all when unset).
+    pub partitions: Option<Vec<i32>>,
+    /// Most readings per write.
+    pub batch_max: usize,
+    /// How long a batch waits for more readings after its first one, ms.
+    pub batch_wait_ms: u64,
+    /// Longest wait between retries while the store is failing, ms.
+    pub max_backoff_ms: u64,
+    /// How often retention is enforced (plain PostgreSQL), s.
+    pub housekeeping_s: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            group: "ioc-history".into(),
+            partitions: None,
+            batch_max: 5000,
+            batch_wait_ms: 50,
+            max_backoff_ms: 5000,
+            housekeeping_s: 3600,
+        }
+    }
+}
+
+/// What the sink reports about itself (`/readyz` check `history`).
+#[derive(Debug, Default)]
+pub struct HistoryStatus {
+    running: AtomicBool,
+    written: AtomicU64,
+    duplicates: AtomicU64,
+    problem: Mutex<Option<String>>,
+    backend: Mutex<String>,
+}
+
+impl HistoryStatus {
+    fn set_problem(&self, p: Option<String>) {
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+
+    /// The store cannot be reached yet (start-up).
+    pub fn waiting(&self, reason: &str) {
+        self.set_problem(Some(reason.to_string()));
+    }
+
+    pub fn set_backend(&self, describe: String) {
+        *self.backend.lock().unwrap_or_else(|e| e.into_inner()) = describe;
+    }
+
+    /// Ready = consuming and the last write went through.
+    pub fn is_ready(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+            && self.problem.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    /// The `/readyz` entry: ready, backend, rows written and skipped, the current problem.
+    pub fn report(&self) -> Value {
+        let problem = self.problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut v = json!({
+            "ready": self.is_ready(),
+            "backend": *self.backend.lock().unwrap_or_else(|e| e.into_inner()),
+            "written": self.written.load(Ordering::Relaxed),
+            "duplicates_skipped": self.duplicates.load(Ordering::Relaxed),
+        });
+        if let Some(p) = problem {
+            v["reason"] = p.into();
+        }
+        v
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where the sink starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryStart {
+    /// After the group's committed offsets (a durable store).
+    Committed,
+    /// From the oldest reading the bus keeps (a store that forgets on restart: memory).
+    Oldest,
+}
+
+/// Runs the sink until `shutdown` resolves (then commits) or the bus fails for good.
+pub async fn run_history(
+    bus: Arc<dyn Bus>,
+    topics: Topics,
+    config: HistoryConfig,
+    history: Arc<dyn History>,
+    start: HistoryStart,
+    status: Arc<HistoryStatus>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), HistoryError> {
+    let mut sub = match start {
+        HistoryStart::Committed => {
+            bus.assign(&config.group, &topics.readings, config.partitions.as_deref())
+                .await?
+        }
+        HistoryStart::Oldest => bus.read_all(&[&topics.readings]).await?,
+    };
+    status.set_backend(history.describe());
+    status.set_problem(None);
+    status.running.store(true, Ordering::Release);
+    info!(group = %config.group, backend = %history.describe(), "history sink started");
+    let sink = Sink {
+        bus: bus.clone(),
+        topics,
+        history,
+        status,
+        max_backoff: Duration::from_millis(config.max_backoff_ms.max(100)),
+    };
+    let mut last_housekeeping = Instant::now();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => {
+                sub.commit().await?;
+                return Ok(());
+            }
+            m = sub.next() => {
+                let batch = collect_batch(m?, &mut *sub, config.batch_max, config.batch_wait_ms).await?;
+                sink.write(&batch).await?;
+                for m in &batch {
+                    sub.applied(m)?;
+                }
+            }
+        }
+        if last_housekeeping.elapsed() >= Duration::from_secs(config.housekeeping_s.max(60)) {
+            last_housekeeping = Instant::now();
+            match sink.history.housekeeping().await {
+                Ok(0) => {}
+                Ok(n) => info!(rows = n, "history past retention deleted"),
+                Err(e) => warn!(error = %e, "history retention failed; will retry"),
+            }
+        }
+    }
+}
+
+struct Sink {
+    bus: Arc<dyn Bus>,
+    topics: Topics,
+    history: Arc<dyn History>,
+    status: Arc<HistoryStatus>,
+    max_backoff: Duration,
+}
+
+fn parse(m: &Message) -> Option<Reading> {
+    let env = Envelope::from_bytes(m.payload.as_deref()?).ok()?;
+    (env.kind == EventKind::SensorReading)
+        .then(|| env.data_as::<Reading>().ok())
+        .flatten()
+}
+
+impl Sink {
+    /// Writes the readings of `batch`, retrying passing failures until they succeed; returns
+    /// once every reading is durable or dead-lettered.
+    async fn write(&self, batch: &[Message]) -> Result<(), HistoryError> {
+        let rows: Vec<(&Message, Reading)> = batch
+            .iter()
+            .filter_map(|m| parse(m).map(|r| (m, r)))
+            .collect();
+        // Unreadable messages are the live core's to dead-letter; here they are only counted.
+        metrics::counter!("ioc_history_skipped_total").increment((batch.len() - rows.len()) as u64);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let readings: Vec<Reading> = rows.iter().map(|(_, r)| r.clone()).collect();
+        match self.write_retrying(&readings).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Failed(reason)) if rows.len() > 1 => {
+                warn!(%reason, rows = rows.len(), "history batch refused; writing its rows one by one");
+                for (m, r) in &rows {
+                    if let Err(e) = self.write_retrying(std::slice::from_ref(r)).await {
+                        self.dead_letter(m, &e).await?;
+                    }
+                }
+                Ok(())
+            }
+            Err(e @ StoreError::Failed(_)) => self.dead_letter(rows[0].0, &e).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write_retrying(&self, rows: &[Reading]) -> Result<(), StoreError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.history.write_readings(rows).await {
+                Ok(w) => {
+                    self.status.written.fetch_add(w.inserted, Ordering::Relaxed);
+                    self.status.duplicates.fetch_add(w.duplicates, Ordering::Relaxed);
+                    metrics::counter!("ioc_history_rows_total", "outcome" => "inserted").increment(w.inserted);
+                    metrics::counter!("ioc_history_rows_total", "outcome" => "duplicate").increment(w.duplicates);
+                    self.status.set_problem(None);
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() => {
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "history write failed; holding the readings back and retrying");
+                    metrics::counter!("ioc_history_retries_total").increment(1);
+                    self.status.set_problem(Some(e.to_string()));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.max_backoff);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn dead_letter(&self, m: &Message, e: &StoreError) -> Result<(), HistoryError> {
+        let source = format!("bus:{}/{}/{}", m.topic, m.partition, m.offset);
+        let original = m.payload.as_deref().map(original_value).unwrap_or(Value::Null);
+        warn!(%source, error = %e, "reading refused by the history store; dead-lettered");
+        metrics::counter!("ioc_deadletter_total", "stage" => "history").increment(1);
+        let env = Envelope::dead_letter(
+            &source,
+            None,
+            vec![FieldError::new("history", e.to_string())],
+            original,
+            Utc::now(),
+        );
+        self.bus
+            .publish(&self.topics.deadletter, &source, Some(env.to_bytes()))
+            .await?;
+        Ok(())
+    }
+}
