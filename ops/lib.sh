@@ -118,6 +118,9 @@ start_postgres() {
     wait_port 127.0.0.1 5432 30 postgres
   fi
   export IOC_TEST_DATABASE_URL="${IOC_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  # Databases the store tests created in earlier runs (each test makes its own, ioc_t_*).
+  psql "$IOC_TEST_DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'ioc\_t\_%'" 2>/dev/null |
+    while read -r db; do psql "$IOC_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
 }
 
 start_chromium() {

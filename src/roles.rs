@@ -130,7 +130,12 @@ fn history_backend(
         status.waiting("starting");
         let s = status.clone();
         checks.push(("history".into(), Arc::new(move || s.report())));
-        let (bus, topics, hcfg, h) = (bus.clone(), cfg.topics.clone(), cfg.history.clone(), history.clone());
+        let (bus, topics, hcfg, h) = (
+            bus.clone(),
+            cfg.topics.clone(),
+            cfg.history.clone(),
+            history.clone(),
+        );
         spawn(tasks, "history", async move {
             let start = match pg {
                 Some(p) => {

@@ -218,6 +218,27 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         "{first}"
     );
 
+    // The demo keeps no database, and the page says so.
+    let note = page
+        .wait_for(
+            "document.getElementById('history-note').textContent.includes('bộ nhớ')",
+            &json!(true),
+            wait,
+        )
+        .await;
+    assert_eq!(note, json!(true), "the page says history is only in memory");
+    // A station's popup charts its last 24 hours from the series API.
+    page.eval("window.iocWall.stations.get('station:hg-vt-sal-01').openPopup()")
+        .await;
+    let chart = page
+        .wait_for(
+            "!!document.querySelector('.leaflet-popup .chart-box svg polyline')",
+            &json!(true),
+            wait,
+        )
+        .await;
+    assert_eq!(chart, json!(true), "the popup draws the station's history");
+
     // Without a token the page asks for one and shows no data.
     page.eval("sessionStorage.clear()").await;
     page.call("Page.navigate", json!({"url": demo.url("/")}))

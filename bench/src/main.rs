@@ -4,7 +4,10 @@
 //!   the in-memory bus or on Kafka;
 //! - `baseline`: the same number of same-sized messages through the same Kafka broker with a
 //!   bare rdkafka producer and consumer (the limit the pipeline is compared with);
-//! - `latency`: MQTT publish -> websocket delta latency at a fixed reading rate.
+//! - `latency`: MQTT publish -> websocket delta latency at a fixed reading rate;
+//! - `history-write`, `history-query`: the history store (see `history.rs`).
+
+mod history;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,6 +73,29 @@ enum Cmd {
         /// Readings per MQTT message.
         #[arg(long, default_value_t = 10)]
         per_message: usize,
+    },
+    /// History writer rows/s vs `psql \copy` of the same rows (PostgreSQL `--admin-url`
+    /// whose user may create databases).
+    HistoryWrite {
+        #[arg(long)]
+        admin_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        #[arg(long, default_value_t = 100)]
+        stations: usize,
+    },
+    /// Series query latency from the 1-hour rollup and from raw rows.
+    HistoryQuery {
+        #[arg(long)]
+        admin_url: String,
+        #[arg(long, default_value_t = 100)]
+        stations: usize,
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
     },
 }
 
@@ -471,5 +497,17 @@ async fn main() -> anyhow::Result<()> {
             stations,
             per_message,
         } => run_latency(&brokers, &mqtt, rate, seconds, stations, per_message).await,
+        Cmd::HistoryWrite {
+            admin_url,
+            rows,
+            batch,
+            stations,
+        } => history::write(&admin_url, rows, batch, stations).await,
+        Cmd::HistoryQuery {
+            admin_url,
+            stations,
+            days,
+            queries,
+        } => history::query(&admin_url, stations, days, queries).await,
     }
 }

@@ -44,6 +44,9 @@ pub struct KafkaConfig {
     pub max_poll_interval_ms: u64,
     /// Longest time the broker may hold a fetch waiting for data.
     pub fetch_wait_max_ms: u64,
+    /// How often applied offsets are committed. Whatever was applied since the last commit
+    /// is read again after a crash (and skipped as already applied).
+    pub commit_interval_ms: u64,
     /// Extra librdkafka properties (security.protocol, sasl.*, ...).
     pub extra: HashMap<String, String>,
 }
@@ -59,6 +62,7 @@ impl Default for KafkaConfig {
             group_instance_id: None,
             max_poll_interval_ms: 30_000,
             fetch_wait_max_ms: 20,
+            commit_interval_ms: 500,
             extra: HashMap::new(),
         }
     }
@@ -107,10 +111,11 @@ impl KafkaBus {
         let session = self.config.session_timeout_ms.to_string();
         let heartbeat = (self.config.session_timeout_ms / 4).max(500).to_string();
         let max_poll = self.config.max_poll_interval_ms.to_string();
+        let commit_every = self.config.commit_interval_ms.max(1).to_string();
         let mut settings = vec![
             ("enable.auto.commit", "true"),
             ("enable.auto.offset.store", "false"),
-            ("auto.commit.interval.ms", "500"),
+            ("auto.commit.interval.ms", commit_every.as_str()),
         ];
         if member {
             // A crashed member's partitions move to the others after the session timeout.

@@ -54,7 +54,12 @@ impl Topics {
                 retention_ms,
             };
         vec![
-            spec(&self.readings, partitions, false, Some(READINGS_RETENTION_DAYS * DAY_MS)),
+            spec(
+                &self.readings,
+                partitions,
+                false,
+                Some(READINGS_RETENTION_DAYS * DAY_MS),
+            ),
             spec(&self.cameras, partitions, false, Some(7 * DAY_MS)),
             spec(&self.reports, partitions, false, Some(-1)),
             spec(&self.registry, partitions, true, None),

@@ -64,18 +64,30 @@ fn not_found(field: &str, reason: String) -> Response {
 }
 
 /// An RFC 3339 time, or `default` when absent.
-fn parse_time(field: &str, v: Option<&str>, default: DateTime<Utc>) -> Result<DateTime<Utc>, FieldError> {
+fn parse_time(
+    field: &str,
+    v: Option<&str>,
+    default: DateTime<Utc>,
+) -> Result<DateTime<Utc>, FieldError> {
     match v {
         None | Some("") => Ok(default),
         Some(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| FieldError::new(field, format!("must be an RFC 3339 time such as 2026-03-02T06:00:00+07:00 ({e})"))),
+            .map_err(|e| {
+                FieldError::new(
+                    field,
+                    format!("must be an RFC 3339 time such as 2026-03-02T06:00:00+07:00 ({e})"),
+                )
+            }),
     }
 }
 
 pub async fn info(State(st): State<ApiState>, _caller: Caller) -> Response {
     match &st.history {
-        None => Json(json!({"backend": "none", "description": "no history is kept by this process"})).into_response(),
+        None => {
+            Json(json!({"backend": "none", "description": "no history is kept by this process"}))
+                .into_response()
+        }
         Some(h) => {
             let ready = h.check_ready().await;
             Json(json!({
@@ -105,11 +117,16 @@ enum Format {
     Csv,
 }
 
-fn series_query(id: &LocalId, p: &SeriesParams) -> Result<(SeriesQuery, Option<usize>, Format), FieldError> {
+fn series_query(
+    id: &LocalId,
+    p: &SeriesParams,
+) -> Result<(SeriesQuery, Option<usize>, Format), FieldError> {
     let parameter: Parameter = p
         .param
         .as_deref()
-        .ok_or_else(|| FieldError::new("param", "is required: the parameter, e.g. salinity or pm25"))?
+        .ok_or_else(|| {
+            FieldError::new("param", "is required: the parameter, e.g. salinity or pm25")
+        })?
         .parse()
         .map_err(|e: FieldError| FieldError::new("param", e.reason))?;
     let to = parse_time("to", p.to.as_deref(), Utc::now())?;
@@ -125,7 +142,12 @@ fn series_query(id: &LocalId, p: &SeriesParams) -> Result<(SeriesQuery, Option<u
         None => None,
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (3..=MAX_BUCKETS as usize).contains(&n) => Some(n),
-            _ => return Err(FieldError::new("max_points", format!("must be an integer in 3..={MAX_BUCKETS}"))),
+            _ => {
+                return Err(FieldError::new(
+                    "max_points",
+                    format!("must be an integer in 3..={MAX_BUCKETS}"),
+                ))
+            }
         },
     };
     let format = match p.format.as_deref() {
@@ -165,7 +187,12 @@ pub async fn series(
     if let Some(n) = max_points {
         s.downsample(n);
     }
-    let name = rec.properties.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = rec
+        .properties
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     match format {
         Format::Json => Json(series_json(&s, &name, &*history)).into_response(),
         Format::Csv => {
@@ -179,7 +206,10 @@ pub async fn series(
             (
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{file}\""),
+                    ),
                 ],
                 series_csv(&s),
             )
@@ -246,7 +276,11 @@ pub fn replay_setup(
 ) -> Result<(Arc<dyn History>, PastView, ReplayRequest), Response> {
     let history = st.history.clone().ok_or_else(no_history)?;
     let layers = match p.layers.as_deref() {
-        None | Some("") => REPLAY_LAYERS.iter().copied().filter(|l| caller.role().can_view(*l)).collect(),
+        None | Some("") => REPLAY_LAYERS
+            .iter()
+            .copied()
+            .filter(|l| caller.role().can_view(*l))
+            .collect(),
         Some(s) => s
             .split(',')
             .map(|l| {
@@ -254,7 +288,10 @@ pub fn replay_setup(
                 if REPLAY_LAYERS.contains(&l) {
                     Ok(l)
                 } else {
-                    Err(FieldError::new("layers", format!("{l} cannot be replayed yet; replayable: salinity, air_quality")))
+                    Err(FieldError::new(
+                        "layers",
+                        format!("{l} cannot be replayed yet; replayable: salinity, air_quality"),
+                    ))
                 }
             })
             .collect::<Result<_, _>>()
@@ -265,17 +302,32 @@ pub fn replay_setup(
         caller.require_view(*l).map_err(Rejection::into_response)?;
     }
     if layers.is_empty() {
-        return Err(bad_request(FieldError::new("layers", "no replayable layer is visible to this role")));
+        return Err(bad_request(FieldError::new(
+            "layers",
+            "no replayable layer is visible to this role",
+        )));
     }
-    let bbox = p.bbox.as_deref().map(parse_bbox).transpose().map_err(bad_request)?;
-    let from = parse_time("from", p.from.as_deref(), Utc::now() - chrono::Duration::hours(1))
+    let bbox = p
+        .bbox
+        .as_deref()
+        .map(parse_bbox)
+        .transpose()
         .map_err(bad_request)?;
+    let from = parse_time(
+        "from",
+        p.from.as_deref(),
+        Utc::now() - chrono::Duration::hours(1),
+    )
+    .map_err(bad_request)?;
     let to = parse_time("to", p.to.as_deref(), Utc::now()).map_err(bad_request)?;
     let speed = match p.speed.as_deref() {
         None => 60.0,
-        Some(s) => s
-            .parse::<f64>()
-            .map_err(|_| bad_request(FieldError::new("speed", "must be a number: event seconds per second (0 = unpaced)")))?,
+        Some(s) => s.parse::<f64>().map_err(|_| {
+            bad_request(FieldError::new(
+                "speed",
+                "must be a number: event seconds per second (0 = unpaced)",
+            ))
+        })?,
     };
     let q = replica::Query {
         layers,
@@ -290,7 +342,11 @@ pub fn replay_setup(
 
 /// `GET /api/v1/replay`: NDJSON, one message per line (`replay_start`, `replay_delta`...,
 /// `replay_end`), paced at `speed` event seconds per second (default 60; 0 = unpaced).
-pub async fn replay(State(st): State<ApiState>, caller: Caller, Query(p): Query<ReplayParams>) -> Response {
+pub async fn replay(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Query(p): Query<ReplayParams>,
+) -> Response {
     let (history, view, req) = match replay_setup(&st, &caller, &p) {
         Ok(x) => x,
         Err(r) => return r,

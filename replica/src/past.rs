@@ -27,7 +27,8 @@ impl PastView {
             .filter(|r| r.entity.kind() == "station")
             .map(|r| {
                 let mut r = (**r).clone();
-                r.properties.insert("latest".into(), Value::Object(Map::new()));
+                r.properties
+                    .insert("latest".into(), Value::Object(Map::new()));
                 r.properties.remove("readings");
                 r.properties.remove("late");
                 r.updated = None;
@@ -96,7 +97,11 @@ impl PastView {
                 json!({"op": "replay_delta", "replay": id, "at": vn_time(*at),
                        "readings": readings.len(), "upsert": self.apply(readings)})
             }
-            ReplayFrame::End { at, frames, readings } => {
+            ReplayFrame::End {
+                at,
+                frames,
+                readings,
+            } => {
                 json!({"op": "replay_end", "replay": id, "at": vn_time(*at),
                        "frames": frames, "readings": readings})
             }

@@ -338,10 +338,7 @@ impl PgStore {
         };
         // One at a time: continuous aggregates may not be created inside a transaction.
         for sql in statements {
-            sqlx::raw_sql(&sql)
-                .execute(conn)
-                .await
-                .map_err(map_err)?;
+            sqlx::raw_sql(&sql).execute(conn).await.map_err(map_err)?;
         }
         let name = if flavor == Flavor::Timescale {
             "timescale"

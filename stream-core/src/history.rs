@@ -80,12 +80,20 @@ impl HistoryStatus {
     /// Ready = consuming and the last write went through.
     pub fn is_ready(&self) -> bool {
         self.running.load(Ordering::Acquire)
-            && self.problem.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+            && self
+                .problem
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none()
     }
 
     /// The `/readyz` entry: ready, backend, rows written and skipped, the current problem.
     pub fn report(&self) -> Value {
-        let problem = self.problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let problem = self
+            .problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut v = json!({
             "ready": self.is_ready(),
             "backend": *self.backend.lock().unwrap_or_else(|e| e.into_inner()),
@@ -128,8 +136,12 @@ pub async fn run_history(
 ) -> Result<(), HistoryError> {
     let mut sub = match start {
         HistoryStart::Committed => {
-            bus.assign(&config.group, &topics.readings, config.partitions.as_deref())
-                .await?
+            bus.assign(
+                &config.group,
+                &topics.readings,
+                config.partitions.as_deref(),
+            )
+            .await?
         }
         HistoryStart::Oldest => bus.read_all(&[&topics.readings]).await?,
     };
@@ -223,9 +235,13 @@ impl Sink {
             match self.history.write_readings(rows).await {
                 Ok(w) => {
                     self.status.written.fetch_add(w.inserted, Ordering::Relaxed);
-                    self.status.duplicates.fetch_add(w.duplicates, Ordering::Relaxed);
-                    metrics::counter!("ioc_history_rows_total", "outcome" => "inserted").increment(w.inserted);
-                    metrics::counter!("ioc_history_rows_total", "outcome" => "duplicate").increment(w.duplicates);
+                    self.status
+                        .duplicates
+                        .fetch_add(w.duplicates, Ordering::Relaxed);
+                    metrics::counter!("ioc_history_rows_total", "outcome" => "inserted")
+                        .increment(w.inserted);
+                    metrics::counter!("ioc_history_rows_total", "outcome" => "duplicate")
+                        .increment(w.duplicates);
                     self.status.set_problem(None);
                     return Ok(());
                 }
@@ -243,7 +259,11 @@ impl Sink {
 
     async fn dead_letter(&self, m: &Message, e: &StoreError) -> Result<(), HistoryError> {
         let source = format!("bus:{}/{}/{}", m.topic, m.partition, m.offset);
-        let original = m.payload.as_deref().map(original_value).unwrap_or(Value::Null);
+        let original = m
+            .payload
+            .as_deref()
+            .map(original_value)
+            .unwrap_or(Value::Null);
         warn!(%source, error = %e, "reading refused by the history store; dead-lettered");
         metrics::counter!("ioc_deadletter_total", "stage" => "history").increment(1);
         let env = Envelope::dead_letter(

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, FixedOffset};
 use model::reading::Latest;
 use model::state::SourcePosition;
-use model::{
-    EntityId, Layer, LocalId, Parameter, Reading, StateRecord, Station, StationKind,
-};
+use model::{EntityId, Layer, LocalId, Parameter, Reading, StateRecord, Station, StationKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

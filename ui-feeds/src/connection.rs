@@ -227,7 +227,9 @@ impl Conn {
                 return self.error(Some(&id), "id", "too many replays on this connection");
             }
         }
-        let (_, base) = self.replica.snapshot(&spec.query, self.config.snapshot_limit);
+        let (_, base) = self
+            .replica
+            .snapshot(&spec.query, self.config.snapshot_limit);
         let view = PastView::new(&base);
         let req = match ReplayRequest::new(view.stations(), from, to, speed) {
             Ok(r) => r,

@@ -19,8 +19,49 @@ const mode = document.body.dataset.mode;
 const modeEl = document.getElementById("mode");
 modeEl.textContent = mode === "demo" ? "DEMO: dữ liệu mô phỏng" : "trực tiếp";
 modeEl.className = "pill " + (mode === "demo" ? "demo" : "ok");
-document.getElementById("history-note").textContent = mode === "demo"
-  ? "Chế độ demo: không lưu lịch sử (history is not stored in the embedded demo)." : "";
+
+// Where history comes from: a database, or (demo) a bounded memory that is lost on exit.
+async function showHistoryNote() {
+  const el = document.getElementById("history-note");
+  try {
+    const r = await fetch("/api/v1/history", { headers: { Authorization: "Bearer " + token() } });
+    if (!r.ok) return;
+    const h = await r.json();
+    window.iocWall.history = h.backend;
+    el.textContent = h.backend === "memory"
+      ? "Lịch sử: chỉ giữ tạm trong bộ nhớ, mất khi tắt (history in memory only, lost on exit)."
+      : h.backend === "none" ? "Lịch sử: không lưu (no history store)."
+      : `Lịch sử: ${h.backend === "timescale" ? "TimescaleDB" : "PostgreSQL"}${h.ready ? "" : " — chưa sẵn sàng"}.`;
+  } catch (e) { /* shown again on the next connect */ }
+}
+
+// The last 24 h of a station's main parameter as a min–max band and an average line.
+async function loadChart(f, el) {
+  const param = f.properties.kind === "salinity" ? "salinity" : "pm25";
+  const q = `/api/v1/stations/${encodeURIComponent(f.id.replace(/^station:/, ""))}/series?param=${param}&max_points=120`;
+  const r = await fetch(q, { headers: { Authorization: "Bearer " + token() } });
+  if (!r.ok) { el.textContent = "không tải được lịch sử"; return; }
+  const s = await r.json(), pts = s.points;
+  if (!pts.length) { el.textContent = "chưa có lịch sử 24 giờ"; return; }
+  const W = 240, H = 70, t0 = Date.parse(s.from), t1 = Date.parse(s.to);
+  const lo = Math.min(...pts.map(p => p.min)), hi = Math.max(...pts.map(p => p.max)) || 1;
+  const x = t => ((Date.parse(t) - t0) / (t1 - t0) * W).toFixed(1);
+  const y = v => (H - (v - lo) / ((hi - lo) || 1) * (H - 4) - 2).toFixed(1);
+  const band = pts.map(p => `${x(p.t)},${y(p.max)}`).concat(pts.slice().reverse().map(p => `${x(p.t)},${y(p.min)}`)).join(" ");
+  const line = pts.map(p => `${x(p.t)},${y(p.avg)}`).join(" ");
+  el.innerHTML = `<svg width="${W}" height="${H}" class="chart"><polygon points="${band}" fill="#3a6ea555"/>` +
+    `<polyline points="${line}" fill="none" stroke="#7fb2e5" stroke-width="1.5"/></svg>` +
+    `<div class="small">24 giờ: ${lo.toFixed(2)}–${hi.toFixed(2)} ${esc(s.unit)} · <a href="#" class="csv">tải CSV</a></div>`;
+  el.querySelector(".csv").onclick = async ev => {
+    ev.preventDefault();
+    const c = await fetch(q.replace("max_points=120", "format=csv"), { headers: { Authorization: "Bearer " + token() } });
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(await c.blob());
+    a.download = `${f.id.replace(/^station:/, "")}_${param}.csv`;
+    a.click();
+  };
+  window.iocWall.charts = (window.iocWall.charts || 0) + 1;
+}
 
 function token() {
   const m = location.hash.match(/token=([^&]+)/);
@@ -46,7 +87,8 @@ function popup(f) {
   const rows = Object.entries(l).map(([k, v]) =>
     `<tr><td>${esc(k)}</td><td><b>${esc(v.value.toFixed(2))}</b> ${esc(v.unit)}</td><td class="small">${esc(vnTime(v.ts))}</td></tr>`).join("");
   return `<b>${esc(p.name)}</b><br><span class="small">${esc((p.unit_names || []).join(", "))}${p.river ? " · " + esc(p.river) : ""}</span>` +
-    `<table>${rows || "<tr><td>chưa có số liệu</td></tr>"}</table><span class="small">${esc(f.id)} · ${p.readings || 0} bản tin</span>`;
+    `<table>${rows || "<tr><td>chưa có số liệu</td></tr>"}</table><div class="chart-box small">đang tải lịch sử…</div>` +
+    `<span class="small">${esc(f.id)} · ${p.readings || 0} bản tin</span>`;
 }
 
 function upsertStation(f) {
@@ -59,7 +101,13 @@ function upsertStation(f) {
   m.setStyle({ fillColor: color(f.properties) });
   m.setLatLng([lat, lon]);
   m.feature = f;
-  m.bindPopup(() => popup(m.feature));
+  if (!m.getPopup()) {
+    m.bindPopup(() => popup(m.feature));
+    m.on("popupopen", e => {
+      const box = e.popup.getElement().querySelector(".chart-box");
+      if (box) loadChart(m.feature, box).catch(() => { box.textContent = "không tải được lịch sử"; });
+    });
+  }
 }
 
 function removeStation(id) { const m = stations.get(id); if (m) { stationLayer.removeLayer(m); stations.delete(id); } }
@@ -108,7 +156,7 @@ function connect(resume) {
   if (!t) { document.getElementById("login").style.display = "flex"; return; }
   const proto = location.protocol === "https:" ? "wss" : "ws";
   ws = new WebSocket(`${proto}://${location.host}/ws?access_token=${encodeURIComponent(t)}`);
-  ws.onopen = () => { setConn("đã kết nối", "ok"); retry = 500; };
+  ws.onopen = () => { setConn("đã kết nối", "ok"); retry = 500; showHistoryNote(); };
   ws.onmessage = ev => {
     const m = JSON.parse(ev.data);
     if (m.op === "hello") { if (epoch && m.epoch !== epoch) resume = false; subscribeAll(resume); epoch = m.epoch; }

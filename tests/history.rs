@@ -1,0 +1,334 @@
+//! History end to end: `ioc serve` on a real Kafka-protocol broker writing to a real
+//! PostgreSQL of the test's own (so the test can stop it):
+//!
+//! - the database stops mid-run: readings keep reaching screens live, `/readyz` says history
+//!   is not ready and why, and once the database is back every reading is stored, once;
+//! - a crash after the history write but before the offset commit: the restart reads the
+//!   readings again and stores none of them twice;
+//! - series and replay (HTTP and websocket) read back what was written.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::postgres::PrivatePostgres;
+use common::*;
+use futures::SinkExt;
+use serde_json::{json, Value};
+use sqlx::Connection;
+use tokio_tungstenite::tungstenite::Message;
+
+const STATIONS: [&str; 2] = ["hg-vt-sal-01", "tg-mt-sal-01"];
+
+fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
+}
+
+/// Readings `first..first + n`: alternate stations, one every 10 s of event time.
+fn readings(first: usize, n: usize) -> Vec<Value> {
+    (first..first + n)
+        .map(|i| {
+            json!({"station": STATIONS[i % 2], "parameter": "salinity",
+                   "ts": (base() + chrono::Duration::seconds(10 * i as i64)).to_rfc3339(),
+                   "value": (i % 997) as f64 / 100.0})
+        })
+        .collect()
+}
+
+async fn post(ioc: &Ioc, items: Vec<Value>) {
+    for chunk in items.chunks(100) {
+        let r = reqwest::Client::new()
+            .post(ioc.url("/ingest/v1/readings"))
+            .bearer_auth(token(auth::Role::Sensor))
+            .json(&Value::Array(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    }
+}
+
+async fn db_count(url: &str, sql: &str) -> Option<i64> {
+    let mut c = sqlx::PgConnection::connect(url).await.ok()?;
+    sqlx::query_scalar(sql).fetch_one(&mut c).await.ok()
+}
+
+/// Waits until the database holds `n` readings; panics with what it saw otherwise.
+async fn wait_for_rows(url: &str, n: i64, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut seen = None;
+    while tokio::time::Instant::now() < deadline {
+        seen = db_count(url, "SELECT count(*) FROM readings").await;
+        if seen == Some(n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("expected {n} readings in the database within {within:?}; last saw {seen:?}");
+}
+
+async fn readyz(ioc: &Ioc) -> (u16, Value) {
+    let r = reqwest::get(ioc.url("/readyz")).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+fn env_with(pg: &PrivatePostgres, tag: &str) -> Vec<(String, String)> {
+    let mut env = isolated_env(tag);
+    env.push(("IOC_STORE__DATABASE_URL".into(), pg.url()));
+    env.push(("IOC_HISTORY__GROUP".into(), unique("hist")));
+    env.push(("IOC_HISTORY__MAX_BACKOFF_MS".into(), "1000".into()));
+    env
+}
+
+#[tokio::test]
+async fn database_down_mid_run_loses_nothing_and_screens_stay_live() {
+    let pg = PrivatePostgres::start();
+    let env = env_with(&pg, "hist-down");
+    let mut ioc = Ioc::start(&["serve"], &env);
+    ioc.ready().await;
+    let (_, ready) = readyz(&ioc).await;
+    println!("history backend: {}", ready["checks"]["history"]["backend"]);
+    let (mut ws, _) = ws_subscribe(&ioc, "live", &["salinity"], None).await;
+
+    post(&ioc, readings(0, 500)).await;
+    wait_for_rows(&pg.url(), 500, Duration::from_secs(60)).await;
+
+    pg.down();
+    post(&ioc, readings(500, 500)).await;
+    // Live state does not wait for the database: the last value reaches the screen.
+    let last = readings(999, 1).remove(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = next_op(&mut ws, "delta", Duration::from_secs(30))
+            .await
+            .expect("live deltas while the database is down");
+        let hit = d["upsert"].as_array().unwrap().iter().any(|f| {
+            f["id"] == format!("station:{}", last["station"].as_str().unwrap())
+                && f["properties"]["latest"]["salinity"]["value"] == last["value"]
+        });
+        if hit {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the newest reading never reached the screen"
+        );
+    }
+    // Readiness says why history is behind.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = readyz(&ioc).await;
+        if status == 503 && body["checks"]["history"]["ready"] == false {
+            println!("while down: {}", body["checks"]["history"]);
+            assert!(body["checks"]["history"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("unavailable"));
+            assert_eq!(
+                body["checks"]["state"]["ready"], true,
+                "live state stays ready"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz never reported history down: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    pg.up();
+    wait_for_rows(&pg.url(), 1000, Duration::from_secs(90)).await;
+    let rollup = db_count(&pg.url(), "SELECT sum(n)::int8 FROM readings_5m").await;
+    assert_eq!(rollup, Some(1000), "rollups count every reading once");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while readyz(&ioc).await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history never became ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Series: 10-minute buckets over the 1000 readings of hg-vt-sal-01 and tg-mt-sal-01.
+    let from = base().to_rfc3339();
+    let to = (base() + chrono::Duration::seconds(10_000)).to_rfc3339();
+    let q =
+        format!("/api/v1/stations/hg-vt-sal-01/series?param=salinity&step=10m&from={from}&to={to}")
+            .replace('+', "%2B");
+    let s = get_json(&ioc, &q, auth::Role::Leader).await;
+    assert_eq!(s["source"], "rollup_5m", "{s}");
+    let n: i64 = s["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["n"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        n, 500,
+        "every stored reading of the station is in the series"
+    );
+    let first = &s["points"][0];
+    // 00:00-00:10: readings 0, 2, ..., 58 of this station: values 0.00..0.58 step 0.02.
+    assert_eq!(
+        (
+            first["n"].as_i64(),
+            first["min"].as_f64(),
+            first["max"].as_f64()
+        ),
+        (Some(30), Some(0.0), Some(0.58))
+    );
+    assert!((first["avg"].as_f64().unwrap() - 0.29).abs() < 1e-9);
+
+    // Replay over HTTP, unpaced: state before 01:00, then every reading to 02:00.
+    let from = (base() + chrono::Duration::hours(1))
+        .to_rfc3339()
+        .replace('+', "%2B");
+    let to = (base() + chrono::Duration::hours(2))
+        .to_rfc3339()
+        .replace('+', "%2B");
+    let body = reqwest::Client::new()
+        .get(ioc.url(&format!(
+            "/api/v1/replay?layers=salinity&from={from}&to={to}&speed=0"
+        )))
+        .bearer_auth(token(auth::Role::Operator))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["op"], "replay_start");
+    let at_start = lines[0]["features"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "station:hg-vt-sal-01")
+        .unwrap()["properties"]["latest"]["salinity"]["value"]
+        .clone();
+    assert_eq!(
+        at_start,
+        json!(358.0 / 100.0),
+        "hg-vt-sal-01 as it was just before 01:00 (reading 358)"
+    );
+    let end = lines.last().unwrap();
+    assert_eq!(end["op"], "replay_end");
+    assert_eq!(
+        end["readings"], 360,
+        "every reading between 01:00 and 02:00"
+    );
+    println!("HTTP replay: {} lines, {}", lines.len(), end);
+
+    // The same over the websocket, paced at 3600x: an hour of events in about a second.
+    let t = token(auth::Role::Operator);
+    let (mut ws2, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{}/ws?access_token={t}",
+        ioc.port
+    ))
+    .await
+    .unwrap();
+    let op = json!({"op": "replay", "id": "r1", "layers": ["salinity"],
+                    "from": (base() + chrono::Duration::hours(1)).to_rfc3339(),
+                    "to": (base() + chrono::Duration::hours(2)).to_rfc3339(), "speed": 3600});
+    ws2.send(Message::Text(op.to_string().into()))
+        .await
+        .unwrap();
+    let start = next_op(&mut ws2, "replay_start", Duration::from_secs(20))
+        .await
+        .expect("replay_start");
+    assert_eq!(start["replay"], "r1");
+    let mut deltas = 0;
+    let mut readings_seen = 0;
+    let started = std::time::Instant::now();
+    loop {
+        let Some(m) = next_any(&mut ws2, Duration::from_secs(20)).await else {
+            panic!("replay stalled")
+        };
+        match m["op"].as_str() {
+            Some("replay_delta") => {
+                deltas += 1;
+                readings_seen += m["readings"].as_i64().unwrap();
+            }
+            Some("replay_end") => {
+                assert_eq!(m["readings"], 360);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let took = started.elapsed();
+    assert_eq!(readings_seen, 360);
+    println!("websocket replay at 3600x: {deltas} frames in {took:?}");
+    assert!(
+        took >= Duration::from_millis(500),
+        "paced, not dumped: an hour at 3600x took {took:?}"
+    );
+}
+
+async fn next_any(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    use futures::StreamExt;
+    loop {
+        match tokio::time::timeout(wait, ws.next()).await.ok()?? {
+            Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
+            Ok(_) => continue,
+            Err(e) => panic!("websocket error: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_history_write_and_offset_commit_stores_nothing_twice() {
+    let pg = PrivatePostgres::start();
+    let mut env = env_with(&pg, "hist-crash");
+    // First run: offsets are (practically) never committed, so every reading written to the
+    // database is still uncommitted when the process is killed.
+    let mut first_env = env.clone();
+    first_env.push((
+        "IOC_BUS__KAFKA__COMMIT_INTERVAL_MS".into(),
+        "3600000".into(),
+    ));
+    let mut ioc = Ioc::start(&["serve"], &first_env);
+    ioc.ready().await;
+    post(&ioc, readings(0, 1000)).await;
+    wait_for_rows(&pg.url(), 1000, Duration::from_secs(60)).await;
+    ioc.kill();
+
+    env.push(("IOC_BUS__KAFKA__COMMIT_INTERVAL_MS".into(), "500".into()));
+    let mut again = Ioc::start(&["serve"], &env);
+    again.ready().await;
+    // The restart reads all 1000 again and finds every one stored.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = readyz(&again).await;
+        let h = &body["checks"]["history"];
+        if h["duplicates_skipped"] == 1000 {
+            assert_eq!(h["written"], 0, "nothing new was written: {h}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restart did not re-read the uncommitted readings: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        db_count(&pg.url(), "SELECT count(*) FROM readings").await,
+        Some(1000)
+    );
+    for t in ["readings_5m", "readings_1h"] {
+        assert_eq!(
+            db_count(&pg.url(), &format!("SELECT sum(n)::int8 FROM {t}")).await,
+            Some(1000),
+            "{t}"
+        );
+    }
+    // And readings after the restart are stored as usual.
+    post(&again, readings(1000, 100)).await;
+    wait_for_rows(&pg.url(), 1100, Duration::from_secs(60)).await;
+}
