@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message;
 
-const STATIONS: [&str; 2] = ["hg-vt-sal-01", "tg-mt-sal-01"];
+const STATIONS: [&str; 2] = ["hg-vt-sal-01", "tg-my-tho-sal"];
 
 fn base() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
@@ -152,7 +152,7 @@ async fn database_down_mid_run_loses_nothing_and_screens_stay_live() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    // Series: 10-minute buckets over the 1000 readings of hg-vt-sal-01 and tg-mt-sal-01.
+    // Series: 10-minute buckets over the readings of hg-vt-sal-01.
     let from = base().to_rfc3339();
     let to = (base() + chrono::Duration::seconds(10_000)).to_rfc3339();
     let q =

@@ -44,8 +44,10 @@ pub enum SeriesSource {
     /// Raw readings, bucketed at query time.
     Raw,
     /// The 5-minute rollup (continuous aggregate on TimescaleDB).
+    #[serde(rename = "rollup_5m")]
     Rollup5m,
     /// The 1-hour rollup.
+    #[serde(rename = "rollup_1h")]
     Rollup1h,
 }
 
