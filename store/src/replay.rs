@@ -116,31 +116,71 @@ impl From<Closed> for StoreError {
     }
 }
 
+type FrameSender = mpsc::Sender<Result<ReplayFrame, StoreError>>;
+
+/// Sends frames at their pace: frame `i` leaves when `i × width` of event time, divided by
+/// the speed, has passed in real time.
+struct Player<'a> {
+    req: &'a ReplayRequest,
+    tx: &'a FrameSender,
+    width: chrono::Duration,
+    real_start: tokio::time::Instant,
+    frames: u64,
+    readings: u64,
+}
+
+impl Player<'_> {
+    async fn wait_for(&self, event: DateTime<Utc>) {
+        if self.req.speed > 0.0 {
+            let ahead = (event - self.req.from).to_std().unwrap_or_default();
+            tokio::time::sleep_until(self.real_start + ahead.div_f64(self.req.speed)).await;
+        }
+    }
+
+    async fn send(&self, f: ReplayFrame) -> Result<(), Closed> {
+        self.tx.send(Ok(f)).await.map_err(|_| Closed)
+    }
+
+    /// Sends frame number `index` holding `readings` (event-time order).
+    async fn changes(&mut self, index: i64, readings: Vec<Reading>) -> Result<(), Closed> {
+        self.wait_for(self.req.from + self.width * index as i32)
+            .await;
+        self.frames += 1;
+        self.readings += readings.len() as u64;
+        let at = readings
+            .last()
+            .map(|r| r.ts.with_timezone(&Utc))
+            .unwrap_or(self.req.from);
+        self.send(ReplayFrame::Changes { at, readings }).await
+    }
+}
+
 async fn run(
     history: &dyn History,
     req: &ReplayRequest,
-    tx: &mpsc::Sender<Result<ReplayFrame, StoreError>>,
+    tx: &FrameSender,
 ) -> Result<(), StoreError> {
-    let send = |f: ReplayFrame| async move { tx.send(Ok(f)).await.map_err(|_| Closed) };
     let initial = history
         .latest_at(&req.stations, req.from, req.lookback)
         .await?;
-    if send(ReplayFrame::Start {
-        at: req.from,
-        readings: initial,
-    })
-    .await
-    .is_err()
+    let mut player = Player {
+        req,
+        tx,
+        width: req.frame_width(),
+        real_start: tokio::time::Instant::now(),
+        frames: 0,
+        readings: 0,
+    };
+    if player
+        .send(ReplayFrame::Start {
+            at: req.from,
+            readings: initial,
+        })
+        .await
+        .is_err()
     {
         return Ok(());
     }
-    let width = req.frame_width();
-    let real_start = tokio::time::Instant::now();
-    let pace = |frame_start: DateTime<Utc>| {
-        let event = (frame_start - req.from).to_std().unwrap_or_default();
-        real_start + event.div_f64(req.speed.max(f64::MIN_POSITIVE))
-    };
-    let (mut frames, mut total) = (0u64, 0u64);
     let mut current: Option<(i64, Vec<Reading>)> = None;
     let mut after: Option<ReadingKey> = None;
     loop {
@@ -150,52 +190,31 @@ async fn run(
         let last_page = page.len() < PAGE;
         after = page.last().map(ReadingKey::of);
         for r in page {
-            let idx =
-                (r.ts.with_timezone(&Utc) - req.from).num_milliseconds() / width.num_milliseconds();
-            if current.as_ref().is_some_and(|(i, _)| *i != idx) {
-                let (i, readings) = current.take().expect("checked");
-                if req.speed > 0.0 {
-                    tokio::time::sleep_until(pace(req.from + width * i as i32)).await;
-                }
-                frames += 1;
-                total += readings.len() as u64;
-                let at = readings
-                    .last()
-                    .map(|r| r.ts.with_timezone(&Utc))
-                    .unwrap_or(req.from);
-                if send(ReplayFrame::Changes { at, readings }).await.is_err() {
+            let index = (r.ts.with_timezone(&Utc) - req.from).num_milliseconds()
+                / player.width.num_milliseconds();
+            if let Some((i, readings)) = current.take_if(|(i, _)| *i != index) {
+                if player.changes(i, readings).await.is_err() {
                     return Ok(());
                 }
             }
-            current.get_or_insert_with(|| (idx, Vec::new())).1.push(r);
+            current.get_or_insert_with(|| (index, Vec::new())).1.push(r);
         }
         if last_page {
             break;
         }
     }
     if let Some((i, readings)) = current {
-        if req.speed > 0.0 {
-            tokio::time::sleep_until(pace(req.from + width * i as i32)).await;
-        }
-        frames += 1;
-        total += readings.len() as u64;
-        let at = readings
-            .last()
-            .map(|r| r.ts.with_timezone(&Utc))
-            .unwrap_or(req.from);
-        if send(ReplayFrame::Changes { at, readings }).await.is_err() {
+        if player.changes(i, readings).await.is_err() {
             return Ok(());
         }
     }
-    if req.speed > 0.0 {
-        tokio::time::sleep_until(pace(req.to)).await;
-    }
-    let _ = send(ReplayFrame::End {
+    player.wait_for(req.to).await;
+    let end = ReplayFrame::End {
         at: req.to,
-        frames,
-        readings: total,
-    })
-    .await;
+        frames: player.frames,
+        readings: player.readings,
+    };
+    let _ = player.send(end).await;
     Ok(())
 }
 

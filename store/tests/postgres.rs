@@ -140,31 +140,26 @@ async fn the_same_batch_written_twice_is_stored_once() {
     for method in [WriteMethod::Unnest, WriteMethod::Copy] {
         let s = store("idem", method).await;
         let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
-        let batch: Vec<Reading> = (0..500)
-            .map(|i| {
-                reading(
-                    &format!("st-{}", i % 7),
-                    Parameter::Salinity,
-                    t0 + Duration::seconds(i * 37),
-                    i as f64 / 10.0,
-                )
-            })
-            .collect();
+        let rows = |range: std::ops::Range<i64>| -> Vec<Reading> {
+            range
+                .map(|i| {
+                    let station = format!("st-{}", i % 7);
+                    reading(
+                        &station,
+                        Parameter::Salinity,
+                        t0 + Duration::seconds(i * 37),
+                        i as f64 / 10.0,
+                    )
+                })
+                .collect()
+        };
+        let batch = rows(0..500);
         let first = s.write_readings(&batch).await.unwrap();
         assert_eq!((first.inserted, first.duplicates), (500, 0), "{method:?}");
         let second = s.write_readings(&batch).await.unwrap();
         assert_eq!((second.inserted, second.duplicates), (0, 500), "{method:?}");
         // Half old, half new: only the new half lands, and rollups count it once.
-        let mixed: Vec<Reading> = (250..750)
-            .map(|i| {
-                reading(
-                    &format!("st-{}", i % 7),
-                    Parameter::Salinity,
-                    t0 + Duration::seconds(i * 37),
-                    i as f64 / 10.0,
-                )
-            })
-            .collect();
+        let mixed = rows(250..750);
         let third = s.write_readings(&mixed).await.unwrap();
         assert_eq!((third.inserted, third.duplicates), (250, 250), "{method:?}");
         assert_eq!(count(&s, "SELECT count(*) FROM readings").await, 750);
