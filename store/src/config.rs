@@ -103,7 +103,7 @@ impl Default for StoreConfig {
         Self {
             database_url: None,
             timescale: TimescaleMode::Auto,
-            write_method: WriteMethod::Unnest,
+            write_method: WriteMethod::Copy,
             max_connections: 8,
             raw_retention_days: None,
             rollup_retention_days: None,
