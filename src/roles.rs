@@ -130,12 +130,12 @@ fn history_backend(
         status.waiting("starting");
         let s = status.clone();
         checks.push(("history".into(), Arc::new(move || s.report())));
-        let (bus, topics, hcfg, h) = (
-            bus.clone(),
-            cfg.topics.clone(),
-            cfg.history.clone(),
-            history.clone(),
-        );
+        let mut hcfg = cfg.history.clone();
+        // Several core instances split the partitions; each writes the history of its own.
+        if hcfg.partitions.is_none() {
+            hcfg.partitions = cfg.core.partitions.clone();
+        }
+        let (bus, topics, h) = (bus.clone(), cfg.topics.clone(), history.clone());
         spawn(tasks, "history", async move {
             let start = match pg {
                 Some(p) => {

@@ -239,6 +239,44 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         .await;
     assert_eq!(chart, json!(true), "the popup draws the station's history");
 
+    // Replay the last ten minutes at 3600x: the page shows the past, then goes back to live.
+    page.eval(
+        "document.getElementById('replay-from').value = new Date(Date.now() + 7 * 3600e3 - 600e3).toISOString().slice(0, 16); \
+         document.getElementById('replay-speed').value = '3600'; \
+         document.getElementById('replay-btn').click()",
+    )
+    .await;
+    assert_eq!(
+        page.eval(&text("mode")).await,
+        json!("PHÁT LẠI"),
+        "the page says it shows the past"
+    );
+    let done = page
+        .wait_for("window.iocWall.replay.state", &json!("done"), wait)
+        .await;
+    assert_eq!(
+        done,
+        json!("done"),
+        "{}",
+        page.eval(&text("replay-status")).await
+    );
+    let frames = page.eval("window.iocWall.replay.frames").await;
+    assert!(
+        frames.as_u64().unwrap() > 0,
+        "the replay drew past readings: {frames}"
+    );
+    assert_eq!(
+        page.wait_for(&text("mode"), &json!("DEMO: dữ liệu mô phỏng"), wait)
+            .await,
+        json!("DEMO: dữ liệu mô phỏng"),
+        "back to live after the replay"
+    );
+    assert_eq!(
+        page.wait_for(&text("counts"), &json!("21 trạm · 35 đơn vị"), wait)
+            .await,
+        json!("21 trạm · 35 đơn vị")
+    );
+
     // Without a token the page asks for one and shows no data.
     page.eval("sessionStorage.clear()").await;
     page.call("Page.navigate", json!({"url": demo.url("/")}))

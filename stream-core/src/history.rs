@@ -28,7 +28,8 @@ use crate::core::collect_batch;
 pub struct HistoryConfig {
     /// Consumer group whose committed offsets record what is durable in the store.
     pub group: String,
-    /// This instance's partitions of the readings topic (all when unset).
+    /// This instance's partitions of the readings topic (unset: `core.partitions`, which
+    /// is all of them when that is unset too).
     pub partitions: Option<Vec<i32>>,
     /// Most readings per write.
     pub batch_max: usize,

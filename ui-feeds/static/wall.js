@@ -149,6 +149,64 @@ function subscribeAll(resume) {
   }
 }
 
+// Replay: the map as it was, from history. Live deltas are set aside while it runs; when it
+// ends, the live subscription is renewed and its snapshot brings the present back.
+const REPLAY_ID = "wall-replay";
+const replay = window.iocWall.replay = { state: "idle", frames: 0, at: null };
+const vnNow = offsetH => new Date(Date.now() + (7 + offsetH) * 3600e3).toISOString().slice(0, 16);
+document.getElementById("replay-from").value = vnNow(-1);
+
+function replayStatus(text) { document.getElementById("replay-status").textContent = text; }
+
+function startReplay() {
+  if (!ws || ws.readyState !== 1) return;
+  const from = new Date(document.getElementById("replay-from").value + ":00+07:00");
+  if (isNaN(from)) { replayStatus("chọn thời điểm bắt đầu"); return; }
+  const to = new Date(from.getTime() + Number(document.getElementById("replay-span").value) * 3600e3);
+  const speed = Number(document.getElementById("replay-speed").value);
+  Object.assign(replay, { state: "running", frames: 0, at: from.toISOString() });
+  ws.send(JSON.stringify({ op: "replay", id: REPLAY_ID, layers: ["salinity", "air_quality"], bbox: bbox(), from: from.toISOString(), to: to.toISOString(), speed }));
+  document.getElementById("replay-btn").textContent = "Dừng";
+  modeEl.textContent = "PHÁT LẠI"; modeEl.className = "pill replay";
+  replayStatus(`từ ${vnTime(from)}, ${speed}×`);
+}
+
+function endReplay(state, note) {
+  if (replay.state !== "running") return;
+  replay.state = state;
+  document.getElementById("replay-btn").textContent = "Phát lại";
+  modeEl.textContent = mode === "demo" ? "DEMO: dữ liệu mô phỏng" : "trực tiếp";
+  modeEl.className = "pill " + (mode === "demo" ? "demo" : "ok");
+  replayStatus(note);
+  if (ws && ws.readyState === 1) ws.send(JSON.stringify({ op: "update", id: "live", layers: ["salinity", "air_quality"], bbox: bbox() }));
+}
+
+function onReplay(m) {
+  if (m.replay !== REPLAY_ID || replay.state !== "running") return;
+  if (m.op === "replay_start") {
+    for (const id of [...stations.keys()]) removeStation(id);
+    m.features.features.forEach(upsertStation);
+  } else if (m.op === "replay_delta") {
+    replay.frames++;
+    m.upsert.forEach(upsertStation);
+  } else if (m.op === "replay_end") {
+    endReplay("done", `đã phát lại ${m.readings} bản tin đến ${vnTime(m.at)}; trở lại trực tiếp`);
+    return;
+  } else if (m.op === "replay_error") {
+    endReplay("failed", "lỗi phát lại: " + m.reason);
+    return;
+  }
+  replay.at = m.at;
+  replayStatus(`đang phát lại: ${new Date(m.at).toLocaleString("vi-VN", { timeZone: "Asia/Ho_Chi_Minh" })}`);
+}
+
+document.getElementById("replay-btn").onclick = () => {
+  if (replay.state === "running") {
+    ws.send(JSON.stringify({ op: "replay_stop", id: REPLAY_ID }));
+    endReplay("stopped", "đã dừng; trở lại trực tiếp");
+  } else startReplay();
+};
+
 function setConn(text, cls) { const el = document.getElementById("conn"); el.textContent = text; el.className = "pill " + cls; }
 
 function connect(resume) {
@@ -168,16 +226,22 @@ function connect(resume) {
         if (!framed && units.size) { framed = true; map.fitBounds(L.featureGroup([...units.values()]).getBounds(), { padding: [20, 20] }); }
       }
       lastSeq[m.sub] = m.seq;
-    } else if (m.op === "delta") {
+    } else if (m.op.startsWith("replay_")) { onReplay(m); }
+    else if (m.op === "delta") {
       window.iocWall.deltas++;
+      if (replay.state === "running" && m.sub === "live") return; // the past is on screen
       for (const f of m.upsert) { if (m.sub === "live") { upsertStation(f); tick(f); } else upsertUnit(f); }
       for (const id of m.remove) { if (m.sub === "live") removeStation(id); else { const u = units.get(id); if (u) { unitLayer.removeLayer(u); units.delete(id); } } }
       lastSeq[m.sub] = m.seq;
-    } else if (m.op === "error") { console.warn("server error", m); }
+    } else if (m.op === "error") {
+      console.warn("server error", m);
+      if (m.id === REPLAY_ID) endReplay("failed", `không phát lại được (${m.field}): ${m.reason}`);
+    }
     document.getElementById("counts").textContent = `${stations.size} trạm · ${units.size} đơn vị`;
     document.getElementById("seq").textContent = `seq ${Math.max(lastSeq.units, lastSeq.live)}`;
   };
   ws.onclose = ev => {
+    endReplay("stopped", "mất kết nối; phát lại đã dừng");
     setConn("mất kết nối — đang thử lại", "bad");
     if (ev.code === 1006 && !epoch) { /* refused at upgrade: probably a bad token */ }
     setTimeout(() => connect(true), retry); retry = Math.min(retry * 2, 10000);
