@@ -328,6 +328,11 @@ async fn a_crash_between_history_write_and_offset_commit_stores_nothing_twice() 
             "{t}"
         );
     }
+    // The registry table knows the stations (from the fixtures the process published).
+    assert_eq!(
+        db_count(&pg.url(), "SELECT count(*) FROM registry WHERE entity = 'station:hg-vt-sal-01' AND NOT removed AND data->>'name' = 'Cái Lớn – Vị Thanh'").await,
+        Some(1)
+    );
     // And readings after the restart are stored as usual.
     post(&again, readings(1000, 100)).await;
     wait_for_rows(&pg.url(), 1100, Duration::from_secs(60)).await;

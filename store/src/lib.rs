@@ -110,6 +110,13 @@ pub trait History: Send + Sync + 'static {
     /// Succeeds when the store can serve reads and take writes now.
     async fn check_ready(&self) -> Result<(), StoreError>;
 
+    /// Records registry changes (the last version of each entity; a removal keeps the last
+    /// data and marks it removed). Older versions than the one stored are ignored.
+    async fn write_registry(&self, rows: &[RegistryRow]) -> Result<(), StoreError> {
+        let _ = rows;
+        Ok(())
+    }
+
     /// Periodic upkeep (retention where the database has no policies of its own); returns
     /// the rows removed.
     async fn housekeeping(&self) -> Result<u64, StoreError> {
@@ -120,6 +127,19 @@ pub trait History: Send + Sync + 'static {
 
     /// A short human description: backend and limits ("in memory, last 200000 readings").
     fn describe(&self) -> String;
+}
+
+/// One registry change, as the `registry` table keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryRow {
+    /// `station:hg-vt-sal-01`
+    pub entity: String,
+    /// `station`, `unit`, `agency`...
+    pub kind: String,
+    /// The entry; `None` for a removal.
+    pub data: Option<serde_json::Value>,
+    pub updated: DateTime<Utc>,
+    pub removed: bool,
 }
 
 /// The natural key of a reading, for paging in event-time order.

@@ -26,7 +26,8 @@ use tracing::{info, warn};
 
 use crate::series::{Bucket, Series, SeriesQuery, ORIGIN_SQL};
 use crate::{
-    Flavor, History, ReadingKey, StoreConfig, StoreError, TimescaleMode, WriteMethod, Written,
+    Flavor, History, ReadingKey, RegistryRow, StoreConfig, StoreError, TimescaleMode, WriteMethod,
+    Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -616,6 +617,29 @@ impl History for PgStore {
             .await
             .map(|_| ())
             .map_err(map_err)
+    }
+
+    async fn write_registry(&self, rows: &[RegistryRow]) -> Result<(), StoreError> {
+        self.ready_flavor()?;
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO registry (entity, kind, data, updated, removed) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (entity) DO UPDATE SET kind = EXCLUDED.kind,
+                     data = coalesce(EXCLUDED.data, registry.data),
+                     updated = EXCLUDED.updated, removed = EXCLUDED.removed
+                 WHERE registry.updated <= EXCLUDED.updated",
+            )
+            .bind(&r.entity)
+            .bind(&r.kind)
+            .bind(&r.data)
+            .bind(r.updated)
+            .bind(r.removed)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
     }
 
     async fn housekeeping(&self) -> Result<u64, StoreError> {

@@ -350,3 +350,44 @@ async fn replay_reads_the_same_from_postgres_as_from_memory() {
         "every reading of a-1 and b-1 in the hour"
     );
 }
+
+#[tokio::test]
+async fn the_registry_table_keeps_the_newest_version_and_removals() {
+    let s = store("registry", WriteMethod::Copy).await;
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+    let row = |name: &str, at: DateTime<Utc>, removed: bool| store::RegistryRow {
+        entity: "station:hg-vt-sal-01".into(),
+        kind: "station".into(),
+        data: (!removed).then(|| serde_json::json!({"name": name})),
+        updated: at,
+        removed,
+    };
+    s.write_registry(&[row("Cái Lớn – Vị Thanh", t0, false)])
+        .await
+        .unwrap();
+    // An older version arriving late changes nothing.
+    s.write_registry(&[row("cũ", t0 - Duration::hours(1), false)])
+        .await
+        .unwrap();
+    let name: String = sqlx::query_scalar(
+        "SELECT data->>'name' FROM registry WHERE entity = 'station:hg-vt-sal-01'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        name, "Cái Lớn – Vị Thanh",
+        "Vietnamese text round-trips, newest version kept"
+    );
+    // A removal keeps the last data, marked removed.
+    s.write_registry(&[row("", t0 + Duration::hours(1), true)])
+        .await
+        .unwrap();
+    let (name, removed): (String, bool) = sqlx::query_as(
+        "SELECT data->>'name', removed FROM registry WHERE entity = 'station:hg-vt-sal-01'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert_eq!((name.as_str(), removed), ("Cái Lớn – Vị Thanh", true));
+}

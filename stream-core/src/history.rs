@@ -7,6 +7,8 @@
 //! while live state keeps flowing to screens. Writes are idempotent, so the readings between
 //! the last commit and a crash are written again harmlessly. A row the database refuses for
 //! good (not a passing failure) is isolated and dead-lettered; the rest of its batch lands.
+//! It also keeps the `registry` table (the last version of every entity) from the registry
+//! topic.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,7 @@ use model::envelope::original_value;
 use model::{Envelope, EventKind, FieldError, Reading};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use store::{History, StoreError};
+use store::{History, RegistryRow, StoreError};
 use tracing::{info, warn};
 
 use crate::core::collect_batch;
@@ -135,6 +137,7 @@ pub async fn run_history(
     status: Arc<HistoryStatus>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), HistoryError> {
+    let mut registry = bus.read_all(&[&topics.registry]).await?;
     let mut sub = match start {
         HistoryStart::Committed => {
             bus.assign(
@@ -173,6 +176,11 @@ pub async fn run_history(
                     sub.applied(m)?;
                 }
             }
+            m = registry.next() => {
+                let batch = collect_batch(m?, &mut *registry, config.batch_max, config.batch_wait_ms).await?;
+                let rows: Vec<RegistryRow> = batch.iter().filter_map(registry_row).collect();
+                sink.retrying(|| sink.history.write_registry(&rows)).await?;
+            }
         }
         if last_housekeeping.elapsed() >= Duration::from_secs(config.housekeeping_s.max(60)) {
             last_housekeeping = Instant::now();
@@ -191,6 +199,23 @@ struct Sink {
     history: Arc<dyn History>,
     status: Arc<HistoryStatus>,
     max_backoff: Duration,
+}
+
+/// A registry event as the `registry` table keeps it.
+fn registry_row(m: &Message) -> Option<RegistryRow> {
+    let env = Envelope::from_bytes(m.payload.as_deref()?).ok()?;
+    let removed = match env.kind {
+        EventKind::RegistryUpsert => false,
+        EventKind::RegistryRemove => true,
+        _ => return None,
+    };
+    Some(RegistryRow {
+        entity: env.entity.to_string(),
+        kind: env.entity.kind().to_string(),
+        data: (!removed).then_some(env.data),
+        updated: env.ts.with_timezone(&Utc),
+        removed,
+    })
 }
 
 fn parse(m: &Message) -> Option<Reading> {
@@ -231,20 +256,30 @@ impl Sink {
     }
 
     async fn write_retrying(&self, rows: &[Reading]) -> Result<(), StoreError> {
+        let w = self.retrying(|| self.history.write_readings(rows)).await?;
+        self.status.written.fetch_add(w.inserted, Ordering::Relaxed);
+        self.status
+            .duplicates
+            .fetch_add(w.duplicates, Ordering::Relaxed);
+        metrics::counter!("ioc_history_rows_total", "outcome" => "inserted").increment(w.inserted);
+        metrics::counter!("ioc_history_rows_total", "outcome" => "duplicate")
+            .increment(w.duplicates);
+        Ok(())
+    }
+
+    /// Runs `write` until it succeeds or fails for good, backing off while the store is
+    /// unavailable and reporting not-ready meanwhile.
+    async fn retrying<T, F, Fut>(&self, mut write: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.history.write_readings(rows).await {
-                Ok(w) => {
-                    self.status.written.fetch_add(w.inserted, Ordering::Relaxed);
-                    self.status
-                        .duplicates
-                        .fetch_add(w.duplicates, Ordering::Relaxed);
-                    metrics::counter!("ioc_history_rows_total", "outcome" => "inserted")
-                        .increment(w.inserted);
-                    metrics::counter!("ioc_history_rows_total", "outcome" => "duplicate")
-                        .increment(w.duplicates);
+            match write().await {
+                Ok(v) => {
                     self.status.set_problem(None);
-                    return Ok(());
+                    return Ok(v);
                 }
                 Err(e) if e.is_transient() => {
                     warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "history write failed; holding the readings back and retrying");
