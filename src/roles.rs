@@ -105,8 +105,8 @@ fn authenticator(cfg: &Config, demo: bool) -> anyhow::Result<Arc<Authenticator>>
 
 /// The history store of this process, and its writer where this process runs the core:
 /// PostgreSQL when `store.database_url` is set; bounded memory when it is not and the core
-/// runs here (the demo, or `serve` without a database); none otherwise (an API-only process
-/// cannot see another process's memory).
+/// and the API both run here (the demo, or `serve` without a database); none otherwise (one
+/// process cannot read another's memory).
 fn history_backend(
     cfg: &Config,
     roles: Roles,
@@ -120,10 +120,14 @@ fn history_backend(
         )),
         None => None,
     };
-    let history: Arc<dyn History> = match (&pg, roles.core) {
-        (Some(p), _) => p.clone(),
-        (None, true) => Arc::new(MemoryHistory::new(cfg.store.memory_readings)),
-        (None, false) => return Ok(None),
+    let history: Arc<dyn History> = match &pg {
+        Some(p) => p.clone(),
+        // Memory serves only the API of this same process.
+        None if roles.core && roles.api => Arc::new(MemoryHistory::new(cfg.store.memory_readings)),
+        None => {
+            info!("no store.database_url: this process keeps no history");
+            return Ok(None);
+        }
     };
     if roles.core {
         let status = Arc::new(HistoryStatus::default());
