@@ -14,6 +14,7 @@ pub mod layer;
 pub mod place;
 pub mod reading;
 pub mod registry;
+pub mod salinity;
 pub mod state;
 pub mod text;
 
