@@ -144,6 +144,9 @@ pub struct Station {
     /// Distance from the river mouth along the river, km.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub km_from_mouth: Option<f64>,
+    /// Salinity levels of this station (defaults: watch at 1‰, warning at 4‰).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salinity_levels: Option<crate::salinity::SalinityThresholds>,
 }
 
 impl Station {

@@ -29,8 +29,10 @@ impl PastView {
                 let mut r = (**r).clone();
                 r.properties
                     .insert("latest".into(), Value::Object(Map::new()));
-                r.properties.remove("readings");
-                r.properties.remove("late");
+                // Counters and derived levels belong to the present, not the replayed past.
+                for k in ["readings", "late", "salinity_level", "salinity_level_vi"] {
+                    r.properties.remove(k);
+                }
                 r.updated = None;
                 r.applied.clear();
                 (r.entity.clone(), r)

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset};
 use model::reading::Latest;
+use model::salinity::SalinityLevel;
 use model::state::SourcePosition;
 use model::{EntityId, Layer, LocalId, Parameter, Reading, StateRecord, Station, StationKind};
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,12 @@ pub struct StationProps {
     /// Readings that arrived older than the latest value of their parameter.
     #[serde(default)]
     pub late: u64,
+    /// Salinity stations: the level of the latest value, with hysteresis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salinity_level: Option<SalinityLevel>,
+    /// Its Vietnamese name ("Cảnh báo"), for screens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salinity_level_vi: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +72,8 @@ impl StationState {
             latest: BTreeMap::new(),
             readings: 0,
             late: 0,
+            salinity_level: None,
+            salinity_level_vi: None,
         };
         Self {
             station,
@@ -80,6 +89,8 @@ impl StationState {
         fresh.props.latest = std::mem::take(&mut self.props.latest);
         fresh.props.readings = self.props.readings;
         fresh.props.late = self.props.late;
+        fresh.props.salinity_level = self.props.salinity_level;
+        fresh.props.salinity_level_vi = self.props.salinity_level_vi.take();
         fresh.applied = std::mem::take(&mut self.applied);
         *self = fresh;
     }
@@ -102,6 +113,12 @@ impl StationState {
             }
             _ => {
                 self.props.latest.insert(r.parameter, Latest::of(r));
+                if r.parameter == Parameter::Salinity {
+                    let levels = self.station.salinity_levels.unwrap_or_default();
+                    let level = levels.next(self.props.salinity_level, r.value);
+                    self.props.salinity_level = Some(level);
+                    self.props.salinity_level_vi = Some(level.name_vi().to_string());
+                }
                 ApplyOutcome::Advanced
             }
         }
@@ -149,6 +166,8 @@ impl StationState {
             self.props.latest = props.latest;
             self.props.readings = props.readings;
             self.props.late = props.late;
+            self.props.salinity_level = props.salinity_level;
+            self.props.salinity_level_vi = props.salinity_level_vi;
         }
         self.applied = record.applied.clone();
     }
@@ -178,6 +197,26 @@ mod tests {
             quality: Quality::Good,
             sent_as: None,
         }
+    }
+
+    #[test]
+    fn the_salinity_level_follows_the_latest_value_with_hysteresis() {
+        let mut s = StationState::new(station(), vec![], vec![]);
+        let level = |s: &StationState| s.props.salinity_level;
+        s.apply(&reading(0, 4.2), 0, 1);
+        assert_eq!(level(&s), Some(SalinityLevel::Warning));
+        s.apply(&reading(5, 3.9), 0, 2);
+        assert_eq!(
+            level(&s),
+            Some(SalinityLevel::Warning),
+            "within the hysteresis"
+        );
+        // A late reading (older) does not change the level.
+        s.apply(&reading(1, 0.2), 0, 3);
+        assert_eq!(level(&s), Some(SalinityLevel::Warning));
+        s.apply(&reading(10, 3.5), 0, 4);
+        assert_eq!(level(&s), Some(SalinityLevel::Watch));
+        assert_eq!(s.props.salinity_level_vi.as_deref(), Some("Theo dõi"));
     }
 
     #[test]

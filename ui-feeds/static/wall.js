@@ -78,7 +78,12 @@ window.iocWall = { stations, units, deltas: 0 };
 
 function color(props) {
   const l = props.latest || {};
-  if (props.kind === "salinity") return l.salinity ? band(SAL, l.salinity.value)[1] : "#777";
+  if (props.kind === "salinity") {
+    // The station's level (its own thresholds, with hysteresis) when the core gives one.
+    const byLevel = { normal: SAL[0][1], watch: SAL[1][1], warning: SAL[2][1] };
+    if (props.salinity_level) return byLevel[props.salinity_level];
+    return l.salinity ? band(SAL, l.salinity.value)[1] : "#777";
+  }
   return l.pm25 ? band(PM25, l.pm25.value)[1] : "#777";
 }
 
@@ -86,7 +91,8 @@ function popup(f) {
   const p = f.properties, l = p.latest || {};
   const rows = Object.entries(l).map(([k, v]) =>
     `<tr><td>${esc(k)}</td><td><b>${esc(v.value.toFixed(2))}</b> ${esc(v.unit)}</td><td class="small">${esc(vnTime(v.ts))}</td></tr>`).join("");
-  return `<b>${esc(p.name)}</b><br><span class="small">${esc((p.unit_names || []).join(", "))}${p.river ? " · " + esc(p.river) : ""}</span>` +
+  const level = p.salinity_level_vi ? `<br>Mức độ mặn: <b>${esc(p.salinity_level_vi)}</b>` : "";
+  return `<b>${esc(p.name)}</b><br><span class="small">${esc((p.unit_names || []).join(", "))}${p.river ? " · " + esc(p.river) : ""}</span>${level}` +
     `<table>${rows || "<tr><td>chưa có số liệu</td></tr>"}</table><div class="chart-box small">đang tải lịch sử…</div>` +
     `<span class="small">${esc(f.id)} · ${p.readings || 0} bản tin</span>`;
 }
