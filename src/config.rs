@@ -140,6 +140,8 @@ pub struct RegistryConfig {
 pub struct DemoConfig {
     /// Seconds between simulated readings of each fixture station.
     pub interval_s: f64,
+    /// Hours of simulated history (every 5 minutes) fed in at start.
+    pub backfill_hours: u32,
     /// Synthetic load stations (0 = none).
     pub load_stations: usize,
     /// Readings per second over the load stations.
@@ -150,6 +152,7 @@ impl Default for DemoConfig {
     fn default() -> Self {
         Self {
             interval_s: 3.0,
+            backfill_hours: 48,
             load_stations: 0,
             load_rate: 0.0,
         }

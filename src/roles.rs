@@ -340,7 +340,7 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
             spawn(
                 &mut tasks,
                 "simulator",
-                simulate(ing.clone(), cfg.demo.interval_s),
+                simulate(ing.clone(), cfg.demo.interval_s, cfg.demo.backfill_hours),
             );
             if cfg.demo.load_stations > 0 && cfg.demo.load_rate > 0.0 {
                 spawn(
@@ -431,13 +431,33 @@ fn print_demo_banner(auth: &Authenticator, cfg: &Config, local: SocketAddr) {
 }
 
 /// Feeds simulated readings of the fixture stations through the ingest path.
-async fn simulate(ing: Arc<SensorIngest>, interval_s: f64) -> anyhow::Result<()> {
+async fn simulate(
+    ing: Arc<SensorIngest>,
+    interval_s: f64,
+    backfill_hours: u32,
+) -> anyhow::Result<()> {
     let stations = fixtures::stations::stations();
     let mut sim = fixtures::sim::Simulator::new(Utc::now().timestamp() as u64);
     let mut tick = tokio::time::interval(Duration::from_secs_f64(interval_s.max(0.1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !ing.stations().is_ready() {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The past first, so that charts, VN_AQI and replays have something to show at once.
+    if backfill_hours > 0 {
+        let start = Utc::now() - chrono::Duration::hours(i64::from(backfill_hours));
+        let step = chrono::Duration::minutes(5);
+        let mut t = start;
+        while t < Utc::now() {
+            for s in &stations {
+                let items = serde_json::Value::Array(sim.readings(s, t));
+                if let Err(e) = ing.accept(&format!("sim:{}", s.id), None, &items).await {
+                    warn!(station = %s.id, error = %e, "simulated past readings not accepted");
+                }
+            }
+            t += step;
+        }
+        info!(hours = backfill_hours, "simulated history filled in");
     }
     loop {
         tick.tick().await;

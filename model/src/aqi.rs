@@ -7,10 +7,10 @@
 //! ([`AqiAbsent`]), never a guess. A concentration past the top of the table gives the top
 //! index, 500, flagged `above_scale`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The pollutants of the index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pollutant {
     Pm25,
@@ -99,7 +99,7 @@ fn sub_index(pollutant: Pollutant, table: &Breakpoints, c: f64) -> SubIndex {
 }
 
 /// The bands of the index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Band {
     Good,

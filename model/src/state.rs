@@ -32,6 +32,10 @@ pub struct StateRecord {
     /// Input positions already applied to this state (not shown to clients).
     #[serde(default)]
     pub applied: SourcePosition,
+    /// What the core keeps across restarts to derive properties (e.g. hourly means for
+    /// VN_AQI); not shown to clients.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub core: Value,
 }
 
 impl StateRecord {

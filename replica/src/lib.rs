@@ -274,6 +274,7 @@ mod tests {
             updated: None,
             properties,
             applied: Default::default(),
+            core: serde_json::Value::Null,
         }
     }
 

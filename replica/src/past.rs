@@ -30,9 +30,17 @@ impl PastView {
                 r.properties
                     .insert("latest".into(), Value::Object(Map::new()));
                 // Counters and derived levels belong to the present, not the replayed past.
-                for k in ["readings", "late", "salinity_level", "salinity_level_vi"] {
+                for k in [
+                    "readings",
+                    "late",
+                    "salinity_level",
+                    "salinity_level_vi",
+                    "aqi",
+                    "aqi_daily",
+                ] {
                     r.properties.remove(k);
                 }
+                r.core = Value::Null;
                 r.updated = None;
                 r.applied.clear();
                 (r.entity.clone(), r)

@@ -473,5 +473,6 @@ fn unit_record(u: &model::AdminUnit, dir: &Directory) -> StateRecord {
         updated: None,
         properties,
         applied: Default::default(),
+        core: serde_json::Value::Null,
     }
 }

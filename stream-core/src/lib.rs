@@ -11,6 +11,7 @@
 //! under its own consumer group, committing only what is durable. It must never talk to
 //! clients, and reaches the database only through the `store` crate.
 
+mod air;
 mod core;
 mod directory;
 mod history;
@@ -19,6 +20,7 @@ mod station;
 pub use history::{run_history, HistoryConfig, HistoryError, HistoryStart, HistoryStatus};
 
 pub use crate::core::{run, Assignment, CoreConfig, CoreError, CoreStatus};
+pub use air::{AirHours, AqiView};
 pub use directory::Directory;
 pub use model::reading::Latest;
 pub use station::{ApplyOutcome, StationProps, StationState};

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, FixedOffset};
 use model::reading::Latest;
 use model::salinity::SalinityLevel;
+
+use crate::air::{AirHours, AqiView};
 use model::state::SourcePosition;
 use model::{EntityId, Layer, LocalId, Parameter, Reading, StateRecord, Station, StationKind};
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,13 @@ pub struct StationProps {
     /// Its Vietnamese name ("Cảnh báo"), for screens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salinity_level_vi: Option<String>,
+    /// Air-quality stations: VN_AQI of the latest closed hour (absent with a reason when
+    /// the inputs are insufficient).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aqi: Option<AqiView>,
+    /// VN_AQI of the latest closed day (Vietnam time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aqi_daily: Option<AqiView>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +56,8 @@ pub struct StationState {
     pub units: Vec<LocalId>,
     pub props: StationProps,
     pub applied: SourcePosition,
+    /// Hourly pollutant means (air-quality stations).
+    pub air: AirHours,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +85,15 @@ impl StationState {
             late: 0,
             salinity_level: None,
             salinity_level_vi: None,
+            aqi: None,
+            aqi_daily: None,
         };
         Self {
             station,
             units,
             props,
             applied: SourcePosition::new(),
+            air: AirHours::default(),
         }
     }
 
@@ -91,6 +105,9 @@ impl StationState {
         fresh.props.late = self.props.late;
         fresh.props.salinity_level = self.props.salinity_level;
         fresh.props.salinity_level_vi = self.props.salinity_level_vi.take();
+        fresh.props.aqi = self.props.aqi.take();
+        fresh.props.aqi_daily = self.props.aqi_daily.take();
+        fresh.air = std::mem::take(&mut self.air);
         fresh.applied = std::mem::take(&mut self.applied);
         *self = fresh;
     }
@@ -106,6 +123,13 @@ impl StationState {
         }
         self.applied.insert(partition, offset);
         self.props.readings += 1;
+        // Late readings count too: they belong to their hour's mean.
+        if self.air.add(r) {
+            if let Some((hourly, daily)) = self.air.views() {
+                self.props.aqi = Some(hourly);
+                self.props.aqi_daily = Some(daily);
+            }
+        }
         match self.props.latest.get(&r.parameter) {
             Some(cur) if r.ts < cur.ts => {
                 self.props.late += 1;
@@ -155,6 +179,11 @@ impl StationState {
             updated: self.updated(),
             properties,
             applied: self.applied.clone(),
+            core: if self.air == AirHours::default() {
+                Value::Null
+            } else {
+                serde_json::json!({ "air": self.air })
+            },
         }
     }
 
@@ -168,6 +197,15 @@ impl StationState {
             self.props.late = props.late;
             self.props.salinity_level = props.salinity_level;
             self.props.salinity_level_vi = props.salinity_level_vi;
+            self.props.aqi = props.aqi;
+            self.props.aqi_daily = props.aqi_daily;
+        }
+        if let Some(Ok(air)) = record
+            .core
+            .get("air")
+            .map(|a| serde_json::from_value(a.clone()))
+        {
+            self.air = air;
         }
         self.applied = record.applied.clone();
     }

@@ -84,14 +84,24 @@ function color(props) {
     if (props.salinity_level) return byLevel[props.salinity_level];
     return l.salinity ? band(SAL, l.salinity.value)[1] : "#777";
   }
+  // The official hourly VN_AQI when the core has one; otherwise PM2.5 as an indication.
+  if (props.aqi && props.aqi.color) return props.aqi.color;
   return l.pm25 ? band(PM25, l.pm25.value)[1] : "#777";
+}
+
+function aqiLine(a, what) {
+  if (!a) return "";
+  const when = new Date(a.period).toLocaleString("vi-VN", { timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit" });
+  if (a.value === undefined) return `<br><span class="small">${what} ${esc(when)}: không tính được (${esc(a.absent || "")})</span>`;
+  return `<br>${what} ${esc(when)}: <b style="color:${esc(a.color)}">${a.value}</b> ${esc(a.band_vi)} <span class="small">(chính: ${esc(a.dominant)})</span>`;
 }
 
 function popup(f) {
   const p = f.properties, l = p.latest || {};
   const rows = Object.entries(l).map(([k, v]) =>
     `<tr><td>${esc(k)}</td><td><b>${esc(v.value.toFixed(2))}</b> ${esc(v.unit)}</td><td class="small">${esc(vnTime(v.ts))}</td></tr>`).join("");
-  const level = p.salinity_level_vi ? `<br>Mức độ mặn: <b>${esc(p.salinity_level_vi)}</b>` : "";
+  const level = (p.salinity_level_vi ? `<br>Mức độ mặn: <b>${esc(p.salinity_level_vi)}</b>` : "") +
+    aqiLine(p.aqi, "VN_AQI giờ") + aqiLine(p.aqi_daily, "VN_AQI ngày");
   return `<b>${esc(p.name)}</b><br><span class="small">${esc((p.unit_names || []).join(", "))}${p.river ? " · " + esc(p.river) : ""}</span>${level}` +
     `<table>${rows || "<tr><td>chưa có số liệu</td></tr>"}</table><div class="chart-box small">đang tải lịch sử…</div>` +
     `<span class="small">${esc(f.id)} · ${p.readings || 0} bản tin</span>`;

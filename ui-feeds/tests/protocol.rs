@@ -59,6 +59,7 @@ fn station(i: usize, lon: f64, lat: f64, value: f64) -> StateRecord {
         updated: None,
         properties,
         applied: Default::default(),
+        core: Value::Null,
     }
 }
 
