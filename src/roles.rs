@@ -333,6 +333,7 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         metrics: Arc::new(move || render.render()),
         mode: mode.clone(),
         history: history.clone(),
+        alerts_topic: cfg.topics.alerts.clone(),
     }));
 
     if roles.simulate {

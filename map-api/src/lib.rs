@@ -14,7 +14,7 @@ use auth::{Authenticator, Caller, Rejection, Role};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bus::Bus;
 use model::state::parse_bbox;
@@ -23,6 +23,7 @@ use replica::Replica;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod alerts;
 mod history;
 
 /// A named readiness condition besides the bus and the replica (e.g. "ingest registry"):
@@ -41,6 +42,8 @@ pub struct ApiState {
     pub mode: String,
     /// Where history is read from (`None`: this process keeps none).
     pub history: Option<Arc<dyn store::History>>,
+    /// Where alert acknowledgements and clears go (`ioc.alerts`).
+    pub alerts_topic: String,
 }
 
 impl FromRef<ApiState> for Arc<Authenticator> {
@@ -51,6 +54,9 @@ impl FromRef<ApiState> for Arc<Authenticator> {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/{id}/acknowledge", post(alerts::acknowledge))
+        .route("/api/v1/alerts/{id}/clear", post(alerts::clear))
         .route("/api/v1/history", get(history::info))
         .route("/api/v1/stations/{id}/series", get(history::series))
         .route("/api/v1/replay", get(history::replay))

@@ -28,6 +28,21 @@ pub enum EventKind {
     StateUpdate,
     #[serde(rename = "deadletter")]
     DeadLetter,
+    /// An alert was raised (data: the whole [`crate::alert::Alert`]).
+    #[serde(rename = "alert.raised")]
+    AlertRaised,
+    /// Somebody acknowledged an alert (data: [`crate::alert::AlertAction`]).
+    #[serde(rename = "alert.acked")]
+    AlertAcked,
+    /// An alert's condition ended, or somebody cleared it (data: [`crate::alert::AlertAction`]).
+    #[serde(rename = "alert.cleared")]
+    AlertCleared,
+    /// An alert stayed unacknowledged too long (data: the whole alert).
+    #[serde(rename = "alert.escalated")]
+    AlertEscalated,
+    /// An active alert's value, severity or text changed (data: the whole alert).
+    #[serde(rename = "alert.updated")]
+    AlertUpdated,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

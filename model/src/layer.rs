@@ -16,16 +16,24 @@ pub enum Layer {
     AirQuality,
     /// Administrative units (boundaries; approximate in the fixtures).
     Units,
+    /// Alerts: raised, acknowledged, recently cleared; placed at their entity.
+    Alerts,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 3] = [Layer::Salinity, Layer::AirQuality, Layer::Units];
+    pub const ALL: [Layer; 4] = [
+        Layer::Salinity,
+        Layer::AirQuality,
+        Layer::Units,
+        Layer::Alerts,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Layer::Salinity => "salinity",
             Layer::AirQuality => "air_quality",
             Layer::Units => "units",
+            Layer::Alerts => "alerts",
         }
     }
 
@@ -34,6 +42,7 @@ impl Layer {
             Layer::Salinity => "Trạm đo mặn",
             Layer::AirQuality => "Trạm quan trắc không khí",
             Layer::Units => "Đơn vị hành chính",
+            Layer::Alerts => "Cảnh báo",
         }
     }
 
@@ -42,6 +51,7 @@ impl Layer {
             Layer::Salinity => "Salinity stations",
             Layer::AirQuality => "Air-quality stations",
             Layer::Units => "Administrative units",
+            Layer::Alerts => "Alerts",
         }
     }
 

@@ -5,6 +5,7 @@
 //! This crate owns *meaning* and *validity*. It must never do I/O (no network, no files, no
 //! clocks other than the `now` its callers pass in) and must depend on no other crate of ours.
 
+pub mod alert;
 pub mod aqi;
 pub mod envelope;
 pub mod error;

@@ -117,6 +117,12 @@ pub trait History: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Records alert life events (raised, acknowledged, cleared...); idempotent.
+    async fn write_alert_events(&self, rows: &[AlertEventRow]) -> Result<(), StoreError> {
+        let _ = rows;
+        Ok(())
+    }
+
     /// Periodic upkeep (retention where the database has no policies of its own); returns
     /// the rows removed.
     async fn housekeeping(&self) -> Result<u64, StoreError> {
@@ -140,6 +146,18 @@ pub struct RegistryRow {
     pub data: Option<serde_json::Value>,
     pub updated: DateTime<Utc>,
     pub removed: bool,
+}
+
+/// One alert event, as the `alerts` table keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEventRow {
+    pub alert: String,
+    pub ts: DateTime<Utc>,
+    /// `alert.raised`, `alert.acked`...
+    pub event: String,
+    /// The alert's subject (`station:hg-vt-sal-01`), or the alert itself for actions.
+    pub entity: String,
+    pub detail: serde_json::Value,
 }
 
 /// The natural key of a reading, for paging in event-time order.

@@ -26,8 +26,8 @@ use tracing::{info, warn};
 
 use crate::series::{Bucket, Series, SeriesQuery, ORIGIN_SQL};
 use crate::{
-    Flavor, History, ReadingKey, RegistryRow, StoreConfig, StoreError, TimescaleMode, WriteMethod,
-    Written,
+    AlertEventRow, Flavor, History, ReadingKey, RegistryRow, StoreConfig, StoreError,
+    TimescaleMode, WriteMethod, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -635,6 +635,26 @@ impl History for PgStore {
             .bind(&r.data)
             .bind(r.updated)
             .bind(r.removed)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn write_alert_events(&self, rows: &[AlertEventRow]) -> Result<(), StoreError> {
+        self.ready_flavor()?;
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO alerts (alert, ts, event, entity, detail) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&r.alert)
+            .bind(r.ts)
+            .bind(&r.event)
+            .bind(&r.entity)
+            .bind(&r.detail)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;

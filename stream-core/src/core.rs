@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{Bus, BusError, Message, Subscription, Topics};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use model::alert::{Alert, AlertAction};
 use model::envelope::original_value;
 use model::geoindex::BoxIndex;
 use model::state::geometry_bbox;
@@ -19,7 +20,9 @@ use model::{
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::alerts::{AlertBook, RulesConfig, Transition};
 use crate::directory::Directory;
+use crate::rules;
 use crate::station::{ApplyOutcome, StationState};
 
 /// How a stream-core instance gets its share of the readings topic.
@@ -46,6 +49,8 @@ pub struct CoreConfig {
     pub batch_max: usize,
     /// How long a batch waits for more readings after its first one, ms.
     pub batch_wait_ms: u64,
+    /// Alert rules.
+    pub rules: RulesConfig,
 }
 
 impl Default for CoreConfig {
@@ -56,6 +61,7 @@ impl Default for CoreConfig {
             partitions: None,
             batch_max: 2000,
             batch_wait_ms: 2,
+            rules: RulesConfig::default(),
         }
     }
 }
@@ -88,7 +94,7 @@ pub async fn run(
     status: Arc<CoreStatus>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CoreError> {
-    let mut core = Core::new(bus.clone(), topics.clone());
+    let mut core = Core::new(bus.clone(), topics.clone(), config.rules.clone());
     let mut registry = bus.read_all(&[&topics.registry]).await?;
     while let Some(m) = registry.next_until_caught_up().await? {
         core.registry_message(&m, false).await?;
@@ -113,6 +119,13 @@ pub async fn run(
         }
         Assignment::Group => bus.join_group(&config.group, &[&topics.readings]).await?,
     };
+    // Acknowledgements and clears from the API; the core's own events come back too and
+    // change nothing.
+    let mut alert_actions = bus
+        .assign(&format!("{}-alerts", config.group), &topics.alerts, None)
+        .await?;
+    let mut tick = tokio::time::interval(Duration::from_millis(config.rules.tick_ms.max(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     status.started.store(true, Ordering::Release);
     tokio::pin!(shutdown);
     loop {
@@ -120,8 +133,17 @@ pub async fn run(
             biased;
             _ = &mut shutdown => {
                 readings.commit().await?;
+                alert_actions.commit().await?;
                 info!("stream core stopped");
                 return Ok(());
+            }
+            m = alert_actions.next() => {
+                let m = m?;
+                core.alert_action(&m).await?;
+                alert_actions.applied(&m)?;
+            }
+            _ = tick.tick(), if config.rules.enabled => {
+                core.clock_rules().await?;
             }
             m = registry.next() => {
                 let m = m?;
@@ -192,16 +214,21 @@ struct Core {
     stations: HashMap<LocalId, StationState>,
     /// Where every station is: the geo index of the live state.
     index: BoxIndex<LocalId>,
+    alerts: AlertBook,
+    /// When this core started: stations never heard from are stale counted from here.
+    started: DateTime<Utc>,
 }
 
 impl Core {
-    fn new(bus: Arc<dyn Bus>, topics: Topics) -> Self {
+    fn new(bus: Arc<dyn Bus>, topics: Topics, rules: RulesConfig) -> Self {
         Self {
             bus,
             topics,
             dir: Directory::default(),
             stations: HashMap::new(),
             index: BoxIndex::default(),
+            alerts: AlertBook::new(rules),
+            started: Utc::now(),
         }
     }
 
@@ -221,6 +248,11 @@ impl Core {
             let rec = unit_record(unit, &self.dir);
             if restored.get(&rec.entity) != Some(&rec) {
                 changed.push(rec);
+            }
+        }
+        for r in restored.values().filter(|r| r.layer == Layer::Alerts) {
+            if let Some(a) = Alert::from_record(r) {
+                self.alerts.restore(a);
             }
         }
         let stations: Vec<_> = self.dir.stations.values().cloned().collect();
@@ -325,6 +357,9 @@ impl Core {
                 continue;
             };
             let outcome = state.apply(&reading, m.partition, m.offset);
+            if outcome != ApplyOutcome::Duplicate {
+                state.props.last_seen = Some(Utc::now().fixed_offset());
+            }
             let label = match outcome {
                 ApplyOutcome::Duplicate => "duplicate",
                 ApplyOutcome::Late => "late",
@@ -340,7 +375,119 @@ impl Core {
             .filter_map(|id| self.stations.get(id))
             .map(StationState::to_record)
             .collect();
-        self.publish_all(records).await
+        self.publish_all(records).await?;
+        if self.alerts.config().enabled {
+            let mut transitions = Vec::new();
+            for id in &dirty {
+                let Some(state) = self.stations.get(id) else {
+                    continue;
+                };
+                let at = state.updated().unwrap_or_else(|| Utc::now().fixed_offset());
+                for o in rules::on_reading(state, self.alerts.config()) {
+                    transitions.extend(self.alerts.observe(o, at));
+                }
+            }
+            self.publish_transitions(transitions, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Rules on the clock: stale stations, escalation, cleared alerts leaving the layer.
+    async fn clock_rules(&mut self) -> Result<(), BusError> {
+        let now = Utc::now();
+        let mut transitions = Vec::new();
+        for state in self.stations.values() {
+            let o = rules::stale(state, self.alerts.config(), now, self.started);
+            transitions.extend(self.alerts.observe(o, now.fixed_offset()));
+        }
+        transitions.extend(self.alerts.tick(now.fixed_offset()));
+        self.publish_transitions(transitions, true).await
+    }
+
+    /// An acknowledgement or clear from `ioc.alerts` (the core's own events change nothing).
+    async fn alert_action(&mut self, m: &Message) -> Result<(), BusError> {
+        let Some(env) = m
+            .payload
+            .as_deref()
+            .and_then(|p| Envelope::from_bytes(p).ok())
+        else {
+            return Ok(());
+        };
+        let Ok(action) = env.data_as::<AlertAction>() else {
+            return Ok(());
+        };
+        let t = match env.kind {
+            EventKind::AlertAcked => self.alerts.ack(&action),
+            EventKind::AlertCleared if action.by != rules::AUTO => self.alerts.clear(&action),
+            _ => None,
+        };
+        // The event is on the topic already: only the state changes.
+        self.publish_transitions(t.into_iter().collect(), false)
+            .await
+    }
+
+    /// Publishes alert transitions: the event on `ioc.alerts` (when `with_events`), then the
+    /// alert's state on `ioc.state` (a tombstone once it leaves the layer).
+    async fn publish_transitions(
+        &self,
+        transitions: Vec<Transition>,
+        with_events: bool,
+    ) -> Result<(), BusError> {
+        for t in transitions {
+            let (kind, alert) = match &t {
+                Transition::Raised(a) => (EventKind::AlertRaised, a),
+                Transition::Updated(a) => (EventKind::AlertUpdated, a),
+                Transition::Acked(a) => (EventKind::AlertAcked, a),
+                Transition::Cleared(a) => (EventKind::AlertCleared, a),
+                Transition::Escalated(a) => (EventKind::AlertEscalated, a),
+                Transition::Expired(a) => {
+                    self.bus
+                        .publish(&self.topics.state, a.entity_id().as_str(), None)
+                        .await?;
+                    continue;
+                }
+            };
+            metrics::counter!("ioc_alerts_total", "transition" => format!("{kind:?}")).increment(1);
+            if with_events {
+                let data = match &t {
+                    Transition::Cleared(a) => serde_json::to_value(AlertAction {
+                        alert: a.id.clone(),
+                        by: a.cleared_by.clone().unwrap_or_else(|| rules::AUTO.into()),
+                        note: a.clear_note.clone(),
+                        at: a.cleared_at.unwrap_or(a.raised_at),
+                    }),
+                    _ => serde_json::to_value(alert),
+                }
+                .unwrap_or_default();
+                let env = Envelope::new(
+                    kind,
+                    alert.entity_id(),
+                    Utc::now().fixed_offset(),
+                    Utc::now(),
+                    "core:rules",
+                    data,
+                );
+                self.bus
+                    .publish(
+                        &self.topics.alerts,
+                        alert.entity_id().as_str(),
+                        Some(env.to_bytes()),
+                    )
+                    .await?;
+            }
+            let place = LocalId::parse("entity", alert.entity.local())
+                .ok()
+                .and_then(|id| self.stations.get(&id))
+                .map(|s| (s.station.position, s.units.clone()));
+            let ((lon, lat), units) = match place {
+                Some((p, units)) => ((p.lon, p.lat), units),
+                None => ((0.0, 0.0), Vec::new()),
+            };
+            let geometry = geojson::Geometry::new(geojson::Value::Point(vec![lon, lat]));
+            self.publish_state(alert.to_record(geometry, [lon, lat, lon, lat], units))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Applies a registry event; with `publish`, publishes the state it changes.

@@ -8,7 +8,7 @@
 //! the last commit and a crash are written again harmlessly. A row the database refuses for
 //! good (not a passing failure) is isolated and dead-lettered; the rest of its batch lands.
 //! It also keeps the `registry` table (the last version of every entity) from the registry
-//! topic.
+//! topic, and the `alerts` table (every alert event) from the alerts topic.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,7 @@ use model::envelope::original_value;
 use model::{Envelope, EventKind, FieldError, Reading};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use store::{History, RegistryRow, StoreError};
+use store::{AlertEventRow, History, RegistryRow, StoreError};
 use tracing::{info, warn};
 
 use crate::core::collect_batch;
@@ -138,6 +138,10 @@ pub async fn run_history(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), HistoryError> {
     let mut registry = bus.read_all(&[&topics.registry]).await?;
+    let mut alerts = match start {
+        HistoryStart::Committed => bus.assign(&config.group, &topics.alerts, None).await?,
+        HistoryStart::Oldest => bus.read_all(&[&topics.alerts]).await?,
+    };
     let mut sub = match start {
         HistoryStart::Committed => {
             bus.assign(
@@ -176,6 +180,14 @@ pub async fn run_history(
                     sub.applied(m)?;
                 }
             }
+            m = alerts.next() => {
+                let batch = collect_batch(m?, &mut *alerts, config.batch_max, config.batch_wait_ms).await?;
+                let rows: Vec<AlertEventRow> = batch.iter().filter_map(alert_row).collect();
+                sink.retrying(|| sink.history.write_alert_events(&rows)).await?;
+                for m in &batch {
+                    alerts.applied(m)?;
+                }
+            }
             m = registry.next() => {
                 let batch = collect_batch(m?, &mut *registry, config.batch_max, config.batch_wait_ms).await?;
                 let rows: Vec<RegistryRow> = batch.iter().filter_map(registry_row).collect();
@@ -199,6 +211,27 @@ struct Sink {
     history: Arc<dyn History>,
     status: Arc<HistoryStatus>,
     max_backoff: Duration,
+}
+
+/// An alert event as the `alerts` table keeps it.
+fn alert_row(m: &Message) -> Option<AlertEventRow> {
+    let env = Envelope::from_bytes(m.payload.as_deref()?).ok()?;
+    let event = serde_json::to_value(env.kind).ok()?.as_str()?.to_string();
+    if !event.starts_with("alert.") {
+        return None;
+    }
+    let subject = env
+        .data
+        .get("entity")
+        .and_then(|e| e.as_str())
+        .map(str::to_string);
+    Some(AlertEventRow {
+        alert: env.entity.local().to_string(),
+        ts: env.ts.with_timezone(&Utc),
+        event,
+        entity: subject.unwrap_or_else(|| env.entity.to_string()),
+        detail: env.data,
+    })
 }
 
 /// A registry event as the `registry` table keeps it.

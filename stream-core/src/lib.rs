@@ -12,15 +12,18 @@
 //! clients, and reaches the database only through the `store` crate.
 
 mod air;
+mod alerts;
 mod core;
 mod directory;
 mod history;
+mod rules;
 mod station;
 
 pub use history::{run_history, HistoryConfig, HistoryError, HistoryStart, HistoryStatus};
 
 pub use crate::core::{run, Assignment, CoreConfig, CoreError, CoreStatus};
 pub use air::{AirHours, AqiView};
+pub use alerts::{AlertBook, Observation, RulesConfig, Transition};
 pub use directory::Directory;
 pub use model::reading::Latest;
 pub use station::{ApplyOutcome, StationProps, StationState};

@@ -48,6 +48,9 @@ pub struct StationProps {
     /// VN_AQI of the latest closed day (Vietnam time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aqi_daily: Option<AqiView>,
+    /// When the core last received a reading of this station (its clock, not the sender's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<DateTime<FixedOffset>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +90,7 @@ impl StationState {
             salinity_level_vi: None,
             aqi: None,
             aqi_daily: None,
+            last_seen: None,
         };
         Self {
             station,
@@ -107,6 +111,7 @@ impl StationState {
         fresh.props.salinity_level_vi = self.props.salinity_level_vi.take();
         fresh.props.aqi = self.props.aqi.take();
         fresh.props.aqi_daily = self.props.aqi_daily.take();
+        fresh.props.last_seen = self.props.last_seen;
         fresh.air = std::mem::take(&mut self.air);
         fresh.applied = std::mem::take(&mut self.applied);
         *self = fresh;
@@ -199,6 +204,7 @@ impl StationState {
             self.props.salinity_level_vi = props.salinity_level_vi;
             self.props.aqi = props.aqi;
             self.props.aqi_daily = props.aqi_daily;
+            self.props.last_seen = props.last_seen;
         }
         if let Some(Ok(air)) = record
             .core

@@ -250,6 +250,20 @@ impl Conn {
     }
 
     fn pump(&self, c: &Change) {
+        if let Some(r) = c.record.as_deref() {
+            if r.layer == Layer::Alerts && self.role.can_view(Layer::Alerts) {
+                let mut ob = self.lock();
+                // Bounded like everything else: a client this far behind resyncs the layer.
+                if ob.control.len() < self.config.max_pending {
+                    ob.control.push_back(
+                        ServerMsg::Alert {
+                            alert: r.to_feature(),
+                        }
+                        .to_text(),
+                    );
+                }
+            }
+        }
         let mut ob = self.lock();
         for sub in ob.subs.values_mut() {
             sub.offer(c, self.config.max_pending);

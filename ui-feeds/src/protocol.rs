@@ -203,6 +203,11 @@ pub enum ServerMsg<'a> {
     ReplayStopped {
         replay: &'a str,
     },
+    /// An alert was raised or changed (sent to every client that may see alerts, whatever
+    /// it subscribed to).
+    Alert {
+        alert: geojson::Feature,
+    },
 }
 
 impl ServerMsg<'_> {
