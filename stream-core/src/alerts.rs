@@ -78,6 +78,9 @@ pub enum Transition {
 
 type Key = (&'static str, EntityId);
 
+/// Escalation levels an unacknowledged alert climbs at most.
+pub const MAX_ESCALATION: u32 = 3;
+
 #[derive(Debug, Default)]
 pub struct AlertBook {
     config: RulesConfig,
@@ -209,9 +212,13 @@ impl AlertBook {
         for alert in self.alerts.values_mut() {
             match alert.state {
                 AlertState::Raised => {
-                    let due = alert.raised_at + every * (alert.escalation as i32 + 1);
-                    if now >= due {
-                        alert.escalation += 1;
+                    // One step per period unacknowledged, at most MAX_ESCALATION; an alert
+                    // found long overdue (after a restart, or raised from old readings)
+                    // jumps straight to its level in one transition.
+                    let periods = (now - alert.raised_at).num_seconds() / every.num_seconds();
+                    let level = periods.clamp(0, i64::from(MAX_ESCALATION)) as u32;
+                    if level > alert.escalation {
+                        alert.escalation = level;
                         if alert.severity < Severity::Critical {
                             alert.severity = match alert.severity {
                                 Severity::Info => Severity::Warning,
@@ -357,6 +364,11 @@ mod tests {
         );
         assert!(b.tick(t(16)).is_empty(), "once per period");
         assert_eq!(b.tick(t(30)).len(), 1, "and again after the next");
+        // Long overdue: straight to the top level, in one step, and no further.
+        assert!(
+            matches!(&b.tick(t(300))[..], [Transition::Escalated(e)] if e.escalation == MAX_ESCALATION)
+        );
+        assert!(b.tick(t(400)).is_empty());
         // An operator clears it by hand; an hour later it leaves the layer.
         assert!(
             matches!(b.clear(&action(&a.id, t(31))), Some(Transition::Cleared(c)) if c.cleared_by.as_deref() == Some("operator-1"))

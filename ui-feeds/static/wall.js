@@ -151,12 +151,29 @@ function tick(f) {
 }
 
 let framed = false;
-let ws, epoch = null, lastSeq = { units: 0, live: 0 }, retry = 500;
+let ws, epoch = null, lastSeq = { units: 0, live: 0, alerts: 0 }, retry = 500;
+
+// Active alerts, newest first; acknowledged ones stay listed until they clear.
+const activeAlerts = window.iocWall.alerts = new Map();
+function onAlert(f) {
+  const a = f.properties;
+  if (a.state === "cleared") activeAlerts.delete(a.id); else activeAlerts.set(a.id, a);
+  const ul = document.getElementById("alerts");
+  ul.innerHTML = "";
+  [...activeAlerts.values()].sort((x, y) => y.raised_at.localeCompare(x.raised_at)).slice(0, 30).forEach(x => {
+    const li = document.createElement("li");
+    li.className = `${x.state} ${x.severity}`;
+    li.innerHTML = `<b>${esc(x.title)}</b><br>${esc(x.entity_name)} <span class="small">· ${esc(x.state_vi || x.state)} · ${esc(vnTime(x.raised_at))}` +
+      `${x.escalation ? " · leo thang " + x.escalation : ""}${x.acked_by ? " · " + esc(x.acked_by) : ""}</span>`;
+    ul.append(li);
+  });
+  document.getElementById("alert-count").textContent = activeAlerts.size ? String(activeAlerts.size) : "";
+}
 
 function bbox() { const b = map.getBounds(); return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(v => Math.max(-180, Math.min(180, v))); }
 
 function subscribeAll(resume) {
-  const subs = [["units", ["units"], null], ["live", ["salinity", "air_quality"], bbox()]];
+  const subs = [["units", ["units"], null], ["live", ["salinity", "air_quality"], bbox()], ["alerts", ["alerts"], null]];
   for (const [id, layers, bb] of subs) {
     const msg = { id, layers, bbox: bb };
     if (resume && epoch && lastSeq[id]) Object.assign(msg, { op: "resume", since: lastSeq[id], epoch });
@@ -236,13 +253,20 @@ function connect(resume) {
     if (m.op === "hello") { if (epoch && m.epoch !== epoch) resume = false; subscribeAll(resume); epoch = m.epoch; }
     else if (m.op === "snapshot") {
       if (m.sub === "live") { for (const id of [...stations.keys()]) removeStation(id); m.features.features.forEach(upsertStation); }
+      else if (m.sub === "alerts") { activeAlerts.clear(); m.features.features.forEach(onAlert); if (!m.features.features.length) onAlert({ properties: { state: "cleared" } }); }
       else {
         m.features.features.forEach(upsertUnit);
         // Frame the jurisdictions once, on the first boundaries snapshot.
         if (!framed && units.size) { framed = true; map.fitBounds(L.featureGroup([...units.values()]).getBounds(), { padding: [20, 20] }); }
       }
       lastSeq[m.sub] = m.seq;
-    } else if (m.op.startsWith("replay_")) { onReplay(m); }
+    } else if (m.op === "alert") { onAlert(m.alert); }
+    else if (m.op.startsWith("replay_")) { onReplay(m); }
+    else if (m.op === "delta" && m.sub === "alerts") {
+      m.upsert.forEach(onAlert);
+      for (const id of m.remove) onAlert({ properties: { id: id.replace(/^alert:/, ""), state: "cleared" } });
+      lastSeq.alerts = m.seq;
+    }
     else if (m.op === "delta") {
       window.iocWall.deltas++;
       if (replay.state === "running" && m.sub === "live") return; // the past is on screen
