@@ -45,6 +45,9 @@ enum Cmd {
         /// Readings per ingest call (an HTTP batch or an MQTT message).
         #[arg(long, default_value_t = 500)]
         batch: usize,
+        /// Alert rules in stream-core: `on` or `off`.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        rules: String,
     },
     /// Bare rdkafka producer + consumer moving `messages` messages of `bytes` bytes.
     Baseline {
@@ -126,7 +129,7 @@ struct Pipeline {
 
 /// Starts ingest (in-process accept path), stream-core and a replica on `bus`, with `n` load
 /// stations registered.
-async fn pipeline(bus: Arc<dyn Bus>, n: usize) -> anyhow::Result<Pipeline> {
+async fn pipeline(bus: Arc<dyn Bus>, n: usize, rules: bool) -> anyhow::Result<Pipeline> {
     let topics = prefixed_topics(&unique("bench"));
     bus.ensure_topics(&topics.specs(6)).await?;
     let now = Utc::now();
@@ -144,10 +147,11 @@ async fn pipeline(bus: Arc<dyn Bus>, n: usize) -> anyhow::Result<Pipeline> {
         futures::future::try_join_all(writes).await?;
     }
     let status = Arc::new(stream_core::CoreStatus::default());
-    let cfg = stream_core::CoreConfig {
+    let mut cfg = stream_core::CoreConfig {
         group: unique("bench-core"),
         ..Default::default()
     };
+    cfg.rules.enabled = rules;
     tokio::spawn(stream_core::run(
         bus.clone(),
         topics.clone(),
@@ -208,13 +212,14 @@ async fn run_pipeline(
     stations: usize,
     readings: u64,
     batch: usize,
+    rules: bool,
 ) -> anyhow::Result<()> {
     let bus: Arc<dyn Bus> = if bus_arg == "memory" {
         Arc::new(MemoryBus::with_retention(readings as usize * 2))
     } else {
         kafka_bus(bus_arg)?
     };
-    let p = pipeline(bus, stations).await?;
+    let p = pipeline(bus, stations, rules).await?;
     let start = Instant::now();
     let now = Utc::now();
     let batches: Vec<Value> = (0..readings.div_ceil(batch as u64))
@@ -246,8 +251,9 @@ async fn run_pipeline(
     }
     let total = start.elapsed();
     println!(
-        "pipeline bus={} stations={stations} readings={readings} batch={batch}: ingest {:.0} readings/s ({:.2} s), end to end {:.0} readings/s ({:.2} s) [payload generation {:.2} s excluded]",
+        "pipeline bus={} stations={stations} readings={readings} batch={batch} rules={}: ingest {:.0} readings/s ({:.2} s), end to end {:.0} readings/s ({:.2} s) [payload generation {:.2} s excluded]",
         p.bus.name(),
+        if rules { "on" } else { "off" },
         readings as f64 / ingested.as_secs_f64(),
         ingested.as_secs_f64(),
         readings as f64 / total.as_secs_f64(),
@@ -340,7 +346,7 @@ async fn run_latency(
     stations: usize,
     per_message: usize,
 ) -> anyhow::Result<()> {
-    let p = pipeline(kafka_bus(brokers)?, stations).await?;
+    let p = pipeline(kafka_bus(brokers)?, stations, true).await?;
     // MQTT ingest on its own topic prefix.
     let prefix = unique("bench");
     let mcfg = ingest::mqtt::MqttConfig {
@@ -482,7 +488,8 @@ async fn main() -> anyhow::Result<()> {
             stations,
             readings,
             batch,
-        } => run_pipeline(&bus, stations, readings, batch).await,
+            rules,
+        } => run_pipeline(&bus, stations, readings, batch, rules == "on").await,
         Cmd::Baseline {
             brokers,
             messages,

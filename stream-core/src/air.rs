@@ -113,12 +113,15 @@ fn view(period: i64, r: Result<Aqi, AqiAbsent>) -> AqiView {
 }
 
 impl AirHours {
-    /// Adds a reading to its hour; false when the parameter is not a VN_AQI pollutant.
+    /// Adds a reading to its hour. True when the closed hour or day may have changed (the
+    /// reading is for a closed hour, or opened a new one); false when it only added to the
+    /// open hour, or is not a VN_AQI pollutant.
     pub fn add(&mut self, r: &Reading) -> bool {
         let Some(p) = pollutant(r.parameter) else {
             return false;
         };
         let hour = r.ts.timestamp().div_euclid(3600) * 3600;
+        let open = self.hours.keys().next_back().copied();
         let acc = self
             .hours
             .entry(hour)
@@ -130,7 +133,7 @@ impl AirHours {
         if let Some(&newest) = self.hours.keys().next_back() {
             self.hours.retain(|h, _| *h > newest - KEEP_HOURS * 3600);
         }
-        true
+        open != Some(hour)
     }
 
     fn mean(&self, hour: i64, p: Pollutant) -> Option<f64> {
@@ -236,7 +239,18 @@ mod tests {
             !a.add(&r(Parameter::Salinity, 2, 0, 1.0)),
             "not a pollutant"
         );
-        a.add(&r(Parameter::Pm25, 3, 5, 200.0));
+        assert!(
+            a.add(&r(Parameter::Pm25, 3, 5, 200.0)),
+            "a new hour closes hour 2"
+        );
+        assert!(
+            !a.add(&r(Parameter::Pm25, 3, 6, 200.0)),
+            "the open hour changes nothing closed"
+        );
+        assert!(
+            a.add(&r(Parameter::Pm25, 1, 50, 30.0)),
+            "a late reading changes a closed hour"
+        );
         let (hourly, daily) = a.views().unwrap();
         assert_eq!(
             hourly.period.to_rfc3339(),
