@@ -62,7 +62,11 @@ impl Role {
             Role::Sensor => false,
             Role::Operator | Role::Police | Role::Leader | Role::Agency | Role::Admin => {
                 match layer {
-                    Layer::Salinity | Layer::AirQuality | Layer::Units | Layer::Alerts => true,
+                    Layer::Salinity
+                    | Layer::AirQuality
+                    | Layer::Units
+                    | Layer::Alerts
+                    | Layer::Rivers => true,
                 }
             }
         }

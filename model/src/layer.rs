@@ -18,14 +18,17 @@ pub enum Layer {
     Units,
     /// Alerts: raised, acknowledged, recently cleared; placed at their entity.
     Alerts,
+    /// Salinity intrusion per river: inland reach of the 1‰ and 4‰ lines, risk level.
+    Rivers,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 4] = [
+    pub const ALL: [Layer; 5] = [
         Layer::Salinity,
         Layer::AirQuality,
         Layer::Units,
         Layer::Alerts,
+        Layer::Rivers,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,6 +37,7 @@ impl Layer {
             Layer::AirQuality => "air_quality",
             Layer::Units => "units",
             Layer::Alerts => "alerts",
+            Layer::Rivers => "rivers",
         }
     }
 
@@ -43,6 +47,7 @@ impl Layer {
             Layer::AirQuality => "Trạm quan trắc không khí",
             Layer::Units => "Đơn vị hành chính",
             Layer::Alerts => "Cảnh báo",
+            Layer::Rivers => "Xâm nhập mặn theo sông",
         }
     }
 
@@ -52,6 +57,7 @@ impl Layer {
             Layer::AirQuality => "Air-quality stations",
             Layer::Units => "Administrative units",
             Layer::Alerts => "Alerts",
+            Layer::Rivers => "Salinity intrusion by river",
         }
     }
 

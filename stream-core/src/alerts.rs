@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, FixedOffset};
 use model::alert::{Alert, AlertAction, AlertState, Severity};
 use model::aqi::Band;
+use model::salinity::RiskBands;
 use model::{EntityId, LocalId};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,8 @@ pub struct RulesConfig {
     pub cleared_kept_s: i64,
     /// How often stale sensors and escalations are checked, ms.
     pub tick_ms: u64,
+    /// Risk levels from the inland reach of the 4‰ line: `[[km, level], ...]`.
+    pub salinity_risk_bands: RiskBands,
 }
 
 impl Default for RulesConfig {
@@ -42,6 +45,7 @@ impl Default for RulesConfig {
             escalate_after_s: 900,
             cleared_kept_s: 86_400,
             tick_ms: 5000,
+            salinity_risk_bands: RiskBands::default(),
         }
     }
 }

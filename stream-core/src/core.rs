@@ -22,6 +22,7 @@ use tracing::{info, warn};
 
 use crate::alerts::{AlertBook, RulesConfig, Transition};
 use crate::directory::Directory;
+use crate::rivers;
 use crate::rules;
 use crate::station::{ApplyOutcome, StationState};
 
@@ -217,6 +218,8 @@ struct Core {
     alerts: AlertBook,
     /// When this core started: stations never heard from are stale counted from here.
     started: DateTime<Utc>,
+    /// River records as last published, by river name.
+    rivers: HashMap<String, StateRecord>,
 }
 
 impl Core {
@@ -229,6 +232,7 @@ impl Core {
             index: BoxIndex::default(),
             alerts: AlertBook::new(rules),
             started: Utc::now(),
+            rivers: HashMap::new(),
         }
     }
 
@@ -273,7 +277,14 @@ impl Core {
                 .insert(state.station.id.clone(), [p.lon, p.lat, p.lon, p.lat]);
             self.stations.insert(state.station.id.clone(), state);
         }
-        self.publish_all(changed).await
+        self.publish_all(changed).await?;
+        // Rivers as the restored stations give them (republished only where they differ).
+        for r in restored.values().filter(|r| r.layer == Layer::Rivers) {
+            if let Some(name) = r.properties.get("name").and_then(|n| n.as_str()) {
+                self.rivers.insert(name.to_string(), r.clone());
+            }
+        }
+        self.publish_rivers().await
     }
 
     async fn publish_all(&self, records: Vec<StateRecord>) -> Result<(), BusError> {
@@ -376,6 +387,14 @@ impl Core {
             .map(StationState::to_record)
             .collect();
         self.publish_all(records).await?;
+        let river_changed = dirty.iter().any(|id| {
+            self.stations
+                .get(id)
+                .is_some_and(|s| s.station.river.is_some())
+        });
+        if river_changed {
+            self.publish_rivers().await?;
+        }
         if self.alerts.config().enabled {
             let mut transitions = Vec::new();
             for id in &dirty {
@@ -389,6 +408,20 @@ impl Core {
             }
             self.publish_transitions(transitions, true).await?;
         }
+        Ok(())
+    }
+
+    /// Publishes the river records (reach of the 1‰ and 4‰ lines, risk) that changed.
+    async fn publish_rivers(&mut self) -> Result<(), BusError> {
+        let states: Vec<&StationState> = self.stations.values().collect();
+        let now = rivers::all_rivers(&states, &self.alerts.config().salinity_risk_bands);
+        let changed: Vec<StateRecord> = now
+            .iter()
+            .filter(|(name, rec)| self.rivers.get(*name) != Some(rec))
+            .map(|(_, rec)| rec.clone())
+            .collect();
+        self.publish_all(changed).await?;
+        self.rivers = now.into_iter().collect();
         Ok(())
     }
 

@@ -16,6 +16,7 @@ mod alerts;
 mod core;
 mod directory;
 mod history;
+mod rivers;
 mod rules;
 mod station;
 
