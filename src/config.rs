@@ -152,7 +152,7 @@ impl Default for DemoConfig {
     fn default() -> Self {
         Self {
             interval_s: 3.0,
-            backfill_hours: 48,
+            backfill_hours: 72,
             load_stations: 0,
             load_rate: 0.0,
         }

@@ -238,6 +238,18 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         )
         .await;
     assert_eq!(chart, json!(true), "the popup draws the station's history");
+    let forecast = page
+        .wait_for(
+            "!!document.querySelector('.leaflet-popup .chart-box svg polyline.forecast')",
+            &json!(true),
+            wait,
+        )
+        .await;
+    assert_eq!(
+        forecast,
+        json!(true),
+        "and the next 24 h of its salinity forecast"
+    );
 
     // Replay the last ten minutes at 3600x: the page shows the past, then goes back to live.
     page.eval(

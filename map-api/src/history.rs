@@ -363,3 +363,121 @@ pub async fn replay(
     )
         .into_response()
 }
+
+#[derive(Debug, Deserialize)]
+pub struct ForecastParams {
+    param: Option<String>,
+    hours: Option<String>,
+    days: Option<String>,
+}
+
+fn int_param(
+    field: &str,
+    v: Option<&str>,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, FieldError> {
+    match v {
+        None => Ok(default),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(FieldError::new(
+                field,
+                format!("must be an integer in {}..={}", range.start(), range.end()),
+            )),
+        },
+    }
+}
+
+/// `GET /api/v1/stations/{id}/forecast`: harmonic regression on the station's hourly means of
+/// the last `days` (default 14), extended `hours` ahead (default 72), with its back-test.
+pub async fn forecast(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(p): Query<ForecastParams>,
+) -> Response {
+    use model::forecast::{backtest, Harmonic, MIN_POINTS};
+    let Some(history) = st.history.clone() else {
+        return no_history();
+    };
+    let Ok(id) = LocalId::parse("id", &id) else {
+        return not_found("id", format!("no station {id:?}"));
+    };
+    let Some(rec) = st.replica.get(&EntityId::station(&id)) else {
+        return not_found("id", format!("no station {id}"));
+    };
+    if let Err(r) = caller.require_view(rec.layer) {
+        return r.into_response();
+    }
+    let parameter: Parameter = match p.param.as_deref().unwrap_or("salinity").parse() {
+        Ok(x) => x,
+        Err(e) => return bad_request(FieldError::new("param", e.reason)),
+    };
+    let (hours, days) = match (
+        int_param("hours", p.hours.as_deref(), 72, 1..=72),
+        int_param("days", p.days.as_deref(), 14, 3..=60),
+    ) {
+        (Ok(h), Ok(d)) => (h, d),
+        (Err(e), _) | (_, Err(e)) => return bad_request(e),
+    };
+    let now = Utc::now();
+    let open_hour = store::series::floor_to_step(now, 3600);
+    let q = match SeriesQuery::new(
+        id.clone(),
+        parameter,
+        open_hour - chrono::Duration::days(days),
+        open_hour,
+        Some(3600),
+    ) {
+        Ok(q) => q,
+        Err(e) => return bad_request(e),
+    };
+    let series = match history.series(&q).await {
+        Ok(s) => s,
+        Err(e) => return store_error(e),
+    };
+    let hour = |t: DateTime<Utc>| t.timestamp() as f64 / 3600.0;
+    let points: Vec<(f64, f64)> = series.buckets.iter().map(|b| (hour(b.t), b.avg)).collect();
+    let Some(model) = Harmonic::fit(&points) else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "insufficient_history", "field": "days",
+                        "reason": format!("a forecast needs at least {MIN_POINTS} hourly means in the last {days} days; there are {}", points.len())})),
+        )
+            .into_response();
+    };
+    let ahead: Vec<(DateTime<Utc>, f64)> = (0..hours)
+        .map(|k| {
+            let t = open_hour + chrono::Duration::hours(k);
+            (t, model.predict(hour(t)))
+        })
+        .collect();
+    // Salinity: when the forecast first reaches the default watch and warning levels.
+    let first = |level: f64| {
+        ahead
+            .iter()
+            .find(|(_, v)| *v >= level)
+            .map(|(t, _)| t.with_timezone(&vn()).to_rfc3339())
+    };
+    let crossings = (parameter == Parameter::Salinity)
+        .then(|| json!({"watch_1": first(1.0), "warning_4": first(4.0)}));
+    Json(json!({
+        "station": id,
+        "name": rec.properties.get("name"),
+        "parameter": parameter,
+        "unit": parameter.canonical_unit(),
+        "issued_at": now.with_timezone(&vn()).to_rfc3339(),
+        "model": "harmonic regression: level, linear trend, tidal M2 S2 K1 O1 M4; least squares over hourly means",
+        "training": {
+            "from": q.from.with_timezone(&vn()).to_rfc3339(),
+            "to": q.to.with_timezone(&vn()).to_rfc3339(),
+            "hourly_means": points.len(),
+            "rms_residual": model.rms_residual,
+        },
+        "backtest": backtest(&points, (hours as f64).min(72.0)),
+        "first_reaches": crossings,
+        "points": ahead.iter().map(|(t, v)| json!({"t": t.with_timezone(&vn()).to_rfc3339(), "value": v})).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}

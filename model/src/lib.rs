@@ -9,6 +9,7 @@ pub mod alert;
 pub mod aqi;
 pub mod envelope;
 pub mod error;
+pub mod forecast;
 pub mod geoindex;
 pub mod id;
 pub mod layer;

@@ -43,15 +43,23 @@ async function loadChart(f, el) {
   if (!r.ok) { el.textContent = "không tải được lịch sử"; return; }
   const s = await r.json(), pts = s.points;
   if (!pts.length) { el.textContent = "chưa có lịch sử 24 giờ"; return; }
-  const W = 240, H = 70, t0 = Date.parse(s.from), t1 = Date.parse(s.to);
-  const lo = Math.min(...pts.map(p => p.min)), hi = Math.max(...pts.map(p => p.max)) || 1;
+  // Salinity: the next 24 h forecast, dashed, after the history.
+  let fc = [];
+  if (param === "salinity") {
+    const fr = await fetch(q.replace("/series?", "/forecast?").replace("max_points=120", "hours=24"), { headers: { Authorization: "Bearer " + token() } });
+    if (fr.ok) fc = (await fr.json()).points.map(p => ({ t: p.t, avg: p.value, min: p.value, max: p.value }));
+  }
+  const W = 240, H = 70, t0 = Date.parse(s.from), t1 = fc.length ? Date.parse(fc[fc.length - 1].t) : Date.parse(s.to);
+  const all = pts.concat(fc);
+  const lo = Math.min(...all.map(p => p.min)), hi = Math.max(...all.map(p => p.max)) || 1;
   const x = t => ((Date.parse(t) - t0) / (t1 - t0) * W).toFixed(1);
   const y = v => (H - (v - lo) / ((hi - lo) || 1) * (H - 4) - 2).toFixed(1);
   const band = pts.map(p => `${x(p.t)},${y(p.max)}`).concat(pts.slice().reverse().map(p => `${x(p.t)},${y(p.min)}`)).join(" ");
   const line = pts.map(p => `${x(p.t)},${y(p.avg)}`).join(" ");
   el.innerHTML = `<svg width="${W}" height="${H}" class="chart"><polygon points="${band}" fill="#3a6ea555"/>` +
-    `<polyline points="${line}" fill="none" stroke="#7fb2e5" stroke-width="1.5"/></svg>` +
-    `<div class="small">24 giờ: ${lo.toFixed(2)}–${hi.toFixed(2)} ${esc(s.unit)} · <a href="#" class="csv">tải CSV</a></div>`;
+    `<polyline points="${line}" fill="none" stroke="#7fb2e5" stroke-width="1.5"/>` +
+    (fc.length ? `<polyline class="forecast" points="${fc.map(p => `${x(p.t)},${y(p.avg)}`).join(" ")}" fill="none" stroke="#e5b97f" stroke-width="1.5" stroke-dasharray="3 2"/>` : "") +
+    `</svg><div class="small">24 giờ qua${fc.length ? " + dự báo 24 giờ (nét đứt)" : ""}: ${lo.toFixed(2)}–${hi.toFixed(2)} ${esc(s.unit)} · <a href="#" class="csv">tải CSV</a></div>`;
   el.querySelector(".csv").onclick = async ev => {
     ev.preventDefault();
     const c = await fetch(q.replace("max_points=120", "format=csv"), { headers: { Authorization: "Bearer " + token() } });
