@@ -334,6 +334,7 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         mode: mode.clone(),
         history: history.clone(),
         alerts_topic: cfg.topics.alerts.clone(),
+        registry_topic: cfg.topics.registry.clone(),
     }));
 
     if roles.simulate {

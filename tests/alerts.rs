@@ -67,6 +67,61 @@ async fn an_alert_is_raised_acknowledged_and_cleared_and_a_silent_station_goes_s
     ioc.ready().await;
     let (mut ws, _) = ws_subscribe(&ioc, "alerts", &["alerts"], None).await;
 
+    // An operator draws a zone around Vị Thanh; a leader may not, nor may anyone draw a bow-tie.
+    let vt = fixtures::stations::stations()
+        .into_iter()
+        .find(|s| s.id.as_str() == "hg-vt-sal-01")
+        .unwrap();
+    let (x, y) = (vt.position.lon, vt.position.lat);
+    let square = json!({"type": "Feature", "properties": {"name": "Vùng lúa Vị Thanh"},
+        "geometry": {"type": "Polygon", "coordinates": [[[x - 0.05, y - 0.05], [x + 0.05, y - 0.05], [x + 0.05, y + 0.05], [x - 0.05, y + 0.05], [x - 0.05, y - 0.05]]]}});
+    let post_zone = |role, body: Value| {
+        let url = ioc.url("/api/v1/zones");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token(role))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(post_zone(auth::Role::Leader, square.clone()).await.0, 403);
+    let mut bowtie = square.clone();
+    bowtie["geometry"]["coordinates"] = json!([[
+        [x, y],
+        [x + 0.1, y + 0.1],
+        [x + 0.1, y],
+        [x, y + 0.1],
+        [x, y]
+    ]]);
+    let (status, body) = post_zone(auth::Role::Operator, bowtie).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("geometry")),
+        "{body}"
+    );
+    let (status, body) = post_zone(auth::Role::Operator, square).await;
+    assert_eq!(status, 201, "{body}");
+    let zone = body["id"].as_str().unwrap().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while get_json(&ioc, "/api/v1/layers/zones/features", auth::Role::Operator).await["features"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the zone never reached the zones layer"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // 5.2‰ at Vị Thanh: the warning level (4‰) is crossed.
     post_reading(&ioc, "hg-vt-sal-01", 5.2).await;
     let raised = alert_in(
@@ -78,6 +133,53 @@ async fn an_alert_is_raised_acknowledged_and_cleared_and_a_silent_station_goes_s
     .await;
     let id = raised["id"].as_str().unwrap().to_string();
     assert_eq!(raised["value"], 5.2);
+    assert_eq!(
+        raised["zones"],
+        json!([zone]),
+        "raised inside the zone: {raised}"
+    );
+    assert!(
+        raised["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Vùng lúa Vị Thanh"),
+        "{raised}"
+    );
+    let in_zone = get_json(
+        &ioc,
+        &format!("/api/v1/alerts?zone={zone}"),
+        auth::Role::Operator,
+    )
+    .await;
+    assert_eq!(in_zone["total"], 1, "{in_zone}");
+    let by_zone = get_json(&ioc, "/api/v1/summary?by=zone", auth::Role::Leader).await;
+    let z = by_zone["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == zone.as_str())
+        .unwrap()
+        .clone();
+    let inside = fixtures::stations::stations()
+        .iter()
+        .filter(|s| (s.position.lon - x).abs() < 0.05 && (s.position.lat - y).abs() < 0.05)
+        .count() as u64;
+    assert_eq!(
+        (z["stations"].as_u64(), z["active_alerts_total"].as_u64()),
+        (Some(inside), Some(1)),
+        "{z}"
+    );
+    assert_eq!(z["salinity_levels"]["warning"], 1, "{z}");
+    let by_unit = get_json(&ioc, "/api/v1/summary?by=unit", auth::Role::Leader).await;
+    let hg = by_unit["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "hg")
+        .unwrap()
+        .clone();
+    assert!(hg["active_alerts_total"].as_u64().unwrap() >= 1, "{hg}");
+    assert_eq!(hg["name"], "Tỉnh Hậu Giang");
     assert!(
         raised["title"].as_str().unwrap().contains("cảnh báo"),
         "{raised}"

@@ -66,7 +66,8 @@ impl Role {
                     | Layer::AirQuality
                     | Layer::Units
                     | Layer::Alerts
-                    | Layer::Rivers => true,
+                    | Layer::Rivers
+                    | Layer::Zones => true,
                 }
             }
         }

@@ -33,6 +33,8 @@ pub struct ListParams {
     unit: Option<String>,
     bbox: Option<String>,
     entity: Option<String>,
+    /// A custom zone id: alerts raised inside it.
+    zone: Option<String>,
     limit: Option<String>,
 }
 
@@ -91,6 +93,11 @@ pub async fn list(
         .filter(|(a, _)| wanted.contains(&a.state))
         .filter(|(a, _)| p.rule.as_deref().is_none_or(|r| a.rule == r))
         .filter(|(a, _)| p.entity.as_deref().is_none_or(|e| a.entity.as_str() == e))
+        .filter(|(a, _)| {
+            p.zone
+                .as_deref()
+                .is_none_or(|z| a.zones.iter().any(|x| x.as_str() == z))
+        })
         .map(|(a, g)| (a, serde_json::to_value(g).unwrap_or(Value::Null)))
         .collect();
     alerts.sort_by(|a, b| b.0.raised_at.cmp(&a.0.raised_at));

@@ -14,7 +14,7 @@ use auth::{Authenticator, Caller, Rejection, Role};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bus::Bus;
 use model::state::parse_bbox;
@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 
 mod alerts;
 mod history;
+mod zones;
 
 /// A named readiness condition besides the bus and the replica (e.g. "ingest registry"):
 /// a JSON object with at least `"ready": bool`, and whatever explains it.
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub history: Option<Arc<dyn store::History>>,
     /// Where alert acknowledgements and clears go (`ioc.alerts`).
     pub alerts_topic: String,
+    /// Where zones drawn by operators go (`ioc.registry`).
+    pub registry_topic: String,
 }
 
 impl FromRef<ApiState> for Arc<Authenticator> {
@@ -57,6 +60,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}/acknowledge", post(alerts::acknowledge))
         .route("/api/v1/alerts/{id}/clear", post(alerts::clear))
+        .route("/api/v1/zones", post(zones::create))
+        .route("/api/v1/zones/{id}", delete(zones::delete))
+        .route("/api/v1/summary", get(zones::summary))
         .route("/api/v1/history", get(history::info))
         .route("/api/v1/stations/{id}/series", get(history::series))
         .route("/api/v1/stations/{id}/forecast", get(history::forecast))

@@ -81,6 +81,11 @@ pub struct Alert {
     /// Times it escalated while unacknowledged.
     #[serde(default)]
     pub escalation: u32,
+    /// Custom zones containing the entity when the alert was raised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<LocalId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zone_names: Vec<String>,
 }
 
 /// Somebody (or the core: `auto`) acting on an alert: the data of `alert.acked` and

@@ -20,15 +20,18 @@ pub enum Layer {
     Alerts,
     /// Salinity intrusion per river: inland reach of the 1‰ and 4‰ lines, risk level.
     Rivers,
+    /// Custom zones drawn by operators (e.g. a rice-growing area).
+    Zones,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 5] = [
+    pub const ALL: [Layer; 6] = [
         Layer::Salinity,
         Layer::AirQuality,
         Layer::Units,
         Layer::Alerts,
         Layer::Rivers,
+        Layer::Zones,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Layer {
             Layer::Units => "units",
             Layer::Alerts => "alerts",
             Layer::Rivers => "rivers",
+            Layer::Zones => "zones",
         }
     }
 
@@ -48,6 +52,7 @@ impl Layer {
             Layer::Units => "Đơn vị hành chính",
             Layer::Alerts => "Cảnh báo",
             Layer::Rivers => "Xâm nhập mặn theo sông",
+            Layer::Zones => "Vùng tùy chỉnh",
         }
     }
 
@@ -58,6 +63,7 @@ impl Layer {
             Layer::Units => "Administrative units",
             Layer::Alerts => "Alerts",
             Layer::Rivers => "Salinity intrusion by river",
+            Layer::Zones => "Custom zones",
         }
     }
 

@@ -65,6 +65,8 @@ pub struct Observation {
     pub title: String,
     pub detail: String,
     pub value: Option<f64>,
+    /// Custom zones containing the entity: id and name.
+    pub zones: Vec<(LocalId, String)>,
 }
 
 /// What changed; the caller publishes it.
@@ -154,6 +156,11 @@ impl AlertBook {
             return None;
         }
         self.pending.remove(&(o.rule, o.entity.clone()));
+        let mut detail = o.detail;
+        if !o.zones.is_empty() {
+            let names: Vec<&str> = o.zones.iter().map(|z| z.1.as_str()).collect();
+            detail.push_str(&format!(" · trong vùng: {}", names.join(", ")));
+        }
         let alert = Alert {
             id: uuid::Uuid::now_v7().simple().to_string(),
             rule: o.rule.to_string(),
@@ -162,7 +169,7 @@ impl AlertBook {
             state: AlertState::Raised,
             severity: o.severity,
             title: o.title,
-            detail: o.detail,
+            detail,
             value: o.value,
             agency: o.agency,
             raised_at: at,
@@ -173,6 +180,8 @@ impl AlertBook {
             cleared_by: None,
             clear_note: None,
             escalation: 0,
+            zone_names: o.zones.iter().map(|z| z.1.clone()).collect(),
+            zones: o.zones.into_iter().map(|z| z.0).collect(),
         };
         self.active.insert(key, alert.id.clone());
         self.alerts.insert(alert.id.clone(), alert.clone());
@@ -274,6 +283,7 @@ mod tests {
             title: title.into(),
             detail: String::new(),
             value: Some(4.5),
+            zones: vec![],
         }
     }
 

@@ -254,6 +254,12 @@ impl Core {
                 changed.push(rec);
             }
         }
+        for zone in self.dir.zones.values() {
+            let rec = zone_record(zone);
+            if restored.get(&rec.entity) != Some(&rec) {
+                changed.push(rec);
+            }
+        }
         for r in restored.values().filter(|r| r.layer == Layer::Alerts) {
             if let Some(a) = Alert::from_record(r) {
                 self.alerts.restore(a);
@@ -402,13 +408,21 @@ impl Core {
                     continue;
                 };
                 let at = state.updated().unwrap_or_else(|| Utc::now().fixed_offset());
-                for o in rules::on_reading(state, self.alerts.config()) {
+                let zones = self.zones_of(state);
+                for mut o in rules::on_reading(state, self.alerts.config()) {
+                    o.zones = zones.clone();
                     transitions.extend(self.alerts.observe(o, at));
                 }
             }
             self.publish_transitions(transitions, true).await?;
         }
         Ok(())
+    }
+
+    /// Custom zones containing a station.
+    fn zones_of(&self, state: &StationState) -> Vec<(LocalId, String)> {
+        let p = state.station.position;
+        self.dir.zones_at(p.lon, p.lat)
     }
 
     /// Publishes the river records (reach of the 1‰ and 4‰ lines, risk) that changed.
@@ -430,7 +444,8 @@ impl Core {
         let now = Utc::now();
         let mut transitions = Vec::new();
         for state in self.stations.values() {
-            let o = rules::stale(state, self.alerts.config(), now, self.started);
+            let mut o = rules::stale(state, self.alerts.config(), now, self.started);
+            o.zones = self.zones_of(state);
             transitions.extend(self.alerts.observe(o, now.fixed_offset()));
         }
         transitions.extend(self.alerts.tick(now.fixed_offset()));
@@ -582,6 +597,10 @@ impl Core {
                     }
                 }
             }
+            "zone" => match self.dir.zones.get(&local) {
+                Some(z) => records.push(zone_record(z)),
+                None => tombstones.push(entity.clone()),
+            },
             "station" => match self.dir.stations.get(&local) {
                 Some(_) => records.extend(self.replace_station(&local)),
                 None => {
@@ -622,6 +641,27 @@ impl Core {
                 Some(rec)
             }
         }
+    }
+}
+
+/// The state record of a custom zone (the `zones` layer).
+fn zone_record(z: &model::Zone) -> StateRecord {
+    let mut properties = serde_json::Map::new();
+    properties.insert("name".into(), z.name.clone().into());
+    properties.insert(
+        "owner".into(),
+        z.owner.as_ref().map(|o| o.to_string()).into(),
+    );
+    StateRecord {
+        entity: EntityId::new("zone", &z.id),
+        layer: Layer::Zones,
+        bbox: geometry_bbox(&z.geometry.0).unwrap_or([0.0; 4]),
+        geometry: z.geometry.0.clone(),
+        units: Vec::new(),
+        updated: None,
+        properties,
+        applied: Default::default(),
+        core: serde_json::Value::Null,
     }
 }
 

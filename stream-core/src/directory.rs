@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use geo::{Intersects, MultiPolygon, Point};
 use model::geoindex::UnitIndex;
 use model::{AdminUnit, Agency, LocalId, RegistryEntry, Station, Zone};
 
@@ -14,6 +15,8 @@ pub struct Directory {
     pub zones: HashMap<LocalId, Zone>,
     index: UnitIndex,
     index_stale: bool,
+    /// Zones as polygons, for point-in-zone.
+    zone_shapes: Vec<(LocalId, String, MultiPolygon<f64>)>,
 }
 
 impl Directory {
@@ -31,6 +34,7 @@ impl Directory {
             }
             RegistryEntry::Zone(z) => {
                 self.zones.insert(z.id.clone(), z);
+                self.refresh_zones();
             }
         }
     }
@@ -44,7 +48,11 @@ impl Directory {
                 self.units.remove(id).is_some()
             }
             "agency" => self.agencies.remove(id).is_some(),
-            "zone" => self.zones.remove(id).is_some(),
+            "zone" => {
+                let had = self.zones.remove(id).is_some();
+                self.refresh_zones();
+                had
+            }
             _ => false,
         }
     }
@@ -68,6 +76,28 @@ impl Directory {
         self.index = UnitIndex::build(shapes);
         self.index_stale = false;
         true
+    }
+
+    fn refresh_zones(&mut self) {
+        self.zone_shapes = self
+            .zones
+            .values()
+            .filter_map(|z| {
+                let mp = z.geometry.to_multipolygon().ok()?;
+                Some((z.id.clone(), z.name.clone(), mp))
+            })
+            .collect();
+        self.zone_shapes.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+
+    /// Custom zones containing a point: id and name.
+    pub fn zones_at(&self, lon: f64, lat: f64) -> Vec<(LocalId, String)> {
+        let p = Point::new(lon, lat);
+        self.zone_shapes
+            .iter()
+            .filter(|(_, _, mp)| mp.intersects(&p))
+            .map(|(id, name, _)| (id.clone(), name.clone()))
+            .collect()
     }
 
     /// Units containing a point, deepest first.

@@ -30,6 +30,7 @@ fn observation(state: &StationState, rule: &'static str, holds: bool) -> Observa
         title: String::new(),
         detail: String::new(),
         value: None,
+        zones: Vec::new(),
     }
 }
 

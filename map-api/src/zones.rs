@@ -1,0 +1,334 @@
+//! Custom zones and per-area summaries.
+//!
+//! `POST /api/v1/zones` takes a GeoJSON Feature (a Polygon or MultiPolygon with a `name`) from
+//! an operator or admin, checks it, and puts it on `ioc.registry`; the stream core then
+//! publishes it on the `zones` layer and names it in alerts raised inside it.
+//! `DELETE /api/v1/zones/{id}` removes one. `GET /api/v1/summary?by=unit|zone` counts, per
+//! administrative unit or zone, the stations, their salinity levels and VN_AQI bands, and the
+//! active alerts by severity, from the live state.
+
+use std::collections::BTreeMap;
+
+use auth::{Caller, Rejection, Role};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use geo::{Area as _, Intersects, MultiPolygon, Point, Validation};
+use model::alert::Alert;
+use model::place::Area;
+use model::{
+    EntityId, Envelope, EventKind, FieldError, Layer, LocalId, RegistryEntry, StateRecord, Zone,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{bad_request, ApiState};
+
+/// Most vertices one zone may have.
+const MAX_VERTICES: usize = 20_000;
+
+fn may_edit(caller: &Caller) -> Result<(), Response> {
+    if matches!(caller.role(), Role::Operator | Role::Admin) {
+        Ok(())
+    } else {
+        Err(Rejection::forbidden("zones are drawn by operators and admins").into_response())
+    }
+}
+
+/// Checks a zone Feature and makes the registry entry.
+fn zone_from(feature: &Value, owner: Option<&str>) -> Result<Zone, FieldError> {
+    let name = feature
+        .pointer("/properties/name")
+        .and_then(Value::as_str)
+        .map(|n| model::text::nfc(n.trim()))
+        .filter(|n| !n.is_empty() && n.chars().count() <= 200)
+        .ok_or_else(|| FieldError::new("properties.name", "is required: 1-200 characters"))?;
+    let geometry: geojson::Geometry = feature
+        .get("geometry")
+        .cloned()
+        .ok_or_else(|| FieldError::new("geometry", "is required: a Polygon or MultiPolygon"))
+        .and_then(|g| {
+            serde_json::from_value(g)
+                .map_err(|e| FieldError::new("geometry", format!("not GeoJSON: {e}")))
+        })?;
+    let area = Area(geometry);
+    let mp: MultiPolygon<f64> = area.to_multipolygon()?;
+    let vertices: usize =
+        mp.0.iter()
+            .map(|p| p.exterior().0.len() + p.interiors().iter().map(|r| r.0.len()).sum::<usize>())
+            .sum();
+    if vertices > MAX_VERTICES {
+        return Err(FieldError::new(
+            "geometry",
+            format!("{vertices} vertices; at most {MAX_VERTICES}"),
+        ));
+    }
+    let inside =
+        mp.0.iter()
+            .flat_map(|p| p.exterior().0.iter())
+            .all(|c| (-180.0..=180.0).contains(&c.x) && (-90.0..=90.0).contains(&c.y));
+    if !inside {
+        return Err(FieldError::new(
+            "geometry",
+            "coordinates must be [longitude, latitude] in WGS 84 degrees",
+        ));
+    }
+    if !mp.is_valid() {
+        return Err(FieldError::new(
+            "geometry",
+            "the polygon is not valid (self-intersecting, or rings out of order)",
+        ));
+    }
+    if mp.unsigned_area() <= 0.0 {
+        return Err(FieldError::new("geometry", "the polygon has no area"));
+    }
+    let id = match feature.pointer("/properties/id").and_then(Value::as_str) {
+        Some(id) => LocalId::parse("properties.id", id)?,
+        None => {
+            let slug: String = model::text::fold(&name)
+                .to_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            let slug = slug
+                .split('-')
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("-");
+            let suffix = &uuid::Uuid::now_v7().simple().to_string()[24..];
+            LocalId::parse(
+                "properties.id",
+                &format!("{}-{suffix}", &slug[..slug.len().min(40)]),
+            )?
+        }
+    };
+    Ok(Zone {
+        id,
+        name,
+        geometry: area,
+        owner: owner.and_then(|o| LocalId::parse("owner", o).ok()),
+    })
+}
+
+async fn publish(st: &ApiState, env: Envelope) -> Result<(), Response> {
+    st.bus
+        .publish(
+            &st.registry_topic,
+            env.entity.as_str(),
+            Some(env.to_bytes()),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::RETRY_AFTER, "5")],
+                Json(json!({"error": "unavailable", "reason": e.to_string()})),
+            )
+                .into_response()
+        })
+}
+
+pub async fn create(
+    State(st): State<ApiState>,
+    caller: Caller,
+    body: Option<Json<Value>>,
+) -> Response {
+    if let Err(r) = may_edit(&caller) {
+        return r;
+    }
+    let Some(Json(feature)) = body else {
+        return bad_request(FieldError::new("", "send a GeoJSON Feature as JSON"));
+    };
+    let zone = match zone_from(&feature, caller.0.agency.as_deref()) {
+        Ok(z) => z,
+        Err(e) => return bad_request(e),
+    };
+    let entry = RegistryEntry::Zone(zone.clone());
+    let env = entry.upsert_event(&format!("api:{}", caller.0.sub), Utc::now());
+    if let Err(r) = publish(&st, env).await {
+        return r;
+    }
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": zone.id, "name": zone.name, "entity": format!("zone:{}", zone.id)})),
+    )
+        .into_response()
+}
+
+pub async fn delete(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = may_edit(&caller) {
+        return r;
+    }
+    let entity = LocalId::parse("id", &id)
+        .ok()
+        .map(|l| EntityId::new("zone", &l));
+    let Some(entity) = entity.filter(|e| st.replica.get(e).is_some()) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "not_found", "field": "id", "reason": format!("no zone {id}")})),
+        )
+            .into_response();
+    };
+    let now = Utc::now();
+    let env = Envelope::new(
+        EventKind::RegistryRemove,
+        entity.clone(),
+        now.fixed_offset(),
+        now,
+        format!("api:{}", caller.0.sub),
+        Value::Null,
+    );
+    if let Err(r) = publish(&st, env).await {
+        return r;
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "requested": "delete"})),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SummaryParams {
+    by: Option<String>,
+}
+
+#[derive(Default)]
+struct Tally {
+    name: String,
+    stations: u64,
+    salinity: BTreeMap<String, u64>,
+    aqi: BTreeMap<String, u64>,
+    alerts: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn station(&mut self, r: &StateRecord) {
+        self.stations += 1;
+        if let Some(l) = r.properties.get("salinity_level").and_then(Value::as_str) {
+            *self.salinity.entry(l.to_string()).or_default() += 1;
+        }
+        if let Some(b) = r
+            .properties
+            .get("aqi")
+            .and_then(|a| a.get("band"))
+            .and_then(Value::as_str)
+        {
+            *self.aqi.entry(b.to_string()).or_default() += 1;
+        }
+    }
+
+    fn alert(&mut self, a: &Alert) {
+        if a.state.is_active() {
+            let sev = serde_json::to_value(a.severity)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            *self.alerts.entry(sev).or_default() += 1;
+        }
+    }
+
+    fn json(&self, id: &str) -> Value {
+        json!({"id": id, "name": self.name, "stations": self.stations, "salinity_levels": self.salinity,
+               "aqi_bands": self.aqi, "active_alerts": self.alerts,
+               "active_alerts_total": self.alerts.values().sum::<u64>()})
+    }
+}
+
+fn point_of(r: &StateRecord) -> Point<f64> {
+    Point::new((r.bbox[0] + r.bbox[2]) / 2.0, (r.bbox[1] + r.bbox[3]) / 2.0)
+}
+
+pub async fn summary(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Query(p): Query<SummaryParams>,
+) -> Response {
+    for l in [Layer::Salinity, Layer::AirQuality, Layer::Alerts] {
+        if let Err(r) = caller.require_view(l) {
+            return r.into_response();
+        }
+    }
+    let all = |layers: &[Layer]| {
+        let q = replica::Query {
+            layers: layers.iter().copied().collect(),
+            bbox: None,
+            unit: None,
+        };
+        st.replica.snapshot(&q, usize::MAX).1
+    };
+    let stations = all(&[Layer::Salinity, Layer::AirQuality]);
+    let alerts: Vec<(Alert, std::sync::Arc<StateRecord>)> = all(&[Layer::Alerts])
+        .into_iter()
+        .filter_map(|r| Alert::from_record(&r).map(|a| (a, r)))
+        .collect();
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    match p.by.as_deref().unwrap_or("unit") {
+        "unit" => {
+            for u in all(&[Layer::Units]) {
+                let name = u
+                    .properties
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                tallies
+                    .entry(u.entity.local().to_string())
+                    .or_default()
+                    .name = name;
+            }
+            for r in &stations {
+                for u in &r.units {
+                    tallies.entry(u.to_string()).or_default().station(r);
+                }
+            }
+            for (a, r) in &alerts {
+                for u in &r.units {
+                    tallies.entry(u.to_string()).or_default().alert(a);
+                }
+            }
+        }
+        "zone" => {
+            let zones: Vec<(String, String, MultiPolygon<f64>)> = all(&[Layer::Zones])
+                .into_iter()
+                .filter_map(|z| {
+                    let mp = Area(z.geometry.clone()).to_multipolygon().ok()?;
+                    let name = z
+                        .properties
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    Some((z.entity.local().to_string(), name, mp))
+                })
+                .collect();
+            for (id, name, mp) in &zones {
+                let t = tallies.entry(id.clone()).or_default();
+                t.name = name.clone();
+                for r in stations.iter().filter(|r| mp.intersects(&point_of(r))) {
+                    t.station(r);
+                }
+                for (a, r) in &alerts {
+                    if a.zones.iter().any(|z| z.as_str() == id) || mp.intersects(&point_of(r)) {
+                        t.alert(a);
+                    }
+                }
+            }
+        }
+        other => {
+            return bad_request(FieldError::new(
+                "by",
+                format!("{other:?} is not unit or zone"),
+            ))
+        }
+    }
+    let items: Vec<Value> = tallies.iter().map(|(id, t)| t.json(id)).collect();
+    Json(json!({"by": p.by.as_deref().unwrap_or("unit"), "areas": items})).into_response()
+}
