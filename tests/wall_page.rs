@@ -227,7 +227,29 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         )
         .await;
     assert_eq!(note, json!(true), "the page says history is only in memory");
-    // A station's popup charts its last 24 hours from the series API.
+    // A station's popup charts its last 24 hours from the series API, once the demo's
+    // simulated past has reached the store: live readings come after it, so a live one in
+    // the store means the past is all there.
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let from = (chrono::Utc::now() - chrono::Duration::minutes(2))
+            .to_rfc3339()
+            .replace('+', "%2B");
+        let s = get_json(
+            &demo,
+            &format!("/api/v1/stations/hg-vt-sal-01/series?param=salinity&from={from}"),
+            auth::Role::Operator,
+        )
+        .await;
+        if s["points"].as_array().is_some_and(|p| !p.is_empty()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the simulated history never reached the store: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     page.eval("window.iocWall.stations.get('station:hg-vt-sal-01').openPopup()")
         .await;
     let chart = page
@@ -237,7 +259,12 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
             wait,
         )
         .await;
-    assert_eq!(chart, json!(true), "the popup draws the station's history");
+    assert_eq!(
+        chart,
+        json!(true),
+        "the popup draws the station's history: {}",
+        page.eval("String(document.querySelector('.leaflet-popup') && document.querySelector('.leaflet-popup').innerHTML)").await
+    );
     let forecast = page
         .wait_for(
             "!!document.querySelector('.leaflet-popup .chart-box svg polyline.forecast')",
@@ -275,7 +302,9 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
     let frames = page.eval("window.iocWall.replay.frames").await;
     assert!(
         frames.as_u64().unwrap() > 0,
-        "the replay drew past readings: {frames}"
+        "the replay drew past readings: {frames} ({}; {})",
+        page.eval(&text("replay-status")).await,
+        page.eval("JSON.stringify(window.iocWall.replay)").await
     );
     assert_eq!(
         page.wait_for(&text("mode"), &json!("DEMO: dữ liệu mô phỏng"), wait)

@@ -134,6 +134,12 @@ function upsertStation(f) {
   }
 }
 
+function replaceStations(features) {
+  const keep = new Set(features.map(f => f.id));
+  for (const id of [...stations.keys()]) if (!keep.has(id)) removeStation(id);
+  features.forEach(upsertStation);
+}
+
 function removeStation(id) { const m = stations.get(id); if (m) { stationLayer.removeLayer(m); stations.delete(id); } }
 
 function upsertUnit(f) {
@@ -205,7 +211,7 @@ function startReplay() {
   if (isNaN(from)) { replayStatus("chọn thời điểm bắt đầu"); return; }
   const to = new Date(from.getTime() + Number(document.getElementById("replay-span").value) * 3600e3);
   const speed = Number(document.getElementById("replay-speed").value);
-  Object.assign(replay, { state: "running", frames: 0, at: from.toISOString() });
+  Object.assign(replay, { state: "running", frames: 0, at: from.toISOString(), from: from.toISOString(), to: to.toISOString(), bbox: bbox() });
   ws.send(JSON.stringify({ op: "replay", id: REPLAY_ID, layers: ["salinity", "air_quality"], bbox: bbox(), from: from.toISOString(), to: to.toISOString(), speed }));
   document.getElementById("replay-btn").textContent = "Dừng";
   modeEl.textContent = "PHÁT LẠI"; modeEl.className = "pill replay";
@@ -225,8 +231,8 @@ function endReplay(state, note) {
 function onReplay(m) {
   if (m.replay !== REPLAY_ID || replay.state !== "running") return;
   if (m.op === "replay_start") {
-    for (const id of [...stations.keys()]) removeStation(id);
-    m.features.features.forEach(upsertStation);
+    replay.stations = m.features.features.length;
+    replaceStations(m.features.features);
   } else if (m.op === "replay_delta") {
     replay.frames++;
     m.upsert.forEach(upsertStation);
@@ -260,7 +266,8 @@ function connect(resume) {
     const m = JSON.parse(ev.data);
     if (m.op === "hello") { if (epoch && m.epoch !== epoch) resume = false; subscribeAll(resume); epoch = m.epoch; }
     else if (m.op === "snapshot") {
-      if (m.sub === "live") { for (const id of [...stations.keys()]) removeStation(id); m.features.features.forEach(upsertStation); }
+      // Replace the picture, but keep markers that stay (an open popup survives a pan).
+      if (m.sub === "live") replaceStations(m.features.features);
       else if (m.sub === "alerts") { activeAlerts.clear(); m.features.features.forEach(onAlert); if (!m.features.features.length) onAlert({ properties: { state: "cleared" } }); }
       else {
         m.features.features.forEach(upsertUnit);
