@@ -246,12 +246,13 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
     let mut app = Router::new();
     let mut checks: Vec<map_api::Check> = Vec::new();
 
+    let history = history_backend(&cfg, roles, &mut tasks, &mut checks, &bus)?;
     let core_status = Arc::new(stream_core::CoreStatus::default());
     if roles.core {
         let (bus, topics) = (bus.clone(), cfg.topics.clone());
-        let (core_cfg, status) = (cfg.core.clone(), core_status.clone());
+        let (core_cfg, status, h) = (cfg.core.clone(), core_status.clone(), history.clone());
         spawn(&mut tasks, "stream-core", async move {
-            stream_core::run(bus, topics, core_cfg, status, std::future::pending())
+            stream_core::run(bus, topics, core_cfg, status, h, std::future::pending())
                 .await
                 .map_err(Into::into)
         });
@@ -261,8 +262,6 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
             Arc::new(move || json!({"ready": s.is_started()})),
         ));
     }
-
-    let history = history_backend(&cfg, roles, &mut tasks, &mut checks, &bus)?;
 
     let mut ingest_handle = None;
     if roles.ingest {

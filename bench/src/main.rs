@@ -157,6 +157,7 @@ async fn pipeline(bus: Arc<dyn Bus>, n: usize, rules: bool) -> anyhow::Result<Pi
         topics.clone(),
         cfg,
         status.clone(),
+        None,
         std::future::pending(),
     ));
     while !status.is_started() {

@@ -33,6 +33,10 @@ pub struct RulesConfig {
     pub tick_ms: u64,
     /// Risk levels from the inland reach of the 4‰ line: `[[km, level], ...]`.
     pub salinity_risk_bands: RiskBands,
+    /// How often salinity forecasts are made (needs a history store), s; 0 = never.
+    pub forecast_every_s: u64,
+    /// Hours a forecast looks ahead (at most 72).
+    pub forecast_horizon_h: u32,
 }
 
 impl Default for RulesConfig {
@@ -46,6 +50,8 @@ impl Default for RulesConfig {
             cleared_kept_s: 86_400,
             tick_ms: 5000,
             salinity_risk_bands: RiskBands::default(),
+            forecast_every_s: 3600,
+            forecast_horizon_h: 24,
         }
     }
 }

@@ -16,12 +16,16 @@ use model::geoindex::BoxIndex;
 use model::state::geometry_bbox;
 use model::{
     EntityId, Envelope, EventKind, FieldError, Layer, LocalId, Reading, RegistryEntry, StateRecord,
+    StationKind,
 };
 use serde::{Deserialize, Serialize};
+use store::History;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::alerts::{AlertBook, RulesConfig, Transition};
 use crate::directory::Directory;
+use crate::forecaster;
 use crate::rivers;
 use crate::rules;
 use crate::station::{ApplyOutcome, StationState};
@@ -93,6 +97,7 @@ pub async fn run(
     topics: Topics,
     config: CoreConfig,
     status: Arc<CoreStatus>,
+    history: Option<Arc<dyn History>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CoreError> {
     let mut core = Core::new(bus.clone(), topics.clone(), config.rules.clone());
@@ -125,6 +130,21 @@ pub async fn run(
     let mut alert_actions = bus
         .assign(&format!("{}-alerts", config.group), &topics.alerts, None)
         .await?;
+    // Salinity forecasts, made beside this loop from the history store.
+    let (forecast_tx, mut forecasts) = mpsc::channel(64);
+    let (targets, targets_rx) = watch::channel(core.forecast_targets());
+    let rules = &config.rules;
+    if let Some(h) = history.filter(|_| rules.enabled && rules.forecast_every_s > 0) {
+        tokio::spawn(forecaster::run(
+            h,
+            targets_rx,
+            Duration::from_secs(rules.forecast_every_s),
+            rules.forecast_horizon_h.clamp(1, 72),
+            forecast_tx,
+        ));
+    } else {
+        drop(forecast_tx);
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(config.rules.tick_ms.max(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     status.started.store(true, Ordering::Release);
@@ -149,6 +169,15 @@ pub async fn run(
             m = registry.next() => {
                 let m = m?;
                 core.registry_message(&m, true).await?;
+                let now = core.forecast_targets();
+                targets.send_if_modified(|t| {
+                    let changed = *t != now;
+                    *t = now;
+                    changed
+                });
+            }
+            Some((station, forecast)) = forecasts.recv() => {
+                core.forecast(&station, forecast).await?;
             }
             m = readings.next() => {
                 let batch =
@@ -417,6 +446,56 @@ impl Core {
             self.publish_transitions(transitions, true).await?;
         }
         Ok(())
+    }
+
+    /// The salinity stations to forecast, with their levels.
+    fn forecast_targets(&self) -> Vec<forecaster::Target> {
+        let mut t: Vec<forecaster::Target> = self
+            .stations
+            .values()
+            .filter(|s| s.station.kind == StationKind::Salinity)
+            .map(|s| {
+                let levels = s.station.salinity_levels.unwrap_or_default();
+                forecaster::Target {
+                    station: s.station.id.clone(),
+                    watch: levels.watch,
+                    warning: levels.warning,
+                }
+            })
+            .collect();
+        t.sort_by(|a, b| a.station.cmp(&b.station));
+        t
+    }
+
+    /// Shows a new forecast on its station and checks the forecast rule.
+    async fn forecast(
+        &mut self,
+        station: &LocalId,
+        forecast: forecaster::ForecastView,
+    ) -> Result<(), BusError> {
+        let Some(state) = self.stations.get_mut(station) else {
+            return Ok(());
+        };
+        state.props.forecast = Some(forecast);
+        let rec = state.to_record();
+        self.publish_state(rec).await?;
+        if !self.alerts.config().enabled {
+            return Ok(());
+        }
+        let Some(state) = self.stations.get(station) else {
+            return Ok(());
+        };
+        let zones = self.zones_of(state);
+        let now = Utc::now().fixed_offset();
+        let mut transitions = Vec::new();
+        for mut o in rules::on_reading(state, self.alerts.config())
+            .into_iter()
+            .filter(|o| o.rule == "salinity_forecast")
+        {
+            o.zones = zones.clone();
+            transitions.extend(self.alerts.observe(o, now));
+        }
+        self.publish_transitions(transitions, true).await
     }
 
     /// Custom zones containing a station.

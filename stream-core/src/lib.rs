@@ -15,6 +15,7 @@ mod air;
 mod alerts;
 mod core;
 mod directory;
+pub mod forecaster;
 mod history;
 mod rivers;
 mod rules;

@@ -65,7 +65,7 @@ pub fn on_reading(state: &StationState, cfg: &RulesConfig) -> Vec<Observation> {
                     .unwrap_or_default()
             );
             o.value = Some(v);
-            vec![o]
+            vec![o, forecast_warning(state, &levels)]
         }
         StationKind::AirQuality => {
             let Some(aqi) = state.props.aqi.as_ref() else {
@@ -93,6 +93,35 @@ pub fn on_reading(state: &StationState, cfg: &RulesConfig) -> Vec<Observation> {
             vec![o]
         }
     }
+}
+
+/// The latest forecast reaches the warning level while the station is not in warning yet
+/// (once it is, `salinity_warning` speaks for it).
+fn forecast_warning(
+    state: &StationState,
+    levels: &model::salinity::SalinityThresholds,
+) -> Observation {
+    let f = state.props.forecast.as_ref();
+    let when = f.and_then(|f| f.reaches_warning_at);
+    let holds = when.is_some() && state.props.salinity_level != Some(SalinityLevel::Warning);
+    let mut o = observation(state, "salinity_forecast", holds);
+    o.title = format!("Dự báo độ mặn đạt mức cảnh báo (≥ {}‰)", levels.warning);
+    if let (Some(f), Some(when)) = (f, when) {
+        o.detail = format!(
+            "{}: dự báo đạt {}‰ lúc {}, đỉnh {:.2}‰ lúc {} (dự báo lúc {}{})",
+            state.station.name,
+            levels.warning,
+            when.format("%H:%M %d/%m"),
+            f.peak,
+            f.peak_at.format("%H:%M %d/%m"),
+            f.issued_at.format("%H:%M %d/%m"),
+            f.backtest_mae
+                .map(|m| format!(", sai số kiểm định {m:.2}‰"))
+                .unwrap_or_default()
+        );
+        o.value = Some(f.peak);
+    }
+    o
 }
 
 /// Is the station silent for too long, as of `now`? Never-heard stations count from `started`.
@@ -125,4 +154,81 @@ pub fn stale(
 
 fn vn() -> chrono::FixedOffset {
     chrono::FixedOffset::east_opt(7 * 3600).expect("valid offset")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecaster::ForecastView;
+    use chrono::{FixedOffset, TimeZone};
+    use model::reading::Quality;
+    use model::Reading;
+
+    fn salinity_state(value: f64) -> StationState {
+        let s = fixtures::stations::stations()
+            .into_iter()
+            .find(|s| s.kind == StationKind::Salinity)
+            .unwrap();
+        let mut st = StationState::new(s.clone(), vec![], vec![]);
+        let t = FixedOffset::east_opt(7 * 3600)
+            .unwrap()
+            .with_ymd_and_hms(2026, 3, 2, 6, 0, 0)
+            .unwrap();
+        let r = Reading {
+            station: s.id,
+            parameter: Parameter::Salinity,
+            ts: t,
+            value,
+            unit: Parameter::Salinity.canonical_unit(),
+            quality: Quality::Good,
+            sent_as: None,
+        };
+        st.apply(&r, 0, 1);
+        st
+    }
+
+    fn forecast(warning_at: Option<i64>) -> ForecastView {
+        let t = |h: i64| {
+            FixedOffset::east_opt(7 * 3600)
+                .unwrap()
+                .with_ymd_and_hms(2026, 3, 2, 6, 0, 0)
+                .unwrap()
+                + Duration::hours(h)
+        };
+        ForecastView {
+            issued_at: t(0),
+            horizon_h: 24,
+            peak: 4.6,
+            peak_at: t(9),
+            reaches_watch_at: Some(t(2)),
+            reaches_warning_at: warning_at.map(t),
+            backtest_mae: Some(0.1),
+            hourly_means: 300,
+        }
+    }
+
+    #[test]
+    fn a_forecast_reaching_the_warning_level_holds_until_the_station_is_in_warning() {
+        let cfg = RulesConfig::default();
+        let rule = |st: &StationState| {
+            on_reading(st, &cfg)
+                .into_iter()
+                .find(|o| o.rule == "salinity_forecast")
+                .unwrap()
+        };
+        let mut st = salinity_state(2.0);
+        assert!(!rule(&st).holds, "no forecast yet");
+        st.props.forecast = Some(forecast(Some(7)));
+        let o = rule(&st);
+        assert!(o.holds);
+        assert!(o.detail.contains("13:00 02/03"), "{}", o.detail);
+        assert_eq!(o.value, Some(4.6));
+        // The next forecast stays below: the condition ends.
+        st.props.forecast = Some(forecast(None));
+        assert!(!rule(&st).holds);
+        // Already in warning: the warning alert covers it.
+        let mut warn = salinity_state(5.0);
+        warn.props.forecast = Some(forecast(Some(1)));
+        assert!(!rule(&warn).holds);
+    }
 }

@@ -7,6 +7,7 @@ use model::reading::Latest;
 use model::salinity::SalinityLevel;
 
 use crate::air::{AirHours, AqiView};
+use crate::forecaster::ForecastView;
 use model::state::SourcePosition;
 use model::{EntityId, Layer, LocalId, Parameter, Reading, StateRecord, Station, StationKind};
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,9 @@ pub struct StationProps {
     /// When the core last received a reading of this station (its clock, not the sender's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<DateTime<FixedOffset>>,
+    /// Salinity stations: the latest forecast, with its issue time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastView>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +95,7 @@ impl StationState {
             aqi: None,
             aqi_daily: None,
             last_seen: None,
+            forecast: None,
         };
         Self {
             station,
@@ -112,6 +117,7 @@ impl StationState {
         fresh.props.aqi = self.props.aqi.take();
         fresh.props.aqi_daily = self.props.aqi_daily.take();
         fresh.props.last_seen = self.props.last_seen;
+        fresh.props.forecast = self.props.forecast.take();
         fresh.air = std::mem::take(&mut self.air);
         fresh.applied = std::mem::take(&mut self.applied);
         *self = fresh;
@@ -205,6 +211,7 @@ impl StationState {
             self.props.aqi = props.aqi;
             self.props.aqi_daily = props.aqi_daily;
             self.props.last_seen = props.last_seen;
+            self.props.forecast = props.forecast;
         }
         if let Some(Ok(air)) = record
             .core
