@@ -207,6 +207,9 @@ pub fn convert(parameter: Parameter, value: f64, unit: &str) -> Result<f64, Fiel
             "‰" | "permille" | "ppt" | "g/l" | "psu" => value,
             "mg/l" => value / 1000.0,
             "%" => value * 10.0,
+            // A conductivity sensor reporting as salinity: specific conductance at 25 °C.
+            "µs/cm" => crate::salinity::from_specific_conductance(value),
+            "ms/cm" => crate::salinity::from_specific_conductance(value * 1000.0),
             _ => return Err(unknown()),
         },
         Parameter::Conductivity => match u.as_str() {
@@ -266,6 +269,9 @@ pub enum Quality {
 pub struct Measurement {
     pub value: f64,
     pub unit: String,
+    /// How the value was converted, when it is more than a change of unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<String>,
 }
 
 /// A validated reading in canonical units.
@@ -442,6 +448,9 @@ impl RawReading<'_> {
                 sent_as: (sent_unit != canonical.symbol()).then(|| Measurement {
                     value: raw,
                     unit: sent_unit.to_string(),
+                    conversion: (p == Parameter::Salinity
+                        && sent_unit.to_lowercase().contains("s/cm"))
+                    .then(|| crate::salinity::CONDUCTIVITY_CONVERSION.to_string()),
                 }),
             }
         })
@@ -533,10 +542,22 @@ mod tests {
             r.sent_as,
             Some(Measurement {
                 value: 2300.0,
-                unit: "mg/L".into()
+                unit: "mg/L".into(),
+                conversion: None,
             })
         );
         assert_eq!(r.ts.offset().local_minus_utc(), 7 * 3600);
+    }
+
+    #[test]
+    fn salinity_sent_as_conductivity_is_converted_and_says_how() {
+        let v = json!({"station":"tg-vam-kenh-sal","parameter":"salinity","ts":"2026-03-02T06:00:00+07:00","value":7.5,"unit":"mS/cm"});
+        let r = RawReading(&v).validate(None, now()).unwrap();
+        assert_eq!(r.unit, Unit::Permille);
+        assert!((r.value - 4.14).abs() < 0.05, "{}", r.value);
+        let sent = r.sent_as.unwrap();
+        assert_eq!((sent.value, sent.unit.as_str()), (7.5, "mS/cm"));
+        assert!(sent.conversion.unwrap().contains("PSS-78"));
     }
 
     #[test]

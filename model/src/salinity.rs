@@ -84,6 +84,50 @@ impl SalinityThresholds {
     }
 }
 
+/// What [`from_specific_conductance`] does, for the record of a converted reading.
+pub const CONDUCTIVITY_CONVERSION: &str =
+    "PSS-78 from specific conductance at 25 °C (Hill et al. 1986 extension below 2)";
+
+/// Practical salinity (≈ ‰) from specific conductance (µS/cm at 25 °C), by PSS-78
+/// (UNESCO 1981), with the Hill et al. (1986) extension below 2, where estuaries and
+/// irrigation canals mostly are. PSS-78 is defined up to 42.
+pub fn from_specific_conductance(us_cm: f64) -> f64 {
+    const A: [f64; 6] = [0.0080, -0.1692, 25.3851, 14.0941, -7.0261, 2.7081];
+    const B: [f64; 6] = [0.0005, -0.0056, -0.0066, -0.0375, 0.0636, -0.0144];
+    const C: [f64; 5] = [
+        0.676_609_7,
+        2.005_64e-2,
+        1.104_259e-4,
+        -6.9698e-7,
+        1.0031e-9,
+    ];
+    const C35_15_US: f64 = 42_914.0;
+    let t: f64 = 25.0;
+    if us_cm <= 0.0 {
+        return 0.0;
+    }
+    let rt_t: f64 = C
+        .iter()
+        .enumerate()
+        .map(|(i, c)| c * t.powi(i as i32))
+        .sum();
+    let rt = us_cm / C35_15_US / rt_t;
+    let f = (t - 15.0) / (1.0 + 0.0162 * (t - 15.0));
+    let series = |k: &[f64; 6]| -> f64 {
+        k.iter()
+            .enumerate()
+            .map(|(i, c)| c * rt.powf(i as f64 / 2.0))
+            .sum()
+    };
+    let s = series(&A) + f * series(&B);
+    if s >= 2.0 {
+        return s;
+    }
+    let x = 400.0 * rt;
+    let y = 100.0 * rt;
+    (s - A[0] / (1.0 + 1.5 * x + x * x) - B[0] * f / (1.0 + y.sqrt() + y.powf(1.5))).max(0.0)
+}
+
 /// How far inland an isohaline (e.g. the 4‰ line) reaches along one river.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -202,6 +246,28 @@ mod tests {
         // Not monotone (a pocket of salt upstream): the farthest station above counts.
         let pocket = [(10.0, 8.0), (30.0, 3.0), (50.0, 5.0), (70.0, 1.0)];
         assert_eq!(reach(&pocket, 4.0), Some(Reach::At { km: 55.0 }));
+    }
+
+    #[test]
+    fn specific_conductance_converts_by_pss78() {
+        // Standard seawater, S = 35, has a specific conductance of about 53,087 µS/cm.
+        assert!((from_specific_conductance(53_087.0) - 35.0).abs() < 0.02);
+        // Brackish canal water: 1,000 µS/cm ≈ 0.49, 7,500 µS/cm ≈ 4.1 (the rice limit).
+        assert!(
+            (from_specific_conductance(1_000.0) - 0.49).abs() < 0.02,
+            "{}",
+            from_specific_conductance(1_000.0)
+        );
+        assert!(
+            (from_specific_conductance(7_500.0) - 4.14).abs() < 0.05,
+            "{}",
+            from_specific_conductance(7_500.0)
+        );
+        // Continuous across the switch to the low-salinity extension at 2.
+        let below = from_specific_conductance(3_600.0);
+        let above = from_specific_conductance(3_700.0);
+        assert!(below < above && above - below < 0.1, "{below} {above}");
+        assert_eq!(from_specific_conductance(0.0), 0.0);
     }
 
     #[test]
