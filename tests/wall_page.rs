@@ -250,6 +250,36 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The hourly VN_AQI recomputed from history equals the live one, station by station.
+    let aq = get_json(
+        &demo,
+        "/api/v1/layers/air_quality/features",
+        auth::Role::Operator,
+    )
+    .await;
+    let mut compared = 0;
+    for f in aq["features"].as_array().unwrap() {
+        let live = &f["properties"]["aqi"];
+        let (Some(period), Some(value)) = (live["period"].as_str(), live["value"].as_u64()) else {
+            continue;
+        };
+        let id = f["id"].as_str().unwrap().trim_start_matches("station:");
+        let t0 = chrono::DateTime::parse_from_rfc3339(period).unwrap();
+        let q = format!(
+            "/api/v1/stations/{id}/aqi?from={}&to={}",
+            t0.to_rfc3339(),
+            (t0 + chrono::Duration::hours(1)).to_rfc3339()
+        )
+        .replace('+', "%2B");
+        let past = get_json(&demo, &q, auth::Role::Leader).await;
+        assert_eq!(
+            past["hours"][0]["aqi"].as_u64(),
+            Some(value),
+            "{id} at {period}: live {live} vs history {past}"
+        );
+        compared += 1;
+    }
+    assert!(compared >= 5, "VN_AQI compared for {compared} stations");
     page.eval("window.iocWall.stations.get('station:hg-vt-sal-01').openPopup()")
         .await;
     let chart = page

@@ -481,3 +481,119 @@ pub async fn forecast(
     }))
     .into_response()
 }
+
+#[derive(Debug, Deserialize)]
+pub struct AqiParams {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Longest range of hourly VN_AQI one request may ask for.
+const AQI_MAX_DAYS: i64 = 31;
+
+/// `GET /api/v1/stations/{id}/aqi?from=&to=`: the hourly VN_AQI of an air-quality station
+/// over a range (default the last 24 h), recomputed from the stored hourly means exactly as
+/// the live one is (NowCast over the 12 hours before each hour for PM, hourly means for gases).
+pub async fn aqi(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(p): Query<AqiParams>,
+) -> Response {
+    use model::aqi::{hourly, HourlyInputs};
+    let Some(history) = st.history.clone() else {
+        return no_history();
+    };
+    let Ok(id) = LocalId::parse("id", &id) else {
+        return not_found("id", format!("no station {id:?}"));
+    };
+    let Some(rec) = st.replica.get(&EntityId::station(&id)) else {
+        return not_found("id", format!("no station {id}"));
+    };
+    if let Err(r) = caller.require_view(rec.layer) {
+        return r.into_response();
+    }
+    if rec.layer != Layer::AirQuality {
+        return bad_request(FieldError::new(
+            "id",
+            format!("{id} is not an air-quality station"),
+        ));
+    }
+    let now = Utc::now();
+    let (from, to) = match (parse_time("to", p.to.as_deref(), now), p.from.as_deref()) {
+        (Err(e), _) => return bad_request(e),
+        (Ok(to), from) => match parse_time("from", from, to - chrono::Duration::hours(24)) {
+            Ok(from) => (from, to),
+            Err(e) => return bad_request(e),
+        },
+    };
+    if from >= to || (to - from).num_days() > AQI_MAX_DAYS {
+        return bad_request(FieldError::new(
+            "from",
+            format!("must be before to, at most {AQI_MAX_DAYS} days earlier"),
+        ));
+    }
+    let first = store::series::floor_to_step(from, 3600);
+    let last = store::series::floor_to_step(to, 3600);
+    // Hourly means of each pollutant, from 11 hours before the first hour (for the NowCast).
+    let mut means: std::collections::HashMap<(Parameter, i64), f64> =
+        std::collections::HashMap::new();
+    for param in [
+        Parameter::Pm25,
+        Parameter::Pm10,
+        Parameter::O3,
+        Parameter::Co,
+        Parameter::So2,
+        Parameter::No2,
+    ] {
+        let q = match SeriesQuery::new(
+            id.clone(),
+            param,
+            first - chrono::Duration::hours(11),
+            last,
+            Some(3600),
+        ) {
+            Ok(q) => q,
+            Err(e) => return bad_request(e),
+        };
+        match history.series(&q).await {
+            Ok(s) => means.extend(s.buckets.iter().map(|b| ((param, b.t.timestamp()), b.avg))),
+            Err(e) => return store_error(e),
+        }
+    }
+    let mean = |p: Parameter, h: i64| means.get(&(p, h)).copied();
+    let hours: Vec<Value> = (0..(last - first).num_hours())
+        .map(|k| {
+            let h = (first + chrono::Duration::hours(k)).timestamp();
+            let last12 = |p| std::array::from_fn(|i| mean(p, h - i as i64 * 3600));
+            let r = hourly(&HourlyInputs {
+                pm25: last12(Parameter::Pm25),
+                pm10: last12(Parameter::Pm10),
+                o3: mean(Parameter::O3, h),
+                co: mean(Parameter::Co, h),
+                so2: mean(Parameter::So2, h),
+                no2: mean(Parameter::No2, h),
+            });
+            let t = DateTime::from_timestamp(h, 0)
+                .unwrap_or(now)
+                .with_timezone(&vn())
+                .to_rfc3339();
+            match r {
+                Ok(a) => {
+                    json!({"hour": t, "aqi": a.aqi, "band": a.band, "band_vi": a.band.name_vi(),
+                                "dominant": a.dominant, "sub_indices": a.sub_indices})
+                }
+                Err(e) => json!({"hour": t, "aqi": null, "absent": e.reason}),
+            }
+        })
+        .collect();
+    Json(json!({
+        "station": id,
+        "name": rec.properties.get("name"),
+        "method": "VN_AQI, Decision 1459/QĐ-TCMT: hourly, NowCast (12 h) for PM10 and PM2.5",
+        "from": first.with_timezone(&vn()).to_rfc3339(),
+        "to": last.with_timezone(&vn()).to_rfc3339(),
+        "hours": hours,
+    }))
+    .into_response()
+}

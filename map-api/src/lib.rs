@@ -66,6 +66,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/history", get(history::info))
         .route("/api/v1/stations/{id}/series", get(history::series))
         .route("/api/v1/stations/{id}/forecast", get(history::forecast))
+        .route("/api/v1/stations/{id}/aqi", get(history::aqi))
         .route("/api/v1/replay", get(history::replay))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
