@@ -71,15 +71,9 @@ pub async fn list(
         Ok(b) => b,
         Err(e) => return bad_request(e),
     };
-    let limit = match p.limit.as_deref().map(str::parse::<usize>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            return bad_request(FieldError::new(
-                "limit",
-                format!("must be an integer in 1..={MAX_LIMIT}"),
-            ))
-        }
+    let limit = match crate::parse_limit(p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT) {
+        Ok(n) => n,
+        Err(e) => return bad_request(e),
     };
     let q = replica::Query {
         layers: [Layer::Alerts].into_iter().collect(),

@@ -101,6 +101,26 @@ pub async fn info(State(st): State<ApiState>, _caller: Caller) -> Response {
     }
 }
 
+/// The history store, and the station `id` as the caller may see it: 503 without a store,
+/// 404 for an unknown station, 403 for a layer the role may not see.
+fn station_for(
+    st: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(Arc<dyn History>, LocalId, Arc<model::StateRecord>), Response> {
+    let history = st.history.clone().ok_or_else(no_history)?;
+    let local =
+        LocalId::parse("id", id).map_err(|_| not_found("id", format!("no station {id:?}")))?;
+    let rec = st
+        .replica
+        .get(&EntityId::station(&local))
+        .ok_or_else(|| not_found("id", format!("no station {local}")))?;
+    caller
+        .require_view(rec.layer)
+        .map_err(Rejection::into_response)?;
+    Ok((history, local, rec))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct SeriesParams {
     param: Option<String>,
@@ -164,18 +184,10 @@ pub async fn series(
     Path(id): Path<String>,
     Query(p): Query<SeriesParams>,
 ) -> Response {
-    let Some(history) = st.history.clone() else {
-        return no_history();
+    let (history, id, rec) = match station_for(&st, &caller, &id) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let Ok(id) = LocalId::parse("id", &id) else {
-        return not_found("id", format!("no station {id:?}"));
-    };
-    let Some(rec) = st.replica.get(&EntityId::station(&id)) else {
-        return not_found("id", format!("no station {id}"));
-    };
-    if let Err(r) = caller.require_view(rec.layer) {
-        return r.into_response();
-    }
     let (q, max_points, format) = match series_query(&id, &p) {
         Ok(x) => x,
         Err(e) => return bad_request(e),
@@ -398,18 +410,10 @@ pub async fn forecast(
     Query(p): Query<ForecastParams>,
 ) -> Response {
     use model::forecast::{backtest, Harmonic, MIN_POINTS};
-    let Some(history) = st.history.clone() else {
-        return no_history();
+    let (history, id, rec) = match station_for(&st, &caller, &id) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let Ok(id) = LocalId::parse("id", &id) else {
-        return not_found("id", format!("no station {id:?}"));
-    };
-    let Some(rec) = st.replica.get(&EntityId::station(&id)) else {
-        return not_found("id", format!("no station {id}"));
-    };
-    if let Err(r) = caller.require_view(rec.layer) {
-        return r.into_response();
-    }
     let parameter: Parameter = match p.param.as_deref().unwrap_or("salinity").parse() {
         Ok(x) => x,
         Err(e) => return bad_request(FieldError::new("param", e.reason)),
@@ -501,18 +505,10 @@ pub async fn aqi(
     Query(p): Query<AqiParams>,
 ) -> Response {
     use model::aqi::{hourly, HourlyInputs};
-    let Some(history) = st.history.clone() else {
-        return no_history();
+    let (history, id, rec) = match station_for(&st, &caller, &id) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let Ok(id) = LocalId::parse("id", &id) else {
-        return not_found("id", format!("no station {id:?}"));
-    };
-    let Some(rec) = st.replica.get(&EntityId::station(&id)) else {
-        return not_found("id", format!("no station {id}"));
-    };
-    if let Err(r) = caller.require_view(rec.layer) {
-        return r.into_response();
-    }
     if rec.layer != Layer::AirQuality {
         return bad_request(FieldError::new(
             "id",

@@ -76,6 +76,18 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// `limit`: absent gives `default`; otherwise an integer in `1..=max`.
+fn parse_limit(v: Option<&str>, default: usize, max: usize) -> Result<usize, FieldError> {
+    match v.map(str::parse::<usize>) {
+        None => Ok(default),
+        Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(FieldError::new(
+            "limit",
+            format!("must be an integer in 1..={max}"),
+        )),
+    }
+}
+
 /// A 400 naming the field.
 fn bad_request(e: FieldError) -> Response {
     (
@@ -181,15 +193,9 @@ async fn features(
         Ok(b) => b,
         Err(e) => return bad_request(e),
     };
-    let limit = match p.limit.as_deref().map(str::parse::<usize>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            return bad_request(FieldError::new(
-                "limit",
-                format!("must be an integer in 1..={MAX_LIMIT}"),
-            ))
-        }
+    let limit = match parse_limit(p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT) {
+        Ok(n) => n,
+        Err(e) => return bad_request(e),
     };
     let q = replica::Query {
         layers: [layer].into_iter().collect(),
