@@ -1,7 +1,11 @@
 //! The stream core: consumes the registry and sensor readings from the bus, keeps the latest
 //! state of every station in a geo index (each station placed in its administrative units by
 //! point-in-polygon), and publishes every state change to the compacted `ioc.state` topic,
-//! from which read replicas (map-api, ui-feeds) serve clients.
+//! from which read replicas (map-api, ui-feeds) serve clients. What it derives lives there
+//! too: salinity levels, hourly and daily VN_AQI (`air`), the reach of salinity along each
+//! river (`rivers`), salinity forecasts (`forecaster`), and alerts (`rules` observe state,
+//! `alerts` keeps one alert per condition and entity, acknowledgements come from
+//! `ioc.alerts`).
 //!
 //! It owns the *live picture* and its consistency: late or out-of-order readings never move
 //! latest state backwards in event time; offsets are committed only after a reading is
