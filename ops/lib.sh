@@ -4,6 +4,11 @@
 set -euo pipefail
 
 IOC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Service daemons (mosquitto) and runuser live in sbin, which a bare PATH may lack.
+for d in /usr/local/sbin /usr/sbin /sbin; do
+  case ":$PATH:" in *":$d:"*) ;; *) PATH="$PATH:$d" ;; esac
+done
+export PATH
 IOC_RUN_DIR="${IOC_RUN_DIR:-/tmp/ioc-test-services}"
 mkdir -p "$IOC_RUN_DIR"
 # pids of the services this shell started (and so stops on exit)
