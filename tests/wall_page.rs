@@ -218,6 +218,16 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         "{first}"
     );
 
+    // Rivers are drawn with their salinity reach.
+    let rivers = page
+        .wait_for(
+            "[...window.iocWall.areas.keys()].filter(k => k.startsWith('river:')).length",
+            &json!(8),
+            wait,
+        )
+        .await;
+    assert_eq!(rivers, json!(8), "one line per river of the fixture stations");
+
     // The demo keeps no database, and the page says so.
     let note = page
         .wait_for(

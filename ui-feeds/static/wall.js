@@ -140,6 +140,33 @@ function replaceStations(features) {
   features.forEach(upsertStation);
 }
 
+// Rivers (salinity reach and risk) and operators' zones, drawn under the stations.
+const areaLayer = L.layerGroup().addTo(map);
+const areas = window.iocWall.areas = new Map();
+const RISK = ["#3a8f5c", "#d4a017", "#e67e22", "#c0392b", "#8e44ad"];
+function reachText(r) {
+  if (!r) return "không rõ";
+  return { at: `km ${r.km.toFixed(1)}`, at_least: `≥ km ${r.km.toFixed(1)}`, short_of: `< km ${r.km.toFixed(1)}` }[r.kind] || "";
+}
+function upsertArea(f) {
+  const old = areas.get(f.id); if (old) areaLayer.removeLayer(old);
+  const p = f.properties;
+  let layer;
+  if (f.id.startsWith("river:")) {
+    const color = p.risk_level === null || p.risk_level === undefined ? "#6c7a89" : RISK[Math.min(p.risk_level, 4)];
+    // A river with one station is a point: a ring, not Leaflet's default marker image.
+    layer = L.geoJSON(f, { style: { color, weight: 4, opacity: 0.8 },
+      pointToLayer: (_, ll) => L.circleMarker(ll, { radius: 13, color, weight: 3, fill: false }) })
+      .bindTooltip(`<b>${esc(p.name)}</b><br>ranh 1‰: ${esc(reachText(p.reach_1))} · ranh 4‰: ${esc(reachText(p.reach_4))}<br>${esc(p.risk_vi || "")}`, { sticky: true });
+  } else {
+    layer = L.geoJSON(f, { style: { color: "#f1c40f", weight: 2, dashArray: "6 4", fillOpacity: 0.05 } })
+      .bindTooltip(`Vùng: <b>${esc(p.name)}</b>`, { sticky: true });
+  }
+  layer.addTo(areaLayer);
+  areas.set(f.id, layer);
+}
+function removeArea(id) { const a = areas.get(id); if (a) { areaLayer.removeLayer(a); areas.delete(id); } }
+
 function removeStation(id) { const m = stations.get(id); if (m) { stationLayer.removeLayer(m); stations.delete(id); } }
 
 function upsertUnit(f) {
@@ -165,7 +192,7 @@ function tick(f) {
 }
 
 let framed = false;
-let ws, epoch = null, lastSeq = { units: 0, live: 0, alerts: 0 }, retry = 500;
+let ws, epoch = null, lastSeq = { units: 0, live: 0, alerts: 0, areas: 0 }, retry = 500;
 
 // Active alerts, newest first; acknowledged ones stay listed until they clear.
 const activeAlerts = window.iocWall.alerts = new Map();
@@ -187,7 +214,8 @@ function onAlert(f) {
 function bbox() { const b = map.getBounds(); return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(v => Math.max(-180, Math.min(180, v))); }
 
 function subscribeAll(resume) {
-  const subs = [["units", ["units"], null], ["live", ["salinity", "air_quality"], bbox()], ["alerts", ["alerts"], null]];
+  const subs = [["units", ["units"], null], ["live", ["salinity", "air_quality"], bbox()], ["alerts", ["alerts"], null],
+    ["areas", ["rivers", "zones"], null]];
   for (const [id, layers, bb] of subs) {
     const msg = { id, layers, bbox: bb };
     if (resume && epoch && lastSeq[id]) Object.assign(msg, { op: "resume", since: lastSeq[id], epoch });
@@ -268,6 +296,7 @@ function connect(resume) {
     else if (m.op === "snapshot") {
       // Replace the picture, but keep markers that stay (an open popup survives a pan).
       if (m.sub === "live") replaceStations(m.features.features);
+      else if (m.sub === "areas") { for (const id of [...areas.keys()]) removeArea(id); m.features.features.forEach(upsertArea); }
       else if (m.sub === "alerts") { activeAlerts.clear(); m.features.features.forEach(onAlert); if (!m.features.features.length) onAlert({ properties: { state: "cleared" } }); }
       else {
         m.features.features.forEach(upsertUnit);
@@ -277,6 +306,11 @@ function connect(resume) {
       lastSeq[m.sub] = m.seq;
     } else if (m.op === "alert") { onAlert(m.alert); }
     else if (m.op.startsWith("replay_")) { onReplay(m); }
+    else if (m.op === "delta" && m.sub === "areas") {
+      m.upsert.forEach(upsertArea);
+      m.remove.forEach(removeArea);
+      lastSeq.areas = m.seq;
+    }
     else if (m.op === "delta" && m.sub === "alerts") {
       m.upsert.forEach(onAlert);
       for (const id of m.remove) onAlert({ properties: { id: id.replace(/^alert:/, ""), state: "cleared" } });
