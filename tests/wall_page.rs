@@ -226,7 +226,21 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
             wait,
         )
         .await;
-    assert_eq!(rivers, json!(8), "one line per river of the fixture stations");
+    assert_eq!(
+        rivers,
+        json!(8),
+        "one line per river of the fixture stations"
+    );
+
+    // The API describes itself.
+    let spec: Value = reqwest::get(demo.url("/api/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spec["openapi"], "3.0.3");
+    assert!(spec["paths"]["/api/v1/stations/{id}/series"].is_object());
 
     // The demo keeps no database, and the page says so.
     let note = page

@@ -57,6 +57,7 @@ impl FromRef<ApiState> for Arc<Authenticator> {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}/acknowledge", post(alerts::acknowledge))
         .route("/api/v1/alerts/{id}/clear", post(alerts::clear))
@@ -93,6 +94,15 @@ fn bad_request(e: FieldError) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(json!({"error": "bad_request", "field": e.field, "reason": e.reason})),
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3 description of this API (no token needed).
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../static/openapi.json"),
     )
         .into_response()
 }
