@@ -75,6 +75,42 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/layers", get(layers))
         .route("/api/v1/layers/{layer}/features", get(features))
         .with_state(state)
+        .layer(axum::middleware::map_response(json_rejections))
+}
+
+/// axum answers malformed queries and bodies in plain text (and JSON body errors with 422):
+/// give them the API's error shape, a 400 naming the field where the message does.
+async fn json_rejections(resp: Response) -> Response {
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    let status = resp.status();
+    if !plain || !(status.is_client_error() && status != StatusCode::UNAUTHORIZED) {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let reason = String::from_utf8_lossy(&body).trim().to_string();
+    // "Failed to deserialize ... : note: invalid type ..." names the field after the first ": ".
+    let field = reason
+        .split(": ")
+        .nth(1)
+        .filter(|f| !f.contains(' ') && reason.matches(": ").count() >= 2)
+        .unwrap_or("")
+        .to_string();
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    (
+        status,
+        Json(json!({"error": "bad_request", "field": field, "reason": reason})),
+    )
+        .into_response()
 }
 
 /// `limit`: absent gives `default`; otherwise an integer in `1..=max`.
