@@ -171,15 +171,10 @@ pub async fn run_history(
             biased;
             _ = &mut shutdown => {
                 sub.commit().await?;
+                alerts.commit().await?;
                 return Ok(());
             }
-            m = sub.next() => {
-                let batch = collect_batch(m?, &mut *sub, config.batch_max, config.batch_wait_ms).await?;
-                sink.write(&batch).await?;
-                for m in &batch {
-                    sub.applied(m)?;
-                }
-            }
+            // Alerts and registry first: rare, and never starved by a steady readings stream.
             m = alerts.next() => {
                 let batch = collect_batch(m?, &mut *alerts, config.batch_max, config.batch_wait_ms).await?;
                 let rows: Vec<AlertEventRow> = batch.iter().filter_map(alert_row).collect();
@@ -192,6 +187,13 @@ pub async fn run_history(
                 let batch = collect_batch(m?, &mut *registry, config.batch_max, config.batch_wait_ms).await?;
                 let rows: Vec<RegistryRow> = batch.iter().filter_map(registry_row).collect();
                 sink.retrying(|| sink.history.write_registry(&rows)).await?;
+            }
+            m = sub.next() => {
+                let batch = collect_batch(m?, &mut *sub, config.batch_max, config.batch_wait_ms).await?;
+                sink.write(&batch).await?;
+                for m in &batch {
+                    sub.applied(m)?;
+                }
             }
         }
         if last_housekeeping.elapsed() >= Duration::from_secs(config.housekeeping_s.max(60)) {
