@@ -16,6 +16,7 @@ pub mod layer;
 pub mod place;
 pub mod reading;
 pub mod registry;
+pub mod report;
 pub mod salinity;
 pub mod state;
 pub mod text;
