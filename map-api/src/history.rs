@@ -199,12 +199,7 @@ pub async fn series(
     if let Some(n) = max_points {
         s.downsample(n);
     }
-    let name = rec
-        .properties
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let name = rec.name().to_string();
     match format {
         Format::Json => Json(series_json(&s, &name, &*history)).into_response(),
         Format::Csv => {
@@ -409,7 +404,8 @@ pub async fn forecast(
     Path(id): Path<String>,
     Query(p): Query<ForecastParams>,
 ) -> Response {
-    use model::forecast::{backtest, Harmonic, MIN_POINTS};
+    use model::forecast::MIN_POINTS;
+    use store::forecast::ForecastError;
     let (history, id, rec) = match station_for(&st, &caller, &id) {
         Ok(x) => x,
         Err(r) => return r,
@@ -426,62 +422,40 @@ pub async fn forecast(
         (Err(e), _) | (_, Err(e)) => return bad_request(e),
     };
     let now = Utc::now();
-    let open_hour = store::series::floor_to_step(now, 3600);
-    let q = match SeriesQuery::new(
-        id.clone(),
-        parameter,
-        open_hour - chrono::Duration::days(days),
-        open_hour,
-        Some(3600),
-    ) {
-        Ok(q) => q,
-        Err(e) => return bad_request(e),
+    let f = match store::forecast::forecast(&*history, &id, parameter, days, hours as u32, now).await {
+        Ok(f) => f,
+        Err(ForecastError::Store(e)) => return store_error(e),
+        Err(ForecastError::Request(e)) => return bad_request(e),
+        Err(ForecastError::TooLittle(n)) => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": "insufficient_history", "field": "days",
+                            "reason": format!("a forecast needs at least {MIN_POINTS} hourly means in the last {days} days; there are {n}")})),
+            )
+                .into_response()
+        }
     };
-    let series = match history.series(&q).await {
-        Ok(s) => s,
-        Err(e) => return store_error(e),
-    };
-    let hour = |t: DateTime<Utc>| t.timestamp() as f64 / 3600.0;
-    let points: Vec<(f64, f64)> = series.buckets.iter().map(|b| (hour(b.t), b.avg)).collect();
-    let Some(model) = Harmonic::fit(&points) else {
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"error": "insufficient_history", "field": "days",
-                        "reason": format!("a forecast needs at least {MIN_POINTS} hourly means in the last {days} days; there are {}", points.len())})),
-        )
-            .into_response();
-    };
-    let ahead: Vec<(DateTime<Utc>, f64)> = (0..hours)
-        .map(|k| {
-            let t = open_hour + chrono::Duration::hours(k);
-            (t, model.predict(hour(t)))
-        })
-        .collect();
+    let at = |t: DateTime<Utc>| t.with_timezone(&vn()).to_rfc3339();
     // Salinity: when the forecast first reaches the default watch and warning levels.
-    let first = |level: f64| {
-        ahead
-            .iter()
-            .find(|(_, v)| *v >= level)
-            .map(|(t, _)| t.with_timezone(&vn()).to_rfc3339())
-    };
-    let crossings = (parameter == Parameter::Salinity)
-        .then(|| json!({"watch_1": first(1.0), "warning_4": first(4.0)}));
+    let crossings = (parameter == Parameter::Salinity).then(|| {
+        json!({"watch_1": f.first_reaching(1.0).map(at), "warning_4": f.first_reaching(4.0).map(at)})
+    });
     Json(json!({
         "station": id,
-        "name": rec.properties.get("name"),
+        "name": rec.name(),
         "parameter": parameter,
         "unit": parameter.canonical_unit(),
-        "issued_at": now.with_timezone(&vn()).to_rfc3339(),
+        "issued_at": at(f.issued_at),
         "model": "harmonic regression: level, linear trend, tidal M2 S2 K1 O1 M4; least squares over hourly means",
         "training": {
-            "from": q.from.with_timezone(&vn()).to_rfc3339(),
-            "to": q.to.with_timezone(&vn()).to_rfc3339(),
-            "hourly_means": points.len(),
-            "rms_residual": model.rms_residual,
+            "from": at(f.from),
+            "to": at(f.to),
+            "hourly_means": f.hourly_means,
+            "rms_residual": f.rms_residual,
         },
-        "backtest": backtest(&points, (hours as f64).min(72.0)),
+        "backtest": f.backtest,
         "first_reaches": crossings,
-        "points": ahead.iter().map(|(t, v)| json!({"t": t.with_timezone(&vn()).to_rfc3339(), "value": v})).collect::<Vec<_>>(),
+        "points": f.points.iter().map(|(t, v)| json!({"t": at(*t), "value": v})).collect::<Vec<_>>(),
     }))
     .into_response()
 }
@@ -504,7 +478,7 @@ pub async fn aqi(
     Path(id): Path<String>,
     Query(p): Query<AqiParams>,
 ) -> Response {
-    use model::aqi::{hourly, HourlyInputs};
+    use model::aqi::{hourly_from_means, Pollutant};
     let (history, id, rec) = match station_for(&st, &caller, &id) {
         Ok(x) => x,
         Err(r) => return r,
@@ -532,19 +506,12 @@ pub async fn aqi(
     let first = store::series::floor_to_step(from, 3600);
     let last = store::series::floor_to_step(to, 3600);
     // Hourly means of each pollutant, from 11 hours before the first hour (for the NowCast).
-    let mut means: std::collections::HashMap<(Parameter, i64), f64> =
+    let mut means: std::collections::HashMap<(Pollutant, i64), f64> =
         std::collections::HashMap::new();
-    for param in [
-        Parameter::Pm25,
-        Parameter::Pm10,
-        Parameter::O3,
-        Parameter::Co,
-        Parameter::So2,
-        Parameter::No2,
-    ] {
+    for pollutant in Pollutant::ALL {
         let q = match SeriesQuery::new(
             id.clone(),
-            param,
+            pollutant.parameter(),
             first - chrono::Duration::hours(11),
             last,
             Some(3600),
@@ -553,23 +520,18 @@ pub async fn aqi(
             Err(e) => return bad_request(e),
         };
         match history.series(&q).await {
-            Ok(s) => means.extend(s.buckets.iter().map(|b| ((param, b.t.timestamp()), b.avg))),
+            Ok(s) => means.extend(
+                s.buckets
+                    .iter()
+                    .map(|b| ((pollutant, b.t.timestamp()), b.avg)),
+            ),
             Err(e) => return store_error(e),
         }
     }
-    let mean = |p: Parameter, h: i64| means.get(&(p, h)).copied();
     let hours: Vec<Value> = (0..(last - first).num_hours())
         .map(|k| {
             let h = (first + chrono::Duration::hours(k)).timestamp();
-            let last12 = |p| std::array::from_fn(|i| mean(p, h - i as i64 * 3600));
-            let r = hourly(&HourlyInputs {
-                pm25: last12(Parameter::Pm25),
-                pm10: last12(Parameter::Pm10),
-                o3: mean(Parameter::O3, h),
-                co: mean(Parameter::Co, h),
-                so2: mean(Parameter::So2, h),
-                no2: mean(Parameter::No2, h),
-            });
+            let r = hourly_from_means(h, |p, h| means.get(&(p, h)).copied());
             let t = DateTime::from_timestamp(h, 0)
                 .unwrap_or(now)
                 .with_timezone(&vn())
@@ -585,7 +547,7 @@ pub async fn aqi(
         .collect();
     Json(json!({
         "station": id,
-        "name": rec.properties.get("name"),
+        "name": rec.name(),
         "method": "VN_AQI, Decision 1459/QĐ-TCMT: hourly, NowCast (12 h) for PM10 and PM2.5",
         "from": first.with_timezone(&vn()).to_rfc3339(),
         "to": last.with_timezone(&vn()).to_rfc3339(),

@@ -273,12 +273,7 @@ pub async fn summary(
     match p.by.as_deref().unwrap_or("unit") {
         "unit" => {
             for u in all(&[Layer::Units]) {
-                let name = u
-                    .properties
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let name = u.name().to_string();
                 tallies
                     .entry(u.entity.local().to_string())
                     .or_default()
@@ -300,12 +295,7 @@ pub async fn summary(
                 .into_iter()
                 .filter_map(|z| {
                     let mp = Area(z.geometry.clone()).to_multipolygon().ok()?;
-                    let name = z
-                        .properties
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
+                    let name = z.name().to_string();
                     Some((z.entity.local().to_string(), name, mp))
                 })
                 .collect();

@@ -21,6 +21,35 @@ pub enum Pollutant {
     No2,
 }
 
+impl Pollutant {
+    pub const ALL: [Pollutant; 6] = [
+        Pollutant::Pm25,
+        Pollutant::Pm10,
+        Pollutant::O3,
+        Pollutant::Co,
+        Pollutant::So2,
+        Pollutant::No2,
+    ];
+
+    /// The reading parameter measuring this pollutant.
+    pub fn parameter(self) -> crate::Parameter {
+        use crate::Parameter as P;
+        match self {
+            Pollutant::Pm25 => P::Pm25,
+            Pollutant::Pm10 => P::Pm10,
+            Pollutant::O3 => P::O3,
+            Pollutant::Co => P::Co,
+            Pollutant::So2 => P::So2,
+            Pollutant::No2 => P::No2,
+        }
+    }
+
+    /// The pollutant a parameter measures, if it is one of the index's.
+    pub fn of(p: crate::Parameter) -> Option<Pollutant> {
+        Pollutant::ALL.into_iter().find(|x| x.parameter() == p)
+    }
+}
+
 /// Index levels of the breakpoint table.
 const LEVELS: [f64; 8] = [0.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0];
 
@@ -255,6 +284,23 @@ pub fn hourly(inputs: &HourlyInputs) -> Result<Aqi, AqiAbsent> {
         }
     }
     Ok(combine(subs))
+}
+
+/// The hourly AQI of the hour starting at `hour` (Unix seconds) from hourly means looked up
+/// by `mean(pollutant, hour start)`: the 12 hours up to `hour` for PM, `hour` for gases.
+pub fn hourly_from_means(
+    hour: i64,
+    mean: impl Fn(Pollutant, i64) -> Option<f64>,
+) -> Result<Aqi, AqiAbsent> {
+    let last12 = |p| std::array::from_fn(|i| mean(p, hour - i as i64 * 3600));
+    hourly(&HourlyInputs {
+        pm25: last12(Pollutant::Pm25),
+        pm10: last12(Pollutant::Pm10),
+        o3: mean(Pollutant::O3, hour),
+        co: mean(Pollutant::Co, hour),
+        so2: mean(Pollutant::So2, hour),
+        no2: mean(Pollutant::No2, hour),
+    })
 }
 
 /// What a daily AQI is computed from (µg/m³).

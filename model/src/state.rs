@@ -47,6 +47,14 @@ impl StateRecord {
             && self.bbox[3] >= bbox[1]
     }
 
+    /// The entity's display name (`properties.name`), empty when it has none.
+    pub fn name(&self) -> &str {
+        self.properties
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
     /// Is the entity inside (or is it) the unit `unit`?
     pub fn in_unit(&self, unit: &str) -> bool {
         self.units.iter().any(|u| u.as_str() == unit)

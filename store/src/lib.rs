@@ -9,6 +9,7 @@
 //! It must never consume the bus nor decide what to write: stream-core feeds it.
 
 mod config;
+pub mod forecast;
 mod memory;
 mod pg;
 pub mod replay;

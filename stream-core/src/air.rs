@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
-use model::aqi::{self, Aqi, AqiAbsent, DailyInputs, HourlyInputs, Pollutant};
-use model::{Parameter, Reading};
+use model::aqi::{self, Aqi, AqiAbsent, DailyInputs, Pollutant};
+use model::Reading;
 use serde::{Deserialize, Serialize};
 
 /// Hours kept: the NowCast's 12, a whole previous day and its 8-hour ozone windows.
@@ -20,18 +20,6 @@ const DAY_MIN_HOURS: usize = 18;
 /// Hourly means an 8-hour ozone mean needs (75 % of the window).
 const O3_8H_MIN_HOURS: usize = 6;
 const VN_OFFSET_S: i64 = 7 * 3600;
-
-fn pollutant(p: Parameter) -> Option<Pollutant> {
-    Some(match p {
-        Parameter::Pm25 => Pollutant::Pm25,
-        Parameter::Pm10 => Pollutant::Pm10,
-        Parameter::O3 => Pollutant::O3,
-        Parameter::Co => Pollutant::Co,
-        Parameter::So2 => Pollutant::So2,
-        Parameter::No2 => Pollutant::No2,
-        _ => return None,
-    })
-}
 
 /// Sum and count of one pollutant in one hour.
 type Acc = (f64, u32);
@@ -117,7 +105,7 @@ impl AirHours {
     /// reading is for a closed hour, or opened a new one); false when it only added to the
     /// open hour, or is not a VN_AQI pollutant.
     pub fn add(&mut self, r: &Reading) -> bool {
-        let Some(p) = pollutant(r.parameter) else {
+        let Some(p) = Pollutant::of(r.parameter) else {
             return false;
         };
         let hour = r.ts.timestamp().div_euclid(3600) * 3600;
@@ -130,10 +118,15 @@ impl AirHours {
             .or_insert((0.0, 0));
         acc.0 += r.value;
         acc.1 += 1;
-        if let Some(&newest) = self.hours.keys().next_back() {
-            self.hours.retain(|h, _| *h > newest - KEEP_HOURS * 3600);
+        // A reading outside the open hour (a new hour, or a late one) may change what is
+        // closed; only then can old hours have fallen out of the window, so trim only then.
+        let closed_may_change = open != Some(hour);
+        if closed_may_change {
+            if let Some(&newest) = self.hours.keys().next_back() {
+                self.hours.retain(|h, _| *h > newest - KEEP_HOURS * 3600);
+            }
         }
-        open != Some(hour)
+        closed_may_change
     }
 
     fn mean(&self, hour: i64, p: Pollutant) -> Option<f64> {
@@ -147,15 +140,7 @@ impl AirHours {
 
     /// The hourly AQI of the hour starting at `hour`.
     pub fn hourly(&self, hour: i64) -> Result<Aqi, AqiAbsent> {
-        let last12 = |p| std::array::from_fn(|i| self.mean(hour - i as i64 * 3600, p));
-        aqi::hourly(&HourlyInputs {
-            pm25: last12(Pollutant::Pm25),
-            pm10: last12(Pollutant::Pm10),
-            o3: self.mean(hour, Pollutant::O3),
-            co: self.mean(hour, Pollutant::Co),
-            so2: self.mean(hour, Pollutant::So2),
-            no2: self.mean(hour, Pollutant::No2),
-        })
+        aqi::hourly_from_means(hour, |p, h| self.mean(h, p))
     }
 
     /// The daily AQI of the Vietnam day starting at `day` (Unix s).
@@ -208,7 +193,7 @@ impl AirHours {
 mod tests {
     use super::*;
     use model::reading::Quality;
-    use model::LocalId;
+    use model::{LocalId, Parameter};
 
     fn r(parameter: Parameter, hour: i64, minute: i64, value: f64) -> Reading {
         let t0 = FixedOffset::east_opt(7 * 3600)

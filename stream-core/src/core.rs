@@ -315,9 +315,7 @@ impl Core {
         self.publish_all(changed).await?;
         // Rivers as the restored stations give them (republished only where they differ).
         for r in restored.values().filter(|r| r.layer == Layer::Rivers) {
-            if let Some(name) = r.properties.get("name").and_then(|n| n.as_str()) {
-                self.rivers.insert(name.to_string(), r.clone());
-            }
+            self.rivers.insert(r.name().to_string(), r.clone());
         }
         self.publish_rivers().await
     }

@@ -10,11 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
-use model::forecast::{backtest, Harmonic};
 use model::{LocalId, Parameter};
 use serde::{Deserialize, Serialize};
-use store::series::floor_to_step;
-use store::{History, SeriesQuery};
+use store::History;
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
@@ -59,36 +57,30 @@ pub async fn forecast_one(
     horizon_h: u32,
     now: DateTime<Utc>,
 ) -> Option<ForecastView> {
-    let open = floor_to_step(now, 3600);
-    let q = SeriesQuery::new(
-        target.station.clone(),
+    let f = store::forecast::forecast(
+        history,
+        &target.station,
         Parameter::Salinity,
-        open - chrono::Duration::days(TRAINING_DAYS),
-        open,
-        Some(3600),
+        TRAINING_DAYS,
+        horizon_h,
+        now,
     )
+    .await
     .ok()?;
-    let series = history.series(&q).await.ok()?;
-    let hour = |t: DateTime<Utc>| t.timestamp() as f64 / 3600.0;
-    let points: Vec<(f64, f64)> = series.buckets.iter().map(|b| (hour(b.t), b.avg)).collect();
-    let model = Harmonic::fit(&points)?;
-    let ahead: Vec<(DateTime<Utc>, f64)> = (0..i64::from(horizon_h))
-        .map(|k| {
-            let t = open + chrono::Duration::hours(k);
-            (t, model.predict(hour(t)))
-        })
-        .collect();
-    let (peak_at, peak) = ahead.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
-    let first = |level: f64| ahead.iter().find(|(_, v)| *v >= level).map(|(t, _)| vn(*t));
+    let (peak_at, peak) = f
+        .points
+        .iter()
+        .copied()
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
     Some(ForecastView {
         issued_at: vn(now),
         horizon_h,
         peak,
         peak_at: vn(peak_at),
-        reaches_watch_at: first(target.watch),
-        reaches_warning_at: first(target.warning),
-        backtest_mae: backtest(&points, f64::from(horizon_h)).map(|b| b.mae),
-        hourly_means: points.len(),
+        reaches_watch_at: f.first_reaching(target.watch).map(vn),
+        reaches_warning_at: f.first_reaching(target.warning).map(vn),
+        backtest_mae: f.backtest.map(|b| b.mae),
+        hourly_means: f.hourly_means,
     })
 }
 
