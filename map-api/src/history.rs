@@ -24,8 +24,6 @@ use store::{History, Series, SeriesQuery, StoreError};
 
 use crate::{bad_request, ApiState};
 
-/// Layers a replay can rewind (sensor state; cameras and reports come later).
-const REPLAY_LAYERS: [Layer; 2] = [Layer::Salinity, Layer::AirQuality];
 /// Most stations one replay follows.
 const REPLAY_STATIONS: usize = 20_000;
 
@@ -283,7 +281,7 @@ pub fn replay_setup(
 ) -> Result<(Arc<dyn History>, PastView, ReplayRequest), Response> {
     let history = st.history.clone().ok_or_else(no_history)?;
     let layers = match p.layers.as_deref() {
-        None | Some("") => REPLAY_LAYERS
+        None | Some("") => Layer::REPLAYABLE
             .iter()
             .copied()
             .filter(|l| caller.role().can_view(*l))
@@ -292,7 +290,7 @@ pub fn replay_setup(
             .split(',')
             .map(|l| {
                 let l: Layer = l.trim().parse()?;
-                if REPLAY_LAYERS.contains(&l) {
+                if Layer::REPLAYABLE.contains(&l) {
                     Ok(l)
                 } else {
                     Err(FieldError::new(

@@ -34,6 +34,9 @@ impl Layer {
         Layer::Zones,
     ];
 
+    /// Layers a replay can rewind from history (sensor state, for now).
+    pub const REPLAYABLE: [Layer; 2] = [Layer::Salinity, Layer::AirQuality];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Layer::Salinity => "salinity",

@@ -92,9 +92,6 @@ struct Outbox {
     closed: bool,
 }
 
-/// Layers a replay can rewind (sensor state).
-const REPLAYABLE: [Layer; 2] = [Layer::Salinity, Layer::AirQuality];
-
 struct Conn {
     replica: Arc<Replica>,
     history: Option<Arc<dyn store::History>>,
@@ -137,7 +134,7 @@ impl Conn {
         ob.subs.insert(id, sub);
     }
 
-    fn handle(self: &Arc<Self>, text: &str) {
+    fn handle(&self, text: &str) {
         let op = match protocol::parse(text) {
             Ok(op) => op,
             Err(e) => return self.error(None, &e.field, &e.reason),
@@ -212,7 +209,12 @@ impl Conn {
         if let Err(reason) = self.allowed(&spec) {
             return self.error(Some(&id), "layers", &reason);
         }
-        if let Some(l) = spec.query.layers.iter().find(|l| !REPLAYABLE.contains(l)) {
+        if let Some(l) = spec
+            .query
+            .layers
+            .iter()
+            .find(|l| !Layer::REPLAYABLE.contains(l))
+        {
             let reason = format!("{l} cannot be replayed yet; replayable: salinity, air_quality");
             return self.error(Some(&id), "layers", &reason);
         }
