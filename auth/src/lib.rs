@@ -33,16 +33,20 @@ pub enum Role {
     Admin,
     /// A device or gateway that may only push readings.
     Sensor,
+    /// A citizen, or the provincial app acting for one: files field reports, follows and
+    /// reopens its own, sees open environmental data.
+    Citizen,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Operator,
         Role::Police,
         Role::Leader,
         Role::Agency,
         Role::Admin,
         Role::Sensor,
+        Role::Citizen,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +57,7 @@ impl Role {
             Role::Agency => "agency",
             Role::Admin => "admin",
             Role::Sensor => "sensor",
+            Role::Citizen => "citizen",
         }
     }
 
@@ -60,17 +65,29 @@ impl Role {
     pub fn can_view(self, layer: Layer) -> bool {
         match self {
             Role::Sensor => false,
-            Role::Operator | Role::Police | Role::Leader | Role::Agency | Role::Admin => {
-                match layer {
-                    Layer::Salinity
-                    | Layer::AirQuality
-                    | Layer::Units
-                    | Layer::Alerts
-                    | Layer::Rivers
-                    | Layer::Zones => true,
-                }
-            }
+            // Open data only.
+            Role::Citizen => matches!(
+                layer,
+                Layer::Salinity | Layer::AirQuality | Layer::Units | Layer::Rivers
+            ),
+            // An agency works its own queue through the reports API, not on the map (the
+            // layer carries public-order reports that are police matters).
+            Role::Agency => layer != Layer::Reports,
+            Role::Operator | Role::Police | Role::Leader | Role::Admin => match layer {
+                Layer::Salinity
+                | Layer::AirQuality
+                | Layer::Units
+                | Layer::Alerts
+                | Layer::Rivers
+                | Layer::Zones
+                | Layer::Reports => true,
+            },
         }
+    }
+
+    /// May this role file field reports?
+    pub fn can_report(self) -> bool {
+        !matches!(self, Role::Sensor)
     }
 
     /// May this role push sensor readings?

@@ -43,6 +43,12 @@ pub enum EventKind {
     /// An active alert's value, severity or text changed (data: the whole alert).
     #[serde(rename = "alert.updated")]
     AlertUpdated,
+    /// A citizen filed a field report (data: [`crate::report::ReportCreated`]).
+    #[serde(rename = "report.created")]
+    ReportCreated,
+    /// A step of a report's life (data: [`crate::report::ReportTransition`]).
+    #[serde(rename = "report.transition")]
+    ReportTransition,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

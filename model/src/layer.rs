@@ -22,16 +22,19 @@ pub enum Layer {
     Rivers,
     /// Custom zones drawn by operators (e.g. a rice-growing area).
     Zones,
+    /// Field reports: open ones, and closed ones for a while.
+    Reports,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 6] = [
+    pub const ALL: [Layer; 7] = [
         Layer::Salinity,
         Layer::AirQuality,
         Layer::Units,
         Layer::Alerts,
         Layer::Rivers,
         Layer::Zones,
+        Layer::Reports,
     ];
 
     /// Layers a replay can rewind from history (sensor state, for now).
@@ -45,6 +48,7 @@ impl Layer {
             Layer::Alerts => "alerts",
             Layer::Rivers => "rivers",
             Layer::Zones => "zones",
+            Layer::Reports => "reports",
         }
     }
 
@@ -56,6 +60,7 @@ impl Layer {
             Layer::Alerts => "Cảnh báo",
             Layer::Rivers => "Xâm nhập mặn theo sông",
             Layer::Zones => "Vùng tùy chỉnh",
+            Layer::Reports => "Phản ánh hiện trường",
         }
     }
 
@@ -67,6 +72,7 @@ impl Layer {
             Layer::Alerts => "Alerts",
             Layer::Rivers => "Salinity intrusion by river",
             Layer::Zones => "Custom zones",
+            Layer::Reports => "Field reports",
         }
     }
 

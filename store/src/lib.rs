@@ -124,6 +124,30 @@ pub trait History: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Records field-report events; the first event stored with a given (report, seq)
+    /// wins, so a replay or a race's loser adds nothing. Returns the rows that were new.
+    async fn write_report_events(&self, rows: &[ReportEventRow]) -> Result<u64, StoreError> {
+        let _ = rows;
+        Err(StoreError::Failed("this store keeps no reports".into()))
+    }
+
+    /// A report's events in life order.
+    async fn report_events(&self, report: &str) -> Result<Vec<ReportEventRow>, StoreError> {
+        let _ = report;
+        Err(StoreError::Failed("this store keeps no reports".into()))
+    }
+
+    /// Keeps an uploaded photo (already stripped of metadata) under its id; idempotent.
+    async fn put_media(&self, media: &Media) -> Result<(), StoreError> {
+        let _ = media;
+        Err(StoreError::Failed("this store keeps no photos".into()))
+    }
+
+    async fn media(&self, id: &str) -> Result<Option<Media>, StoreError> {
+        let _ = id;
+        Err(StoreError::Failed("this store keeps no photos".into()))
+    }
+
     /// Periodic upkeep (retention where the database has no policies of its own); returns
     /// the rows removed.
     async fn housekeeping(&self) -> Result<u64, StoreError> {
@@ -159,6 +183,29 @@ pub struct AlertEventRow {
     /// The alert's subject (`station:hg-vt-sal-01`), or the alert itself for actions.
     pub entity: String,
     pub detail: serde_json::Value,
+}
+
+/// One field-report event, as `report_events` keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportEventRow {
+    pub report: String,
+    /// Place in the report's life: created is 0.
+    pub seq: i32,
+    pub event_id: uuid::Uuid,
+    pub ts: DateTime<Utc>,
+    /// `report.created` or `report.transition`.
+    pub kind: String,
+    pub data: serde_json::Value,
+}
+
+/// A photo of a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Media {
+    /// `<sha256 prefix>.jpg`: the same photo uploaded twice is kept once.
+    pub id: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
 }
 
 /// The natural key of a reading, for paging in event-time order.

@@ -12,7 +12,7 @@ use model::reading::Quality;
 use model::{LocalId, Parameter, Reading, Unit};
 
 use crate::series::{Bucket, Series, SeriesQuery, SeriesSource, ORIGIN_UNIX};
-use crate::{Flavor, History, ReadingKey, StoreError, Written};
+use crate::{Flavor, History, Media, ReadingKey, ReportEventRow, StoreError, Written};
 
 #[derive(Debug, Clone)]
 struct Row {
@@ -30,7 +30,15 @@ type OrderKey = (i64, String, &'static str);
 struct Inner {
     series: HashMap<SeriesKey, BTreeMap<i64, Row>>,
     order: BTreeSet<OrderKey>,
+    /// Report events by report, then seq (the first stored with a seq wins).
+    reports: HashMap<String, BTreeMap<i32, ReportEventRow>>,
+    /// Photos, oldest dropped first past [`MEDIA_CAP`].
+    media: HashMap<String, Media>,
+    media_order: std::collections::VecDeque<String>,
 }
+
+/// Photos the demo keeps (a few hundred MB at most).
+const MEDIA_CAP: usize = 200;
 
 pub struct MemoryHistory {
     capacity: usize,
@@ -77,6 +85,45 @@ fn reading(key: &SeriesKey, row: &Row) -> Reading {
 
 #[async_trait]
 impl History for MemoryHistory {
+    async fn write_report_events(&self, rows: &[ReportEventRow]) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut new = 0;
+        for r in rows {
+            let life = inner.reports.entry(r.report.clone()).or_default();
+            if let std::collections::btree_map::Entry::Vacant(v) = life.entry(r.seq) {
+                v.insert(r.clone());
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
+
+    async fn report_events(&self, report: &str) -> Result<Vec<ReportEventRow>, StoreError> {
+        Ok(self
+            .lock()
+            .reports
+            .get(report)
+            .map(|l| l.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn put_media(&self, m: &Media) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.media.insert(m.id.clone(), m.clone()).is_none() {
+            inner.media_order.push_back(m.id.clone());
+        }
+        while inner.media_order.len() > MEDIA_CAP {
+            if let Some(old) = inner.media_order.pop_front() {
+                inner.media.remove(&old);
+            }
+        }
+        Ok(())
+    }
+
+    async fn media(&self, id: &str) -> Result<Option<Media>, StoreError> {
+        Ok(self.lock().media.get(id).cloned())
+    }
+
     async fn write_readings(&self, rows: &[Reading]) -> Result<Written, StoreError> {
         let mut inner = self.lock();
         let mut w = Written::default();

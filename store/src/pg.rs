@@ -26,8 +26,8 @@ use tracing::{info, warn};
 
 use crate::series::{Bucket, Series, SeriesQuery, ORIGIN_SQL};
 use crate::{
-    AlertEventRow, Flavor, History, ReadingKey, RegistryRow, StoreConfig, StoreError,
-    TimescaleMode, WriteMethod, Written,
+    AlertEventRow, Flavor, History, Media, ReadingKey, RegistryRow, ReportEventRow, StoreConfig,
+    StoreError, TimescaleMode, WriteMethod, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -660,6 +660,93 @@ impl History for PgStore {
             .map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
+    }
+
+    async fn write_report_events(&self, rows: &[ReportEventRow]) -> Result<u64, StoreError> {
+        self.ready_flavor()?;
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut new = 0;
+        for r in rows {
+            new += sqlx::query(
+                "INSERT INTO report_events (report, seq, event_id, ts, kind, data)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(&r.report)
+            .bind(r.seq)
+            .bind(r.event_id)
+            .bind(r.ts)
+            .bind(&r.kind)
+            .bind(&r.data)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(new)
+    }
+
+    async fn report_events(&self, report: &str) -> Result<Vec<ReportEventRow>, StoreError> {
+        self.ready_flavor()?;
+        let rows: Vec<(
+            String,
+            i32,
+            uuid::Uuid,
+            DateTime<Utc>,
+            String,
+            serde_json::Value,
+        )> = sqlx::query_as(
+            "SELECT report, seq, event_id, ts, kind, data FROM report_events
+                 WHERE report = $1 ORDER BY seq",
+        )
+        .bind(report)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(report, seq, event_id, ts, kind, data)| ReportEventRow {
+                report,
+                seq,
+                event_id,
+                ts,
+                kind,
+                data,
+            })
+            .collect())
+    }
+
+    async fn put_media(&self, m: &Media) -> Result<(), StoreError> {
+        self.ready_flavor()?;
+        sqlx::query(
+            "INSERT INTO report_media (id, content_type, bytes, sha256) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&m.id)
+        .bind(&m.content_type)
+        .bind(&m.bytes)
+        .bind(&m.sha256)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn media(&self, id: &str) -> Result<Option<Media>, StoreError> {
+        self.ready_flavor()?;
+        let row: Option<(String, String, Vec<u8>, String)> = sqlx::query_as(
+            "SELECT id, content_type, bytes, sha256 FROM report_media WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(|(id, content_type, bytes, sha256)| Media {
+            id,
+            content_type,
+            bytes,
+            sha256,
+        }))
     }
 
     async fn housekeeping(&self) -> Result<u64, StoreError> {

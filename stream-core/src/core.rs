@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use crate::alerts::{AlertBook, RulesConfig, Transition};
 use crate::directory::Directory;
 use crate::forecaster;
+use crate::reports::{Changed, ReportBook, ReportsConfig, UnitCounts};
 use crate::rivers;
 use crate::rules;
 use crate::station::{ApplyOutcome, StationState};
@@ -56,6 +57,8 @@ pub struct CoreConfig {
     pub batch_wait_ms: u64,
     /// Alert rules.
     pub rules: RulesConfig,
+    /// Field reports: how long closed ones stay live, what counts as a duplicate.
+    pub reports: ReportsConfig,
 }
 
 impl Default for CoreConfig {
@@ -67,6 +70,7 @@ impl Default for CoreConfig {
             batch_max: 2000,
             batch_wait_ms: 2,
             rules: RulesConfig::default(),
+            reports: ReportsConfig::default(),
         }
     }
 }
@@ -100,17 +104,28 @@ pub async fn run(
     history: Option<Arc<dyn History>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CoreError> {
-    let mut core = Core::new(bus.clone(), topics.clone(), config.rules.clone());
+    let mut core = Core::new(
+        bus.clone(),
+        topics.clone(),
+        config.rules.clone(),
+        config.reports.clone(),
+    );
     let mut registry = bus.read_all(&[&topics.registry]).await?;
     while let Some(m) = registry.next_until_caught_up().await? {
         core.registry_message(&m, false).await?;
     }
     core.dir.refresh_index();
+    // Field reports: the whole record of truth, folded again at every start.
+    let mut reports = bus.read_all(&[&topics.reports]).await?;
+    while let Some(m) = reports.next_until_caught_up().await? {
+        core.report_message(&m, &mut Changed::default()).await?;
+    }
     let restored = read_state(&*bus, &topics.state).await?;
     core.start(restored).await?;
     info!(
         stations = core.stations.len(),
         units = core.dir.units.len(),
+        reports = core.reports.len(),
         "stream core started"
     );
 
@@ -165,6 +180,14 @@ pub async fn run(
             }
             _ = tick.tick(), if config.rules.enabled => {
                 core.clock_rules().await?;
+            }
+            m = reports.next() => {
+                let batch = collect_batch(m?, &mut *reports, config.batch_max, config.batch_wait_ms).await?;
+                let mut changed = Changed::default();
+                for m in &batch {
+                    core.report_message(m, &mut changed).await?;
+                }
+                core.publish_reports(changed).await?;
             }
             m = registry.next() => {
                 let m = m?;
@@ -249,10 +272,12 @@ struct Core {
     started: DateTime<Utc>,
     /// River records as last published, by river name.
     rivers: HashMap<String, StateRecord>,
+    /// Field reports, folded from `ioc.reports`.
+    reports: ReportBook,
 }
 
 impl Core {
-    fn new(bus: Arc<dyn Bus>, topics: Topics, rules: RulesConfig) -> Self {
+    fn new(bus: Arc<dyn Bus>, topics: Topics, rules: RulesConfig, reports: ReportsConfig) -> Self {
         Self {
             bus,
             topics,
@@ -262,6 +287,7 @@ impl Core {
             alerts: AlertBook::new(rules),
             started: Utc::now(),
             rivers: HashMap::new(),
+            reports: ReportBook::new(reports),
         }
     }
 
@@ -277,8 +303,31 @@ impl Core {
     /// publishes whatever differs from what the state topic already holds.
     async fn start(&mut self, restored: HashMap<EntityId, StateRecord>) -> Result<(), BusError> {
         let mut changed = Vec::new();
+        // Reports closed long ago leave the book before anything is published.
+        self.reports.tick(Utc::now().fixed_offset());
+        for id in self.reports.ids() {
+            if let Some(rec) = self.reports.record(id) {
+                if restored.get(&rec.entity) != Some(&rec) {
+                    changed.push(rec);
+                }
+            }
+        }
+        let gone: Vec<EntityId> = restored
+            .values()
+            .filter(|r| r.layer == Layer::Reports)
+            .filter(|r| {
+                LocalId::parse("report", r.entity.local())
+                    .map_or(true, |id| self.reports.get(&id).is_none())
+            })
+            .map(|r| r.entity.clone())
+            .collect();
+        for e in gone {
+            self.bus
+                .publish(&self.topics.state, e.as_str(), None)
+                .await?;
+        }
         for unit in self.dir.units.values() {
-            let rec = unit_record(unit, &self.dir);
+            let rec = unit_record(unit, &self.dir, self.reports.counts(&unit.id));
             if restored.get(&rec.entity) != Some(&rec) {
                 changed.push(rec);
             }
@@ -526,6 +575,72 @@ impl Core {
             transitions.extend(self.alerts.observe(o, now.fixed_offset()));
         }
         transitions.extend(self.alerts.tick(now.fixed_offset()));
+        self.publish_transitions(transitions, true).await?;
+        let changed = self.reports.tick(now.fixed_offset());
+        self.publish_reports(changed).await
+    }
+
+    /// One event of `ioc.reports` into the book; what it changes goes into `changed`.
+    async fn report_message(&mut self, m: &Message, changed: &mut Changed) -> Result<(), BusError> {
+        let parsed = m
+            .payload
+            .as_deref()
+            .ok_or_else(|| FieldError::new("payload", "empty message"))
+            .and_then(Envelope::from_bytes);
+        let result = match parsed {
+            Ok(env) => self
+                .reports
+                .apply(&env, Utc::now().fixed_offset(), changed)
+                .map_err(|e| (Some(env.entity.clone()), e)),
+            Err(e) => Err((None, e)),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err((entity, e)) => self.dead_letter(m, entity, vec![e]).await,
+        }
+    }
+
+    /// Publishes what changed in the report book: report records (tombstones for those that
+    /// left), unit counts, and the overdue rule's alerts.
+    async fn publish_reports(&mut self, changed: Changed) -> Result<(), BusError> {
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut records: Vec<StateRecord> = changed
+            .reports
+            .iter()
+            .filter_map(|id| self.reports.record(id))
+            .collect();
+        records.extend(
+            changed
+                .units
+                .iter()
+                .filter_map(|u| self.dir.units.get(u))
+                .map(|u| unit_record(u, &self.dir, self.reports.counts(&u.id))),
+        );
+        self.publish_all(records).await?;
+        for id in &changed.removed {
+            self.bus
+                .publish(
+                    &self.topics.state,
+                    EntityId::new("report", id).as_str(),
+                    None,
+                )
+                .await?;
+        }
+        if !self.alerts.config().enabled {
+            return Ok(());
+        }
+        let now = Utc::now().fixed_offset();
+        let mut transitions = Vec::new();
+        for id in changed.reports.iter().chain(&changed.removed) {
+            // Gone from the book: its alert, if any, clears.
+            let o = self
+                .reports
+                .observation(id)
+                .unwrap_or_else(|| crate::reports::no_longer_overdue(id));
+            transitions.extend(self.alerts.observe(o, now));
+        }
         self.publish_transitions(transitions, true).await
     }
 
@@ -600,14 +715,17 @@ impl Core {
                     )
                     .await?;
             }
-            let place = LocalId::parse("entity", alert.entity.local())
-                .ok()
-                .and_then(|id| self.stations.get(&id))
-                .map(|s| (s.station.position, s.units.clone()));
-            let ((lon, lat), units) = match place {
-                Some((p, units)) => ((p.lon, p.lat), units),
-                None => ((0.0, 0.0), Vec::new()),
-            };
+            let local = LocalId::parse("entity", alert.entity.local()).ok();
+            let place = local.as_ref().and_then(|id| match alert.entity.kind() {
+                "report" => self.reports.place(id),
+                _ => self.stations.get(id).map(|s| {
+                    (
+                        (s.station.position.lon, s.station.position.lat),
+                        s.units.clone(),
+                    )
+                }),
+            });
+            let ((lon, lat), units) = place.unwrap_or(((0.0, 0.0), Vec::new()));
             let geometry = geojson::Geometry::new(geojson::Value::Point(vec![lon, lat]));
             self.publish_state(alert.to_record(geometry, [lon, lat, lon, lat], units))
                 .await?;
@@ -663,7 +781,7 @@ impl Core {
             "unit" => {
                 self.dir.refresh_index();
                 match self.dir.units.get(&local) {
-                    Some(u) => records.push(unit_record(u, &self.dir)),
+                    Some(u) => records.push(unit_record(u, &self.dir, self.reports.counts(&u.id))),
                     None => tombstones.push(entity.clone()),
                 }
                 // units moved: re-place every station
@@ -743,7 +861,7 @@ fn zone_record(z: &model::Zone) -> StateRecord {
 }
 
 /// The state record of an administrative unit (the `units` layer).
-fn unit_record(u: &model::AdminUnit, dir: &Directory) -> StateRecord {
+fn unit_record(u: &model::AdminUnit, dir: &Directory, reports: UnitCounts) -> StateRecord {
     let mut chain = vec![u.id.clone()];
     let mut cur = u.parent.clone();
     while let Some(p) = cur {
@@ -761,6 +879,7 @@ fn unit_record(u: &model::AdminUnit, dir: &Directory) -> StateRecord {
         u.parent.as_ref().map(|p| p.to_string()).into(),
     );
     properties.insert("approximate".into(), u.approximate.into());
+    properties.insert("reports".into(), reports.to_json());
     StateRecord {
         entity: EntityId::new("unit", &u.id),
         layer: Layer::Units,

@@ -8,7 +8,8 @@
 //! the last commit and a crash are written again harmlessly. A row the database refuses for
 //! good (not a passing failure) is isolated and dead-lettered; the rest of its batch lands.
 //! It also keeps the `registry` table (the last version of every entity) from the registry
-//! topic, and the `alerts` table (every alert event) from the alerts topic.
+//! topic, the `alerts` table (every alert event) from the alerts topic, and the
+//! `report_events` table (every field-report event, first per seq) from the reports topic.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,10 +18,11 @@ use std::time::{Duration, Instant};
 use bus::{Bus, BusError, Message, Topics};
 use chrono::Utc;
 use model::envelope::original_value;
+use model::report::{ReportCreated, ReportTransition};
 use model::{Envelope, EventKind, FieldError, Reading};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use store::{AlertEventRow, History, RegistryRow, StoreError};
+use store::{AlertEventRow, History, RegistryRow, ReportEventRow, StoreError};
 use tracing::{info, warn};
 
 use crate::core::collect_batch;
@@ -142,6 +144,10 @@ pub async fn run_history(
         HistoryStart::Committed => bus.assign(&config.group, &topics.alerts, None).await?,
         HistoryStart::Oldest => bus.read_all(&[&topics.alerts]).await?,
     };
+    let mut reports = match start {
+        HistoryStart::Committed => bus.assign(&config.group, &topics.reports, None).await?,
+        HistoryStart::Oldest => bus.read_all(&[&topics.reports]).await?,
+    };
     let mut sub = match start {
         HistoryStart::Committed => {
             bus.assign(
@@ -172,6 +178,7 @@ pub async fn run_history(
             _ = &mut shutdown => {
                 sub.commit().await?;
                 alerts.commit().await?;
+                reports.commit().await?;
                 return Ok(());
             }
             // Alerts and registry first: rare, and never starved by a steady readings stream.
@@ -181,6 +188,14 @@ pub async fn run_history(
                 sink.retrying(|| sink.history.write_alert_events(&rows)).await?;
                 for m in &batch {
                     alerts.applied(m)?;
+                }
+            }
+            m = reports.next() => {
+                let batch = collect_batch(m?, &mut *reports, config.batch_max, config.batch_wait_ms).await?;
+                let rows: Vec<ReportEventRow> = batch.iter().filter_map(report_row).collect();
+                sink.retrying(|| sink.history.write_report_events(&rows)).await?;
+                for m in &batch {
+                    reports.applied(m)?;
                 }
             }
             m = registry.next() => {
@@ -233,6 +248,30 @@ fn alert_row(m: &Message) -> Option<AlertEventRow> {
         event,
         entity: subject.unwrap_or_else(|| env.entity.to_string()),
         detail: env.data,
+    })
+}
+
+/// A report event as the `report_events` table keeps it.
+fn report_row(m: &Message) -> Option<ReportEventRow> {
+    let env = Envelope::from_bytes(m.payload.as_deref()?).ok()?;
+    let (seq, event_id) = match env.kind {
+        EventKind::ReportCreated => {
+            let c: ReportCreated = env.data_as().ok()?;
+            (0, c.event_id)
+        }
+        EventKind::ReportTransition => {
+            let t: ReportTransition = env.data_as().ok()?;
+            (i32::try_from(t.seq).ok()?, t.event_id)
+        }
+        _ => return None,
+    };
+    Some(ReportEventRow {
+        report: env.entity.local().to_string(),
+        seq,
+        event_id,
+        ts: env.ts.with_timezone(&Utc),
+        kind: serde_json::to_value(env.kind).ok()?.as_str()?.to_string(),
+        data: env.data,
     })
 }
 

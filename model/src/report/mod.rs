@@ -10,9 +10,16 @@
 //! Who may make a step is part of the machine: operators route and close, the assigned agency
 //! works the report, the reporter reopens. A step that does not exist from the current state
 //! is [`StepError::Illegal`] (HTTP 409); one the actor may not take is
-//! [`StepError::Forbidden`] (403). Not wired to the API yet (issue 5).
+//! [`StepError::Forbidden`] (403). [`life`] folds a report's events into its current state;
+//! [`routing`] decides which agency a new report goes to and by when it is due.
 
 use serde::{Deserialize, Serialize};
+
+pub mod life;
+pub mod routing;
+
+pub use life::{Report, ReportCreated, ReportTransition};
+pub use routing::{RouteTable, Routed};
 
 /// One category of the catalogue (Open311 `service`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,6 +33,58 @@ pub struct Service {
     pub group: &'static str,
     /// Handling deadline in hours unless configured otherwise.
     pub deadline_h: u32,
+}
+
+/// An extra question a category asks (Open311 service definition `attribute`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attribute {
+    pub code: &'static str,
+    /// `string`, `number` or `singlevaluelist`.
+    pub datatype: &'static str,
+    pub required: bool,
+    pub description: &'static str,
+    /// (key, Vietnamese name) for lists.
+    pub values: &'static [(&'static str, &'static str)],
+}
+
+/// The extra questions of a category (empty for most).
+pub fn attributes(code: &str) -> &'static [Attribute] {
+    const ROAD: &[Attribute] = &[Attribute {
+        code: "damage_type",
+        datatype: "singlevaluelist",
+        required: false,
+        description: "Loại hư hỏng",
+        values: &[
+            ("pothole", "Ổ gà"),
+            ("subsidence", "Sụt lún"),
+            ("crack", "Nứt mặt đường"),
+            ("bridge", "Hư hỏng cầu"),
+        ],
+    }];
+    const FLOOD: &[Attribute] = &[Attribute {
+        code: "water_depth_cm",
+        datatype: "number",
+        required: false,
+        description: "Độ sâu ngập ước tính (cm)",
+        values: &[],
+    }];
+    const SALT: &[Attribute] = &[Attribute {
+        code: "water_source",
+        datatype: "singlevaluelist",
+        required: true,
+        description: "Nguồn nước bị ảnh hưởng",
+        values: &[
+            ("piped", "Nước máy"),
+            ("well", "Giếng khoan"),
+            ("river", "Nước sông, kênh"),
+        ],
+    }];
+    match code {
+        "traffic.road_damage" => ROAD,
+        "infra.drainage_flooding" => FLOOD,
+        "env.salinity_water" => SALT,
+        _ => &[],
+    }
 }
 
 const fn svc(

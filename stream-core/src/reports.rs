@@ -1,0 +1,519 @@
+//! The report book: every field report's current state, folded from `ioc.reports` (the record
+//! of truth), with what the core derives from it: the overdue flag, likely duplicates (same
+//! category, close in space and time, linked both ways), and per-unit counts for leaders
+//! (open, overdue, resolved, resolved on time).
+//!
+//! Pure logic: the caller feeds events and clock ticks and publishes the records of the
+//! reports and units it is told changed. The book is rebuilt from the topic at every start,
+//! so it holds no state of its own that a crash could lose.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Duration, FixedOffset};
+use model::alert::Severity;
+use model::geoindex::BoxIndex;
+use model::report::life::{Applied, DuplicateRule};
+use model::report::{Report, ReportCreated, ReportTransition};
+use model::{EntityId, Envelope, EventKind, FieldError, Layer, LocalId, StateRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tracing::warn;
+
+use crate::alerts::Observation;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReportsConfig {
+    /// Closed, resolved and rejected reports stay live (map layer, Open311 answers, unit
+    /// counts) this many days after their last step; the history store keeps them for good.
+    pub keep_closed_days: u32,
+    /// Likely duplicates: same category within this many metres and hours.
+    pub duplicates: DuplicateRule,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            keep_closed_days: 90,
+            duplicates: DuplicateRule::default(),
+        }
+    }
+}
+
+/// Per-unit counts of the reports the book holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitCounts {
+    pub open: i64,
+    pub overdue: i64,
+    pub resolved: i64,
+    pub resolved_on_time: i64,
+}
+
+impl UnitCounts {
+    fn add(&mut self, o: &UnitCounts, sign: i64) {
+        self.open += sign * o.open;
+        self.overdue += sign * o.overdue;
+        self.resolved += sign * o.resolved;
+        self.resolved_on_time += sign * o.resolved_on_time;
+    }
+
+    /// As shown on the unit: counts and the on-time percentage (none before any is resolved).
+    pub fn to_json(self) -> Value {
+        let pct = (self.resolved > 0)
+            .then(|| (1000.0 * self.resolved_on_time as f64 / self.resolved as f64).round() / 10.0);
+        json!({
+            "open": self.open,
+            "overdue": self.overdue,
+            "resolved": self.resolved,
+            "resolved_on_time": self.resolved_on_time,
+            "on_time_pct": pct,
+        })
+    }
+}
+
+struct Entry {
+    report: Report,
+    /// Who filed it (may reopen); kept off the map.
+    reporter: String,
+    duplicates: BTreeSet<LocalId>,
+    overdue: bool,
+}
+
+impl Entry {
+    fn counts(&self) -> UnitCounts {
+        let on_time = self.report.resolved_on_time();
+        UnitCounts {
+            open: i64::from(self.report.is_open()),
+            overdue: i64::from(self.overdue),
+            resolved: i64::from(on_time.is_some()),
+            resolved_on_time: i64::from(on_time == Some(true)),
+        }
+    }
+}
+
+/// What changed: reports to republish and units whose counts moved.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changed {
+    pub reports: BTreeSet<LocalId>,
+    pub units: BTreeSet<LocalId>,
+    /// Reports that left the book (tombstones).
+    pub removed: Vec<LocalId>,
+}
+
+impl Changed {
+    pub fn is_empty(&self) -> bool {
+        self.reports.is_empty() && self.units.is_empty() && self.removed.is_empty()
+    }
+}
+
+#[derive(Default)]
+pub struct ReportBook {
+    config: ReportsConfig,
+    reports: HashMap<LocalId, Entry>,
+    index: BoxIndex<LocalId>,
+    counts: HashMap<LocalId, UnitCounts>,
+}
+
+impl ReportBook {
+    pub fn new(config: ReportsConfig) -> Self {
+        Self {
+            config,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.reports.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reports.is_empty()
+    }
+
+    pub fn get(&self, id: &LocalId) -> Option<&Report> {
+        self.reports.get(id).map(|e| &e.report)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &LocalId> {
+        self.reports.keys()
+    }
+
+    pub fn counts(&self, unit: &LocalId) -> UnitCounts {
+        self.counts.get(unit).copied().unwrap_or_default()
+    }
+
+    /// Adds (`sign` 1) or takes away (-1) a report's share of its units' counts.
+    fn count(&mut self, id: &LocalId, sign: i64, changed: &mut Changed) {
+        let Some(e) = self.reports.get(id) else {
+            return;
+        };
+        let c = e.counts();
+        for u in &e.report.units {
+            self.counts.entry(u.clone()).or_default().add(&c, sign);
+            changed.units.insert(u.clone());
+        }
+    }
+
+    /// Applies one event of the reports topic. `Err` for an event that cannot be read (the
+    /// caller dead-letters it); a stale event (replay, a race's loser) changes nothing.
+    pub fn apply(
+        &mut self,
+        env: &Envelope,
+        now: DateTime<FixedOffset>,
+        changed: &mut Changed,
+    ) -> Result<(), FieldError> {
+        match env.kind {
+            EventKind::ReportCreated => {
+                let c: ReportCreated = env.data_as()?;
+                if self.reports.contains_key(&c.id) {
+                    return Ok(()); // a replay
+                }
+                let report = Report::created(&c);
+                let id = c.id.clone();
+                let p = [report.lon, report.lat, report.lon, report.lat];
+                let dups = self.duplicates_of(&report);
+                for d in &dups {
+                    if let Some(other) = self.reports.get_mut(d) {
+                        other.duplicates.insert(id.clone());
+                        changed.reports.insert(d.clone());
+                    }
+                }
+                let overdue = report.overdue(now);
+                self.reports.insert(
+                    id.clone(),
+                    Entry {
+                        report,
+                        reporter: c.reporter,
+                        duplicates: dups,
+                        overdue,
+                    },
+                );
+                self.index.insert(id.clone(), p);
+                self.count(&id, 1, changed);
+                changed.reports.insert(id);
+            }
+            EventKind::ReportTransition => {
+                let t: ReportTransition = env.data_as()?;
+                if !self.reports.contains_key(&t.report) {
+                    return Err(FieldError::new(
+                        "report",
+                        format!("{} has no report.created before it", t.report),
+                    ));
+                }
+                self.count(&t.report, -1, changed);
+                let e = self.reports.get_mut(&t.report).expect("checked above");
+                match e.report.apply(&t) {
+                    Applied::Yes => {
+                        e.overdue = e.report.overdue(now);
+                        changed.reports.insert(t.report.clone());
+                    }
+                    Applied::Stale => {}
+                    other => warn!(report = %t.report, ?other, "report event not applied"),
+                }
+                self.count(&t.report, 1, changed);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Reports likely to be the same matter as `r` (see [`DuplicateRule`]).
+    fn duplicates_of(&self, r: &Report) -> BTreeSet<LocalId> {
+        let rule = self.config.duplicates;
+        // Degrees that cover `within_m` in both directions at this latitude.
+        let dlat = rule.within_m / 111_000.0;
+        let dlon = dlat / r.lat.to_radians().cos().max(0.1);
+        let bbox = [r.lon - dlon, r.lat - dlat, r.lon + dlon, r.lat + dlat];
+        self.index
+            .query(&bbox)
+            .filter_map(|id| self.reports.get(id))
+            .filter(|e| rule.matches(r, &e.report))
+            .map(|e| e.report.id.clone())
+            .collect()
+    }
+
+    /// The clock: overdue flags that flip, and closed reports that leave the book.
+    pub fn tick(&mut self, now: DateTime<FixedOffset>) -> Changed {
+        let mut changed = Changed::default();
+        let flips: Vec<LocalId> = self
+            .reports
+            .iter()
+            .filter(|(_, e)| e.overdue != e.report.overdue(now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in flips {
+            self.count(&id, -1, &mut changed);
+            if let Some(e) = self.reports.get_mut(&id) {
+                e.overdue = e.report.overdue(now);
+            }
+            self.count(&id, 1, &mut changed);
+            changed.reports.insert(id);
+        }
+        let keep = Duration::days(i64::from(self.config.keep_closed_days));
+        let gone: Vec<LocalId> = self
+            .reports
+            .iter()
+            .filter(|(_, e)| !e.report.is_open() && e.report.updated + keep < now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.count(&id, -1, &mut changed);
+            if let Some(e) = self.reports.remove(&id) {
+                for d in &e.duplicates {
+                    if let Some(other) = self.reports.get_mut(d) {
+                        other.duplicates.remove(&id);
+                        changed.reports.insert(d.clone());
+                    }
+                }
+            }
+            self.index.remove(&id);
+            changed.reports.remove(&id);
+            changed.removed.push(id);
+        }
+        changed
+    }
+
+    /// The report's state record (the `reports` layer).
+    pub fn record(&self, id: &LocalId) -> Option<StateRecord> {
+        let e = self.reports.get(id)?;
+        let r = &e.report;
+        let mut properties = match serde_json::to_value(r) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        properties.insert("name".into(), r.service_name.clone().into());
+        properties.insert("status".into(), r.state.open311().into());
+        properties.insert("state_vi".into(), r.state.name_vi().into());
+        properties.insert("status_notes".into(), r.status_notes().into());
+        properties.insert("overdue".into(), e.overdue.into());
+        properties.insert(
+            "duplicates".into(),
+            e.duplicates
+                .iter()
+                .map(|d| Value::String(d.to_string()))
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        Some(StateRecord {
+            entity: EntityId::new("report", id),
+            layer: Layer::Reports,
+            geometry: geojson::Geometry::new(geojson::Value::Point(vec![r.lon, r.lat])),
+            bbox: [r.lon, r.lat, r.lon, r.lat],
+            units: r.units.clone(),
+            updated: Some(r.updated),
+            properties,
+            applied: Default::default(),
+            core: json!({"reporter": e.reporter}),
+        })
+    }
+
+    /// The overdue rule's view of a report (an alert while it is open past its deadline).
+    pub fn observation(&self, id: &LocalId) -> Option<Observation> {
+        let e = self.reports.get(id)?;
+        let r = &e.report;
+        let short: String = r.description.chars().take(80).collect();
+        Some(Observation {
+            rule: "report_overdue",
+            entity: EntityId::new("report", id),
+            entity_name: format!("{}: {short}", r.service_name),
+            agency: r.agency.clone(),
+            holds: e.overdue,
+            min_duration: Duration::zero(),
+            severity: Severity::Warning,
+            title: "Phản ánh quá hạn xử lý".into(),
+            detail: format!(
+                "{} ({}), hạn {}, {}",
+                r.service_name,
+                r.id,
+                r.deadline.format("%d/%m/%Y %H:%M"),
+                r.agency_name.as_deref().unwrap_or("chưa chuyển đơn vị")
+            ),
+            value: None,
+            zones: Vec::new(),
+        })
+    }
+
+    /// Where a report is (for alerts placed at it).
+    pub fn place(&self, id: &LocalId) -> Option<((f64, f64), Vec<LocalId>)> {
+        self.reports
+            .get(id)
+            .map(|e| ((e.report.lon, e.report.lat), e.report.units.clone()))
+    }
+}
+
+/// The overdue rule's view of a report that left the book: not overdue.
+pub fn no_longer_overdue(id: &LocalId) -> Observation {
+    Observation {
+        rule: "report_overdue",
+        entity: EntityId::new("report", id),
+        entity_name: id.to_string(),
+        agency: None,
+        holds: false,
+        min_duration: Duration::zero(),
+        severity: Severity::Warning,
+        title: String::new(),
+        detail: String::new(),
+        value: None,
+        zones: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use model::report::life::{Contact, Routing};
+    use model::report::{Actor, Step};
+    use uuid::Uuid;
+
+    fn t(s: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(s).unwrap()
+    }
+
+    fn id(s: &str) -> LocalId {
+        LocalId::parse("id", s).unwrap()
+    }
+
+    fn created(n: &str, lat: f64, at: &str) -> Envelope {
+        let c = ReportCreated {
+            id: id(n),
+            event_id: Uuid::now_v7(),
+            service_code: "infra.lighting".into(),
+            description: "Đèn đường hỏng cả dãy".into(),
+            lat,
+            lon: 105.47,
+            address: None,
+            media: vec![],
+            attributes: Default::default(),
+            contact: Contact::default(),
+            reporter: "citizen-1".into(),
+            requested: t(at),
+            routing: Routing {
+                units: vec![id("hg-vi-thanh"), id("hg")],
+                unit_names: vec![],
+                agency: Some(id("hg-vt-qldt")),
+                agency_name: None,
+                rule: "r".into(),
+                level: None,
+            },
+            deadline_h: 72,
+        };
+        Envelope::new(
+            EventKind::ReportCreated,
+            EntityId::new("report", &c.id),
+            c.requested,
+            Utc::now(),
+            "test",
+            serde_json::to_value(&c).unwrap(),
+        )
+    }
+
+    fn step(book: &ReportBook, n: &str, s: Step, at: &str) -> Envelope {
+        let tr = book
+            .get(&id(n))
+            .unwrap()
+            .transition(s, Actor::Operator, "op", "operator", None, t(at))
+            .unwrap();
+        Envelope::new(
+            EventKind::ReportTransition,
+            EntityId::new("report", &tr.report),
+            tr.at,
+            Utc::now(),
+            "test",
+            serde_json::to_value(&tr).unwrap(),
+        )
+    }
+
+    #[test]
+    fn duplicates_link_both_ways_and_counts_follow_the_life() {
+        let mut book = ReportBook::new(ReportsConfig::default());
+        let now = t("2026-11-23T10:00:00+07:00");
+        let mut ch = Changed::default();
+        book.apply(
+            &created("pa-1", 9.78, "2026-11-23T08:00:00+07:00"),
+            now,
+            &mut ch,
+        )
+        .unwrap();
+        book.apply(
+            &created("pa-2", 9.7802, "2026-11-23T09:00:00+07:00"),
+            now,
+            &mut ch,
+        )
+        .unwrap();
+        book.apply(
+            &created("pa-3", 9.79, "2026-11-23T09:00:00+07:00"),
+            now,
+            &mut ch,
+        )
+        .unwrap();
+        let rec = book.record(&id("pa-1")).unwrap();
+        assert_eq!(rec.properties["duplicates"], json!(["pa-2"]));
+        assert_eq!(
+            book.record(&id("pa-2")).unwrap().properties["duplicates"],
+            json!(["pa-1"])
+        );
+        assert_eq!(
+            book.record(&id("pa-3")).unwrap().properties["duplicates"],
+            json!([])
+        );
+        assert_eq!(book.counts(&id("hg")).open, 3);
+
+        let resolve = step(
+            &book,
+            "pa-1",
+            Step::Resolve {
+                result: "Đã thay bóng".into(),
+            },
+            "2026-11-23T11:00:00+07:00",
+        );
+        let mut ch = Changed::default();
+        book.apply(&resolve, now, &mut ch).unwrap();
+        assert!(ch.units.contains(&id("hg-vi-thanh")));
+        // A replay of the same event changes nothing.
+        book.apply(&resolve, now, &mut Changed::default()).unwrap();
+        let c = book.counts(&id("hg-vi-thanh"));
+        assert_eq!((c.open, c.resolved, c.resolved_on_time), (2, 1, 1));
+        assert_eq!(c.to_json()["on_time_pct"], json!(100.0));
+    }
+
+    #[test]
+    fn the_clock_flags_overdue_and_drops_long_closed_reports() {
+        let mut book = ReportBook::new(ReportsConfig::default());
+        let now = t("2026-11-23T10:00:00+07:00");
+        book.apply(
+            &created("pa-1", 9.78, "2026-11-23T08:00:00+07:00"),
+            now,
+            &mut Changed::default(),
+        )
+        .unwrap();
+        assert!(book.tick(now).is_empty());
+        let later = t("2026-11-26T08:01:00+07:00");
+        let ch = book.tick(later);
+        assert!(ch.reports.contains(&id("pa-1")));
+        assert_eq!(book.counts(&id("hg")).overdue, 1);
+        assert!(book.observation(&id("pa-1")).unwrap().holds);
+        assert_eq!(
+            book.record(&id("pa-1")).unwrap().properties["overdue"],
+            json!(true)
+        );
+        let reject = step(
+            &book,
+            "pa-1",
+            Step::Reject {
+                reason: "Không thuộc thẩm quyền".into(),
+            },
+            "2026-11-26T09:00:00+07:00",
+        );
+        book.apply(&reject, later, &mut Changed::default()).unwrap();
+        assert!(
+            !book.observation(&id("pa-1")).unwrap().holds,
+            "not overdue once rejected"
+        );
+        assert_eq!(book.counts(&id("hg")).overdue, 0);
+        let ch = book.tick(t("2027-03-01T00:00:00+07:00"));
+        assert_eq!(ch.removed, vec![id("pa-1")]);
+        assert!(book.is_empty());
+        assert_eq!(book.counts(&id("hg")), UnitCounts::default());
+    }
+}
