@@ -47,7 +47,7 @@ impl From<FieldError> for Invalid {
 
 /// Collects field errors while validating a composite value.
 #[derive(Default)]
-pub(crate) struct Checker {
+pub struct Checker {
     errors: Vec<FieldError>,
 }
 
@@ -64,6 +64,11 @@ impl Checker {
 
     pub fn fail(&mut self, field: &str, reason: impl Into<String>) {
         self.errors.push(FieldError::new(field, reason));
+    }
+
+    /// Has `field` been named already?
+    pub fn names(&self, field: &str) -> bool {
+        self.errors.iter().any(|e| e.field == field)
     }
 
     pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, Invalid> {
