@@ -30,6 +30,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub feeds: FeedsConfig,
     pub ingest: IngestConfig,
+    /// Field-report intake: photo limits, routes and deadlines.
+    pub reports: ingest::reports::ReportIntakeConfig,
     pub registry: RegistryConfig,
     pub demo: DemoConfig,
     pub log: LogConfig,
@@ -47,6 +49,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             feeds: FeedsConfig::default(),
             ingest: IngestConfig::default(),
+            reports: Default::default(),
             registry: RegistryConfig::default(),
             demo: DemoConfig::default(),
             log: LogConfig::default(),
@@ -146,6 +149,10 @@ pub struct DemoConfig {
     pub load_stations: usize,
     /// Readings per second over the load stations.
     pub load_rate: f64,
+    /// Seconds between simulated citizens' reports (0 = none).
+    pub report_every_s: f64,
+    /// Simulated minutes per real second for agencies handling reports.
+    pub report_time_scale: f64,
 }
 
 impl Default for DemoConfig {
@@ -155,6 +162,8 @@ impl Default for DemoConfig {
             backfill_hours: 72,
             load_stations: 0,
             load_rate: 0.0,
+            report_every_s: 20.0,
+            report_time_scale: 10.0,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `ioc core` and `ioc api` run one role each for scale-out; `ioc migrate` sets up the history
 //! database.
 
+mod citizens;
 mod config;
 mod roles;
 

@@ -264,7 +264,35 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
     }
 
     let mut ingest_handle = None;
+    let mut intake = None;
     if roles.ingest {
+        let places = Arc::new(ingest::reports::Places::default());
+        {
+            let (p, bus, topic) = (places.clone(), bus.clone(), cfg.topics.registry.clone());
+            spawn(&mut tasks, "report-intake-registry", async move {
+                p.follow(bus, topic).await.map_err(Into::into)
+            });
+        }
+        let mut rcfg = cfg.reports.clone();
+        if rcfg.routing.routes.is_empty() && (cfg.registry.seed_fixtures || roles.simulate) {
+            rcfg.routing = fixtures::reports::routes();
+            info!(
+                routes = rcfg.routing.routes.len(),
+                "field reports routed by the fixture table"
+            );
+        }
+        let p = places.clone();
+        checks.push((
+            "report_intake".into(),
+            Arc::new(move || json!({"ready": p.is_ready()})),
+        ));
+        intake = Some(Arc::new(ingest::reports::ReportIntake::new(
+            bus.clone(),
+            cfg.topics.reports.clone(),
+            places,
+            rcfg,
+            history.clone(),
+        )));
         let known = Arc::new(KnownStations::default());
         {
             let (known, bus, topic) = (known.clone(), bus.clone(), cfg.topics.registry.clone());
@@ -334,6 +362,9 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         history: history.clone(),
         alerts_topic: cfg.topics.alerts.clone(),
         registry_topic: cfg.topics.registry.clone(),
+        reports_topic: cfg.topics.reports.clone(),
+        intake,
+        report_locks: Default::default(),
     }));
 
     if roles.simulate {
@@ -364,6 +395,13 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
     info!(%local, "http listening");
     if roles.simulate {
         print_demo_banner(&auth, &cfg, local);
+        if cfg.demo.report_every_s > 0.0 {
+            spawn(
+                &mut tasks,
+                "report-simulator",
+                crate::citizens::simulate(auth.clone(), local, cfg.demo.clone()),
+            );
+        }
     }
     spawn(&mut tasks, "http", async move {
         axum::serve(

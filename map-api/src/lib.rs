@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 
 mod alerts;
 mod history;
+pub mod open311;
 mod zones;
 
 /// A named readiness condition besides the bus and the replica (e.g. "ingest registry"):
@@ -47,6 +48,11 @@ pub struct ApiState {
     pub alerts_topic: String,
     /// Where zones drawn by operators go (`ioc.registry`).
     pub registry_topic: String,
+    /// Where report transitions go (`ioc.reports`).
+    pub reports_topic: String,
+    /// Takes new field reports (`None`: this process runs no ingest; POST answers 503).
+    pub intake: Option<Arc<ingest::reports::ReportIntake>>,
+    pub report_locks: Arc<open311::ReportLocks>,
 }
 
 impl FromRef<ApiState> for Arc<Authenticator> {
@@ -69,6 +75,24 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/stations/{id}/forecast", get(history::forecast))
         .route("/api/v1/stations/{id}/aqi", get(history::aqi))
         .route("/api/v1/replay", get(history::replay))
+        .route(
+            "/open311/v2/{file}",
+            get(open311::get_root)
+                .post(open311::post_request)
+                .layer(axum::extract::DefaultBodyLimit::max(REPORT_BODY_LIMIT)),
+        )
+        .route(
+            "/open311/v2/services/{file}",
+            get(open311::service_definition),
+        )
+        .route("/open311/v2/requests/{file}", get(open311::get_request))
+        .route("/open311/v2/media/{id}", get(open311::media))
+        .route("/api/v1/reports", get(open311::queue))
+        .route("/api/v1/reports/{id}", get(open311::one))
+        .route(
+            "/api/v1/reports/{id}/transitions",
+            post(open311::transition),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -77,6 +101,9 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
         .layer(axum::middleware::map_response(json_rejections))
 }
+
+/// Largest Open311 POST body: three 5 MiB photos and the form.
+const REPORT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// axum answers malformed queries and bodies in plain text (and JSON body errors with 422):
 /// give them the API's error shape, a 400 naming the field where the message does.

@@ -1,0 +1,981 @@
+//! Field reports over HTTP: Open311 GeoReport v2 under `/open311/v2` (services, service
+//! definitions, requests; JSON or XML by the path's extension; errors in the spec's shape),
+//! photos under `/open311/v2/media`, and the IOC's own report API under `/api/v1/reports`
+//! (agency queues, the full life, transitions).
+//!
+//! Reads come from the `reports` layer of the replica. Writes go to `ioc.reports`, the record
+//! of truth: a new report through the intake (`ingest::reports`), a transition checked
+//! against the report's current state and written with the next `seq`; the answer waits
+//! until the replica shows the event applied, so a client reads its own write, and a writer
+//! that lost a race (another event took that `seq` first) is told 409.
+//!
+//! Who sees what: operators, admins, leaders and police see every report; an agency sees the
+//! reports assigned to it and the non-sensitive rest; a citizen sees its own and the
+//! non-sensitive rest. Public-order reports are sensitive. A report a caller may not see is
+//! answered 404, as if it did not exist.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auth::{Caller, Claims, Role};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Duration as Span, FixedOffset, Utc};
+use ingest::reports::{IntakeError, ReportForm, Upload};
+use model::report::{attributes, Actor, Report, Step, StepError, SERVICES};
+use model::{EntityId, Envelope, EventKind, Layer, LocalId, StateRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::warn;
+
+use crate::{bad_request, ApiState};
+
+/// Serialises writes to one report within this process (others are caught by `seq`).
+#[derive(Default)]
+pub struct ReportLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl ReportLocks {
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|_, l| Arc::strong_count(l) > 1);
+        m.entry(id.to_string()).or_default().clone()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Xml,
+}
+
+/// `requests.json` -> ("requests", Json).
+fn split_format(file: &str) -> Option<(&str, Format)> {
+    let (stem, ext) = file.rsplit_once('.')?;
+    match ext {
+        "json" => Some((stem, Format::Json)),
+        "xml" => Some((stem, Format::Xml)),
+        _ => None,
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Singular element names for Open311's nested lists.
+fn item_name(list: &str) -> &str {
+    match list {
+        "attributes" => "attribute",
+        "values" => "value",
+        "services" => "service",
+        "service_requests" => "request",
+        "errors" => "error",
+        other => other,
+    }
+}
+
+fn xml_value(out: &mut String, name: &str, v: &Value) {
+    match v {
+        Value::Null => out.push_str(&format!("<{name}/>")),
+        Value::Array(items) => {
+            out.push_str(&format!("<{name}>"));
+            for i in items {
+                xml_value(out, item_name(name), i);
+            }
+            out.push_str(&format!("</{name}>"));
+        }
+        Value::Object(m) => {
+            out.push_str(&format!("<{name}>"));
+            for (k, v) in m {
+                xml_value(out, k, v);
+            }
+            out.push_str(&format!("</{name}>"));
+        }
+        Value::String(s) => out.push_str(&format!("<{name}>{}</{name}>", escape(s))),
+        other => out.push_str(&format!("<{name}>{other}</{name}>")),
+    }
+}
+
+/// An Open311 answer: a list of objects under `root` (JSON: the bare array).
+fn reply(status: StatusCode, format: Format, root: &str, items: Vec<Value>) -> Response {
+    match format {
+        Format::Json => (status, Json(Value::Array(items))).into_response(),
+        Format::Xml => {
+            let mut out = String::from(r#"<?xml version="1.0" encoding="utf-8"?>"#);
+            xml_value(&mut out, root, &Value::Array(items));
+            (
+                status,
+                [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+                out,
+            )
+                .into_response()
+        }
+    }
+}
+
+/// One object answer (a service definition): JSON object, or XML under `root`.
+fn reply_one(format: Format, root: &str, v: Value) -> Response {
+    match format {
+        Format::Json => Json(v).into_response(),
+        Format::Xml => {
+            let mut out = String::from(r#"<?xml version="1.0" encoding="utf-8"?>"#);
+            xml_value(&mut out, root, &v);
+            ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], out).into_response()
+        }
+    }
+}
+
+/// The spec's error answer: `[{"code": 400, "description": "field: reason"}, ...]`.
+fn errors(status: StatusCode, format: Format, descriptions: Vec<String>) -> Response {
+    let items = descriptions
+        .into_iter()
+        .map(|d| json!({"code": status.as_u16(), "description": d}))
+        .collect();
+    reply(status, format, "errors", items)
+}
+
+fn error(status: StatusCode, format: Format, description: impl Into<String>) -> Response {
+    errors(status, format, vec![description.into()])
+}
+
+fn not_found(format: Format, what: &str) -> Response {
+    error(StatusCode::NOT_FOUND, format, format!("{what} not found"))
+}
+
+/// `GET /open311/v2/{file}`: `services.{json,xml}` (no token needed) or
+/// `requests.{json,xml}`.
+pub async fn get_root(
+    State(st): State<ApiState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let Some((stem, format)) = split_format(&file) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            Format::Json,
+            "unknown resource: use services.json, services.xml, requests.json or requests.xml",
+        );
+    };
+    match stem {
+        "services" => services(format),
+        "requests" => {
+            let caller = match caller_of(&st, &headers, None) {
+                Ok(c) => c,
+                Err(r) => return r.respond(format),
+            };
+            list_requests(&st, &caller, format, &q)
+        }
+        _ => not_found(format, stem),
+    }
+}
+
+fn services(format: Format) -> Response {
+    let items = SERVICES
+        .iter()
+        .map(|s| {
+            json!({
+                "service_code": s.code,
+                "service_name": s.name,
+                "description": format!("{} ({})", s.name, s.name_en),
+                "metadata": !attributes(s.code).is_empty(),
+                "type": "realtime",
+                "keywords": s.name_en.to_lowercase().replace(' ', ","),
+                "group": s.group,
+            })
+        })
+        .collect();
+    reply(StatusCode::OK, format, "services", items)
+}
+
+/// `GET /open311/v2/services/{code}.{json,xml}`: the service definition.
+pub async fn service_definition(Path(file): Path<String>) -> Response {
+    let Some((code, format)) = split_format(&file) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            Format::Json,
+            "use <service_code>.json or .xml",
+        );
+    };
+    if model::report::service(code).is_none() {
+        return not_found(format, &format!("service {code}"));
+    }
+    let attrs: Vec<Value> = attributes(code)
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            json!({
+                "variable": true,
+                "code": a.code,
+                "datatype": a.datatype,
+                "required": a.required,
+                "datatype_description": Value::Null,
+                "order": i + 1,
+                "description": a.description,
+                "values": a.values.iter().map(|(k, n)| json!({"key": k, "name": n})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    reply_one(
+        format,
+        "service_definition",
+        json!({"service_code": code, "attributes": attrs}),
+    )
+}
+
+/// Why a caller was refused, answered in the format of the resource asked for.
+enum Refusal {
+    Unauthorized(String),
+    Forbidden(String),
+}
+
+impl Refusal {
+    fn respond(self, format: Format) -> Response {
+        match self {
+            Refusal::Unauthorized(r) => {
+                let mut resp = error(StatusCode::UNAUTHORIZED, format, r);
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                resp
+            }
+            Refusal::Forbidden(r) => error(StatusCode::FORBIDDEN, format, r),
+        }
+    }
+}
+
+/// The caller from the bearer header, or (Open311 POST) from the `api_key` field.
+fn caller_of(st: &ApiState, headers: &HeaderMap, api_key: Option<&str>) -> Result<Claims, Refusal> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    let token = bearer
+        .or(api_key)
+        .ok_or_else(|| Refusal::Unauthorized("a bearer token or api_key is required".into()))?;
+    let claims = st
+        .auth
+        .verify(token)
+        .map_err(|e| Refusal::Unauthorized(e.to_string()))?;
+    if claims.role == Role::Sensor {
+        return Err(Refusal::Forbidden(
+            "sensors may not use field reports".into(),
+        ));
+    }
+    Ok(claims)
+}
+
+/// Public-order reports are police matters.
+fn sensitive(service_code: &str) -> bool {
+    service_code.starts_with("order.")
+}
+
+/// A live report: the record's report and who filed it.
+struct Live {
+    report: Report,
+    reporter: String,
+    record: Arc<StateRecord>,
+}
+
+fn live(st: &ApiState, id: &str) -> Option<Live> {
+    let local = LocalId::parse("id", id).ok()?;
+    let record = st.replica.get(&EntityId::new("report", &local))?;
+    let report = serde_json::from_value(Value::Object(record.properties.clone())).ok()?;
+    let reporter = record.core["reporter"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Some(Live {
+        report,
+        reporter,
+        record,
+    })
+}
+
+fn can_see(c: &Claims, l: &Live) -> bool {
+    match c.role {
+        Role::Operator | Role::Admin | Role::Leader | Role::Police => true,
+        Role::Agency => {
+            !sensitive(&l.report.service_code)
+                || (c.agency.is_some()
+                    && c.agency.as_deref() == l.report.agency.as_ref().map(|a| a.as_str()))
+        }
+        Role::Citizen => !sensitive(&l.report.service_code) || c.sub == l.reporter,
+        Role::Sensor => false,
+    }
+}
+
+/// A w3c date-time in Vietnam time (UTC+7), as the reporter reads it.
+fn w3c(t: DateTime<FixedOffset>) -> String {
+    let vn = FixedOffset::east_opt(7 * 3600).expect("UTC+7");
+    t.with_timezone(&vn)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+/// A report as an Open311 `request`.
+fn open311_request(r: &Report) -> Value {
+    json!({
+        "service_request_id": r.id.as_str(),
+        "status": r.state.open311(),
+        "status_notes": r.status_notes(),
+        "service_name": r.service_name,
+        "service_code": r.service_code,
+        "description": r.description,
+        "agency_responsible": r.agency_name.clone().unwrap_or_else(|| "Trung tâm Giám sát, điều hành thông minh (IOC)".into()),
+        "service_notice": Value::Null,
+        "requested_datetime": w3c(r.requested),
+        "updated_datetime": w3c(r.updated),
+        "expected_datetime": r.expected().map(w3c),
+        "address": r.address,
+        "address_id": Value::Null,
+        "zipcode": Value::Null,
+        "lat": r.lat,
+        "long": r.lon,
+        "media_url": r.media.first(),
+    })
+}
+
+fn parse_w3c(field: &str, v: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("{field}: must be a w3c date-time such as 2026-11-23T08:00:00+07:00"))
+}
+
+fn list_requests(
+    st: &ApiState,
+    caller: &Claims,
+    format: Format,
+    q: &[(String, String)],
+) -> Response {
+    let one = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.trim());
+    let list = |k: &str| -> Option<BTreeSet<String>> {
+        one(k).filter(|v| !v.is_empty()).map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+    };
+    let mut problems = Vec::new();
+    let ids = list("service_request_id");
+    let codes = list("service_code");
+    if let Some(c) = &codes {
+        for code in c {
+            if model::report::service(code).is_none() {
+                problems.push(format!("service_code: unknown service {code:?}"));
+            }
+        }
+    }
+    let statuses = list("status");
+    if let Some(s) = &statuses {
+        for v in s {
+            if v != "open" && v != "closed" {
+                problems.push(format!("status: {v:?} is not open or closed"));
+            }
+        }
+    }
+    let start = one("start_date")
+        .map(|v| parse_w3c("start_date", v))
+        .transpose();
+    let end = one("end_date")
+        .map(|v| parse_w3c("end_date", v))
+        .transpose();
+    let (start, end) = match (start, end) {
+        (Ok(s), Ok(e)) => (s, e),
+        (s, e) => {
+            problems.extend(s.err());
+            problems.extend(e.err());
+            (None, None)
+        }
+    };
+    // The spec's window: at most 90 days, the last 90 when not given.
+    let now = Utc::now();
+    let (from, to) = match (start, end) {
+        (Some(s), Some(e)) => (s, e),
+        (Some(s), None) => (s, s + Span::days(90)),
+        (None, Some(e)) => (e - Span::days(90), e),
+        (None, None) => (now - Span::days(90), now + Span::days(1)),
+    };
+    if to < from {
+        problems.push("end_date: must not be before start_date".into());
+    } else if start.is_some() && end.is_some() && to - from > Span::days(90) {
+        problems.push("end_date: the range may not span more than 90 days".into());
+    }
+    if !problems.is_empty() {
+        return errors(StatusCode::BAD_REQUEST, format, problems);
+    }
+    let query = replica::Query {
+        layers: [Layer::Reports].into_iter().collect(),
+        bbox: None,
+        unit: None,
+    };
+    let (_, records) = st.replica.snapshot(&query, usize::MAX);
+    let mut found: Vec<Report> = records
+        .iter()
+        .filter_map(|r| live(st, r.entity.local()))
+        .filter(|l| can_see(caller, l))
+        .map(|l| l.report)
+        .filter(|r| match &ids {
+            // service_request_id overrides every other filter.
+            Some(ids) => ids.contains(r.id.as_str()),
+            None => {
+                let t = r.requested.with_timezone(&Utc);
+                codes.as_ref().is_none_or(|c| c.contains(&r.service_code))
+                    && statuses
+                        .as_ref()
+                        .is_none_or(|s| s.contains(r.state.open311()))
+                    && t >= from
+                    && t <= to
+            }
+        })
+        .collect();
+    found.sort_by(|a, b| b.requested.cmp(&a.requested).then(a.id.cmp(&b.id)));
+    found.truncate(MAX_LIST);
+    let items = found.iter().map(open311_request).collect();
+    reply(StatusCode::OK, format, "service_requests", items)
+}
+
+/// Most requests in one Open311 answer.
+const MAX_LIST: usize = 1000;
+
+/// `GET /open311/v2/requests/{id}.{json,xml}`.
+pub async fn get_request(
+    State(st): State<ApiState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some((id, format)) = split_format(&file) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            Format::Json,
+            "use <service_request_id>.json or .xml",
+        );
+    };
+    let caller = match caller_of(&st, &headers, None) {
+        Ok(c) => c,
+        Err(r) => return r.respond(format),
+    };
+    match live(&st, id).filter(|l| can_see(&caller, l)) {
+        Some(l) => reply(
+            StatusCode::OK,
+            format,
+            "service_requests",
+            vec![open311_request(&l.report)],
+        ),
+        None => not_found(format, &format!("service request {id}")),
+    }
+}
+
+/// `POST /open311/v2/requests.{json,xml}`: form-encoded as the spec says, or multipart with
+/// photos in `media` parts.
+pub async fn post_request(
+    State(st): State<ApiState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    let format = match split_format(&file) {
+        Some(("requests", f)) => f,
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                Format::Json,
+                "POST requests.json or requests.xml",
+            )
+        }
+    };
+    let is_multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let mut form = ReportForm::default();
+    let mut uploads = Vec::new();
+    if is_multipart {
+        let mut mp = match Multipart::from_request(request, &()).await {
+            Ok(m) => m,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format, format!("body: {e}")),
+        };
+        loop {
+            match mp.next_field().await {
+                Ok(Some(f)) => {
+                    let name = f.name().unwrap_or_default().to_string();
+                    let is_file = f.file_name().is_some() || name == "media";
+                    match f.bytes().await {
+                        Ok(b) if is_file => uploads.push(Upload { bytes: b.to_vec() }),
+                        Ok(b) => form
+                            .fields
+                            .push((name, String::from_utf8_lossy(&b).into_owned())),
+                        Err(e) => {
+                            return error(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                format,
+                                format!("{name}: {e}"),
+                            )
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format, format!("body: {e}")),
+            }
+        }
+    } else {
+        let body = match Bytes::from_request(request, &()).await {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::PAYLOAD_TOO_LARGE, format, format!("body: {e}")),
+        };
+        form.fields = form_urlencoded(&body);
+    }
+    let api_key = form
+        .fields
+        .iter()
+        .find(|(k, _)| k == "api_key")
+        .map(|(_, v)| v.clone());
+    let caller = match caller_of(&st, &headers, api_key.as_deref()) {
+        Ok(c) => c,
+        Err(r) => return r.respond(format),
+    };
+    let Some(intake) = &st.intake else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format,
+            "this process does not take reports (no ingest role)",
+        );
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let media_base = format!("http://{host}/open311/v2/media");
+    match intake
+        .submit(&form, &uploads, &caller.sub, &media_base)
+        .await
+    {
+        Ok(created) => {
+            // Read-your-writes: answer once this process's replica shows it (bounded).
+            let entity = EntityId::new("report", &created.id);
+            wait_for(&st, &entity, |r| r.is_some()).await;
+            let notice = match &created.routing.agency_name {
+                Some(a) => format!("Đã chuyển {a} xử lý; hạn xử lý {} giờ.", created.deadline_h),
+                None => "Đã tiếp nhận; Trung tâm IOC sẽ chuyển đơn vị xử lý.".into(),
+            };
+            reply(
+                StatusCode::CREATED,
+                format,
+                "service_requests",
+                vec![json!({
+                    "service_request_id": created.id.as_str(),
+                    "service_notice": notice,
+                    "account_id": Value::Null,
+                })],
+            )
+        }
+        Err(IntakeError::Invalid(inv)) => errors(
+            StatusCode::BAD_REQUEST,
+            format,
+            inv.errors.iter().map(|e| e.to_string()).collect(),
+        ),
+        Err(
+            e @ (IntakeError::NotReady
+            | IntakeError::BusUnavailable(_)
+            | IntakeError::MediaUnavailable(_)),
+        ) => {
+            warn!(error = %e, "report not taken");
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, format, e.to_string());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            r
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` pairs (`+` is a space; bad escapes kept as sent).
+fn form_urlencoded(body: &[u8]) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(b[i + 1]), hex(b[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(kv), String::new()),
+        })
+        .collect()
+}
+
+/// Waits (at most 10 s) until the replica's record of `entity` satisfies `done`.
+async fn wait_for(
+    st: &ApiState,
+    entity: &EntityId,
+    done: impl Fn(Option<&StateRecord>) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut changes = st.replica.subscribe();
+    loop {
+        if done(st.replica.get(entity).as_deref()) {
+            return true;
+        }
+        let wait = tokio::time::timeout_at(deadline, changes.recv());
+        match wait.await {
+            Err(_) => return false,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return false,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// `GET /open311/v2/media/{id}`: an uploaded photo (metadata already stripped).
+pub async fn media(State(st): State<ApiState>, Path(id): Path<String>, caller: Caller) -> Response {
+    if caller.role() == Role::Sensor {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let Some(store) = &st.history else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match store.media(&id).await {
+        Ok(Some(m)) => (
+            [
+                (header::CONTENT_TYPE, m.content_type),
+                (
+                    header::CACHE_CONTROL,
+                    "private, max-age=86400, immutable".into(),
+                ),
+            ],
+            m.bytes,
+        )
+            .into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+// ---- the IOC's report API ---------------------------------------------------------------
+
+/// A report as the IOC's own API shows it: the whole life, flags and links.
+fn full(l: &Live) -> Value {
+    let mut v = Value::Object(l.record.properties.clone());
+    v["open311"] = open311_request(&l.report);
+    v
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QueueParams {
+    /// `mine` (the caller's agency), or an agency id (operators, admins, leaders).
+    agency: Option<String>,
+    /// `open` (default), `overdue`, `all`.
+    state: Option<String>,
+    unit: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /api/v1/reports`: a queue. An agency sees its own by default.
+pub async fn queue(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Query(p): Query<QueueParams>,
+) -> Response {
+    let claims = &caller.0;
+    if matches!(claims.role, Role::Sensor) {
+        return auth::Rejection::forbidden("sensors may not use field reports").into_response();
+    }
+    let limit = match crate::parse_limit(p.limit.as_deref(), 500, 5000) {
+        Ok(n) => n,
+        Err(e) => return bad_request(e),
+    };
+    let agency = match p.agency.as_deref() {
+        Some("mine") | None if claims.role == Role::Agency => claims.agency.clone(),
+        Some("mine") => claims.agency.clone(),
+        Some(a) => Some(a.to_string()),
+        None => None,
+    };
+    let which = p.state.as_deref().unwrap_or("open");
+    if !["open", "overdue", "all"].contains(&which) {
+        return bad_request(model::FieldError::new(
+            "state",
+            "must be open, overdue or all",
+        ));
+    }
+    let query = replica::Query {
+        layers: [Layer::Reports].into_iter().collect(),
+        bbox: None,
+        unit: p.unit,
+    };
+    let (seq, records) = st.replica.snapshot(&query, usize::MAX);
+    let mut out: Vec<(DateTime<FixedOffset>, Value)> = records
+        .iter()
+        .filter_map(|r| live(&st, r.entity.local()))
+        .filter(|l| can_see(claims, l))
+        .filter(|l| {
+            agency
+                .as_deref()
+                .is_none_or(|a| l.report.agency.as_ref().map(|x| x.as_str()) == Some(a))
+        })
+        .filter(|l| match which {
+            "open" => l.report.is_open(),
+            "overdue" => l.record.properties["overdue"] == json!(true),
+            _ => true,
+        })
+        .map(|l| (l.report.deadline, full(&l)))
+        .collect();
+    // Most urgent first.
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    let total = out.len();
+    let reports: Vec<Value> = out.into_iter().take(limit).map(|(_, v)| v).collect();
+    Json(json!({"seq": seq, "total": total, "reports": reports})).into_response()
+}
+
+/// `GET /api/v1/reports/{id}`: the report, and its events from the history store.
+pub async fn one(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Response {
+    let Some(l) = live(&st, &id).filter(|l| can_see(&caller.0, l)) else {
+        return report_not_found(&id);
+    };
+    let mut v = full(&l);
+    if let Some(h) = &st.history {
+        if let Ok(events) = h.report_events(&id).await {
+            v["stored_events"] = events.len().into();
+        }
+    }
+    Json(v).into_response()
+}
+
+fn report_not_found(id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "not_found", "field": "id", "reason": format!("no report {id}")})),
+    )
+        .into_response()
+}
+
+/// Who the caller is to this report, for the state machine.
+fn actor(c: &Claims, l: &Live) -> Option<Actor> {
+    let own_agency =
+        c.agency.is_some() && c.agency.as_deref() == l.report.agency.as_ref().map(|a| a.as_str());
+    match c.role {
+        Role::Operator | Role::Admin => Some(Actor::Operator),
+        Role::Agency | Role::Police if own_agency => Some(Actor::AssignedAgency),
+        Role::Agency | Role::Police => Some(Actor::OtherAgency),
+        Role::Citizen if c.sub == l.reporter => Some(Actor::Reporter),
+        Role::Citizen | Role::Leader | Role::Sensor => None,
+    }
+}
+
+/// `POST /api/v1/reports/{id}/transitions` with `{"action": "start" | "assign" | "resolve" |
+/// "reject" | "close" | "reopen", "agency"|"result"|"reason": ..., "note": ...}`.
+pub async fn transition(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let claims = caller.0;
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(model::FieldError::new("body", format!("not JSON: {e}"))),
+    };
+    let note = match body.get("note") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(model::text::nfc(s.trim())).filter(|s| !s.is_empty()),
+        Some(_) => return bad_request(model::FieldError::new("note", "must be text")),
+    };
+    let mut step: Step = match serde_json::from_value(body.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let field = if body.get("action").is_none() {
+                "action"
+            } else {
+                "body"
+            };
+            return bad_request(model::FieldError::new(
+                field,
+                format!("{e}; actions: assign (agency), start, resolve (result), reject (reason), close, reopen (reason)"),
+            ));
+        }
+    };
+    // Texts as NFC, the way every other Vietnamese text is kept.
+    match &mut step {
+        Step::Resolve { result: t } | Step::Reject { reason: t } | Step::Reopen { reason: t } => {
+            *t = model::text::nfc(t.trim())
+        }
+        Step::Assign { agency } => *agency = agency.trim().to_string(),
+        Step::Start | Step::Close => {}
+    }
+    let lock = st.report_locks.lock_for(&id);
+    let _guard = lock.lock().await;
+    let Some(l) = live(&st, &id).filter(|l| can_see(&claims, l)) else {
+        return report_not_found(&id);
+    };
+    let Some(actor) = actor(&claims, &l) else {
+        return auth::Rejection::forbidden(format!(
+            "role {} may not change this report",
+            claims.role
+        ))
+        .into_response();
+    };
+    let mut agency_name = None;
+    if let Step::Assign { agency } = &step {
+        let known = LocalId::parse("agency", agency)
+            .ok()
+            .and_then(|a| st.intake.as_ref()?.places().agency_name(&a));
+        match known {
+            Some(n) => agency_name = Some(n),
+            None => {
+                return bad_request(model::FieldError::new(
+                    "agency",
+                    format!("{agency:?} is not an agency in the registry"),
+                ))
+            }
+        }
+    }
+    let now = Utc::now().fixed_offset();
+    let mut t = match l
+        .report
+        .transition(step, actor, &claims.sub, claims.role.as_str(), note, now)
+    {
+        Ok(t) => t,
+        Err(StepError::Illegal(r)) => {
+            return (
+                StatusCode::CONFLICT,
+                Json(json!({"error": "conflict", "field": "action", "reason": r, "state": l.report.state})),
+            )
+                .into_response()
+        }
+        Err(StepError::Forbidden(r)) => return auth::Rejection::forbidden(r).into_response(),
+        Err(StepError::Invalid { field, reason }) => {
+            return bad_request(model::FieldError::new(field, reason))
+        }
+    };
+    t.agency_name = agency_name;
+    let env = Envelope::new(
+        EventKind::ReportTransition,
+        EntityId::new("report", &t.report),
+        t.at,
+        Utc::now(),
+        format!("api:{}", claims.role),
+        serde_json::to_value(&t).expect("transitions serialise"),
+    );
+    if let Err(e) = st
+        .bus
+        .publish(&st.reports_topic, env.entity.as_str(), Some(env.to_bytes()))
+        .await
+    {
+        warn!(error = %e, "transition not written");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            Json(json!({"error": "unavailable", "reason": e.to_string()})),
+        )
+            .into_response();
+    }
+    let seq = t.seq;
+    let entity = EntityId::new("report", &t.report);
+    let applied = wait_for(&st, &entity, |r| {
+        r.and_then(|r| r.properties.get("seq")?.as_u64())
+            .is_some_and(|s| s >= u64::from(seq))
+    })
+    .await;
+    let Some(now_live) = live(&st, &id) else {
+        return report_not_found(&id);
+    };
+    if !applied {
+        return (
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "accepted", "seq": seq, "reason": "written; not shown applied within 10 s"})),
+        )
+            .into_response();
+    }
+    let ours = now_live
+        .report
+        .history
+        .iter()
+        .any(|h| h.seq == seq && h.event_id == t.event_id);
+    if !ours {
+        return (
+            StatusCode::CONFLICT,
+            Json(json!({
+                "error": "conflict",
+                "field": "action",
+                "reason": "the report changed meanwhile; look again and retry",
+                "state": now_live.report.state,
+            })),
+        )
+            .into_response();
+    }
+    Json(full(&now_live)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_like_browsers_send_them() {
+        let pairs = form_urlencoded(
+            "service_code=infra.lighting&description=%C4%90%C3%A8n+h%E1%BB%8Fng&attribute%5Bx%5D=1&lat=9.78&bad=%zz&empty"
+                .as_bytes(),
+        );
+        assert_eq!(pairs[1], ("description".into(), "Đèn hỏng".into()));
+        assert_eq!(pairs[2].0, "attribute[x]");
+        assert_eq!(pairs[4], ("bad".into(), "%zz".into()));
+        assert_eq!(pairs[5], ("empty".into(), String::new()));
+    }
+
+    #[test]
+    fn xml_is_escaped_and_lists_have_singular_items() {
+        let r = reply(
+            StatusCode::OK,
+            Format::Xml,
+            "service_requests",
+            vec![
+                json!({"service_request_id": "pa-1", "description": "<b>&'\"", "media_url": null}),
+            ],
+        );
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/xml; charset=utf-8");
+        let mut out = String::new();
+        xml_value(
+            &mut out,
+            "service_requests",
+            &json!([{"description": "<b>&", "values": [{"key": "a"}]}]),
+        );
+        assert_eq!(
+            out,
+            "<service_requests><request><description>&lt;b&gt;&amp;</description><values><value><key>a</key></value></values></request></service_requests>"
+        );
+    }
+}
