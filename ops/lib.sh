@@ -133,6 +133,20 @@ start_chromium() {
   export IOC_TEST_CHROMIUM="$(command -v chromium)"
 }
 
+# A Python with `georeport` (an Open311 GeoReport v2 client from PyPI) for the Open311 test.
+start_python_client() {
+  local venv="$IOC_RUN_DIR/py"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import georeport' 2>/dev/null; then
+    command -v python3 >/dev/null || apt_install python3
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; } \
+      || die "could not make a Python virtual environment"
+    log "installing the georeport Open311 client from PyPI"
+    "$venv/bin/pip" install -q "georeport==0.3.1" >"$IOC_RUN_DIR/pip.log" 2>&1 \
+      || die "pip install georeport failed (log: $IOC_RUN_DIR/pip.log)"
+  fi
+  export IOC_TEST_PYTHON="$venv/bin/python"
+}
+
 # Stops the services this shell started; those it found running are left alone.
 stop_services() {
   for pid in "${STARTED_PIDS[@]}"; do

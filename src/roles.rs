@@ -275,7 +275,11 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         }
         let mut rcfg = cfg.reports.clone();
         if rcfg.routing.routes.is_empty() && (cfg.registry.seed_fixtures || roles.simulate) {
-            rcfg.routing = fixtures::reports::routes();
+            let fixture = fixtures::reports::routes();
+            rcfg.routing.routes = fixture.routes;
+            if rcfg.routing.deadlines.is_empty() {
+                rcfg.routing.deadlines = fixture.deadlines;
+            }
             info!(
                 routes = rcfg.routing.routes.len(),
                 "field reports routed by the fixture table"

@@ -817,10 +817,17 @@ pub async fn transition(
     let mut step: Step = match serde_json::from_value(body.clone()) {
         Ok(s) => s,
         Err(e) => {
-            let field = if body.get("action").is_none() {
-                "action"
-            } else {
-                "body"
+            let msg = e.to_string();
+            let missing = msg
+                .split_once("missing field `")
+                .and_then(|(_, rest)| rest.split_once('`'))
+                .map(|(f, _)| f.to_string());
+            let field = match missing {
+                _ if body.get("action").is_none() || msg.contains("unknown variant") => {
+                    "action".to_string()
+                }
+                Some(f) => f,
+                None => "body".to_string(),
             };
             return bad_request(model::FieldError::new(
                 field,

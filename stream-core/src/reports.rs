@@ -325,7 +325,9 @@ impl ReportBook {
                 "{} ({}), hạn {}, {}",
                 r.service_name,
                 r.id,
-                r.deadline.format("%d/%m/%Y %H:%M"),
+                r.deadline
+                    .with_timezone(&FixedOffset::east_opt(7 * 3600).expect("UTC+7"))
+                    .format("%H:%M %d/%m/%Y"),
                 r.agency_name.as_deref().unwrap_or("chưa chuyển đơn vị")
             ),
             value: None,
