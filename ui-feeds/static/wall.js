@@ -152,7 +152,15 @@ function upsertArea(f) {
   const old = areas.get(f.id); if (old) areaLayer.removeLayer(old);
   const p = f.properties;
   let layer;
-  if (f.id.startsWith("river:")) {
+  if (f.id.startsWith("report:")) {
+    // Field reports: open ones only, red when overdue, by state otherwise.
+    if (p.status === "closed") { areas.delete(f.id); return; }
+    const color = p.overdue ? "#e74c3c" : ({ received: "#bdc3c7", assigned: "#3498db", in_progress: "#9b59b6" })[p.state] || "#95a5a6";
+    layer = L.geoJSON(f, { pointToLayer: (_, ll) => L.circleMarker(ll, { radius: 5, color, weight: 2, fillColor: color, fillOpacity: 0.6 }) })
+      .bindTooltip(`<b>${esc(p.service_name)}</b>${p.overdue ? " · <b>quá hạn</b>" : ""}<br>${esc(p.description || "")}<br>` +
+        `<span class="small">${esc(p.state_vi)} · ${esc(p.agency_name || "Trung tâm IOC")} · hạn ${esc(vnTime(p.deadline))}` +
+        `${p.duplicates && p.duplicates.length ? " · có thể trùng " + p.duplicates.length : ""}</span>`, { sticky: true });
+  } else if (f.id.startsWith("river:")) {
     const color = p.risk_level === null || p.risk_level === undefined ? "#6c7a89" : RISK[Math.min(p.risk_level, 4)];
     // A river with one station is a point: a ring, not Leaflet's default marker image.
     layer = L.geoJSON(f, { style: { color, weight: 4, opacity: 0.8 },
@@ -173,7 +181,12 @@ function upsertUnit(f) {
   const old = units.get(f.id); if (old) unitLayer.removeLayer(old);
   const deep = f.properties.parent !== null;
   const layer = L.geoJSON(f, { style: { color: deep ? "#3a4f6b" : "#7aa2d6", weight: deep ? 1 : 2.5, fillColor: "#16263b", fillOpacity: deep ? 0.35 : 0 } })
-    .bindTooltip(esc(f.properties.name), { sticky: true });
+    .bindTooltip(() => {
+      const r = f.properties.reports;
+      const kpi = r && (r.open || r.resolved) ? `<br><span class="small">phản ánh: ${r.open} đang mở · ${r.overdue} quá hạn · ` +
+        `${r.on_time_pct === null ? "chưa có kết quả" : r.on_time_pct + "% đúng hạn"}</span>` : "";
+      return esc(f.properties.name) + kpi;
+    }, { sticky: true });
   layer.addTo(unitLayer);
   if (!deep) layer.bringToBack();
   units.set(f.id, layer);
@@ -215,7 +228,7 @@ function bbox() { const b = map.getBounds(); return [b.getWest(), b.getSouth(), 
 
 function subscribeAll(resume) {
   const subs = [["units", ["units"], null], ["live", ["salinity", "air_quality"], bbox()], ["alerts", ["alerts"], null],
-    ["areas", ["rivers", "zones"], null]];
+    ["areas", ["rivers", "zones", "reports"], null]];
   for (const [id, layers, bb] of subs) {
     const msg = { id, layers, bbox: bb };
     if (resume && epoch && lastSeq[id]) Object.assign(msg, { op: "resume", since: lastSeq[id], epoch });
