@@ -93,6 +93,7 @@ async fn migrations_run_up_from_empty_and_again() {
         "registry",
         "audit_log",
         "store_meta",
+        "report_media",
     ] {
         assert!(tables.iter().any(|x| x == t), "{t} missing from {tables:?}");
     }
@@ -104,7 +105,8 @@ async fn migrations_run_up_from_empty_and_again() {
     })
     .unwrap();
     assert_eq!(again.prepare().await.unwrap(), flavor);
-    assert_eq!(count(&s, "SELECT count(*) FROM _sqlx_migrations").await, 1);
+    // 0001 history, 0002 reports: each applied once.
+    assert_eq!(count(&s, "SELECT count(*) FROM _sqlx_migrations").await, 2);
     match flavor {
         Flavor::Timescale => println!("ran on TimescaleDB: hypertable and continuous aggregates"),
         Flavor::Postgres => println!("ran on plain PostgreSQL (timescaledb not installed or not enabled): BRIN index and rollup tables"),
