@@ -296,7 +296,11 @@ struct Live {
 
 fn live(st: &ApiState, id: &str) -> Option<Live> {
     let local = LocalId::parse("id", id).ok()?;
-    let record = st.replica.get(&EntityId::new("report", &local))?;
+    live_of(st.replica.get(&EntityId::new("report", &local))?)
+}
+
+/// The report a record of the `reports` layer holds.
+fn live_of(record: Arc<StateRecord>) -> Option<Live> {
     let report = serde_json::from_value(Value::Object(record.properties.clone())).ok()?;
     let reporter = record.core["reporter"]
         .as_str()
@@ -428,8 +432,8 @@ fn list_requests(
     };
     let (_, records) = st.replica.snapshot(&query, usize::MAX);
     let mut found: Vec<Report> = records
-        .iter()
-        .filter_map(|r| live(st, r.entity.local()))
+        .into_iter()
+        .filter_map(live_of)
         .filter(|l| can_see(caller, l))
         .map(|l| l.report)
         .filter(|r| match &ids {
@@ -739,8 +743,8 @@ pub async fn queue(
     };
     let (seq, records) = st.replica.snapshot(&query, usize::MAX);
     let mut out: Vec<(DateTime<FixedOffset>, Value)> = records
-        .iter()
-        .filter_map(|r| live(&st, r.entity.local()))
+        .into_iter()
+        .filter_map(live_of)
         .filter(|l| can_see(claims, l))
         .filter(|l| {
             agency

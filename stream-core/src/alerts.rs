@@ -75,6 +75,31 @@ pub struct Observation {
     pub zones: Vec<(LocalId, String)>,
 }
 
+impl Observation {
+    /// A warning-level observation of `entity` under `rule`, holding or not, with no text yet.
+    pub fn new(
+        rule: &'static str,
+        entity: EntityId,
+        entity_name: String,
+        agency: Option<LocalId>,
+        holds: bool,
+    ) -> Self {
+        Self {
+            rule,
+            entity,
+            entity_name,
+            agency,
+            holds,
+            min_duration: Duration::zero(),
+            severity: Severity::Warning,
+            title: String::new(),
+            detail: String::new(),
+            value: None,
+            zones: Vec::new(),
+        }
+    }
+}
+
 /// What changed; the caller publishes it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {

@@ -10,7 +10,6 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, FixedOffset};
-use model::alert::Severity;
 use model::geoindex::BoxIndex;
 use model::report::life::{Applied, DuplicateRule};
 use model::report::{Report, ReportCreated, ReportTransition};
@@ -312,27 +311,24 @@ impl ReportBook {
         let e = self.reports.get(id)?;
         let r = &e.report;
         let short: String = r.description.chars().take(80).collect();
-        Some(Observation {
-            rule: "report_overdue",
-            entity: EntityId::new("report", id),
-            entity_name: format!("{}: {short}", r.service_name),
-            agency: r.agency.clone(),
-            holds: e.overdue,
-            min_duration: Duration::zero(),
-            severity: Severity::Warning,
-            title: "Phản ánh quá hạn xử lý".into(),
-            detail: format!(
-                "{} ({}), hạn {}, {}",
-                r.service_name,
-                r.id,
-                r.deadline
-                    .with_timezone(&FixedOffset::east_opt(7 * 3600).expect("UTC+7"))
-                    .format("%H:%M %d/%m/%Y"),
-                r.agency_name.as_deref().unwrap_or("chưa chuyển đơn vị")
-            ),
-            value: None,
-            zones: Vec::new(),
-        })
+        let mut o = Observation::new(
+            "report_overdue",
+            EntityId::new("report", id),
+            format!("{}: {short}", r.service_name),
+            r.agency.clone(),
+            e.overdue,
+        );
+        o.title = "Phản ánh quá hạn xử lý".into();
+        o.detail = format!(
+            "{} ({}), hạn {}, {}",
+            r.service_name,
+            r.id,
+            r.deadline
+                .with_timezone(&FixedOffset::east_opt(7 * 3600).expect("UTC+7"))
+                .format("%H:%M %d/%m/%Y"),
+            r.agency_name.as_deref().unwrap_or("chưa chuyển đơn vị")
+        );
+        Some(o)
     }
 
     /// Where a report is (for alerts placed at it).
@@ -345,19 +341,13 @@ impl ReportBook {
 
 /// The overdue rule's view of a report that left the book: not overdue.
 pub fn no_longer_overdue(id: &LocalId) -> Observation {
-    Observation {
-        rule: "report_overdue",
-        entity: EntityId::new("report", id),
-        entity_name: id.to_string(),
-        agency: None,
-        holds: false,
-        min_duration: Duration::zero(),
-        severity: Severity::Warning,
-        title: String::new(),
-        detail: String::new(),
-        value: None,
-        zones: Vec::new(),
-    }
+    Observation::new(
+        "report_overdue",
+        EntityId::new("report", id),
+        id.to_string(),
+        None,
+        false,
+    )
 }
 
 #[cfg(test)]

@@ -19,19 +19,13 @@ use crate::station::StationState;
 pub const AUTO: &str = "auto";
 
 fn observation(state: &StationState, rule: &'static str, holds: bool) -> Observation {
-    Observation {
+    Observation::new(
         rule,
-        entity: state.entity(),
-        entity_name: state.station.name.clone(),
-        agency: state.station.agency.clone(),
+        state.entity(),
+        state.station.name.clone(),
+        state.station.agency.clone(),
         holds,
-        min_duration: Duration::zero(),
-        severity: Severity::Warning,
-        title: String::new(),
-        detail: String::new(),
-        value: None,
-        zones: Vec::new(),
-    }
+    )
 }
 
 /// Observations after a station's state changed with readings.
