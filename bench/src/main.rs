@@ -5,9 +5,11 @@
 //! - `baseline`: the same number of same-sized messages through the same Kafka broker with a
 //!   bare rdkafka producer and consumer (the limit the pipeline is compared with);
 //! - `latency`: MQTT publish -> websocket delta latency at a fixed reading rate;
-//! - `history-write`, `history-query`: the history store (see `history.rs`).
+//! - `history-write`, `history-query`: the history store (see `history.rs`);
+//! - `reports`: Open311 report creation against a running server (see `reports.rs`).
 
 mod history;
+mod reports;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,6 +90,20 @@ enum Cmd {
         batch: usize,
         #[arg(long, default_value_t = 100)]
         stations: usize,
+    },
+    /// Reports created/s through a running server's Open311 endpoint (with routing), p50/p99,
+    /// against `GET services.json` on the same server as the peer.
+    Reports {
+        /// Base URL of `ioc demo` or `ioc serve`.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// A citizen (or operator) token: `ioc token --role citizen --subject bench`.
+        #[arg(long, env = "IOC_BENCH_TOKEN")]
+        token: String,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 5000)]
+        requests: usize,
     },
     /// Series query latency from the 1-hour rollup and from raw rows.
     HistoryQuery {
@@ -511,6 +527,12 @@ async fn main() -> anyhow::Result<()> {
             batch,
             stations,
         } => history::write(&admin_url, rows, batch, stations).await,
+        Cmd::Reports {
+            url,
+            token,
+            clients,
+            requests,
+        } => reports::run(&url, &token, clients, requests).await,
         Cmd::HistoryQuery {
             admin_url,
             stations,

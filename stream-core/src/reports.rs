@@ -1,7 +1,12 @@
 //! The report book: every field report's current state, folded from `ioc.reports` (the record
 //! of truth), with what the core derives from it: the overdue flag, likely duplicates (same
-//! category, close in space and time, linked both ways), and per-unit counts for leaders
-//! (open, overdue, resolved, resolved on time).
+//! category, close in space and time), and per-unit counts for leaders (open, overdue,
+//! resolved, resolved on time).
+//!
+//! Duplicates form clusters around the first report of a matter: a new report that matches
+//! any report of a cluster joins it, pointing at the cluster's first report, which lists its
+//! followers. So a flooded street reported by 500 people changes two records per new report
+//! (the new one and the first), not 500.
 //!
 //! Pure logic: the caller feeds events and clock ticks and publishes the records of the
 //! reports and units it is told changed. The book is rebuilt from the topic at every start,
@@ -74,9 +79,16 @@ struct Entry {
     report: Report,
     /// Who filed it (may reopen); kept off the map.
     reporter: String,
-    duplicates: BTreeSet<LocalId>,
+    /// The first report of the cluster this one joined as a likely duplicate.
+    duplicate_of: Option<LocalId>,
+    /// On a cluster's first report: the reports that joined it.
+    followers: BTreeSet<LocalId>,
     overdue: bool,
 }
+
+/// A cluster's first report lists at most this many followers on the map (and says how many
+/// there are in all).
+const LISTED_FOLLOWERS: usize = 50;
 
 impl Entry {
     fn counts(&self) -> UnitCounts {
@@ -170,11 +182,11 @@ impl ReportBook {
                 let report = Report::created(&c);
                 let id = c.id.clone();
                 let p = [report.lon, report.lat, report.lon, report.lat];
-                let dups = self.duplicates_of(&report);
-                for d in &dups {
-                    if let Some(other) = self.reports.get_mut(d) {
-                        other.duplicates.insert(id.clone());
-                        changed.reports.insert(d.clone());
+                let duplicate_of = self.cluster_for(&report);
+                if let Some(first) = &duplicate_of {
+                    if let Some(other) = self.reports.get_mut(first) {
+                        other.followers.insert(id.clone());
+                        changed.reports.insert(first.clone());
                     }
                 }
                 let overdue = report.overdue(now);
@@ -183,7 +195,8 @@ impl ReportBook {
                     Entry {
                         report,
                         reporter: c.reporter,
-                        duplicates: dups,
+                        duplicate_of,
+                        followers: BTreeSet::new(),
                         overdue,
                     },
                 );
@@ -216,8 +229,10 @@ impl ReportBook {
         Ok(())
     }
 
-    /// Reports likely to be the same matter as `r` (see [`DuplicateRule`]).
-    fn duplicates_of(&self, r: &Report) -> BTreeSet<LocalId> {
+    /// The cluster a new report `r` joins: among the reports likely to be the same matter
+    /// (see [`DuplicateRule`]), the first report of the earliest cluster; none if nothing
+    /// matches.
+    fn cluster_for(&self, r: &Report) -> Option<LocalId> {
         let rule = self.config.duplicates;
         // Degrees that cover `within_m` in both directions at this latitude.
         let dlat = rule.within_m / 111_000.0;
@@ -227,8 +242,14 @@ impl ReportBook {
             .query(&bbox)
             .filter_map(|id| self.reports.get(id))
             .filter(|e| rule.matches(r, &e.report))
+            .filter_map(|e| match &e.duplicate_of {
+                Some(first) => self.reports.get(first),
+                None => Some(e),
+            })
+            .min_by(|a, b| {
+                (a.report.requested, &a.report.id).cmp(&(b.report.requested, &b.report.id))
+            })
             .map(|e| e.report.id.clone())
-            .collect()
     }
 
     /// The clock: overdue flags that flip, and closed reports that leave the book.
@@ -258,11 +279,16 @@ impl ReportBook {
         for id in gone {
             self.count(&id, -1, &mut changed);
             if let Some(e) = self.reports.remove(&id) {
-                for d in &e.duplicates {
+                // Its followers stand alone from now on; its cluster forgets it.
+                for d in &e.followers {
                     if let Some(other) = self.reports.get_mut(d) {
-                        other.duplicates.remove(&id);
+                        other.duplicate_of = None;
                         changed.reports.insert(d.clone());
                     }
+                }
+                if let Some(other) = e.duplicate_of.and_then(|f| self.reports.get_mut(&f)) {
+                    other.followers.remove(&id);
+                    changed.reports.insert(other.report.id.clone());
                 }
             }
             self.index.remove(&id);
@@ -285,13 +311,26 @@ impl ReportBook {
         properties.insert("state_vi".into(), r.state.name_vi().into());
         properties.insert("status_notes".into(), r.status_notes().into());
         properties.insert("overdue".into(), e.overdue.into());
+        // Likely duplicates: a follower shows its cluster's first report, a first report its
+        // followers (the first LISTED_FOLLOWERS of them, and how many in all).
+        let (listed, total): (Vec<Value>, usize) = match &e.duplicate_of {
+            Some(first) => (vec![first.to_string().into()], 1),
+            None => (
+                e.followers
+                    .iter()
+                    .take(LISTED_FOLLOWERS)
+                    .map(|d| d.to_string().into())
+                    .collect(),
+                e.followers.len(),
+            ),
+        };
+        properties.insert("duplicates".into(), listed.into());
+        properties.insert("duplicates_total".into(), total.into());
         properties.insert(
-            "duplicates".into(),
-            e.duplicates
-                .iter()
-                .map(|d| Value::String(d.to_string()))
-                .collect::<Vec<_>>()
-                .into(),
+            "duplicate_of".into(),
+            e.duplicate_of
+                .as_ref()
+                .map_or(Value::Null, |f| f.to_string().into()),
         );
         Some(StateRecord {
             entity: EntityId::new("report", id),
@@ -467,6 +506,52 @@ mod tests {
         let c = book.counts(&id("hg-vi-thanh"));
         assert_eq!((c.open, c.resolved, c.resolved_on_time), (2, 1, 1));
         assert_eq!(c.to_json()["on_time_pct"], json!(100.0));
+    }
+
+    #[test]
+    fn a_crowd_reporting_one_matter_forms_one_cluster_and_each_report_changes_two_records() {
+        let mut book = ReportBook::new(ReportsConfig::default());
+        let now = t("2026-11-23T10:00:00+07:00");
+        book.apply(
+            &created("pa-a", 9.78, "2026-11-23T08:00:00+07:00"),
+            now,
+            &mut Changed::default(),
+        )
+        .unwrap();
+        // 200 more within a few metres of each other, each matching every earlier one.
+        for i in 0..200 {
+            let mut ch = Changed::default();
+            let n = format!("pa-f{i:03}");
+            book.apply(
+                &created(&n, 9.78 + f64::from(i) * 1e-6, "2026-11-23T09:00:00+07:00"),
+                now,
+                &mut ch,
+            )
+            .unwrap();
+            assert_eq!(ch.reports, [id("pa-a"), id(&n)].into_iter().collect());
+        }
+        let first = book.record(&id("pa-a")).unwrap().properties;
+        assert_eq!(first["duplicates_total"], json!(200));
+        assert_eq!(
+            first["duplicates"].as_array().unwrap().len(),
+            LISTED_FOLLOWERS
+        );
+        assert_eq!(first["duplicate_of"], Value::Null);
+        let follower = book.record(&id("pa-f150")).unwrap().properties;
+        assert_eq!(follower["duplicates"], json!(["pa-a"]));
+        assert_eq!(follower["duplicate_of"], json!("pa-a"));
+        // A report near a follower only (40 m on from the last one, 60 m from the first)
+        // still joins the same cluster.
+        book.apply(
+            &created("pa-z", 9.78 + 200e-6 + 0.00036, "2026-11-23T09:30:00+07:00"),
+            now,
+            &mut Changed::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            book.record(&id("pa-z")).unwrap().properties["duplicate_of"],
+            json!("pa-a")
+        );
     }
 
     #[test]

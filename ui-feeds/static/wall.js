@@ -159,7 +159,7 @@ function upsertArea(f) {
     layer = L.geoJSON(f, { pointToLayer: (_, ll) => L.circleMarker(ll, { radius: 5, color, weight: 2, fillColor: color, fillOpacity: 0.6 }) })
       .bindTooltip(`<b>${esc(p.service_name)}</b>${p.overdue ? " · <b>quá hạn</b>" : ""}<br>${esc(p.description || "")}<br>` +
         `<span class="small">${esc(p.state_vi)} · ${esc(p.agency_name || "Trung tâm IOC")} · hạn ${esc(vnTime(p.deadline))}` +
-        `${p.duplicates && p.duplicates.length ? " · có thể trùng " + p.duplicates.length : ""}</span>`, { sticky: true });
+        `${p.duplicate_of ? " · có thể trùng " + esc(p.duplicate_of) : p.duplicates_total ? " · " + p.duplicates_total + " phản ánh trùng" : ""}</span>`, { sticky: true });
   } else if (f.id.startsWith("river:")) {
     const color = p.risk_level === null || p.risk_level === undefined ? "#6c7a89" : RISK[Math.min(p.risk_level, 4)];
     // A river with one station is a point: a ring, not Leaflet's default marker image.
