@@ -15,6 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use model::Layer;
+
+mod cameras;
+pub use cameras::{CameraUse, Grant};
 use serde::{Deserialize, Serialize};
 
 /// What a caller may do, from least to most privileged in spirit (see DOMAIN.md, Users).
@@ -36,10 +39,12 @@ pub enum Role {
     /// A citizen, or the provincial app acting for one: files field reports, follows and
     /// reopens its own, sees open environmental data.
     Citizen,
+    /// A school (its `agency` claim names it): its own school's cameras only.
+    School,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Operator,
         Role::Police,
         Role::Leader,
@@ -47,6 +52,7 @@ impl Role {
         Role::Admin,
         Role::Sensor,
         Role::Citizen,
+        Role::School,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +64,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Sensor => "sensor",
             Role::Citizen => "citizen",
+            Role::School => "school",
         }
     }
 
@@ -65,6 +72,7 @@ impl Role {
     pub fn can_view(self, layer: Layer) -> bool {
         match self {
             Role::Sensor => false,
+            Role::School => layer == Layer::Cameras,
             // Open data only.
             Role::Citizen => matches!(
                 layer,
@@ -72,7 +80,7 @@ impl Role {
             ),
             // An agency works its own queue through the reports API, not on the map (the
             // layer carries public-order reports that are police matters).
-            Role::Agency => layer != Layer::Reports,
+            Role::Agency => !matches!(layer, Layer::Reports | Layer::Cameras),
             Role::Operator | Role::Police | Role::Leader | Role::Admin => match layer {
                 Layer::Salinity
                 | Layer::AirQuality
@@ -80,7 +88,8 @@ impl Role {
                 | Layer::Alerts
                 | Layer::Rivers
                 | Layer::Zones
-                | Layer::Reports => true,
+                | Layer::Reports
+                | Layer::Cameras => true,
             },
         }
     }
@@ -118,9 +127,12 @@ pub struct Claims {
     /// The user or device.
     pub sub: String,
     pub role: Role,
-    /// For agency users: which agency.
+    /// For agency users: which agency; for school users: which school.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agency: Option<String>,
+    /// Rights beyond the role's (see [`Grant`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
     pub iat: i64,
     pub exp: i64,
 }
@@ -166,11 +178,24 @@ impl Authenticator {
         agency: Option<&str>,
         ttl: chrono::Duration,
     ) -> String {
+        self.issue_granted(sub, role, agency, &[], ttl)
+    }
+
+    /// A token for `sub` with `role` and `grants` beyond the role, valid for `ttl`.
+    pub fn issue_granted(
+        &self,
+        sub: &str,
+        role: Role,
+        agency: Option<&str>,
+        grants: &[Grant],
+        ttl: chrono::Duration,
+    ) -> String {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: sub.to_string(),
             role,
             agency: agency.map(str::to_string),
+            grants: grants.to_vec(),
             iat: now,
             exp: now + ttl.num_seconds(),
         };
@@ -315,6 +340,7 @@ mod tests {
                 sub: "x".into(),
                 role: Role::Admin,
                 agency: None,
+                grants: vec![],
                 iat: 0,
                 exp: i64::MAX / 2,
             },

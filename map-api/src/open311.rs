@@ -321,7 +321,7 @@ fn can_see(c: &Claims, l: &Live) -> bool {
                 || (c.agency.is_some()
                     && c.agency.as_deref() == l.report.agency.as_ref().map(|a| a.as_str()))
         }
-        Role::Citizen => !sensitive(&l.report.service_code) || c.sub == l.reporter,
+        Role::Citizen | Role::School => !sensitive(&l.report.service_code) || c.sub == l.reporter,
         Role::Sensor => false,
     }
 }
@@ -795,8 +795,8 @@ fn actor(c: &Claims, l: &Live) -> Option<Actor> {
         Role::Operator | Role::Admin => Some(Actor::Operator),
         Role::Agency | Role::Police if own_agency => Some(Actor::AssignedAgency),
         Role::Agency | Role::Police => Some(Actor::OtherAgency),
-        Role::Citizen if c.sub == l.reporter => Some(Actor::Reporter),
-        Role::Citizen | Role::Leader | Role::Sensor => None,
+        Role::Citizen | Role::School if c.sub == l.reporter => Some(Actor::Reporter),
+        Role::Citizen | Role::School | Role::Leader | Role::Sensor => None,
     }
 }
 

@@ -49,6 +49,9 @@ pub enum EventKind {
     /// A step of a report's life (data: [`crate::report::ReportTransition`]).
     #[serde(rename = "report.transition")]
     ReportTransition,
+    /// A camera's state changed, or fresh stream statistics (data: [`crate::CameraStatus`]).
+    #[serde(rename = "camera.status")]
+    CameraStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

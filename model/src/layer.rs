@@ -24,10 +24,12 @@ pub enum Layer {
     Zones,
     /// Field reports: open ones, and closed ones for a while.
     Reports,
+    /// Cameras: position, state, stream statistics, last snapshot time (no images).
+    Cameras,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 7] = [
+    pub const ALL: [Layer; 8] = [
         Layer::Salinity,
         Layer::AirQuality,
         Layer::Units,
@@ -35,6 +37,7 @@ impl Layer {
         Layer::Rivers,
         Layer::Zones,
         Layer::Reports,
+        Layer::Cameras,
     ];
 
     /// Layers a replay can rewind from history (sensor state, for now).
@@ -49,6 +52,7 @@ impl Layer {
             Layer::Rivers => "rivers",
             Layer::Zones => "zones",
             Layer::Reports => "reports",
+            Layer::Cameras => "cameras",
         }
     }
 
@@ -61,6 +65,7 @@ impl Layer {
             Layer::Rivers => "Xâm nhập mặn theo sông",
             Layer::Zones => "Vùng tùy chỉnh",
             Layer::Reports => "Phản ánh hiện trường",
+            Layer::Cameras => "Camera",
         }
     }
 
@@ -73,6 +78,7 @@ impl Layer {
             Layer::Rivers => "Salinity intrusion by river",
             Layer::Zones => "Custom zones",
             Layer::Reports => "Field reports",
+            Layer::Cameras => "Cameras",
         }
     }
 

@@ -1,5 +1,5 @@
 //! The IOC's shared vocabulary: the versioned event envelope that travels on the bus, the
-//! entities it speaks of (stations, readings, administrative units, zones, agencies), the
+//! entities it speaks of (stations, readings, administrative units, zones, agencies, cameras), the
 //! state records read replicas hold, and the validation that turns sender input into them.
 //!
 //! This crate owns *meaning* and *validity*. It must never do I/O (no network, no files, no
@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod aqi;
+pub mod camera;
 pub mod envelope;
 pub mod error;
 pub mod forecast;
@@ -21,6 +22,7 @@ pub mod salinity;
 pub mod state;
 pub mod text;
 
+pub use camera::{Camera, CameraGroup, CameraPurpose, CameraState, CameraStatus};
 pub use envelope::{Envelope, EventKind, ENVELOPE_VERSION};
 pub use error::{FieldError, Invalid};
 pub use id::{EntityId, LocalId};

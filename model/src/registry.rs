@@ -1,4 +1,4 @@
-//! Registry entries: the slowly-changing things (stations, units, agencies, zones) carried on
+//! Registry entries: the slowly-changing things (stations, units, agencies, zones, cameras) carried on
 //! the compacted `ioc.registry` topic, keyed by entity id.
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ pub enum RegistryEntry {
     Unit(AdminUnit),
     Agency(Agency),
     Zone(Zone),
+    Camera(crate::camera::Camera),
 }
 
 impl RegistryEntry {
@@ -22,6 +23,7 @@ impl RegistryEntry {
             RegistryEntry::Unit(u) => EntityId::new("unit", &u.id),
             RegistryEntry::Agency(a) => EntityId::new("agency", &a.id),
             RegistryEntry::Zone(z) => EntityId::new("zone", &z.id),
+            RegistryEntry::Camera(c) => EntityId::new("camera", &c.id),
         }
     }
 }

@@ -1,11 +1,11 @@
 //! The registry as stream-core sees it: administrative units (with a point-in-polygon index),
-//! stations, agencies and zones, kept current from `ioc.registry`.
+//! stations, agencies, zones and cameras, kept current from `ioc.registry`.
 
 use std::collections::HashMap;
 
 use geo::{Intersects, MultiPolygon, Point};
 use model::geoindex::UnitIndex;
-use model::{AdminUnit, Agency, LocalId, RegistryEntry, Station, Zone};
+use model::{AdminUnit, Agency, Camera, LocalId, RegistryEntry, Station, Zone};
 
 #[derive(Default)]
 pub struct Directory {
@@ -13,6 +13,7 @@ pub struct Directory {
     pub stations: HashMap<LocalId, Station>,
     pub agencies: HashMap<LocalId, Agency>,
     pub zones: HashMap<LocalId, Zone>,
+    pub cameras: HashMap<LocalId, Camera>,
     index: UnitIndex,
     index_stale: bool,
     /// Zones as polygons, for point-in-zone.
@@ -36,6 +37,9 @@ impl Directory {
                 self.zones.insert(z.id.clone(), z);
                 self.refresh_zones();
             }
+            RegistryEntry::Camera(c) => {
+                self.cameras.insert(c.id.clone(), c);
+            }
         }
     }
 
@@ -48,6 +52,7 @@ impl Directory {
                 self.units.remove(id).is_some()
             }
             "agency" => self.agencies.remove(id).is_some(),
+            "camera" => self.cameras.remove(id).is_some(),
             "zone" => {
                 let had = self.zones.remove(id).is_some();
                 self.refresh_zones();
