@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use crate::alerts::{AlertBook, RulesConfig, Transition};
 use crate::directory::Directory;
 use crate::forecaster;
+use crate::cameras::CameraBook;
 use crate::reports::{Changed, ReportBook, ReportsConfig, UnitCounts};
 use crate::rivers;
 use crate::rules;
@@ -145,6 +146,11 @@ pub async fn run(
     let mut alert_actions = bus
         .assign(&format!("{}-alerts", config.group), &topics.alerts, None)
         .await?;
+    // Camera states from the video workers (the latest is restored from ioc.state, so a
+    // fresh group starts at the end of the topic's retention and skips nothing it needs).
+    let mut camera_status = bus
+        .assign(&format!("{}-cameras", config.group), &topics.cameras, None)
+        .await?;
     // Salinity forecasts, made beside this loop from the history store.
     let (forecast_tx, mut forecasts) = mpsc::channel(64);
     let (targets, targets_rx) = watch::channel(core.forecast_targets());
@@ -170,6 +176,7 @@ pub async fn run(
             _ = &mut shutdown => {
                 readings.commit().await?;
                 alert_actions.commit().await?;
+                camera_status.commit().await?;
                 info!("stream core stopped");
                 return Ok(());
             }
@@ -177,6 +184,11 @@ pub async fn run(
                 let m = m?;
                 core.alert_action(&m).await?;
                 alert_actions.applied(&m)?;
+            }
+            m = camera_status.next() => {
+                let m = m?;
+                core.camera_message(&m).await?;
+                camera_status.applied(&m)?;
             }
             _ = tick.tick(), if config.rules.enabled => {
                 core.clock_rules().await?;
@@ -274,6 +286,8 @@ struct Core {
     rivers: HashMap<String, StateRecord>,
     /// Field reports, folded from `ioc.reports`.
     reports: ReportBook,
+    /// The latest status of every camera.
+    cameras: CameraBook,
 }
 
 impl Core {
@@ -288,6 +302,7 @@ impl Core {
             started: Utc::now(),
             rivers: HashMap::new(),
             reports: ReportBook::new(reports),
+            cameras: CameraBook::default(),
         }
     }
 
@@ -336,6 +351,17 @@ impl Core {
             let rec = zone_record(zone);
             if restored.get(&rec.entity) != Some(&rec) {
                 changed.push(rec);
+            }
+        }
+        for r in restored.values().filter(|r| r.layer == Layer::Cameras) {
+            self.cameras.restore(r);
+        }
+        let cameras: Vec<LocalId> = self.dir.cameras.keys().cloned().collect();
+        for id in cameras {
+            if let Some(rec) = self.camera_record(&id) {
+                if restored.get(&rec.entity) != Some(&rec) {
+                    changed.push(rec);
+                }
             }
         }
         for r in restored.values().filter(|r| r.layer == Layer::Alerts) {
@@ -752,12 +778,15 @@ impl Core {
                     Ok(entry) => entry,
                     Err(e) => return self.dead_letter(m, Some(env.entity.clone()), vec![e]).await,
                 };
-                if let RegistryEntry::Station(s) = &entry {
-                    if let Err(invalid) = s.validate() {
-                        return self
-                            .dead_letter(m, Some(env.entity.clone()), invalid.errors)
-                            .await;
-                    }
+                let checked = match &entry {
+                    RegistryEntry::Station(s) => s.validate(),
+                    RegistryEntry::Camera(c) => c.validate(),
+                    _ => Ok(()),
+                };
+                if let Err(invalid) = checked {
+                    return self
+                        .dead_letter(m, Some(env.entity.clone()), invalid.errors)
+                        .await;
                 }
                 self.dir.upsert(entry);
             }
@@ -796,6 +825,13 @@ impl Core {
                 Some(z) => records.push(zone_record(z)),
                 None => tombstones.push(entity.clone()),
             },
+            "camera" => match self.camera_record(&local) {
+                Some(rec) => records.push(rec),
+                None => {
+                    self.cameras.forget(&local);
+                    tombstones.push(entity.clone());
+                }
+            },
             "station" => match self.dir.stations.get(&local) {
                 Some(_) => records.extend(self.replace_station(&local)),
                 None => {
@@ -813,6 +849,35 @@ impl Core {
                 .await?;
         }
         Ok(())
+    }
+
+    /// A registry camera's record with its latest status; `None` for a camera not registered.
+    fn camera_record(&self, id: &LocalId) -> Option<StateRecord> {
+        let c = self.dir.cameras.get(id)?;
+        let units = self.dir.locate(c.position.lon, c.position.lat);
+        let names = self.unit_names(&units);
+        Some(self.cameras.record(c, units, names))
+    }
+
+    /// One `camera.status` event: the camera's record moves on (status of a camera the
+    /// registry does not know is kept until it is registered).
+    async fn camera_message(&mut self, m: &Message) -> Result<(), BusError> {
+        let Some(payload) = m.payload.as_deref() else {
+            return Ok(());
+        };
+        let env = match Envelope::from_bytes(payload) {
+            Ok(e) if e.kind == EventKind::CameraStatus => e,
+            Ok(_) => return Ok(()),
+            Err(e) => return self.dead_letter(m, None, vec![e]).await,
+        };
+        match self.cameras.apply(&env) {
+            Ok(Some(id)) => match self.camera_record(&id) {
+                Some(rec) => self.publish_state(rec).await,
+                None => Ok(()),
+            },
+            Ok(None) => Ok(()),
+            Err(e) => self.dead_letter(m, Some(env.entity.clone()), vec![e]).await,
+        }
     }
 
     /// Re-creates a station's state from the directory; `Some(record)` when it changed.

@@ -19,6 +19,7 @@ mod air;
 mod alerts;
 mod core;
 mod directory;
+pub mod cameras;
 pub mod forecaster;
 mod history;
 mod reports;

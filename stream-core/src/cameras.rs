@@ -1,0 +1,175 @@
+//! Cameras on the map: each registry camera joined with the latest `camera.status` its video
+//! worker published, as a record of the `cameras` layer (position, state, statistics, last
+//! snapshot time, links to the snapshot and live view; never the stream address or its
+//! credentials).
+//!
+//! Pure logic: the caller feeds registry cameras and status events and publishes the records
+//! it is handed. The latest status is kept in the record's `core` part, so a restart picks up
+//! where the state topic left off.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, FixedOffset};
+use model::{Camera, CameraStatus, EntityId, Envelope, FieldError, Layer, LocalId, StateRecord};
+use serde_json::{json, Map, Value};
+
+#[derive(Default)]
+pub struct CameraBook {
+    /// The latest status per camera, with the event time it was published at.
+    statuses: HashMap<LocalId, (DateTime<FixedOffset>, CameraStatus)>,
+}
+
+impl CameraBook {
+    /// Takes back the status a restored record carried.
+    pub fn restore(&mut self, r: &StateRecord) {
+        if let (Some(ts), Ok(s)) = (
+            r.updated,
+            serde_json::from_value::<CameraStatus>(r.core["status"].clone()),
+        ) {
+            self.statuses.insert(s.camera.clone(), (ts, s));
+        }
+    }
+
+    /// Applies one `camera.status` event; `Ok(Some(id))` when the camera's state moved on,
+    /// `Ok(None)` for an event older than what is held.
+    pub fn apply(&mut self, env: &Envelope) -> Result<Option<LocalId>, FieldError> {
+        let s: CameraStatus = env.data_as()?;
+        if env.entity.local() != s.camera.as_str() {
+            return Err(FieldError::new(
+                "data.camera",
+                format!("{} does not match the key {}", s.camera, env.entity),
+            ));
+        }
+        if let Some((ts, _)) = self.statuses.get(&s.camera) {
+            if *ts > env.ts {
+                return Ok(None);
+            }
+        }
+        let id = s.camera.clone();
+        self.statuses.insert(id.clone(), (env.ts, s));
+        Ok(Some(id))
+    }
+
+    pub fn forget(&mut self, id: &LocalId) {
+        self.statuses.remove(id);
+    }
+
+    /// The record of `camera` (in `units`, named `unit_names`) with its latest status.
+    pub fn record(
+        &self,
+        camera: &Camera,
+        units: Vec<LocalId>,
+        unit_names: Vec<String>,
+    ) -> StateRecord {
+        let status = self.statuses.get(&camera.id);
+        let mut p = Map::new();
+        p.insert("name".into(), camera.name.clone().into());
+        p.insert("purpose".into(), json!(camera.purpose));
+        p.insert("purpose_vi".into(), camera.purpose.name_vi().into());
+        p.insert("group".into(), camera.group.to_string().into());
+        p.insert(
+            "agency".into(),
+            camera.agency.as_ref().map(|a| a.to_string()).into(),
+        );
+        p.insert("unit_names".into(), json!(unit_names));
+        let base = format!("/api/v1/cameras/{}", camera.id);
+        p.insert("snapshot_url".into(), format!("{base}/snapshot.jpg").into());
+        p.insert("live_url".into(), format!("{base}/live.mjpeg").into());
+        match status {
+            Some((_, s)) => {
+                p.insert("state".into(), s.state.as_str().into());
+                p.insert("state_vi".into(), s.state.name_vi().into());
+                p.insert("since".into(), json!(s.since));
+                p.insert("reason".into(), json!(s.reason));
+                p.insert("last_frame".into(), json!(s.last_frame));
+                p.insert("last_snapshot".into(), json!(s.last_snapshot));
+                p.insert("reconnects".into(), s.reconnects.into());
+                p.insert("stats".into(), json!(s.stats));
+            }
+            None => {
+                p.insert("state".into(), "unknown".into());
+                p.insert("state_vi".into(), "Chưa có thông tin".into());
+            }
+        }
+        let (lon, lat) = (camera.position.lon, camera.position.lat);
+        StateRecord {
+            entity: EntityId::new("camera", &camera.id),
+            layer: Layer::Cameras,
+            geometry: geojson::Geometry::new(geojson::Value::Point(vec![lon, lat])),
+            bbox: [lon, lat, lon, lat],
+            units,
+            updated: status.map(|(ts, _)| *ts),
+            properties: p,
+            applied: Default::default(),
+            core: status.map_or(Value::Null, |(_, s)| json!({ "status": s })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use model::camera::{RtspTransport, StreamSource, StreamStats};
+    use model::{CameraGroup, CameraPurpose, CameraState, EventKind, GeoPoint};
+
+    fn camera() -> Camera {
+        Camera {
+            id: LocalId::parse("id", "hg-cam-1").unwrap(),
+            name: "Camera 1".into(),
+            position: GeoPoint::new(105.47, 9.78).unwrap(),
+            agency: None,
+            purpose: CameraPurpose::Traffic,
+            group: CameraGroup::Traffic,
+            stream: StreamSource {
+                url: "rtsp://10.1.2.3/secret-path".into(),
+                transport: RtspTransport::Tcp,
+                credentials: Some("police".into()),
+            },
+        }
+    }
+
+    fn status(state: CameraState, at: &str) -> Envelope {
+        let ts = DateTime::parse_from_rfc3339(at).unwrap();
+        let s = CameraStatus {
+            camera: camera().id,
+            state,
+            since: ts,
+            changed: true,
+            reason: None,
+            last_frame: Some(ts),
+            last_snapshot: None,
+            reconnects: 0,
+            stats: StreamStats::default(),
+        };
+        Envelope::new(
+            EventKind::CameraStatus,
+            EntityId::new("camera", &camera().id),
+            ts,
+            Utc::now(),
+            "test",
+            serde_json::to_value(&s).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_newest_status_wins_and_the_record_hides_the_stream() {
+        let mut book = CameraBook::default();
+        let c = camera();
+        assert_eq!(book.record(&c, vec![], vec![]).properties["state"], "unknown");
+        book.apply(&status(CameraState::Online, "2026-11-23T10:00:05+07:00"))
+            .unwrap();
+        assert_eq!(
+            book.apply(&status(CameraState::Stalled, "2026-11-23T10:00:01+07:00"))
+                .unwrap(),
+            None
+        );
+        let rec = book.record(&c, vec![], vec![]);
+        assert_eq!(rec.properties["state"], "online");
+        let text = serde_json::to_string(&rec.to_feature()).unwrap();
+        assert!(!text.contains("10.1.2.3") && !text.contains("secret-path"));
+        let mut again = CameraBook::default();
+        again.restore(&rec);
+        assert_eq!(again.record(&c, vec![], vec![]), rec);
+    }
+}

@@ -1,0 +1,279 @@
+//! Camera workers: for every registry camera this worker owns (see [`VideoConfig::owns`]),
+//! a GStreamer pipeline pulling its RTSP stream without decoding it, a state machine that
+//! judges liveness from the frames that actually arrive (connecting, online, stalled,
+//! offline), `camera.status` events on `ioc.cameras` at every transition and every stats
+//! period, a JPEG snapshot decoded from one keyframe at an interval, and MJPEG live view
+//! decoded only while somebody watches.
+//!
+//! It owns *what a camera is doing right now*. It must never put a stream credential in a
+//! URL, a log line, an event or an error, never decode every frame of every camera, and never
+//! let one camera's failure reach another's pipeline or task.
+
+pub mod config;
+pub mod jpeg;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bus::{Bus, BusError, Message};
+use model::{Camera, CameraState, CameraStatus, Envelope, EventKind, LocalId, RegistryEntry};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub use config::{Credential, VideoConfig};
+pub use worker::{LiveError, LiveView, Snapshot};
+use worker::CameraShared;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("GStreamer could not start: {0}")]
+    Init(String),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// Where status events go.
+#[derive(Clone)]
+pub(crate) struct Publisher {
+    bus: Arc<dyn Bus>,
+    topic: String,
+    source: String,
+}
+
+impl Publisher {
+    async fn publish(&self, status: &CameraStatus) {
+        let env = worker::status_event(status, &self.source);
+        if let Err(e) = self
+            .bus
+            .publish(&self.topic, env.entity.as_str(), Some(env.to_bytes()))
+            .await
+        {
+            // The next transition or stats period publishes the state again.
+            warn!(camera = %status.camera, error = %e, "camera status not published");
+        }
+    }
+}
+
+struct Running {
+    camera: Camera,
+    shared: Arc<CameraShared>,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Why an image is not available.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoImage {
+    /// `None` when this worker does not run the camera.
+    pub state: Option<CameraState>,
+    pub reason: Option<String>,
+    /// Seconds since the last good frame, if there ever was one.
+    pub last_frame_age_s: Option<f64>,
+}
+
+/// The cameras this process runs.
+pub struct Fleet {
+    config: Arc<VideoConfig>,
+    publisher: Publisher,
+    running: Mutex<HashMap<LocalId, Running>>,
+    ready: AtomicBool,
+}
+
+impl Fleet {
+    /// A fleet publishing to `topic` (`ioc.cameras`); nothing runs until [`Fleet::follow`].
+    pub fn new(
+        config: VideoConfig,
+        bus: Arc<dyn Bus>,
+        topic: String,
+        source: &str,
+    ) -> Result<Arc<Self>, VideoError> {
+        gstreamer::init().map_err(|e| VideoError::Init(e.to_string()))?;
+        for element in ["rtspsrc", "rtph264depay", "h264parse", "avdec_h264", "jpegenc"] {
+            if gstreamer::ElementFactory::find(element).is_none() {
+                return Err(VideoError::Init(format!(
+                    "GStreamer element `{element}` is missing (install gstreamer1.0-plugins-good, -bad and gstreamer1.0-libav)"
+                )));
+            }
+        }
+        Ok(Arc::new(Self {
+            config: Arc::new(config),
+            publisher: Publisher {
+                bus,
+                topic,
+                source: source.to_string(),
+            },
+            running: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+        }))
+    }
+
+    /// Follows the registry: starts a worker for each camera this process owns, restarts it
+    /// when its stream changes, stops it when the camera goes.
+    pub async fn follow(self: Arc<Self>, bus: Arc<dyn Bus>, registry: String) -> Result<(), BusError> {
+        let on_ready = self.clone();
+        bus::replay_and_follow(
+            &*bus,
+            &[&registry],
+            |m| self.registry_message(&m),
+            move || {
+                info!(cameras = on_ready.len(), "video workers started");
+                on_ready.ready.store(true, Ordering::Release);
+            },
+        )
+        .await
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LocalId, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn registry_message(&self, m: &Message) {
+        let Some(key) = m.key.as_deref() else { return };
+        let Some(local) = key.strip_prefix("camera:") else {
+            return;
+        };
+        let Ok(id) = LocalId::parse("camera", local) else {
+            return;
+        };
+        let camera = m
+            .payload
+            .as_deref()
+            .and_then(|p| Envelope::from_bytes(p).ok())
+            .filter(|e| e.kind == EventKind::RegistryUpsert)
+            .and_then(|e| e.data_as::<RegistryEntry>().ok())
+            .and_then(|e| match e {
+                RegistryEntry::Camera(c) => Some(c),
+                _ => None,
+            });
+        match camera {
+            Some(c) if c.validate().is_ok() && self.config.owns(c.id.as_str()) => self.start(c),
+            Some(c) if c.validate().is_err() => {
+                warn!(camera = %c.id, "camera refused by validation; not started");
+                self.lock().remove(&id);
+            }
+            _ => {
+                self.lock().remove(&id);
+            }
+        }
+    }
+
+    fn start(&self, camera: Camera) {
+        let mut running = self.lock();
+        if running
+            .get(&camera.id)
+            .is_some_and(|r| r.camera.stream == camera.stream)
+        {
+            // Name, position or group changed: the stream is the same, keep it running.
+            if let Some(r) = running.get_mut(&camera.id) {
+                r.camera = camera;
+            }
+            return;
+        }
+        let credential = camera
+            .stream
+            .credentials
+            .as_ref()
+            .and_then(|name| self.config.credentials.get(name).cloned());
+        let shared = CameraShared::new(&camera);
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(worker::run(
+            camera.clone(),
+            credential,
+            self.config.clone(),
+            shared.clone(),
+            self.publisher.clone(),
+            stop_rx,
+        ));
+        running.insert(
+            camera.id.clone(),
+            Running {
+                camera,
+                shared,
+                stop,
+            },
+        );
+    }
+
+    /// Stops every worker.
+    pub fn shutdown(&self) {
+        self.lock().clear();
+    }
+
+    /// The camera's current status, if this process runs it.
+    pub fn status(&self, id: &LocalId) -> Option<CameraStatus> {
+        self.lock().get(id).map(|r| r.shared.status())
+    }
+
+    fn shared(&self, id: &LocalId) -> Option<Arc<CameraShared>> {
+        self.lock().get(id).map(|r| r.shared.clone())
+    }
+
+    fn no_image(&self, shared: Option<&CameraShared>) -> NoImage {
+        match shared.map(|s| s.status()) {
+            Some(s) => NoImage {
+                state: Some(s.state),
+                reason: s.reason,
+                last_frame_age_s: s.last_frame.map(|t| {
+                    ((chrono::Utc::now() - t.to_utc()).num_milliseconds() as f64 / 1000.0).max(0.0)
+                }),
+            },
+            None => NoImage {
+                state: None,
+                reason: Some("no video worker in this process runs this camera".into()),
+                last_frame_age_s: None,
+            },
+        }
+    }
+
+    /// The latest snapshot, only while the camera is online (a stalled or offline camera's
+    /// old picture is not passed off as current).
+    pub fn snapshot(&self, id: &LocalId) -> Result<Snapshot, NoImage> {
+        let shared = self.shared(id);
+        match shared.as_ref() {
+            Some(s) if s.status().state == CameraState::Online => {
+                s.snapshot().ok_or_else(|| NoImage {
+                    reason: Some("online, first snapshot not taken yet".into()),
+                    ..self.no_image(Some(s))
+                })
+            }
+            other => Err(self.no_image(other.map(|s| &**s))),
+        }
+    }
+
+    /// MJPEG live view of an online camera, within its viewer limit.
+    pub fn live(&self, id: &LocalId) -> Result<LiveView, Result<LiveError, NoImage>> {
+        let shared = self.shared(id);
+        match shared.as_ref() {
+            Some(s) if s.status().state == CameraState::Online => {
+                let width = self.config.snapshot_width;
+                s.watch(
+                    self.config.max_viewers,
+                    |w, h| jpeg::scaled(width, w, h),
+                    self.config.jpeg_quality.clamp(10, 100),
+                    self.config.mjpeg_fps,
+                )
+                .map_err(Ok)
+            }
+            other => Err(Err(self.no_image(other.map(|s| &**s)))),
+        }
+    }
+}
