@@ -47,10 +47,15 @@ need_rust() {
   command -v cargo >/dev/null || die "cargo is not installed: install a Rust toolchain (rustup, Rust 1.85 or newer)"
 }
 
-# Build dependencies of the workspace (rdkafka builds the bundled librdkafka with make and a C compiler).
+# Build dependencies of the workspace (rdkafka builds the bundled librdkafka with make and a C
+# compiler; the video crate links GStreamer, and its cameras need the RTSP, H.264 and JPEG
+# plugins at run time; the fixture RTSP server needs the RTSP server library and x264).
 ensure_build_deps() {
   need_rust
-  apt_install build-essential pkg-config ca-certificates curl
+  apt_install build-essential pkg-config ca-certificates curl \
+    libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev \
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
 }
 
 # wait_port HOST PORT SECONDS NAME
