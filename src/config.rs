@@ -33,6 +33,8 @@ pub struct Config {
     /// Field-report intake: photo limits, routes and deadlines.
     pub reports: ingest::reports::ReportIntakeConfig,
     pub registry: RegistryConfig,
+    /// Camera workers: liveness, snapshots, live view, stream credentials.
+    pub video: video::VideoConfig,
     pub demo: DemoConfig,
     pub log: LogConfig,
 }
@@ -51,6 +53,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             reports: Default::default(),
             registry: RegistryConfig::default(),
+            video: video::VideoConfig::default(),
             demo: DemoConfig::default(),
             log: LogConfig::default(),
         }
@@ -131,11 +134,25 @@ pub struct IngestConfig {
     pub poll: Vec<PollSource>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RegistryConfig {
     /// Publish the fixture registry (three jurisdictions) at start-up.
     pub seed_fixtures: bool,
+    /// Also publish the fixture cameras, streaming from the fixture RTSP server at
+    /// `fixture_rtsp` (the demo starts one and sets both).
+    pub fixture_cameras: bool,
+    pub fixture_rtsp: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            seed_fixtures: false,
+            fixture_cameras: false,
+            fixture_rtsp: "rtsp://127.0.0.1:8554".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +170,12 @@ pub struct DemoConfig {
     pub report_every_s: f64,
     /// Simulated minutes per real second for agencies handling reports.
     pub report_time_scale: f64,
+    /// The fixture RTSP server for the demo's cameras (0 = any free port; `cameras = false`
+    /// runs none).
+    pub rtsp_port: u16,
+    pub cameras: bool,
+    /// Frames per second of the fixture cameras.
+    pub camera_fps: u32,
 }
 
 impl Default for DemoConfig {
@@ -164,6 +187,9 @@ impl Default for DemoConfig {
             load_rate: 0.0,
             report_every_s: 20.0,
             report_time_scale: 10.0,
+            rtsp_port: 8554,
+            cameras: true,
+            camera_fps: 10,
         }
     }
 }

@@ -59,15 +59,18 @@ enum Command {
     Migrate,
     /// Prints a signed access token for a role (uses the configured auth secret).
     Token {
-        /// operator, police, leader, agency, admin or sensor
+        /// operator, police, leader, agency, admin, sensor, citizen or school
         #[arg(long)]
         role: String,
         /// Who the token is for.
         #[arg(long, default_value = "cli")]
         sub: String,
-        /// Agency id, for agency users.
+        /// Agency id, for agency users; school id, for school users.
         #[arg(long)]
         agency: Option<String>,
+        /// Rights beyond the role: camera_images (leaders), school_cameras (operators).
+        #[arg(long)]
+        grant: Vec<String>,
     },
     /// Prints the effective configuration as JSON (secrets redacted) and exits.
     Config,
@@ -136,13 +139,26 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Migrate => roles::migrate(&cfg).await,
-            Command::Token { role, sub, agency } => {
+            Command::Token {
+                role,
+                sub,
+                agency,
+                grant,
+            } => {
                 let role: auth::Role = role.parse().map_err(anyhow::Error::msg)?;
+                let grants = grant
+                    .iter()
+                    .map(|g| g.parse::<auth::Grant>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(anyhow::Error::msg)?;
                 let secret = cfg.auth.load_secret()?.context(
                     "no auth secret configured (auth.secret, auth.secret_file or IOC_AUTH__SECRET)",
                 )?;
                 let a = auth::Authenticator::new(&secret)?;
-                println!("{}", a.issue(&sub, role, agency.as_deref(), cfg.auth.ttl()));
+                println!(
+                    "{}",
+                    a.issue_granted(&sub, role, agency.as_deref(), &grants, cfg.auth.ttl())
+                );
                 Ok(())
             }
             Command::Config => {
@@ -155,6 +171,7 @@ fn main() -> anyhow::Result<()> {
                     .store
                     .database_url
                     .map(|u| store::DatabaseUrl::new(u.redacted()));
+                shown.video = shown.video.redacted();
                 for p in &mut shown.ingest.poll {
                     p.url = ingest::poll::redact_url(&p.url);
                     p.bearer_token = p.bearer_token.as_ref().map(|_| "<redacted>".into());

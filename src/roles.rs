@@ -205,7 +205,39 @@ async fn seed_registry(
     Ok(())
 }
 
-pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
+/// The demo's cameras: a fixture RTSP server with one mount per fixture camera, behind a
+/// password made for this run (the video workers get it as the `fixture` credential set).
+fn start_demo_cameras(cfg: &mut Config) -> anyhow::Result<fixtures::rtsp::RtspFixture> {
+    let password = format!("{:032x}", rand::random::<u128>());
+    let server = fixtures::rtsp::RtspFixture::start(fixtures::rtsp::RtspFixtureConfig {
+        port: cfg.demo.rtsp_port,
+        fps: cfg.demo.camera_fps.max(1),
+        credentials: Some(("ioc-demo".into(), password.clone())),
+        ..Default::default()
+    })
+    .context("starting the fixture RTSP server for the demo cameras")?;
+    for c in fixtures::cameras::cameras(&server.base_url()) {
+        server.mount(c.id.as_str())?;
+    }
+    cfg.registry.fixture_cameras = true;
+    cfg.registry.fixture_rtsp = server.base_url();
+    cfg.video.credentials.insert(
+        fixtures::cameras::CREDENTIALS.into(),
+        video::Credential {
+            user: "ioc-demo".into(),
+            password,
+        },
+    );
+    info!(url = %server.base_url(), "fixture RTSP server for the demo cameras");
+    Ok(server)
+}
+
+pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
+    // Kept alive for the process's life.
+    let _demo_cameras = match roles.simulate && cfg.demo.cameras && cfg.video.enabled {
+        true => Some(start_demo_cameras(&mut cfg)?),
+        false => None,
+    };
     let recorder = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
@@ -237,6 +269,13 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
                 .into_iter()
                 .map(model::RegistryEntry::Station),
         );
+        if cfg.registry.fixture_cameras {
+            entries.extend(
+                fixtures::cameras::cameras(&cfg.registry.fixture_rtsp)
+                    .into_iter()
+                    .map(model::RegistryEntry::Camera),
+            );
+        }
         let n = entries.len();
         seed_registry(&*bus, &cfg.topics.registry, entries).await?;
         info!(entries = n, "fixture registry published");
@@ -328,6 +367,28 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         ingest_handle = Some(ing);
     }
 
+    // Camera workers run beside ingest (both pull from the field and write to the bus).
+    let mut cameras = None;
+    if roles.ingest && cfg.video.enabled {
+        let fleet = video::Fleet::new(
+            cfg.video.clone(),
+            bus.clone(),
+            cfg.topics.cameras.clone(),
+            "video",
+        )
+        .context("starting the camera workers")?;
+        let (f, bus, topic) = (fleet.clone(), bus.clone(), cfg.topics.registry.clone());
+        spawn(&mut tasks, "video", async move {
+            f.follow(bus, topic).await.map_err(Into::into)
+        });
+        let f = fleet.clone();
+        checks.push((
+            "video".into(),
+            Arc::new(move || json!({"ready": f.is_ready(), "cameras": f.len()})),
+        ));
+        cameras = Some(fleet);
+    }
+
     let replica = if roles.api {
         let replica = Replica::new(replica::DEFAULT_RECENT);
         let (r, bus, topic) = (replica.clone(), bus.clone(), cfg.topics.state.clone());
@@ -369,6 +430,7 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         reports_topic: cfg.topics.reports.clone(),
         intake,
         report_locks: Default::default(),
+        cameras,
     }));
 
     if roles.simulate {

@@ -16,7 +16,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use model::CameraGroup;
+use model::camera::SchoolScope;
+use model::{CameraGroup, CameraScope, LocalId};
 use serde::{Deserialize, Serialize};
 
 use crate::{Claims, Role};
@@ -103,6 +104,30 @@ impl Claims {
     }
 }
 
+impl Claims {
+    /// The cameras this caller sees on the map (the [`CameraUse::Layer`] column of the matrix).
+    pub fn camera_scope(&self) -> CameraScope {
+        let sees = |g: CameraGroup| self.may_use_camera(&g, CameraUse::Layer);
+        let schools = match (self.role, &self.agency) {
+            (Role::School, Some(mine)) => match LocalId::parse("agency", mine) {
+                Ok(id) if sees(CameraGroup::School(id.clone())) => SchoolScope::One(id),
+                _ => SchoolScope::None,
+            },
+            (Role::School, None) => SchoolScope::None,
+            _ => match LocalId::parse("school", "any-school") {
+                Ok(any) if sees(CameraGroup::School(any.clone())) => SchoolScope::All,
+                _ => SchoolScope::None,
+            },
+        };
+        CameraScope {
+            police: sees(CameraGroup::Police),
+            traffic: sees(CameraGroup::Traffic),
+            public_place: sees(CameraGroup::PublicPlace),
+            schools,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +191,20 @@ mod tests {
             yes(&claims(r, Some("lx-th-a"), &[]), &traffic, &[]);
             yes(&claims(r, Some("lx-th-a"), &[]), &a, &[]);
         }
+    }
+
+    #[test]
+    fn map_scopes_follow_the_layer_column() {
+        let op = claims(Role::Operator, None, &[]).camera_scope();
+        assert!(op.police && op.traffic && op.schools == SchoolScope::None);
+        let granted = claims(Role::Operator, None, &[Grant::SchoolCameras]).camera_scope();
+        assert_eq!(granted.schools, SchoolScope::All);
+        let sch = claims(Role::School, Some("lx-th-a"), &[]).camera_scope();
+        assert!(!sch.police && sch.allows(&school("lx-th-a")) && !sch.allows(&school("lx-th-b")));
+        assert_eq!(
+            claims(Role::Citizen, None, &[]).camera_scope(),
+            CameraScope::default()
+        );
     }
 
     #[test]

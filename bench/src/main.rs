@@ -203,6 +203,7 @@ fn counted(r: &Replica) -> u64 {
             .collect(),
         bbox: None,
         unit: None,
+        cameras: Default::default(),
     };
     r.snapshot(&q, usize::MAX)
         .1

@@ -79,6 +79,7 @@ pub async fn list(
         layers: [Layer::Alerts].into_iter().collect(),
         bbox,
         unit: p.unit.clone(),
+        cameras: Default::default(),
     };
     let (seq, records) = st.replica.snapshot(&q, usize::MAX);
     let mut alerts: Vec<(Alert, Value)> = records

@@ -338,6 +338,7 @@ pub fn replay_setup(
         layers,
         bbox,
         unit: p.unit.clone(),
+        cameras: Default::default(),
     };
     let (_, base) = st.replica.snapshot(&q, REPLAY_STATIONS);
     let view = PastView::new(&base);

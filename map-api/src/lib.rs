@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 mod alerts;
+mod cameras;
 mod history;
 pub mod open311;
 mod zones;
@@ -53,6 +54,8 @@ pub struct ApiState {
     /// Takes new field reports (`None`: this process runs no ingest; POST answers 503).
     pub intake: Option<Arc<ingest::reports::ReportIntake>>,
     pub report_locks: Arc<open311::ReportLocks>,
+    /// The cameras this process runs (`None`: no video worker here; images answer 503).
+    pub cameras: Option<Arc<video::Fleet>>,
 }
 
 impl FromRef<ApiState> for Arc<Authenticator> {
@@ -93,6 +96,10 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/reports/{id}/transitions",
             post(open311::transition),
         )
+        .route("/api/v1/cameras/{id}", get(cameras::one))
+        .route("/api/v1/cameras/{id}/snapshot.jpg", get(cameras::snapshot))
+        .route("/api/v1/cameras/{id}/live.mjpeg", get(cameras::live))
+        .route("/api/v1/audit/cameras", get(cameras::audit_log))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -274,6 +281,7 @@ async fn features(
         layers: [layer].into_iter().collect(),
         bbox,
         unit: p.unit,
+        cameras: caller.0.camera_scope(),
     };
     let (seq, records) = st.replica.snapshot(&q, limit + 1);
     let truncated = records.len() > limit;

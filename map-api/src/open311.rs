@@ -429,6 +429,7 @@ fn list_requests(
         layers: [Layer::Reports].into_iter().collect(),
         bbox: None,
         unit: None,
+        cameras: Default::default(),
     };
     let (_, records) = st.replica.snapshot(&query, usize::MAX);
     let mut found: Vec<Report> = records
@@ -740,6 +741,7 @@ pub async fn queue(
         layers: [Layer::Reports].into_iter().collect(),
         bbox: None,
         unit: p.unit,
+        cameras: Default::default(),
     };
     let (seq, records) = st.replica.snapshot(&query, usize::MAX);
     let mut out: Vec<(DateTime<FixedOffset>, Value)> = records

@@ -261,6 +261,7 @@ pub async fn summary(
             layers: layers.iter().copied().collect(),
             bbox: None,
             unit: None,
+            cameras: Default::default(),
         };
         st.replica.snapshot(&q, usize::MAX).1
     };

@@ -91,6 +91,49 @@ impl<'de> Deserialize<'de> for CameraGroup {
     }
 }
 
+/// Which cameras a caller may see on the map, by group. The default sees none: whoever builds
+/// a query for a client must say what the client may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CameraScope {
+    pub police: bool,
+    pub traffic: bool,
+    pub public_place: bool,
+    pub schools: SchoolScope,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SchoolScope {
+    #[default]
+    None,
+    One(LocalId),
+    All,
+}
+
+impl CameraScope {
+    /// Every camera (for the system's own use, never for a client).
+    pub fn everything() -> Self {
+        Self {
+            police: true,
+            traffic: true,
+            public_place: true,
+            schools: SchoolScope::All,
+        }
+    }
+
+    pub fn allows(&self, group: &CameraGroup) -> bool {
+        match group {
+            CameraGroup::Police => self.police,
+            CameraGroup::Traffic => self.traffic,
+            CameraGroup::PublicPlace => self.public_place,
+            CameraGroup::School(s) => match &self.schools {
+                SchoolScope::None => false,
+                SchoolScope::One(mine) => mine == s,
+                SchoolScope::All => true,
+            },
+        }
+    }
+}
+
 /// How to pull the stream: TCP interleaved first (works through NAT and firewalls), UDP
 /// allowed where the network carries it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,7 +22,7 @@ pub mod salinity;
 pub mod state;
 pub mod text;
 
-pub use camera::{Camera, CameraGroup, CameraPurpose, CameraState, CameraStatus};
+pub use camera::{Camera, CameraGroup, CameraPurpose, CameraScope, CameraState, CameraStatus};
 pub use envelope::{Envelope, EventKind, ENVELOPE_VERSION};
 pub use error::{FieldError, Invalid};
 pub use id::{EntityId, LocalId};

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 
 use bus::{Bus, BusError};
 use model::geoindex::BoxIndex;
-use model::{EntityId, Layer, StateRecord};
+use model::{CameraGroup, CameraScope, EntityId, Layer, StateRecord};
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
@@ -35,6 +35,8 @@ pub struct Query {
     pub bbox: Option<[f64; 4]>,
     /// Only entities inside this administrative unit (any depth).
     pub unit: Option<String>,
+    /// Which cameras the client may see (the default: none).
+    pub cameras: CameraScope,
 }
 
 impl Query {
@@ -42,6 +44,15 @@ impl Query {
         self.layers.contains(&r.layer)
             && self.bbox.is_none_or(|b| r.intersects(&b))
             && self.unit.as_deref().is_none_or(|u| r.in_unit(u))
+            && (r.layer != Layer::Cameras || self.camera_visible(r))
+    }
+
+    fn camera_visible(&self, r: &StateRecord) -> bool {
+        r.properties
+            .get("group")
+            .and_then(|g| g.as_str())
+            .and_then(|g| g.parse::<CameraGroup>().ok())
+            .is_some_and(|g| self.cameras.allows(&g))
     }
 }
 

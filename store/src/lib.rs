@@ -148,6 +148,23 @@ pub trait History: Send + Sync + 'static {
         Err(StoreError::Failed("this store keeps no photos".into()))
     }
 
+    /// Writes one camera image access to the audit log; the access proceeds only if this
+    /// succeeds.
+    async fn write_access(&self, access: &CameraAccess) -> Result<(), StoreError> {
+        let _ = access;
+        Err(StoreError::Failed("this store keeps no audit log".into()))
+    }
+
+    /// The newest audit rows first, for one camera or all.
+    async fn accesses(
+        &self,
+        camera: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CameraAccess>, StoreError> {
+        let _ = (camera, limit);
+        Err(StoreError::Failed("this store keeps no audit log".into()))
+    }
+
     /// Periodic upkeep (retention where the database has no policies of its own); returns
     /// the rows removed.
     async fn housekeeping(&self) -> Result<u64, StoreError> {
@@ -196,6 +213,21 @@ pub struct ReportEventRow {
     /// `report.created` or `report.transition`.
     pub kind: String,
     pub data: serde_json::Value,
+}
+
+/// One camera image access (snapshot or live view), allowed or not.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CameraAccess {
+    pub at: DateTime<Utc>,
+    /// Who (the token's subject) and in which role.
+    pub subject: String,
+    pub role: String,
+    pub camera: String,
+    /// `snapshot` or `live_view`.
+    pub action: String,
+    /// Where from (the client address as the server saw it).
+    pub remote: Option<String>,
+    pub allowed: bool,
 }
 
 /// A photo of a report.

@@ -12,7 +12,7 @@ use model::reading::Quality;
 use model::{LocalId, Parameter, Reading, Unit};
 
 use crate::series::{Bucket, Series, SeriesQuery, SeriesSource, ORIGIN_UNIX};
-use crate::{Flavor, History, Media, ReadingKey, ReportEventRow, StoreError, Written};
+use crate::{CameraAccess, Flavor, History, Media, ReadingKey, ReportEventRow, StoreError, Written};
 
 #[derive(Debug, Clone)]
 struct Row {
@@ -35,10 +35,15 @@ struct Inner {
     /// Photos, oldest dropped first past [`MEDIA_CAP`].
     media: HashMap<String, Media>,
     media_order: std::collections::VecDeque<String>,
+    /// Camera image accesses, oldest dropped first past [`ACCESS_CAP`].
+    accesses: std::collections::VecDeque<CameraAccess>,
 }
 
 /// Photos the demo keeps (a few hundred MB at most).
 const MEDIA_CAP: usize = 200;
+
+/// Audit rows the demo keeps (the demo is no record of anything; PostgreSQL keeps them all).
+const ACCESS_CAP: usize = 100_000;
 
 pub struct MemoryHistory {
     capacity: usize,
@@ -105,6 +110,31 @@ impl History for MemoryHistory {
             .get(report)
             .map(|l| l.values().cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn write_access(&self, a: &CameraAccess) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.accesses.push_back(a.clone());
+        while inner.accesses.len() > ACCESS_CAP {
+            inner.accesses.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn accesses(
+        &self,
+        camera: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CameraAccess>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .accesses
+            .iter()
+            .rev()
+            .filter(|a| camera.is_none_or(|c| a.camera == c))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn put_media(&self, m: &Media) -> Result<(), StoreError> {

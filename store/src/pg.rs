@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::series::{Bucket, Series, SeriesQuery, ORIGIN_SQL};
 use crate::{
-    AlertEventRow, Flavor, History, Media, ReadingKey, RegistryRow, ReportEventRow, StoreConfig,
+    AlertEventRow, CameraAccess, Flavor, History, Media, ReadingKey, RegistryRow, ReportEventRow, StoreConfig,
     StoreError, TimescaleMode, WriteMethod, Written,
 };
 
@@ -730,6 +730,58 @@ impl History for PgStore {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn write_access(&self, a: &CameraAccess) -> Result<(), StoreError> {
+        self.ready_flavor()?;
+        sqlx::query(
+            "INSERT INTO audit_log (ts, subject, role, action, target, remote, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, jsonb_build_object('allowed', $7::boolean))",
+        )
+        .bind(a.at)
+        .bind(&a.subject)
+        .bind(&a.role)
+        .bind(format!("camera.{}", a.action))
+        .bind(format!("camera:{}", a.camera))
+        .bind(&a.remote)
+        .bind(a.allowed)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn accesses(
+        &self,
+        camera: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CameraAccess>, StoreError> {
+        self.ready_flavor()?;
+        type Row = (DateTime<Utc>, String, String, String, String, Option<String>, bool);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT ts, subject, role, substr(target, 8), substr(action, 8), remote,
+                    coalesce((detail->>'allowed')::boolean, false)
+             FROM audit_log
+             WHERE action LIKE 'camera.%' AND ($1::text IS NULL OR target = $1)
+             ORDER BY ts DESC, id DESC LIMIT $2",
+        )
+        .bind(camera.map(|c| format!("camera:{c}")))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, subject, role, camera, action, remote, allowed)| CameraAccess {
+                at,
+                subject,
+                role,
+                camera,
+                action,
+                remote,
+                allowed,
+            })
+            .collect())
     }
 
     async fn media(&self, id: &str) -> Result<Option<Media>, StoreError> {

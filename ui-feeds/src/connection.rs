@@ -32,7 +32,7 @@ pub async fn upgrade(
 ) -> Response {
     let max = st.config.max_client_message;
     ws.max_message_size(max)
-        .on_upgrade(move |socket| serve(socket, st, caller.role()))
+        .on_upgrade(move |socket| serve(socket, st, caller.0))
 }
 
 /// A pending change for one entity: its seq and record (`None` = remove).
@@ -97,6 +97,8 @@ struct Conn {
     history: Option<Arc<dyn store::History>>,
     config: FeedsConfig,
     role: Role,
+    /// The cameras this caller may see.
+    cameras: model::CameraScope,
     outbox: Mutex<Outbox>,
     wake: Notify,
     /// Replay frames, bounded: a slow client slows its replays, not the server.
@@ -117,7 +119,10 @@ impl Conn {
         self.control(ServerMsg::Error { id, field, reason });
     }
 
-    fn allowed(&self, spec: &SubSpec) -> Result<(), String> {
+    /// Checks the layers a subscription asks for, and narrows it to the cameras this caller
+    /// may see.
+    fn admit(&self, spec: &mut SubSpec) -> Result<(), String> {
+        spec.query.cameras = self.cameras.clone();
         match spec.query.layers.iter().find(|l| !self.role.can_view(**l)) {
             Some(l) => Err(format!("role {} may not see layer {l}", self.role)),
             None => Ok(()),
@@ -140,14 +145,18 @@ impl Conn {
             Err(e) => return self.error(None, &e.field, &e.reason),
         };
         match op {
-            ClientOp::Subscribe(spec) | ClientOp::Update(spec) => {
-                if let Err(reason) = self.allowed(&spec) {
+            ClientOp::Subscribe(mut spec) | ClientOp::Update(mut spec) => {
+                if let Err(reason) = self.admit(&mut spec) {
                     return self.error(Some(&spec.id), "layers", &reason);
                 }
                 self.insert(spec.id, Sub::new(spec.query));
             }
-            ClientOp::Resume { spec, since, epoch } => {
-                if let Err(reason) = self.allowed(&spec) {
+            ClientOp::Resume {
+                mut spec,
+                since,
+                epoch,
+            } => {
+                if let Err(reason) = self.admit(&mut spec) {
                     return self.error(Some(&spec.id), "layers", &reason);
                 }
                 let mut sub = Sub::new(spec.query);
@@ -200,13 +209,13 @@ impl Conn {
 
     fn start_replay(
         &self,
-        spec: SubSpec,
+        mut spec: SubSpec,
         from: chrono::DateTime<chrono::Utc>,
         to: chrono::DateTime<chrono::Utc>,
         speed: f64,
     ) {
         let id = spec.id.clone();
-        if let Err(reason) = self.allowed(&spec) {
+        if let Err(reason) = self.admit(&mut spec) {
             return self.error(Some(&id), "layers", &reason);
         }
         if let Some(l) = spec
@@ -367,7 +376,8 @@ impl Conn {
     }
 }
 
-async fn serve(socket: WebSocket, st: FeedsState, role: Role) {
+async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
+    let role = claims.role;
     metrics::gauge!("ioc_ws_clients").increment(1.0);
     let (replay_tx, mut replay_rx) = mpsc::channel(4);
     let conn = Arc::new(Conn {
@@ -375,6 +385,7 @@ async fn serve(socket: WebSocket, st: FeedsState, role: Role) {
         history: st.history.clone(),
         config: st.config.clone(),
         role,
+        cameras: claims.camera_scope(),
         outbox: Mutex::new(Outbox::default()),
         wake: Notify::new(),
         replay_tx,

@@ -112,7 +112,12 @@ fn spec(v: &Value) -> Result<SubSpec, FieldError> {
     };
     Ok(SubSpec {
         id,
-        query: Query { layers, bbox, unit },
+        query: Query {
+            layers,
+            bbox,
+            unit,
+            cameras: Default::default(),
+        },
     })
 }
 

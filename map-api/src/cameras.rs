@@ -1,0 +1,297 @@
+//! Cameras: one camera's record, its latest snapshot and its MJPEG live view, behind the
+//! access matrix of `auth` (role × camera group × use), with every image request written to
+//! the audit log before anything is served.
+//!
+//! A caller who may not use a camera gets the same 403 whether the camera exists or not. A
+//! camera that is not online answers 503 with its state and the age of its last good frame,
+//! never a 200 with an empty or stale picture. If the audit log cannot be written, no image
+//! is served.
+
+use std::net::SocketAddr;
+
+use auth::{CameraUse, Caller, Claims, Grant, Role};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use model::{CameraGroup, EntityId, LocalId, StateRecord};
+use serde::Deserialize;
+use serde_json::json;
+use store::CameraAccess;
+use tracing::warn;
+
+use crate::ApiState;
+
+/// Where a request came from, as this server saw it (and what a proxy in front says).
+pub struct Remote(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Remote {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(200).collect::<String>());
+        Ok(Remote(match (peer, forwarded) {
+            (Some(p), Some(f)) => Some(format!("{p} (x-forwarded-for: {f})")),
+            (p, f) => p.or(f),
+        }))
+    }
+}
+
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"error": "forbidden", "reason": "no access to this camera"})),
+    )
+        .into_response()
+}
+
+/// The camera's record if the caller may use it this way.
+fn permitted(st: &ApiState, claims: &Claims, id: &str, use_: CameraUse) -> Option<StateRecord> {
+    let local = LocalId::parse("camera", id).ok()?;
+    let rec = st.replica.get(&EntityId::new("camera", &local))?;
+    let group: CameraGroup = rec.properties.get("group")?.as_str()?.parse().ok()?;
+    claims
+        .may_use_camera(&group, use_)
+        .then(|| (*rec).clone())
+}
+
+/// Writes the audit row; `Err` (a 503 to send) when it cannot be written.
+async fn audit(
+    st: &ApiState,
+    claims: &Claims,
+    camera: &str,
+    use_: CameraUse,
+    remote: &Remote,
+    allowed: bool,
+) -> Result<(), Response> {
+    let unavailable = |reason: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "audit_unavailable", "reason": reason})),
+        )
+            .into_response()
+    };
+    let Some(store) = &st.history else {
+        return Err(unavailable(
+            "no audit log in this process: camera images are not served without one".into(),
+        ));
+    };
+    let row = CameraAccess {
+        at: Utc::now(),
+        subject: claims.sub.clone(),
+        role: claims.role.to_string(),
+        camera: camera.chars().take(64).collect(),
+        action: use_.as_str().into(),
+        remote: remote.0.clone(),
+        allowed,
+    };
+    store.write_access(&row).await.map_err(|e| {
+        warn!(error = %e, "camera access not audited; image refused");
+        unavailable(format!("the audit log could not be written: {e}"))
+    })
+}
+
+/// 503 with what the worker knows about a camera that has no image to give.
+fn no_image(n: video::NoImage, record: &StateRecord) -> Response {
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "error": "camera_unavailable",
+            "state": n.state.map(|s| s.as_str()).unwrap_or_else(|| {
+                record.properties.get("state").and_then(|s| s.as_str()).unwrap_or("unknown")
+            }),
+            "reason": n.reason,
+            "last_frame_age_s": n.last_frame_age_s,
+            "last_frame": record.properties.get("last_frame"),
+        })),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+fn no_worker() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": "camera_unavailable", "reason": "no video worker in this process"})),
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/cameras/{id}`: the camera as the map shows it.
+pub async fn one(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Response {
+    match permitted(&st, &caller.0, &id, CameraUse::Layer) {
+        Some(rec) => {
+            let images = caller.0.may_use_camera(
+                &rec.properties["group"]
+                    .as_str()
+                    .and_then(|g| g.parse().ok())
+                    .unwrap_or(CameraGroup::Police),
+                CameraUse::Snapshot,
+            );
+            let mut f = rec.to_feature();
+            if let Some(p) = f.properties.as_mut() {
+                p.insert("images_allowed".into(), images.into());
+            }
+            Json(f).into_response()
+        }
+        None => forbidden(),
+    }
+}
+
+/// `GET /api/v1/cameras/{id}/snapshot.jpg`: the latest snapshot of an online camera, its
+/// capture time in `X-Capture-Time` and `Last-Modified`.
+pub async fn snapshot(
+    State(st): State<ApiState>,
+    caller: Caller,
+    remote: Remote,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(rec) = permitted(&st, &caller.0, &id, CameraUse::Snapshot) else {
+        if let Err(r) = audit(&st, &caller.0, &id, CameraUse::Snapshot, &remote, false).await {
+            return r;
+        }
+        return forbidden();
+    };
+    if let Err(r) = audit(&st, &caller.0, &id, CameraUse::Snapshot, &remote, true).await {
+        return r;
+    }
+    let Some(fleet) = &st.cameras else {
+        return no_worker();
+    };
+    let local = LocalId::parse("camera", &id).expect("checked by permitted");
+    match fleet.snapshot(&local) {
+        Ok(s) => {
+            let captured = s.captured.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let http_date = s.captured.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            (
+                [
+                    (header::CONTENT_TYPE, "image/jpeg".to_string()),
+                    (header::CACHE_CONTROL, "no-store".to_string()),
+                    (header::LAST_MODIFIED, http_date),
+                    (header::HeaderName::from_static("x-capture-time"), captured),
+                ],
+                s.jpeg,
+            )
+                .into_response()
+        }
+        Err(n) => no_image(n, &rec),
+    }
+}
+
+/// `GET /api/v1/cameras/{id}/live.mjpeg`: MJPEG (`multipart/x-mixed-replace`) at a few frames
+/// per second while the client reads; 429 past the camera's viewer limit.
+pub async fn live(
+    State(st): State<ApiState>,
+    caller: Caller,
+    remote: Remote,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(rec) = permitted(&st, &caller.0, &id, CameraUse::LiveView) else {
+        if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, false).await {
+            return r;
+        }
+        return forbidden();
+    };
+    if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, true).await {
+        return r;
+    }
+    let Some(fleet) = &st.cameras else {
+        return no_worker();
+    };
+    let local = LocalId::parse("camera", &id).expect("checked by permitted");
+    let view = match fleet.live(&local) {
+        Ok(v) => v,
+        Err(Err(n)) => return no_image(n, &rec),
+        Err(Ok(video::LiveError::TooManyViewers(n))) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({"error": "too_many_viewers", "reason": format!("this camera already has {n} live viewers")})),
+            )
+                .into_response()
+        }
+        Err(Ok(e)) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "camera_unavailable", "reason": e.to_string()})),
+            )
+                .into_response()
+        }
+    };
+    let frames = futures::stream::unfold(view, |mut view| async move {
+        loop {
+            match view.rx.recv().await {
+                Ok(jpeg) => {
+                    let mut part = format!(
+                        "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                        jpeg.len()
+                    )
+                    .into_bytes();
+                    part.extend_from_slice(&jpeg);
+                    part.extend_from_slice(b"\r\n");
+                    return Some((Ok::<_, std::convert::Infallible>(part), view));
+                }
+                // A slow reader skips frames rather than holding the decoder back.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "multipart/x-mixed-replace; boundary=frame",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(frames),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditParams {
+    camera: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /api/v1/audit/cameras?camera=&limit=`: who looked at which camera (admins, and
+/// leaders granted camera images, who answer for their use).
+pub async fn audit_log(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Query(p): Query<AuditParams>,
+) -> Response {
+    let c = &caller.0;
+    if !(c.role == Role::Admin || (c.role == Role::Leader && c.has(Grant::CameraImages))) {
+        return auth::Rejection::forbidden("the camera audit log is for admins").into_response();
+    }
+    let limit = match crate::parse_limit(p.limit.as_deref(), 100, 10_000) {
+        Ok(n) => n,
+        Err(e) => return crate::bad_request(e),
+    };
+    let Some(store) = &st.history else {
+        return no_worker();
+    };
+    match store.accesses(p.camera.as_deref(), limit).await {
+        Ok(rows) => Json(json!({"accesses": rows})).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "unavailable", "reason": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
