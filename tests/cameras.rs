@@ -1,0 +1,288 @@
+//! Cameras end to end against `ioc serve` (tansu, a private PostgreSQL) and the fixture RTSP
+//! server (GStreamer, password-protected): the cameras layer over the websocket follows a
+//! camera online → stalled → online; every role × camera group × use (map, snapshot, live
+//! view) answers as the access matrix says, a forbidden and an unknown camera alike; the
+//! audit log holds one row per allowed image request; an offline camera's snapshot is 503 with
+//! its state; a snapshot is a JPEG of the configured size; the stream password appears in no
+//! response and no log line.
+
+mod common;
+
+use std::time::Duration;
+
+use auth::{Grant, Role};
+use common::postgres::PrivatePostgres;
+use common::*;
+use fixtures::rtsp::{RtspFixture, RtspFixtureConfig};
+use serde_json::Value;
+
+const PASSWORD: &str = "Cam-Pass-7f3a9e1c";
+const POLICE_CAM: &str = "hg-cam-an-vt-01";
+const OFFLINE_CAM: &str = "hg-cam-an-vt-02";
+const TRAFFIC_CAM: &str = "tg-cam-gt-mt-01";
+const SCHOOL_CAM: &str = "lx-th-my-binh-cam-1";
+
+fn token_with(sub: &str, role: Role, agency: Option<&str>, grants: &[Grant]) -> String {
+    auth::Authenticator::new(SECRET.as_bytes())
+        .unwrap()
+        .issue_granted(sub, role, agency, grants, chrono::Duration::hours(1))
+}
+
+/// (status, content type, body) of a GET; for MJPEG, only the first part is read.
+async fn fetch(ioc: &Ioc, path: &str, token: &str) -> (u16, String, Vec<u8>) {
+    let r = reqwest::Client::new()
+        .get(ioc.url(path))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if ctype.starts_with("multipart/") {
+        let mut r = r;
+        let first = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+            .await
+            .expect("a first live frame within 10 s")
+            .unwrap()
+            .expect("a first chunk");
+        return (status, ctype, first.to_vec());
+    }
+    (status, ctype, r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
+    let pg = PrivatePostgres::start();
+    let rtsp = RtspFixture::start(RtspFixtureConfig {
+        credentials: Some(("ioc-test".into(), PASSWORD.into())),
+        ..Default::default()
+    })
+    .expect("the fixture RTSP server (GStreamer RTSP server, x264)");
+    for cam in [POLICE_CAM, TRAFFIC_CAM, SCHOOL_CAM] {
+        rtsp.mount(cam).unwrap();
+    }
+    let mut env = isolated_env("cameras");
+    for (k, v) in [
+        ("IOC_STORE__DATABASE_URL", pg.url()),
+        ("IOC_HISTORY__GROUP", unique("hist")),
+        ("IOC_REGISTRY__FIXTURE_CAMERAS", "true".into()),
+        ("IOC_REGISTRY__FIXTURE_RTSP", rtsp.base_url()),
+        ("IOC_VIDEO__CREDENTIALS__FIXTURE__USER", "ioc-test".into()),
+        ("IOC_VIDEO__CREDENTIALS__FIXTURE__PASSWORD", PASSWORD.into()),
+        ("IOC_VIDEO__STALL_AFTER_S", "1.5".into()),
+        ("IOC_VIDEO__OFFLINE_AFTER_S", "4".into()),
+        ("IOC_VIDEO__BACKOFF_MAX_S", "2".into()),
+        ("IOC_VIDEO__SNAPSHOT_EVERY_S", "1".into()),
+        ("IOC_VIDEO__SNAPSHOT_WIDTH", "320".into()),
+        ("IOC_VIDEO__STATS_EVERY_S", "2".into()),
+        ("IOC_LOG__FILTER", "debug,sqlx=info,rdkafka=info,h2=info,hyper=info".into()),
+    ] {
+        env.push((k.into(), v));
+    }
+    let mut ioc = Ioc::start(&["serve"], &env);
+    ioc.ready().await;
+    let mut responses = String::new();
+
+    // --- The cameras layer over the websocket: online, then stalled, then online again.
+    let (mut ws, snap) = ws_subscribe(&ioc, "cams", &["cameras"], None).await;
+    responses.push_str(&snap.to_string());
+    let entity = format!("camera:{POLICE_CAM}");
+    let is = |state: &'static str| move |f: &Value| f["properties"]["state"] == state;
+    let already = snap["features"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["id"] == entity.as_str() && f["properties"]["state"] == "online");
+    if !already {
+        wait_for_entity(&mut ws, &entity, Duration::from_secs(20), is("online"))
+            .await
+            .expect("the police camera online on the websocket");
+    }
+    rtsp.get(POLICE_CAM).unwrap().stall();
+    let stalled = wait_for_entity(&mut ws, &entity, Duration::from_secs(8), is("stalled"))
+        .await
+        .expect("stalled within 5 s (plus the pipeline's hops)");
+    responses.push_str(&stalled.to_string());
+    rtsp.get(POLICE_CAM).unwrap().resume();
+    wait_for_entity(&mut ws, &entity, Duration::from_secs(8), is("online"))
+        .await
+        .expect("online again after the resume");
+    // School cameras are not on an operator's map.
+    let school_seen = snap["features"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["properties"]["group"].as_str().unwrap_or("").starts_with("school:"));
+    assert!(!school_seen, "an operator saw school cameras without the grant");
+
+    // Wait for the school and traffic cameras to be online with snapshots.
+    let op = token(Role::Operator);
+    let warmup = token_with("warm-up", Role::Operator, None, &[Grant::SchoolCameras]);
+    for (cam, t) in [(TRAFFIC_CAM, &warmup), (SCHOOL_CAM, &warmup), (POLICE_CAM, &warmup)] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (s, _, _) = fetch(&ioc, &format!("/api/v1/cameras/{cam}/snapshot.jpg"), t).await;
+            if s == 200 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{cam}: no snapshot");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    // --- A snapshot: a JPEG of the configured size with its capture time.
+    let r = reqwest::Client::new()
+        .get(ioc.url(&format!("/api/v1/cameras/{POLICE_CAM}/snapshot.jpg")))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let captured = r.headers()["x-capture-time"].to_str().unwrap().to_string();
+    chrono::DateTime::parse_from_rfc3339(&captured).expect("X-Capture-Time is RFC 3339");
+    let jpeg = r.bytes().await.unwrap();
+    assert_eq!(video::jpeg::jpeg_dimensions(&jpeg), Some((320, 180)));
+
+    // --- An offline camera: 503 with its state, never a 200 with nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let body: Value = loop {
+        let (s, _, b) = fetch(&ioc, &format!("/api/v1/cameras/{OFFLINE_CAM}/snapshot.jpg"), &op).await;
+        assert_eq!(s, 503, "{}", String::from_utf8_lossy(&b));
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        if v["state"] == "offline" {
+            break v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    responses.push_str(&body.to_string());
+    assert!(body["reason"].as_str().is_some(), "{body}");
+
+    // --- The access matrix, written out: role × group × (map, snapshot, live view).
+    let t = |sub: &str, role, agency, grants: &[Grant]| token_with(sub, role, agency, grants);
+    // (who = the token's subject, token, [police, traffic, school] x [map, snapshot, live])
+    let callers: Vec<(&str, String, [[bool; 3]; 3])> = vec![
+        ("operator", t("operator", Role::Operator, None, &[]), [[true; 3], [true; 3], [false; 3]]),
+        (
+            "operator-granted",
+            t("operator-granted", Role::Operator, None, &[Grant::SchoolCameras]),
+            [[true; 3], [true; 3], [true; 3]],
+        ),
+        ("police", t("police", Role::Police, None, &[]), [[true; 3], [true; 3], [false; 3]]),
+        (
+            "leader",
+            t("leader", Role::Leader, None, &[]),
+            [[true, false, false], [true, false, false], [false; 3]],
+        ),
+        (
+            "leader-granted",
+            t("leader-granted", Role::Leader, None, &[Grant::CameraImages]),
+            [[true; 3], [true; 3], [false; 3]],
+        ),
+        (
+            "school-mine",
+            t("school-mine", Role::School, Some("lx-th-my-binh"), &[]),
+            [[false; 3], [false; 3], [true; 3]],
+        ),
+        (
+            "school-other",
+            t("school-other", Role::School, Some("lx-mn-hoa-sen"), &[]),
+            [[false; 3]; 3],
+        ),
+        (
+            "admin",
+            t("admin", Role::Admin, None, &[]),
+            [[true, false, false], [true, false, false], [true, false, false]],
+        ),
+        ("agency", t("agency", Role::Agency, Some("hg-ca"), &[]), [[false; 3]; 3]),
+        ("citizen", t("citizen", Role::Citizen, None, &[]), [[false; 3]; 3]),
+    ];
+    let forbidden_body = r#"{"error":"forbidden","reason":"no access to this camera"}"#;
+    for (who, t, rows) in &callers {
+        let layer = get_layer(&ioc, t).await;
+        for (cam, row) in [POLICE_CAM, TRAFFIC_CAM, SCHOOL_CAM].iter().zip(rows) {
+            let on_map = layer.iter().any(|id| id == &format!("camera:{cam}"));
+            assert_eq!(on_map, row[0], "{who} on the map: {cam}");
+            let (s, _, b) = fetch(&ioc, &format!("/api/v1/cameras/{cam}"), t).await;
+            assert_eq!(s == 200, row[0], "{who} GET {cam}: {s}");
+            responses.push_str(&String::from_utf8_lossy(&b));
+            for (use_, path, allowed) in [
+                ("snapshot", "snapshot.jpg", row[1]),
+                ("live view", "live.mjpeg", row[2]),
+            ] {
+                let (s, ctype, b) = fetch(&ioc, &format!("/api/v1/cameras/{cam}/{path}"), t).await;
+                if allowed {
+                    assert_eq!(s, 200, "{who} {use_} {cam}: {}", String::from_utf8_lossy(&b));
+                    if use_ == "snapshot" {
+                        assert_eq!(ctype, "image/jpeg");
+                    } else {
+                        assert!(ctype.starts_with("multipart/x-mixed-replace"), "{ctype}");
+                        let head = String::from_utf8_lossy(&b[..b.len().min(80)]).to_string();
+                        assert!(head.contains("image/jpeg"), "{head}");
+                    }
+                } else {
+                    assert_eq!(s, 403, "{who} {use_} {cam}");
+                    assert_eq!(String::from_utf8_lossy(&b), forbidden_body);
+                }
+            }
+        }
+        // An unknown camera looks exactly like a forbidden one.
+        let (s, _, b) = fetch(&ioc, "/api/v1/cameras/hg-cam-khong-co/snapshot.jpg", t).await;
+        assert_eq!((s, String::from_utf8_lossy(&b).to_string()), (403, forbidden_body.to_string()), "{who}");
+    }
+
+    // --- The audit log: for each caller, one allowed row per allowed image request and one
+    // denied row per refused one (the unknown camera included), with who, what, when, where.
+    let log = get_json(&ioc, "/api/v1/audit/cameras?limit=10000", Role::Admin).await;
+    let rows = log["accesses"].as_array().unwrap();
+    for (who, _, matrix) in &callers {
+        let allowed: usize = matrix.iter().map(|r| r[1] as usize + r[2] as usize).sum();
+        let denied = 6 - allowed + 1;
+        let count = |ok: bool| {
+            rows.iter()
+                .filter(|r| r["subject"] == *who && r["allowed"] == ok)
+                .count()
+        };
+        assert_eq!((count(true), count(false)), (allowed, denied), "{who}");
+    }
+    for r in rows {
+        assert!(r["role"].is_string() && r["camera"].is_string() && r["at"].is_string(), "{r}");
+        assert_eq!(r["remote"], "127.0.0.1", "{r}");
+    }
+    let (s, _, _) = fetch(&ioc, "/api/v1/audit/cameras", &op).await;
+    assert_eq!(s, 403, "operators do not read the audit log");
+
+    // --- The stream password is in no response and no log line.
+    assert!(!responses.contains(PASSWORD));
+    let layer_text = serde_json::to_string(&get_json(&ioc, "/api/v1/layers/cameras/features", Role::Operator).await).unwrap();
+    assert!(!layer_text.contains(PASSWORD) && !layer_text.contains("rtsp://"));
+    let log_path = std::env::temp_dir().join(format!("ioc-serve-{}.log", ioc.port));
+    let log_text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log_text.contains("camera state"), "the log has camera transitions");
+    assert!(!log_text.contains(PASSWORD), "the stream password is in the log");
+}
+
+/// Entity ids of the cameras layer as `token` sees it.
+async fn get_layer(ioc: &Ioc, token: &str) -> Vec<String> {
+    let r = reqwest::Client::new()
+        .get(ioc.url("/api/v1/layers/cameras/features?limit=1000"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    if r.status() == 403 {
+        return Vec::new();
+    }
+    let v: Value = r.json().await.unwrap();
+    v["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
+}
