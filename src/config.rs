@@ -187,7 +187,7 @@ impl Default for DemoConfig {
             load_rate: 0.0,
             report_every_s: 20.0,
             report_time_scale: 10.0,
-            rtsp_port: 8554,
+            rtsp_port: 0,
             cameras: true,
             camera_fps: 10,
         }

@@ -431,6 +431,7 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         intake,
         report_locks: Default::default(),
         cameras,
+        hls_sessions: Default::default(),
     }));
 
     if roles.simulate {

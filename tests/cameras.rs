@@ -163,6 +163,23 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
     responses.push_str(&body.to_string());
     assert!(body["reason"].as_str().is_some(), "{body}");
 
+    // --- HLS by passthrough: the playlist, then a listed MPEG-TS segment; a leader without
+    // the grant is refused both.
+    let (s, ctype, b) = fetch(&ioc, &format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/live.m3u8"), &op).await;
+    let playlist = String::from_utf8_lossy(&b).to_string();
+    assert_eq!(s, 200, "{playlist}");
+    assert_eq!(ctype, "application/vnd.apple.mpegurl");
+    assert!(!playlist.contains('/'), "segment URIs are relative: {playlist}");
+    let seg = playlist.lines().find(|l| l.ends_with(".ts")).expect("a segment");
+    let (s, ctype, b) = fetch(&ioc, &format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/{seg}"), &op).await;
+    assert_eq!((s, ctype.as_str()), (200, "video/mp2t"));
+    assert!(!b.is_empty() && b.len() % 188 == 0 && b[0] == 0x47);
+    let plain_leader = token_with("leader-hls", Role::Leader, None, &[]);
+    for f in ["live.m3u8", seg] {
+        let (s, _, _) = fetch(&ioc, &format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/{f}"), &plain_leader).await;
+        assert_eq!(s, 403, "leader HLS {f}");
+    }
+
     // --- The access matrix, written out: role × group × (map, snapshot, live view).
     let t = |sub: &str, role, agency, grants: &[Grant]| token_with(sub, role, agency, grants);
     // (who = the token's subject, token, [police, traffic, school] x [map, snapshot, live])

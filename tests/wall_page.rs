@@ -178,6 +178,12 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         json!("21 trạm · 35 đơn vị"),
         "every fixture station and unit is drawn"
     );
+    // The demo's cameras an operator may see: 61 police and 16 traffic in Hậu Giang, 8 in Mỹ
+    // Tho; the 9 school cameras are not on an operator's map.
+    let cams = page
+        .wait_for("window.iocWall.cameras.size", &json!(85), wait)
+        .await;
+    assert_eq!(cams, json!(85), "every camera the operator may see is drawn");
     assert_eq!(
         page.eval(&text("conn")).await,
         json!("đã kết nối"),

@@ -6,8 +6,10 @@
 //!   bare rdkafka producer and consumer (the limit the pipeline is compared with);
 //! - `latency`: MQTT publish -> websocket delta latency at a fixed reading rate;
 //! - `history-write`, `history-query`: the history store (see `history.rs`);
-//! - `reports`: Open311 report creation against a running server (see `reports.rs`).
+//! - `reports`: Open311 report creation against a running server (see `reports.rs`);
+//! - `cameras`: camera workers against `gst-launch-1.0 rtspsrc ! fakesink` (see `cameras.rs`).
 
+mod cameras;
 mod history;
 mod reports;
 
@@ -104,6 +106,25 @@ enum Cmd {
         clients: usize,
         #[arg(long, default_value_t = 5000)]
         requests: usize,
+    },
+    /// Cameras one worker keeps online with snapshots, CPU and memory per camera, against
+    /// `gst-launch-1.0 rtspsrc ! fakesink` per camera; stop -> offline latency.
+    Cameras {
+        /// The `ioc` binary (for `ioc rtsp-fixture`).
+        #[arg(long, default_value = "target/release/ioc")]
+        ioc: String,
+        /// Camera counts to try, e.g. 50,100,200.
+        #[arg(long, value_delimiter = ',', default_value = "50")]
+        cameras: Vec<usize>,
+        #[arg(long, default_value_t = 30)]
+        window: u64,
+        #[arg(long, default_value_t = 10.0)]
+        snapshot_every: f64,
+        #[arg(long, default_value_t = 15)]
+        fps: u32,
+        /// Cameras stopped one by one to time the offline event.
+        #[arg(long, default_value_t = 50)]
+        stops: usize,
     },
     /// Series query latency from the 1-hour rollup and from raw rows.
     HistoryQuery {
@@ -534,6 +555,24 @@ async fn main() -> anyhow::Result<()> {
             clients,
             requests,
         } => reports::run(&url, &token, clients, requests).await,
+        Cmd::Cameras {
+            ioc,
+            cameras: counts,
+            window,
+            snapshot_every,
+            fps,
+            stops,
+        } => {
+            cameras::run(cameras::CameraBench {
+                ioc,
+                cameras: counts,
+                window_s: window,
+                snapshot_every_s: snapshot_every,
+                fps,
+                stops,
+            })
+            .await
+        }
         Cmd::HistoryQuery {
             admin_url,
             stations,

@@ -7,7 +7,9 @@
 //! never a 200 with an empty or stale picture. If the audit log cannot be written, no image
 //! is served.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use auth::{CameraUse, Caller, Claims, Grant, Role};
 use axum::body::Body;
@@ -260,6 +262,109 @@ pub async fn live(
         Body::from_stream(frames),
     )
         .into_response()
+}
+
+/// Who has been fetching which camera's HLS stream lately: HLS clients poll the playlist
+/// every few seconds, so a viewer is a subject seen in the last 30 s, and the audit log gets
+/// one row per viewer and camera per minute rather than one per poll.
+#[derive(Default)]
+pub struct HlsSessions {
+    /// camera -> subject -> (last fetch, last audit row)
+    seen: std::sync::Mutex<HashMap<String, HashMap<String, (Instant, Instant)>>>,
+}
+
+const HLS_VIEWER_IDLE: Duration = Duration::from_secs(30);
+const HLS_AUDIT_EVERY: Duration = Duration::from_secs(60);
+
+impl HlsSessions {
+    /// Registers a playlist fetch: `Err(n)` when `n` other viewers hold every slot, else
+    /// whether this fetch needs an audit row.
+    fn fetch(&self, camera: &str, subject: &str, max: usize) -> Result<bool, usize> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let viewers = seen.entry(camera.to_string()).or_default();
+        viewers.retain(|_, (last, _)| last.elapsed() < HLS_VIEWER_IDLE);
+        let now = Instant::now();
+        let others = viewers.len();
+        match viewers.get_mut(subject) {
+            Some((last, audited)) => {
+                *last = now;
+                let due = audited.elapsed() >= HLS_AUDIT_EVERY;
+                if due {
+                    *audited = now;
+                }
+                Ok(due)
+            }
+            None if others >= max => Err(others),
+            None => {
+                viewers.insert(subject.to_string(), (now, now));
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// `GET /api/v1/cameras/{id}/hls/{file}`: HLS live view by passthrough of the camera's own
+/// H.264/H.265 (no re-encoding): `live.m3u8`, then the segments it lists.
+pub async fn hls(
+    State(st): State<ApiState>,
+    caller: Caller,
+    remote: Remote,
+    Path((id, file)): Path<(String, String)>,
+) -> Response {
+    let playlist = file == "live.m3u8";
+    let Some(rec) = permitted(&st, &caller.0, &id, CameraUse::LiveView) else {
+        if playlist {
+            if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, false).await {
+                return r;
+            }
+        }
+        return forbidden();
+    };
+    let Some(fleet) = &st.cameras else {
+        return no_worker();
+    };
+    if playlist {
+        match st.hls_sessions.fetch(&id, &caller.0.sub, fleet.max_viewers()) {
+            Err(n) => {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({"error": "too_many_viewers", "reason": format!("this camera already has {n} live viewers")})),
+                )
+                    .into_response()
+            }
+            Ok(true) => {
+                if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, true).await {
+                    return r;
+                }
+            }
+            Ok(false) => {}
+        }
+    }
+    let local = LocalId::parse("camera", &id).expect("checked by permitted");
+    match fleet.hls_file(&local, &file).await {
+        Ok(Some(bytes)) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    if playlist { "application/vnd.apple.mpegurl" } else { "video/mp2t" },
+                ),
+                (header::CACHE_CONTROL, if playlist { "no-store" } else { "private, max-age=60" }),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "not_found", "field": "file", "reason": "no such HLS file (segments last about 16 s)"})),
+        )
+            .into_response(),
+        Err(Err(n)) => no_image(n, &rec),
+        Err(Ok(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "camera_unavailable", "reason": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize)]

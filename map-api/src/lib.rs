@@ -56,6 +56,7 @@ pub struct ApiState {
     pub report_locks: Arc<open311::ReportLocks>,
     /// The cameras this process runs (`None`: no video worker here; images answer 503).
     pub cameras: Option<Arc<video::Fleet>>,
+    pub hls_sessions: Arc<cameras::HlsSessions>,
 }
 
 impl FromRef<ApiState> for Arc<Authenticator> {
@@ -99,6 +100,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/cameras/{id}", get(cameras::one))
         .route("/api/v1/cameras/{id}/snapshot.jpg", get(cameras::snapshot))
         .route("/api/v1/cameras/{id}/live.mjpeg", get(cameras::live))
+        .route("/api/v1/cameras/{id}/hls/{file}", get(cameras::hls))
         .route("/api/v1/audit/cameras", get(cameras::audit_log))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -177,6 +177,49 @@ function removeArea(id) { const a = areas.get(id); if (a) { areaLayer.removeLaye
 
 function removeStation(id) { const m = stations.get(id); if (m) { stationLayer.removeLayer(m); stations.delete(id); } }
 
+// Cameras: a dot per camera, coloured by state; the popup fetches the latest snapshot with the
+// viewer's token (the server decides and audits; 403/503 are shown as they are).
+const cameraLayer = L.layerGroup().addTo(map);
+const cameras = window.iocWall.cameras = new Map();
+const CAM_COLOR = { online: "#2ecc71", stalled: "#f39c12", offline: "#e74c3c" };
+function upsertCamera(f) {
+  const p = f.properties;
+  const color = CAM_COLOR[p.state] || "#95a5a6";
+  const [lon, lat] = f.geometry.coordinates;
+  let m = cameras.get(f.id);
+  if (!m) {
+    m = L.circleMarker([lat, lon], { radius: 4, weight: 1, color: "#222", fillOpacity: 0.9 }).addTo(cameraLayer);
+    m.on("click", () => openCamera(f.id));
+    cameras.set(f.id, m);
+  }
+  m.setStyle({ fillColor: color });
+  m.camera = p;
+  const s = p.stats || {};
+  m.bindTooltip(`<b>${esc(p.name)}</b><br>${esc(p.purpose_vi)} · <b>${esc(p.state_vi)}</b>` +
+    `${p.reason ? " (" + esc(p.reason) + ")" : ""}<br><span class="small">` +
+    `${s.width ? s.width + "×" + s.height + " · " + s.fps + " khung/s · " : ""}khung cuối ${esc(vnTime(p.last_frame))}</span>`, { sticky: true });
+}
+function removeCamera(id) { const m = cameras.get(id); if (m) { cameraLayer.removeLayer(m); cameras.delete(id); } }
+async function openCamera(id) {
+  const m = cameras.get(id); if (!m) return;
+  const p = m.camera;
+  const el = document.createElement("div");
+  el.innerHTML = `<b>${esc(p.name)}</b><br><span class="small">${esc(p.state_vi)}</span><br><i class="small">đang tải ảnh…</i>`;
+  m.bindPopup(el, { maxWidth: 360 }).openPopup();
+  const r = await fetch(p.snapshot_url, { headers: { Authorization: "Bearer " + token() } });
+  const note = el.querySelector("i");
+  if (r.ok) {
+    const img = document.createElement("img");
+    img.src = URL.createObjectURL(await r.blob()); img.style.width = "320px";
+    note.textContent = "ảnh lúc " + vnTime(r.headers.get("x-capture-time"));
+    el.append(img);
+  } else if (r.status === 403) note.textContent = "không có quyền xem hình ảnh camera này";
+  else {
+    const b = await r.json().catch(() => ({}));
+    note.textContent = `không có hình: ${b.state || ""} ${b.last_frame_age_s != null ? "(khung cuối " + Math.round(b.last_frame_age_s) + " s trước)" : ""}`;
+  }
+}
+
 function upsertUnit(f) {
   const old = units.get(f.id); if (old) unitLayer.removeLayer(old);
   const deep = f.properties.parent !== null;
@@ -205,7 +248,8 @@ function tick(f) {
 }
 
 let framed = false;
-let ws, epoch = null, lastSeq = { units: 0, live: 0, alerts: 0, areas: 0 }, retry = 500;
+let ws, epoch = null, lastSeq = { units: 0, live: 0, alerts: 0, areas: 0, cameras: 0 }, retry = 500;
+let allowedLayers = [];
 
 // Active alerts, newest first; acknowledged ones stay listed until they clear.
 const activeAlerts = window.iocWall.alerts = new Map();
@@ -229,6 +273,7 @@ function bbox() { const b = map.getBounds(); return [b.getWest(), b.getSouth(), 
 function subscribeAll(resume) {
   const subs = [["units", ["units"], null], ["live", ["salinity", "air_quality"], bbox()], ["alerts", ["alerts"], null],
     ["areas", ["rivers", "zones", "reports"], null]];
+  if (allowedLayers.includes("cameras")) subs.push(["cameras", ["cameras"], null]);
   for (const [id, layers, bb] of subs) {
     const msg = { id, layers, bbox: bb };
     if (resume && epoch && lastSeq[id]) Object.assign(msg, { op: "resume", since: lastSeq[id], epoch });
@@ -305,11 +350,12 @@ function connect(resume) {
   ws.onopen = () => { setConn("đã kết nối", "ok"); retry = 500; showHistoryNote(); };
   ws.onmessage = ev => {
     const m = JSON.parse(ev.data);
-    if (m.op === "hello") { if (epoch && m.epoch !== epoch) resume = false; subscribeAll(resume); epoch = m.epoch; }
+    if (m.op === "hello") { allowedLayers = m.layers || []; if (epoch && m.epoch !== epoch) resume = false; subscribeAll(resume); epoch = m.epoch; }
     else if (m.op === "snapshot") {
       // Replace the picture, but keep markers that stay (an open popup survives a pan).
       if (m.sub === "live") replaceStations(m.features.features);
       else if (m.sub === "areas") { for (const id of [...areas.keys()]) removeArea(id); m.features.features.forEach(upsertArea); }
+      else if (m.sub === "cameras") { for (const id of [...cameras.keys()]) removeCamera(id); m.features.features.forEach(upsertCamera); }
       else if (m.sub === "alerts") { activeAlerts.clear(); m.features.features.forEach(onAlert); if (!m.features.features.length) onAlert({ properties: { state: "cleared" } }); }
       else {
         m.features.features.forEach(upsertUnit);
@@ -323,6 +369,11 @@ function connect(resume) {
       m.upsert.forEach(upsertArea);
       m.remove.forEach(removeArea);
       lastSeq.areas = m.seq;
+    }
+    else if (m.op === "delta" && m.sub === "cameras") {
+      m.upsert.forEach(upsertCamera);
+      m.remove.forEach(removeCamera);
+      lastSeq.cameras = m.seq;
     }
     else if (m.op === "delta" && m.sub === "alerts") {
       m.upsert.forEach(onAlert);
@@ -340,6 +391,8 @@ function connect(resume) {
       if (m.id === REPLAY_ID) endReplay("failed", `không phát lại được (${m.field}): ${m.reason}`);
     }
     document.getElementById("counts").textContent = `${stations.size} trạm · ${units.size} đơn vị`;
+    const camsDown = [...cameras.values()].filter(c => c.camera.state !== "online").length;
+    document.getElementById("camera-counts").textContent = cameras.size ? `${cameras.size} camera` + (camsDown ? ` · ${camsDown} không có hình` : "") : "";
     document.getElementById("seq").textContent = `seq ${Math.max(lastSeq.units, lastSeq.live)}`;
   };
   ws.onclose = ev => {

@@ -10,6 +10,7 @@
 //! let one camera's failure reach another's pipeline or task.
 
 pub mod config;
+pub mod hls;
 pub mod jpeg;
 mod worker;
 
@@ -84,6 +85,8 @@ pub struct Fleet {
     publisher: Publisher,
     running: Mutex<HashMap<LocalId, Running>>,
     ready: AtomicBool,
+    /// Where HLS muxers write (one directory per camera, removed with its muxer).
+    hls_root: std::path::PathBuf,
 }
 
 impl Fleet {
@@ -111,6 +114,9 @@ impl Fleet {
             },
             running: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
+            hls_root: std::env::temp_dir()
+                .join("ioc-hls")
+                .join(std::process::id().to_string()),
         }))
     }
 
@@ -218,6 +224,11 @@ impl Fleet {
         self.lock().clear();
     }
 
+    /// Live viewers allowed at once per camera.
+    pub fn max_viewers(&self) -> usize {
+        self.config.max_viewers
+    }
+
     /// The camera's current status, if this process runs it.
     pub fn status(&self, id: &LocalId) -> Option<CameraStatus> {
         self.lock().get(id).map(|r| r.shared.status())
@@ -257,6 +268,48 @@ impl Fleet {
             }
             other => Err(self.no_image(other.map(|s| &**s))),
         }
+    }
+
+    /// A file of the camera's HLS stream (`live.m3u8` or a segment): the camera's own
+    /// compressed video muxed into MPEG-TS, started on the first request and stopped when
+    /// nobody has fetched for 30 s. The playlist waits (a few seconds at most) for the first
+    /// segment. `Ok(None)`: no such file (yet).
+    pub async fn hls_file(
+        &self,
+        id: &LocalId,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, Result<LiveError, NoImage>> {
+        if !hls::is_hls_file(name) {
+            return Ok(None);
+        }
+        let shared = self.shared(id);
+        let dir = match shared.as_ref() {
+            Some(s) if s.status().state == CameraState::Online => s
+                .hls_dir(&self.hls_root, id.as_str())
+                .map_err(Ok)?,
+            other => return Err(Err(self.no_image(other.map(|s| &**s)))),
+        };
+        let path = dir.join(name);
+        let waits = if name == "live.m3u8" { hls::TARGET_S * 20 + 40 } else { 0 };
+        for _ in 0..=waits {
+            if let Ok(bytes) = tokio::fs::read(&path).await {
+                if name != "live.m3u8" {
+                    return Ok(Some(bytes));
+                }
+                // Segment URIs relative to the playlist's URL, never the server's paths.
+                let text = String::from_utf8_lossy(&bytes);
+                let relative: String = text
+                    .lines()
+                    .map(|l| match l.starts_with('#') {
+                        true => format!("{l}\n"),
+                        false => format!("{}\n", l.rsplit('/').next().unwrap_or(l)),
+                    })
+                    .collect();
+                return Ok(Some(relative.into_bytes()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(None)
     }
 
     /// MJPEG live view of an online camera, within its viewer limit.

@@ -30,6 +30,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::{Credential, VideoConfig};
+use crate::hls::HlsMuxer;
 use crate::jpeg::{self, Codec, LiveDecoder};
 use crate::Publisher;
 
@@ -72,9 +73,21 @@ struct Live {
     started: bool,
 }
 
+/// The camera's HLS muxer, while somebody fetches its playlist.
+struct Hls {
+    muxer: HlsMuxer,
+    /// Fed from a keyframe on: a segment must start with one.
+    started: bool,
+    last_access: Instant,
+}
+
+/// HLS clients are gone once no playlist or segment was fetched for this long.
+const HLS_IDLE: Duration = Duration::from_secs(30);
+
 /// What the worker, the API and the streaming thread share about one camera.
 pub struct CameraShared {
     frames: Mutex<FrameLog>,
+    hls: Mutex<Option<Hls>>,
     snapshot: RwLock<Option<Snapshot>>,
     status: RwLock<CameraStatus>,
     live: Mutex<Option<Live>>,
@@ -91,6 +104,7 @@ impl CameraShared {
         let now = Utc::now().fixed_offset();
         Arc::new(Self {
             frames: Mutex::default(),
+            hls: Mutex::new(None),
             snapshot: RwLock::new(None),
             status: RwLock::new(CameraStatus {
                 camera: camera.id.clone(),
@@ -166,6 +180,48 @@ impl CameraShared {
             if l.started {
                 l.decoder.push(&buffer);
             }
+        }
+        drop(live);
+        let mut hls = lock(&self.hls);
+        if let Some(h) = hls.as_mut() {
+            h.started |= key;
+            if h.started {
+                h.muxer.push(&buffer);
+            }
+        }
+    }
+
+    /// The muxer's directory, starting the muxer if it is not running (HLS access).
+    pub(crate) fn hls_dir(&self, root: &std::path::Path, camera: &str) -> Result<std::path::PathBuf, LiveError> {
+        let mut hls = lock(&self.hls);
+        if let Some(h) = hls.as_mut() {
+            h.last_access = Instant::now();
+            return Ok(h.muxer.dir().to_path_buf());
+        }
+        let f = lock(&self.frames);
+        let Some(k) = f.keyframe.as_ref() else {
+            return Err(LiveError::NoStream);
+        };
+        let (codec, caps) = (k.codec, k.caps.clone());
+        drop(f);
+        let muxer = HlsMuxer::start(codec, &caps, root.join(camera)).map_err(LiveError::Decoder)?;
+        let dir = muxer.dir().to_path_buf();
+        *hls = Some(Hls {
+            muxer,
+            started: false,
+            last_access: Instant::now(),
+        });
+        Ok(dir)
+    }
+
+    /// Stops the HLS muxer if nobody fetched from it lately (or `always`).
+    fn hls_reap(&self, always: bool) {
+        let mut hls = lock(&self.hls);
+        if hls
+            .as_ref()
+            .is_some_and(|h| always || h.last_access.elapsed() > HLS_IDLE)
+        {
+            hls.take();
         }
     }
 
@@ -268,6 +324,7 @@ pub(crate) async fn run(
             Err(e) => Outcome::Failed(e),
         };
         lock(&shared.live).take();
+        shared.hls_reap(true);
         match outcome {
             Outcome::Stop => return,
             Outcome::Failed(reason) => {
@@ -472,6 +529,7 @@ impl Machine {
                         last_snapshot = Some(Instant::now());
                         self.take_snapshot().await;
                     }
+                    self.shared.hls_reap(false);
                     if self.last_stats.elapsed() >= stats_every {
                         self.publish(false).await;
                     }

@@ -255,3 +255,33 @@ async fn wrong_or_missing_credentials_leave_the_camera_offline_with_a_reason_and
     let all = serde_json::to_string(&statuses(&*r.bus).await).unwrap();
     assert!(!all.contains(PASSWORD) && !all.contains("not-the-password"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_passes_the_cameras_own_stream_through_in_mpeg_ts_segments() {
+    let r = rig(&["cam-h"]).await;
+    wait_state(&r.fleet, "cam-h", CameraState::Online, Duration::from_secs(3)).await;
+    let playlist = r
+        .fleet
+        .hls_file(&id("cam-h"), "live.m3u8")
+        .await
+        .unwrap()
+        .expect("a playlist once the first segment is cut");
+    let text = String::from_utf8(playlist).unwrap();
+    assert!(text.starts_with("#EXTM3U"), "{text}");
+    let segment = text
+        .lines()
+        .find(|l| l.ends_with(".ts"))
+        .unwrap_or_else(|| panic!("no segment in {text}"));
+    let name = segment.rsplit('/').next().unwrap();
+    let ts = r
+        .fleet
+        .hls_file(&id("cam-h"), name)
+        .await
+        .unwrap()
+        .expect("the listed segment");
+    // MPEG-TS: 188-byte packets, each starting with the 0x47 sync byte.
+    assert!(ts.len() >= 188 * 10 && ts.len() % 188 == 0, "{}", ts.len());
+    assert!(ts.chunks(188).all(|p| p[0] == 0x47));
+    // Names outside the muxer's own are refused without touching the disk.
+    assert_eq!(r.fleet.hls_file(&id("cam-h"), "../live.m3u8").await.unwrap(), None);
+}

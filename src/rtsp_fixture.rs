@@ -1,0 +1,79 @@
+//! `ioc rtsp-fixture`: the fixture RTSP server as a process of its own, for `ioc serve`
+//! against test cameras and for the camera benchmark (which must not count the server's CPU
+//! as the workers'). Mounts the fixture cameras, or N numbered ones, and takes commands on
+//! stdin, one per line: `stop <mount>`, `stall <mount>`, `resume <mount>`,
+//! `resolution <mount> <w> <h>`; each is answered `ok` or `error: ...` on stdout.
+
+use std::io::{BufRead, Write};
+
+use anyhow::Context;
+use fixtures::rtsp::{RtspFixture, RtspFixtureConfig};
+
+pub struct FixtureArgs {
+    pub port: u16,
+    /// 0 = the fixture cameras (`fixtures::cameras`); otherwise `<prefix>-0000`...
+    pub cameras: usize,
+    pub prefix: String,
+    pub fps: u32,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+pub fn run(a: FixtureArgs) -> anyhow::Result<()> {
+    let server = RtspFixture::start(RtspFixtureConfig {
+        port: a.port,
+        fps: a.fps.max(1),
+        credentials: a.user.zip(a.password),
+        ..Default::default()
+    })
+    .context("starting the fixture RTSP server")?;
+    let names: Vec<String> = match a.cameras {
+        0 => fixtures::cameras::cameras(&server.base_url())
+            .into_iter()
+            .map(|c| c.id.to_string())
+            .collect(),
+        n => (0..n).map(|i| format!("{}-{i:04}", a.prefix)).collect(),
+    };
+    for n in &names {
+        server.mount(n)?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready {} {}", server.base_url(), names.len())?;
+    out.flush()?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let reply = match words.as_slice() {
+            [cmd, mount, rest @ ..] => match server.get(mount) {
+                None => format!("error: no mount {mount}"),
+                Some(m) => match (*cmd, rest) {
+                    ("stop", []) => {
+                        m.stop();
+                        "ok".into()
+                    }
+                    ("stall", []) => {
+                        m.stall();
+                        "ok".into()
+                    }
+                    ("resume", []) => {
+                        m.resume();
+                        "ok".into()
+                    }
+                    ("resolution", [w, h]) => match (w.parse(), h.parse()) {
+                        (Ok(w), Ok(h)) => match m.set_resolution(w, h) {
+                            Ok(()) => "ok".into(),
+                            Err(e) => format!("error: {e}"),
+                        },
+                        _ => "error: resolution <mount> <width> <height>".into(),
+                    },
+                    _ => format!("error: unknown command {line:?}"),
+                },
+            },
+            [] => continue,
+            _ => format!("error: unknown command {line:?}"),
+        };
+        writeln!(out, "{reply}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
