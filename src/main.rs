@@ -77,43 +77,13 @@ enum Command {
     Config,
     /// Serves test cameras from the fixture RTSP server (one pre-encoded clip), controlled
     /// on stdin: `stop|stall|resume <mount>`, `resolution <mount> <w> <h>`.
-    RtspFixture {
-        #[arg(long, default_value_t = 8554)]
-        port: u16,
-        /// 0 = the fixture cameras of the three jurisdictions; N = `<prefix>-0000`...
-        #[arg(long, default_value_t = 0)]
-        cameras: usize,
-        #[arg(long, default_value = "cam")]
-        prefix: String,
-        #[arg(long, default_value_t = 15)]
-        fps: u32,
-        /// Basic-auth user and password clients must give (IOC_RTSP_FIXTURE_PASSWORD).
-        #[arg(long)]
-        user: Option<String>,
-        #[arg(long, env = "IOC_RTSP_FIXTURE_PASSWORD", hide_env_values = true)]
-        password: Option<String>,
-    },
+    RtspFixture(rtsp_fixture::FixtureArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::RtspFixture {
-        port,
-        cameras,
-        prefix,
-        fps,
-        user,
-        password,
-    } = cli.command
-    {
-        return rtsp_fixture::run(rtsp_fixture::FixtureArgs {
-            port,
-            cameras,
-            prefix,
-            fps,
-            user,
-            password,
-        });
+    if let Command::RtspFixture(args) = cli.command {
+        return rtsp_fixture::run(args);
     }
     let mut base = Config::default();
     if matches!(cli.command, Command::Demo { .. }) {
@@ -216,7 +186,7 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", as_json(&shown)?);
                 Ok(())
             }
-            Command::RtspFixture { .. } => unreachable!("handled before the runtime starts"),
+            Command::RtspFixture(_) => unreachable!("handled before the runtime starts"),
         }
     })
 }

@@ -9,13 +9,21 @@ use std::io::{BufRead, Write};
 use anyhow::Context;
 use fixtures::rtsp::{RtspFixture, RtspFixtureConfig};
 
+#[derive(clap::Args)]
 pub struct FixtureArgs {
+    #[arg(long, default_value_t = 8554)]
     pub port: u16,
-    /// 0 = the fixture cameras (`fixtures::cameras`); otherwise `<prefix>-0000`...
+    /// 0 = the fixture cameras of the three jurisdictions; N = `<prefix>-0000`...
+    #[arg(long, default_value_t = 0)]
     pub cameras: usize,
+    #[arg(long, default_value = "cam")]
     pub prefix: String,
+    #[arg(long, default_value_t = 15)]
     pub fps: u32,
+    /// Basic-auth user and password clients must give (IOC_RTSP_FIXTURE_PASSWORD).
+    #[arg(long)]
     pub user: Option<String>,
+    #[arg(long, env = "IOC_RTSP_FIXTURE_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
 }
 

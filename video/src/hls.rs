@@ -29,14 +29,7 @@ impl HlsMuxer {
                send-keyframe-requests=false",
             parse = codec.parse()
         );
-        let pipeline = gst::parse::launch(&launch)
-            .map_err(|e| e.to_string())?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| "not a pipeline".to_string())?;
-        let src = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or("no appsrc")?;
+        let (pipeline, src) = crate::jpeg::pipeline_from(&launch)?;
         let sink = pipeline.by_name("sink").ok_or("no hlssink2")?;
         sink.set_property(
             "location",
@@ -56,13 +49,7 @@ impl HlsMuxer {
 
     /// Feeds one access unit (timestamps replaced by the muxer's clock).
     pub fn push(&self, au: &gst::Buffer) {
-        let mut b = au.copy();
-        {
-            let b = b.make_mut();
-            b.set_pts(gst::ClockTime::NONE);
-            b.set_dts(gst::ClockTime::NONE);
-        }
-        let _ = self.src.push_buffer(b);
+        let _ = self.src.push_buffer(crate::jpeg::untimed(au));
     }
 
     pub fn dir(&self) -> &Path {

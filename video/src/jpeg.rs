@@ -107,6 +107,37 @@ fn decode_chain(codec: Codec, size: Option<(u32, u32)>, quality: u32, extra: &st
     )
 }
 
+/// Parses `launch` into a pipeline whose source is the appsrc named `src`.
+pub(crate) fn pipeline_from(launch: &str) -> Result<(gst::Pipeline, gst_app::AppSrc), String> {
+    let pipeline = gst::parse::launch(launch)
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+    let src = pipeline
+        .by_name("src")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or("no appsrc named src")?;
+    Ok((pipeline, src))
+}
+
+fn appsink(pipeline: &gst::Pipeline) -> Result<gst_app::AppSink, String> {
+    pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| "no appsink named sink".to_string())
+}
+
+/// A copy of an access unit without timestamps, for a live appsrc that stamps its own.
+pub(crate) fn untimed(au: &gst::Buffer) -> gst::Buffer {
+    let mut b = au.copy();
+    {
+        let b = b.make_mut();
+        b.set_pts(gst::ClockTime::NONE);
+        b.set_dts(gst::ClockTime::NONE);
+    }
+    b
+}
+
 /// One keyframe (with its SPS/PPS) to a JPEG of `size` (or the frame's own size).
 pub fn keyframe_to_jpeg(
     codec: Codec,
@@ -119,19 +150,9 @@ pub fn keyframe_to_jpeg(
         "appsrc name=src format=time ! {}",
         decode_chain(codec, size, quality, "")
     );
-    let pipeline = gst::parse::launch(&launch)
-        .map_err(|e| e.to_string())?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline".to_string())?;
+    let (pipeline, src) = pipeline_from(&launch)?;
     let result = (|| {
-        let src = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or("no appsrc")?;
-        let sink = pipeline
-            .by_name("sink")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or("no appsink")?;
+        let sink = appsink(&pipeline)?;
         src.set_caps(Some(caps));
         pipeline
             .set_state(gst::State::Playing)
@@ -179,18 +200,8 @@ impl LiveDecoder {
                 &format!("videorate drop-only=true max-rate={} ! ", fps.max(1))
             )
         );
-        let pipeline = gst::parse::launch(&launch)
-            .map_err(|e| e.to_string())?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| "not a pipeline".to_string())?;
-        let src = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or("no appsrc")?;
-        let sink = pipeline
-            .by_name("sink")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or("no appsink")?;
+        let (pipeline, src) = pipeline_from(&launch)?;
+        let sink = appsink(&pipeline)?;
         src.set_caps(Some(caps));
         src.set_max_bytes(4 << 20);
         sink.set_callbacks(
@@ -214,13 +225,7 @@ impl LiveDecoder {
 
     /// Feeds one access unit (its timestamps are replaced by the decoder's clock).
     pub fn push(&self, au: &gst::Buffer) {
-        let mut b = au.copy();
-        {
-            let b = b.make_mut();
-            b.set_pts(gst::ClockTime::NONE);
-            b.set_dts(gst::ClockTime::NONE);
-        }
-        let _ = self.src.push_buffer(b);
+        let _ = self.src.push_buffer(untimed(au));
     }
 }
 
