@@ -268,11 +268,7 @@ pub async fn run(b: CameraBench) -> anyhow::Result<()> {
         let base_cpu = (bcpu1 - bcpu0) / b.window_s as f64;
 
         lat.sort_by(|a, b| a.total_cmp(b));
-        let pct = |q: f64| {
-            lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
+        let pct = |q: f64| crate::percentile(&lat, q);
         println!(
             "cameras={n} fps={fps} snapshot_every={snap}s window={w}s: ours {online_end}/{n} online (min {min_online}, all online after {all:.1} s), {fresh} fresh snapshots, CPU {oc:.1}% of a core ({opc:.2}% per camera), RSS +{orss:.0} MiB ({opm:.2} MiB per camera); baseline gst-launch rtspsrc ! fakesink: {alive}/{n} running, CPU {bc:.1}% ({bpc:.2}% per camera), RSS {brss:.0} MiB ({bpm:.2} MiB per camera); fixture server CPU {sc:.1}% (ours) / {sb:.1}% (baseline), RSS {srss:.0} MiB; stop -> offline over {k} stops: p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms",
             fps = b.fps,

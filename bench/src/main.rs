@@ -139,6 +139,14 @@ enum Cmd {
     },
 }
 
+/// The `q` quantile of `sorted` (NaN when empty).
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
 fn unique(p: &str) -> String {
     format!("{p}-{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
 }
@@ -507,7 +515,7 @@ async fn run_latency(
         bail!("no deltas received");
     }
     l.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let pct = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
+    let pct = |q: f64| percentile(&l, q);
     println!(
         "latency rate={rate} readings/s ({} per MQTT message) seconds={seconds} stations={stations}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} station updates",
         per_message,

@@ -27,11 +27,7 @@ impl Phase {
     fn line(&self, name: &str, clients: usize) -> String {
         let mut l = self.latencies_ms.clone();
         l.sort_by(|a, b| a.total_cmp(b));
-        let pct = |q: f64| {
-            l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
+        let pct = |q: f64| crate::percentile(&l, q);
         format!(
             "{name}: {:.0} req/s ({} ok, {} failed in {:.2} s, {clients} clients), p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             self.ok as f64 / self.elapsed.as_secs_f64(),

@@ -153,6 +153,25 @@ pub async fn one(State(st): State<ApiState>, caller: Caller, Path(id): Path<Stri
     }
 }
 
+/// The checks before any image: the access matrix (a refusal is audited too), the audit row,
+/// a video worker in this process. `Err` is the response to send.
+async fn admit_image(
+    st: &ApiState,
+    claims: &Claims,
+    id: &str,
+    use_: CameraUse,
+    remote: &Remote,
+) -> Result<(StateRecord, LocalId, std::sync::Arc<video::Fleet>), Response> {
+    let Some(rec) = permitted(st, claims, id, use_) else {
+        audit(st, claims, id, use_, remote, false).await?;
+        return Err(forbidden());
+    };
+    audit(st, claims, id, use_, remote, true).await?;
+    let fleet = st.cameras.clone().ok_or_else(no_worker)?;
+    let local = LocalId::parse("camera", id).map_err(|_| forbidden())?;
+    Ok((rec, local, fleet))
+}
+
 /// `GET /api/v1/cameras/{id}/snapshot.jpg`: the latest snapshot of an online camera, its
 /// capture time in `X-Capture-Time` and `Last-Modified`.
 pub async fn snapshot(
@@ -161,19 +180,11 @@ pub async fn snapshot(
     remote: Remote,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(rec) = permitted(&st, &caller.0, &id, CameraUse::Snapshot) else {
-        if let Err(r) = audit(&st, &caller.0, &id, CameraUse::Snapshot, &remote, false).await {
-            return r;
-        }
-        return forbidden();
-    };
-    if let Err(r) = audit(&st, &caller.0, &id, CameraUse::Snapshot, &remote, true).await {
-        return r;
-    }
-    let Some(fleet) = &st.cameras else {
-        return no_worker();
-    };
-    let local = LocalId::parse("camera", &id).expect("checked by permitted");
+    let (rec, local, fleet) =
+        match admit_image(&st, &caller.0, &id, CameraUse::Snapshot, &remote).await {
+            Ok(admitted) => admitted,
+            Err(r) => return r,
+        };
     match fleet.snapshot(&local) {
         Ok(s) => {
             let captured = s.captured.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -201,19 +212,11 @@ pub async fn live(
     remote: Remote,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(rec) = permitted(&st, &caller.0, &id, CameraUse::LiveView) else {
-        if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, false).await {
-            return r;
-        }
-        return forbidden();
-    };
-    if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, true).await {
-        return r;
-    }
-    let Some(fleet) = &st.cameras else {
-        return no_worker();
-    };
-    let local = LocalId::parse("camera", &id).expect("checked by permitted");
+    let (rec, local, fleet) =
+        match admit_image(&st, &caller.0, &id, CameraUse::LiveView, &remote).await {
+            Ok(admitted) => admitted,
+            Err(r) => return r,
+        };
     let view = match fleet.live(&local) {
         Ok(v) => v,
         Err(Err(n)) => return no_image(n, &rec),
