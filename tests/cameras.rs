@@ -81,6 +81,8 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
         ("IOC_VIDEO__SNAPSHOT_EVERY_S", "1".into()),
         ("IOC_VIDEO__SNAPSHOT_WIDTH", "320".into()),
         ("IOC_VIDEO__STATS_EVERY_S", "2".into()),
+        ("IOC_CORE__RULES__CAMERA_DOWN_AFTER_S", "2".into()),
+        ("IOC_CORE__RULES__TICK_MS", "300".into()),
         ("IOC_LOG__FILTER", "debug,sqlx=info,rdkafka=info,h2=info,hyper=info".into()),
     ] {
         env.push((k.into(), v));
@@ -162,6 +164,20 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
     };
     responses.push_str(&body.to_string());
     assert!(body["reason"].as_str().is_some(), "{body}");
+    // ...and operators are told: a camera_down alert at the camera, with its owner.
+    let q = format!("/api/v1/alerts?rule=camera_down&entity=camera:{OFFLINE_CAM}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let alert = loop {
+        let v = get_json(&ioc, &q, Role::Operator).await;
+        if let Some(a) = v["alerts"].as_array().and_then(|a| a.first()).cloned() {
+            break a;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no camera_down alert: {v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(alert["agency"], "hg-ca", "{alert}");
+    assert_eq!(alert["state"], "raised", "{alert}");
+    assert_eq!(alert["geometry"].as_array().map(Vec::len), Some(2), "placed at the camera: {alert}");
 
     // --- HLS by passthrough: the playlist, then a listed MPEG-TS segment; a leader without
     // the grant is refused both.

@@ -37,6 +37,8 @@ pub struct RulesConfig {
     pub forecast_every_s: u64,
     /// Hours a forecast looks ahead (at most 72).
     pub forecast_horizon_h: u32,
+    /// A camera stalled or offline this long raises a `camera_down` alert.
+    pub camera_down_after_s: i64,
 }
 
 impl Default for RulesConfig {
@@ -52,6 +54,7 @@ impl Default for RulesConfig {
             salinity_risk_bands: RiskBands::default(),
             forecast_every_s: 3600,
             forecast_horizon_h: 24,
+            camera_down_after_s: 120,
         }
     }
 }

@@ -10,7 +10,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset};
-use model::{Camera, CameraStatus, EntityId, Envelope, FieldError, Layer, LocalId, StateRecord};
+use model::{
+    Camera, CameraState, CameraStatus, EntityId, Envelope, FieldError, Layer, LocalId, StateRecord,
+};
+
+use crate::alerts::Observation;
 use serde_json::{json, Map, Value};
 
 #[derive(Default)]
@@ -48,6 +52,33 @@ impl CameraBook {
         let id = s.camera.clone();
         self.statuses.insert(id.clone(), (env.ts, s));
         Ok(Some(id))
+    }
+
+    /// The `camera_down` rule's view of `camera`: it holds while the camera is stalled or
+    /// offline (no picture), for `after` before an alert is raised.
+    pub fn observation(&self, camera: &Camera, after: chrono::Duration) -> Option<Observation> {
+        let (_, s) = self.statuses.get(&camera.id)?;
+        let down = matches!(s.state, CameraState::Stalled | CameraState::Offline);
+        let mut o = Observation::new(
+            "camera_down",
+            EntityId::new("camera", &camera.id),
+            camera.name.clone(),
+            camera.agency.clone(),
+            down,
+        );
+        o.min_duration = after;
+        o.title = "Camera không có hình".into();
+        o.detail = format!(
+            "{} ({}): {} từ {}{}",
+            camera.name,
+            camera.purpose.name_vi(),
+            s.state.name_vi(),
+            s.since
+                .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7"))
+                .format("%H:%M %d/%m"),
+            s.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+        Some(o)
     }
 
     pub fn forget(&mut self, id: &LocalId) {
@@ -171,5 +202,22 @@ mod tests {
         let mut again = CameraBook::default();
         again.restore(&rec);
         assert_eq!(again.record(&c, vec![], vec![]), rec);
+    }
+
+    #[test]
+    fn a_camera_without_picture_is_down_and_an_online_one_is_not() {
+        let mut book = CameraBook::default();
+        let c = camera();
+        let after = chrono::Duration::seconds(120);
+        assert!(book.observation(&c, after).is_none(), "no status yet: no opinion");
+        book.apply(&status(CameraState::Online, "2026-11-23T10:00:00+07:00"))
+            .unwrap();
+        assert!(!book.observation(&c, after).unwrap().holds);
+        for s in [CameraState::Stalled, CameraState::Offline] {
+            book.apply(&status(s, "2026-11-23T10:01:00+07:00")).unwrap();
+            let o = book.observation(&c, after).unwrap();
+            assert!(o.holds && o.min_duration == after, "{s}");
+            assert!(o.detail.contains("10:01"), "{}", o.detail);
+        }
     }
 }

@@ -600,6 +600,12 @@ impl Core {
             o.zones = self.zones_of(state);
             transitions.extend(self.alerts.observe(o, now.fixed_offset()));
         }
+        let after = chrono::Duration::seconds(self.alerts.config().camera_down_after_s.max(0));
+        for c in self.dir.cameras.values() {
+            if let Some(o) = self.cameras.observation(c, after) {
+                transitions.extend(self.alerts.observe(o, now.fixed_offset()));
+            }
+        }
         transitions.extend(self.alerts.tick(now.fixed_offset()));
         self.publish_transitions(transitions, true).await?;
         let changed = self.reports.tick(now.fixed_offset());
@@ -744,6 +750,10 @@ impl Core {
             let local = LocalId::parse("entity", alert.entity.local()).ok();
             let place = local.as_ref().and_then(|id| match alert.entity.kind() {
                 "report" => self.reports.place(id),
+                "camera" => self.dir.cameras.get(id).map(|c| {
+                    let (lon, lat) = (c.position.lon, c.position.lat);
+                    ((lon, lat), self.dir.locate(lon, lat))
+                }),
                 _ => self.stations.get(id).map(|s| {
                     (
                         (s.station.position.lon, s.station.position.lat),
