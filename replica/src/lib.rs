@@ -294,7 +294,32 @@ mod tests {
             layers: layers.iter().copied().collect(),
             bbox,
             unit: None,
+            cameras: Default::default(),
         }
+    }
+
+    #[test]
+    fn cameras_show_only_to_those_whose_scope_holds_their_group() {
+        let cam = |id: &str, group: &str| {
+            let mut r = rec(id, Layer::Cameras, 105.47, 9.78, 0.0);
+            r.properties.insert("group".into(), group.into());
+            r
+        };
+        let police = cam("camera:p", "police");
+        let school = cam("camera:s", "school:lx-th-a");
+        let mut query = q(&[Layer::Cameras], None);
+        assert!(!query.matches(&police), "the default scope sees no camera");
+        query.cameras.police = true;
+        assert!(query.matches(&police) && !query.matches(&school));
+        query.cameras.schools =
+            model::camera::SchoolScope::One(model::LocalId::parse("id", "lx-th-a").unwrap());
+        assert!(query.matches(&school));
+        query.cameras.schools =
+            model::camera::SchoolScope::One(model::LocalId::parse("id", "lx-th-b").unwrap());
+        assert!(!query.matches(&school));
+        // Other layers are not affected by the camera scope.
+        let station = rec("station:x", Layer::Salinity, 105.47, 9.78, 1.0);
+        assert!(q(&[Layer::Salinity], None).matches(&station));
     }
 
     #[test]
