@@ -83,7 +83,10 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
         ("IOC_VIDEO__STATS_EVERY_S", "2".into()),
         ("IOC_CORE__RULES__CAMERA_DOWN_AFTER_S", "2".into()),
         ("IOC_CORE__RULES__TICK_MS", "300".into()),
-        ("IOC_LOG__FILTER", "debug,sqlx=info,rdkafka=info,h2=info,hyper=info".into()),
+        (
+            "IOC_LOG__FILTER",
+            "debug,sqlx=info,rdkafka=info,h2=info,hyper=info".into(),
+        ),
     ] {
         env.push((k.into(), v));
     }
@@ -120,13 +123,25 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
         .as_array()
         .unwrap()
         .iter()
-        .any(|f| f["properties"]["group"].as_str().unwrap_or("").starts_with("school:"));
-    assert!(!school_seen, "an operator saw school cameras without the grant");
+        .any(|f| {
+            f["properties"]["group"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("school:")
+        });
+    assert!(
+        !school_seen,
+        "an operator saw school cameras without the grant"
+    );
 
     // Wait for the school and traffic cameras to be online with snapshots.
     let op = token(Role::Operator);
     let warmup = token_with("warm-up", Role::Operator, None, &[Grant::SchoolCameras]);
-    for (cam, t) in [(TRAFFIC_CAM, &warmup), (SCHOOL_CAM, &warmup), (POLICE_CAM, &warmup)] {
+    for (cam, t) in [
+        (TRAFFIC_CAM, &warmup),
+        (SCHOOL_CAM, &warmup),
+        (POLICE_CAM, &warmup),
+    ] {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let (s, _, _) = fetch(&ioc, &format!("/api/v1/cameras/{cam}/snapshot.jpg"), t).await;
@@ -153,7 +168,12 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
     // --- An offline camera: 503 with its state, never a 200 with nothing.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let body: Value = loop {
-        let (s, _, b) = fetch(&ioc, &format!("/api/v1/cameras/{OFFLINE_CAM}/snapshot.jpg"), &op).await;
+        let (s, _, b) = fetch(
+            &ioc,
+            &format!("/api/v1/cameras/{OFFLINE_CAM}/snapshot.jpg"),
+            &op,
+        )
+        .await;
         assert_eq!(s, 503, "{}", String::from_utf8_lossy(&b));
         let v: Value = serde_json::from_slice(&b).unwrap();
         if v["state"] == "offline" {
@@ -172,27 +192,55 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
         if let Some(a) = v["alerts"].as_array().and_then(|a| a.first()).cloned() {
             break a;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no camera_down alert: {v}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no camera_down alert: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(alert["agency"], "hg-ca", "{alert}");
     assert_eq!(alert["state"], "raised", "{alert}");
-    assert_eq!(alert["geometry"].as_array().map(Vec::len), Some(2), "placed at the camera: {alert}");
+    assert_eq!(
+        alert["geometry"].as_array().map(Vec::len),
+        Some(2),
+        "placed at the camera: {alert}"
+    );
 
     // --- HLS by passthrough: the playlist, then a listed MPEG-TS segment; a leader without
     // the grant is refused both.
-    let (s, ctype, b) = fetch(&ioc, &format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/live.m3u8"), &op).await;
+    let (s, ctype, b) = fetch(
+        &ioc,
+        &format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/live.m3u8"),
+        &op,
+    )
+    .await;
     let playlist = String::from_utf8_lossy(&b).to_string();
     assert_eq!(s, 200, "{playlist}");
     assert_eq!(ctype, "application/vnd.apple.mpegurl");
-    assert!(!playlist.contains('/'), "segment URIs are relative: {playlist}");
-    let seg = playlist.lines().find(|l| l.ends_with(".ts")).expect("a segment");
-    let (s, ctype, b) = fetch(&ioc, &format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/{seg}"), &op).await;
+    assert!(
+        !playlist.contains('/'),
+        "segment URIs are relative: {playlist}"
+    );
+    let seg = playlist
+        .lines()
+        .find(|l| l.ends_with(".ts"))
+        .expect("a segment");
+    let (s, ctype, b) = fetch(
+        &ioc,
+        &format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/{seg}"),
+        &op,
+    )
+    .await;
     assert_eq!((s, ctype.as_str()), (200, "video/mp2t"));
     assert!(!b.is_empty() && b.len() % 188 == 0 && b[0] == 0x47);
     let plain_leader = token_with("leader-hls", Role::Leader, None, &[]);
     for f in ["live.m3u8", seg] {
-        let (s, _, _) = fetch(&ioc, &format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/{f}"), &plain_leader).await;
+        let (s, _, _) = fetch(
+            &ioc,
+            &format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/{f}"),
+            &plain_leader,
+        )
+        .await;
         assert_eq!(s, 403, "leader HLS {f}");
     }
 
@@ -200,13 +248,26 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
     let t = |sub: &str, role, agency, grants: &[Grant]| token_with(sub, role, agency, grants);
     // (who = the token's subject, token, [police, traffic, school] x [map, snapshot, live])
     let callers: Vec<(&str, String, [[bool; 3]; 3])> = vec![
-        ("operator", t("operator", Role::Operator, None, &[]), [[true; 3], [true; 3], [false; 3]]),
+        (
+            "operator",
+            t("operator", Role::Operator, None, &[]),
+            [[true; 3], [true; 3], [false; 3]],
+        ),
         (
             "operator-granted",
-            t("operator-granted", Role::Operator, None, &[Grant::SchoolCameras]),
+            t(
+                "operator-granted",
+                Role::Operator,
+                None,
+                &[Grant::SchoolCameras],
+            ),
             [[true; 3], [true; 3], [true; 3]],
         ),
-        ("police", t("police", Role::Police, None, &[]), [[true; 3], [true; 3], [false; 3]]),
+        (
+            "police",
+            t("police", Role::Police, None, &[]),
+            [[true; 3], [true; 3], [false; 3]],
+        ),
         (
             "leader",
             t("leader", Role::Leader, None, &[]),
@@ -230,10 +291,22 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
         (
             "admin",
             t("admin", Role::Admin, None, &[]),
-            [[true, false, false], [true, false, false], [true, false, false]],
+            [
+                [true, false, false],
+                [true, false, false],
+                [true, false, false],
+            ],
         ),
-        ("agency", t("agency", Role::Agency, Some("hg-ca"), &[]), [[false; 3]; 3]),
-        ("citizen", t("citizen", Role::Citizen, None, &[]), [[false; 3]; 3]),
+        (
+            "agency",
+            t("agency", Role::Agency, Some("hg-ca"), &[]),
+            [[false; 3]; 3],
+        ),
+        (
+            "citizen",
+            t("citizen", Role::Citizen, None, &[]),
+            [[false; 3]; 3],
+        ),
     ];
     let forbidden_body = r#"{"error":"forbidden","reason":"no access to this camera"}"#;
     for (who, t, rows) in &callers {
@@ -250,7 +323,12 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
             ] {
                 let (s, ctype, b) = fetch(&ioc, &format!("/api/v1/cameras/{cam}/{path}"), t).await;
                 if allowed {
-                    assert_eq!(s, 200, "{who} {use_} {cam}: {}", String::from_utf8_lossy(&b));
+                    assert_eq!(
+                        s,
+                        200,
+                        "{who} {use_} {cam}: {}",
+                        String::from_utf8_lossy(&b)
+                    );
                     if use_ == "snapshot" {
                         assert_eq!(ctype, "image/jpeg");
                     } else {
@@ -266,7 +344,11 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
         }
         // An unknown camera looks exactly like a forbidden one.
         let (s, _, b) = fetch(&ioc, "/api/v1/cameras/hg-cam-khong-co/snapshot.jpg", t).await;
-        assert_eq!((s, String::from_utf8_lossy(&b).to_string()), (403, forbidden_body.to_string()), "{who}");
+        assert_eq!(
+            (s, String::from_utf8_lossy(&b).to_string()),
+            (403, forbidden_body.to_string()),
+            "{who}"
+        );
     }
 
     // --- The audit log: for each caller, one allowed row per allowed image request and one
@@ -284,7 +366,10 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
         assert_eq!((count(true), count(false)), (allowed, denied), "{who}");
     }
     for r in rows {
-        assert!(r["role"].is_string() && r["camera"].is_string() && r["at"].is_string(), "{r}");
+        assert!(
+            r["role"].is_string() && r["camera"].is_string() && r["at"].is_string(),
+            "{r}"
+        );
         assert_eq!(r["remote"], "127.0.0.1", "{r}");
     }
     let (s, _, _) = fetch(&ioc, "/api/v1/audit/cameras", &op).await;
@@ -292,12 +377,21 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
 
     // --- The stream password is in no response and no log line.
     assert!(!responses.contains(PASSWORD));
-    let layer_text = serde_json::to_string(&get_json(&ioc, "/api/v1/layers/cameras/features", Role::Operator).await).unwrap();
+    let layer_text = serde_json::to_string(
+        &get_json(&ioc, "/api/v1/layers/cameras/features", Role::Operator).await,
+    )
+    .unwrap();
     assert!(!layer_text.contains(PASSWORD) && !layer_text.contains("rtsp://"));
     let log_path = std::env::temp_dir().join(format!("ioc-serve-{}.log", ioc.port));
     let log_text = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log_text.contains("camera state"), "the log has camera transitions");
-    assert!(!log_text.contains(PASSWORD), "the stream password is in the log");
+    assert!(
+        log_text.contains("camera state"),
+        "the log has camera transitions"
+    );
+    assert!(
+        !log_text.contains(PASSWORD),
+        "the stream password is in the log"
+    );
 }
 
 /// Entity ids of the cameras layer as `token` sees it.

@@ -183,7 +183,11 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
     let cams = page
         .wait_for("window.iocWall.cameras.size", &json!(85), wait)
         .await;
-    assert_eq!(cams, json!(85), "every camera the operator may see is drawn");
+    assert_eq!(
+        cams,
+        json!(85),
+        "every camera the operator may see is drawn"
+    );
     assert_eq!(
         page.eval(&text("conn")).await,
         json!("đã kết nối"),

@@ -170,7 +170,11 @@ mod tests {
         yes(&op, &police, &all);
         yes(&op, &traffic, &all);
         yes(&op, &a, &[]);
-        yes(&claims(Role::Operator, None, &[Grant::SchoolCameras]), &a, &all);
+        yes(
+            &claims(Role::Operator, None, &[Grant::SchoolCameras]),
+            &a,
+            &all,
+        );
         let pol = claims(Role::Police, None, &[]);
         yes(&pol, &police, &all);
         yes(&pol, &traffic, &all);
@@ -178,7 +182,11 @@ mod tests {
         let leader = claims(Role::Leader, None, &[]);
         yes(&leader, &police, &[Layer]);
         yes(&leader, &a, &[]);
-        yes(&claims(Role::Leader, None, &[Grant::CameraImages]), &traffic, &all);
+        yes(
+            &claims(Role::Leader, None, &[Grant::CameraImages]),
+            &traffic,
+            &all,
+        );
         let sch = claims(Role::School, Some("lx-th-a"), &[]);
         yes(&sch, &a, &all);
         yes(&sch, &school("lx-th-b"), &[]);

@@ -65,7 +65,9 @@ impl FixtureServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting `{ioc} rtsp-fixture` (build it: cargo build --release -p ioc)"))?;
+            .with_context(|| {
+                format!("starting `{ioc} rtsp-fixture` (build it: cargo build --release -p ioc)")
+            })?;
         let stdin = child.stdin.take().context("stdin")?;
         let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
         let mut line = String::new();
@@ -125,7 +127,10 @@ fn counts(fleet: &Fleet, n: usize, fresh_within: Duration) -> (usize, usize) {
     let mut fresh = 0;
     for i in 0..n {
         let id = LocalId::parse("id", &format!("bench-{i:04}")).expect("valid id");
-        if fleet.status(&id).is_some_and(|s| s.state == CameraState::Online) {
+        if fleet
+            .status(&id)
+            .is_some_and(|s| s.state == CameraState::Online)
+        {
             online += 1;
         }
         if let Ok(s) = fleet.snapshot(&id) {
@@ -182,7 +187,10 @@ pub async fn run(b: CameraBench) -> anyhow::Result<()> {
                 break;
             }
             if Instant::now() > deadline {
-                eprintln!("cameras={n}: only {online} online after {:?}", started.elapsed());
+                eprintln!(
+                    "cameras={n}: only {online} online after {:?}",
+                    started.elapsed()
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

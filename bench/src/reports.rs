@@ -159,7 +159,10 @@ pub async fn run(url: &str, token: &str, clients: usize, requests: usize) -> any
         c.post(&create_url).bearer_auth(token).form(&forms[i])
     })
     .await?;
-    println!("{}", created.line("reports create (POST requests.json)", clients));
+    println!(
+        "{}",
+        created.line("reports create (POST requests.json)", clients)
+    );
     println!(
         "{}",
         services.line("peer GET services.json, same server", clients)

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use auth::{CameraUse, Caller, Claims, Grant, Role};
+use auth::{Caller, CameraUse, Claims, Grant, Role};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -63,9 +63,7 @@ fn permitted(st: &ApiState, claims: &Claims, id: &str, use_: CameraUse) -> Optio
     let local = LocalId::parse("camera", id).ok()?;
     let rec = st.replica.get(&EntityId::new("camera", &local))?;
     let group: CameraGroup = rec.properties.get("group")?.as_str()?.parse().ok()?;
-    claims
-        .may_use_camera(&group, use_)
-        .then(|| (*rec).clone())
+    claims.may_use_camera(&group, use_).then(|| (*rec).clone())
 }
 
 /// Writes the audit row; `Err` (a 503 to send) when it cannot be written.
@@ -187,7 +185,9 @@ pub async fn snapshot(
         };
     match fleet.snapshot(&local) {
         Ok(s) => {
-            let captured = s.captured.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let captured = s
+                .captured
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             let http_date = s.captured.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
             (
                 [

@@ -12,7 +12,9 @@ use model::reading::Quality;
 use model::{LocalId, Parameter, Reading, Unit};
 
 use crate::series::{Bucket, Series, SeriesQuery, SeriesSource, ORIGIN_UNIX};
-use crate::{CameraAccess, Flavor, History, Media, ReadingKey, ReportEventRow, StoreError, Written};
+use crate::{
+    CameraAccess, Flavor, History, Media, ReadingKey, ReportEventRow, StoreError, Written,
+};
 
 #[derive(Debug, Clone)]
 struct Row {

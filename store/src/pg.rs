@@ -26,8 +26,8 @@ use tracing::{info, warn};
 
 use crate::series::{Bucket, Series, SeriesQuery, ORIGIN_SQL};
 use crate::{
-    AlertEventRow, CameraAccess, Flavor, History, Media, ReadingKey, RegistryRow, ReportEventRow, StoreConfig,
-    StoreError, TimescaleMode, WriteMethod, Written,
+    AlertEventRow, CameraAccess, Flavor, History, Media, ReadingKey, RegistryRow, ReportEventRow,
+    StoreConfig, StoreError, TimescaleMode, WriteMethod, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -757,7 +757,15 @@ impl History for PgStore {
         limit: usize,
     ) -> Result<Vec<CameraAccess>, StoreError> {
         self.ready_flavor()?;
-        type Row = (DateTime<Utc>, String, String, String, String, Option<String>, bool);
+        type Row = (
+            DateTime<Utc>,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            bool,
+        );
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT ts, subject, role, substr(target, 8), substr(action, 8), remote,
                     coalesce((detail->>'allowed')::boolean, false)
@@ -772,15 +780,17 @@ impl History for PgStore {
         .map_err(map_err)?;
         Ok(rows
             .into_iter()
-            .map(|(at, subject, role, camera, action, remote, allowed)| CameraAccess {
-                at,
-                subject,
-                role,
-                camera,
-                action,
-                remote,
-                allowed,
-            })
+            .map(
+                |(at, subject, role, camera, action, remote, allowed)| CameraAccess {
+                    at,
+                    subject,
+                    role,
+                    camera,
+                    action,
+                    remote,
+                    allowed,
+                },
+            )
             .collect())
     }
 

@@ -76,7 +76,10 @@ impl CameraBook {
             s.since
                 .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7"))
                 .format("%H:%M %d/%m"),
-            s.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+            s.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         );
         Some(o)
     }
@@ -187,7 +190,10 @@ mod tests {
     fn the_newest_status_wins_and_the_record_hides_the_stream() {
         let mut book = CameraBook::default();
         let c = camera();
-        assert_eq!(book.record(&c, vec![], vec![]).properties["state"], "unknown");
+        assert_eq!(
+            book.record(&c, vec![], vec![]).properties["state"],
+            "unknown"
+        );
         book.apply(&status(CameraState::Online, "2026-11-23T10:00:05+07:00"))
             .unwrap();
         assert_eq!(
@@ -209,7 +215,10 @@ mod tests {
         let mut book = CameraBook::default();
         let c = camera();
         let after = chrono::Duration::seconds(120);
-        assert!(book.observation(&c, after).is_none(), "no status yet: no opinion");
+        assert!(
+            book.observation(&c, after).is_none(),
+            "no status yet: no opinion"
+        );
         book.apply(&status(CameraState::Online, "2026-11-23T10:00:00+07:00"))
             .unwrap();
         assert!(!book.observation(&c, after).unwrap().holds);

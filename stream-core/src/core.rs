@@ -24,9 +24,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::alerts::{AlertBook, RulesConfig, Transition};
+use crate::cameras::CameraBook;
 use crate::directory::Directory;
 use crate::forecaster;
-use crate::cameras::CameraBook;
 use crate::reports::{Changed, ReportBook, ReportsConfig, UnitCounts};
 use crate::rivers;
 use crate::rules;

@@ -17,9 +17,9 @@
 
 mod air;
 mod alerts;
+pub mod cameras;
 mod core;
 mod directory;
-pub mod cameras;
 pub mod forecaster;
 mod history;
 mod reports;

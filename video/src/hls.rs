@@ -74,7 +74,9 @@ pub fn is_hls_file(name: &str) -> bool {
         || name
             .strip_prefix("seg-")
             .and_then(|r| r.strip_suffix(".ts"))
-            .is_some_and(|d| !d.is_empty() && d.len() <= 10 && d.bytes().all(|b| b.is_ascii_digit()))
+            .is_some_and(|d| {
+                !d.is_empty() && d.len() <= 10 && d.bytes().all(|b| b.is_ascii_digit())
+            })
 }
 
 #[cfg(test)]
@@ -85,7 +87,14 @@ mod tests {
     fn only_the_muxers_own_file_names_are_served() {
         assert!(is_hls_file("live.m3u8"));
         assert!(is_hls_file("seg-00012.ts"));
-        for bad in ["../live.m3u8", "seg-.ts", "seg-1/../x.ts", "seg-00012.ts.bak", "/etc/passwd", "seg-12a.ts"] {
+        for bad in [
+            "../live.m3u8",
+            "seg-.ts",
+            "seg-1/../x.ts",
+            "seg-00012.ts.bak",
+            "/etc/passwd",
+            "seg-12a.ts",
+        ] {
             assert!(!is_hls_file(bad), "{bad}");
         }
     }

@@ -270,7 +270,9 @@ mod tests {
     #[test]
     fn keyframes_are_told_from_parameter_sets_and_delta_frames() {
         let sps_pps = [0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0xCE];
-        let idr = [0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xCE, 0, 0, 1, 0x65, 0x88];
+        let idr = [
+            0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xCE, 0, 0, 1, 0x65, 0x88,
+        ];
         let p = [0, 0, 0, 1, 0x41, 0x9A];
         assert!(!has_keyframe_picture(Codec::H264, &sps_pps));
         assert!(has_keyframe_picture(Codec::H264, &idr));

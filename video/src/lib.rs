@@ -24,8 +24,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use config::{Credential, VideoConfig};
-pub use worker::{LiveError, LiveView, Snapshot};
 use worker::CameraShared;
+pub use worker::{LiveError, LiveView, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {
@@ -98,7 +98,13 @@ impl Fleet {
         source: &str,
     ) -> Result<Arc<Self>, VideoError> {
         gstreamer::init().map_err(|e| VideoError::Init(e.to_string()))?;
-        for element in ["rtspsrc", "rtph264depay", "h264parse", "avdec_h264", "jpegenc"] {
+        for element in [
+            "rtspsrc",
+            "rtph264depay",
+            "h264parse",
+            "avdec_h264",
+            "jpegenc",
+        ] {
             if gstreamer::ElementFactory::find(element).is_none() {
                 return Err(VideoError::Init(format!(
                     "GStreamer element `{element}` is missing (install gstreamer1.0-plugins-good, -bad and gstreamer1.0-libav)"
@@ -122,7 +128,11 @@ impl Fleet {
 
     /// Follows the registry: starts a worker for each camera this process owns, restarts it
     /// when its stream changes, stops it when the camera goes.
-    pub async fn follow(self: Arc<Self>, bus: Arc<dyn Bus>, registry: String) -> Result<(), BusError> {
+    pub async fn follow(
+        self: Arc<Self>,
+        bus: Arc<dyn Bus>,
+        registry: String,
+    ) -> Result<(), BusError> {
         let on_ready = self.clone();
         bus::replay_and_follow(
             &*bus,
@@ -284,13 +294,17 @@ impl Fleet {
         }
         let shared = self.shared(id);
         let dir = match shared.as_ref() {
-            Some(s) if s.status().state == CameraState::Online => s
-                .hls_dir(&self.hls_root, id.as_str())
-                .map_err(Ok)?,
+            Some(s) if s.status().state == CameraState::Online => {
+                s.hls_dir(&self.hls_root, id.as_str()).map_err(Ok)?
+            }
             other => return Err(Err(self.no_image(other.map(|s| &**s)))),
         };
         let path = dir.join(name);
-        let waits = if name == "live.m3u8" { hls::TARGET_S * 20 + 40 } else { 0 };
+        let waits = if name == "live.m3u8" {
+            hls::TARGET_S * 20 + 40
+        } else {
+            0
+        };
         for _ in 0..=waits {
             if let Ok(bytes) = tokio::fs::read(&path).await {
                 if name != "live.m3u8" {

@@ -124,7 +124,10 @@ impl CameraShared {
     }
 
     pub fn status(&self) -> CameraStatus {
-        self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn snapshot(&self) -> Option<Snapshot> {
@@ -192,7 +195,11 @@ impl CameraShared {
     }
 
     /// The muxer's directory, starting the muxer if it is not running (HLS access).
-    pub(crate) fn hls_dir(&self, root: &std::path::Path, camera: &str) -> Result<std::path::PathBuf, LiveError> {
+    pub(crate) fn hls_dir(
+        &self,
+        root: &std::path::Path,
+        camera: &str,
+    ) -> Result<std::path::PathBuf, LiveError> {
         let mut hls = lock(&self.hls);
         if let Some(h) = hls.as_mut() {
             h.last_access = Instant::now();
@@ -393,8 +400,12 @@ impl Machine {
             return;
         }
         match &reason {
-            Some(r) => info!(camera = %self.camera.id, from = %self.state, to = %state, reason = %r, "camera state"),
-            None => info!(camera = %self.camera.id, from = %self.state, to = %state, "camera state"),
+            Some(r) => {
+                info!(camera = %self.camera.id, from = %self.state, to = %state, reason = %r, "camera state")
+            }
+            None => {
+                info!(camera = %self.camera.id, from = %self.state, to = %state, "camera state")
+            }
         }
         metrics::counter!("ioc_camera_transitions_total", "to" => state.as_str()).increment(1);
         self.state = state;
@@ -416,7 +427,11 @@ impl Machine {
         let stats_due = !changed;
         let status = {
             let mut f = lock(&self.shared.frames);
-            let mut st = self.shared.status.write().unwrap_or_else(|e| e.into_inner());
+            let mut st = self
+                .shared
+                .status
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             st.state = self.state;
             st.since = self.since.fixed_offset();
             st.changed = changed;
@@ -454,7 +469,10 @@ impl Machine {
                 st.stats.frames = f.frames;
                 st.stats.width = f.size.map(|s| s.0).or(st.stats.width);
                 st.stats.height = f.size.map(|s| s.1).or(st.stats.height);
-                st.stats.codec = f.codec.map(|c| c.as_str().to_string()).or(st.stats.codec.clone());
+                st.stats.codec = f
+                    .codec
+                    .map(|c| c.as_str().to_string())
+                    .or(st.stats.codec.clone());
             }
             st.clone()
         };
@@ -462,7 +480,11 @@ impl Machine {
     }
 
     /// Watches a running pipeline until it fails or the worker is stopped.
-    async fn watch(&mut self, pipeline: &gst::Pipeline, stop: &mut watch::Receiver<bool>) -> Outcome {
+    async fn watch(
+        &mut self,
+        pipeline: &gst::Pipeline,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Outcome {
         let Some(bus) = pipeline.bus() else {
             return Outcome::Failed("pipeline without a bus".into());
         };
@@ -548,7 +570,8 @@ impl Machine {
                     k.caps.clone(),
                     k.codec,
                     k.at,
-                    f.size.and_then(|(w, h)| jpeg::scaled(self.config.snapshot_width, w, h)),
+                    f.size
+                        .and_then(|(w, h)| jpeg::scaled(self.config.snapshot_width, w, h)),
                 )
             })
         };
@@ -564,7 +587,11 @@ impl Machine {
         metrics::histogram!("ioc_camera_snapshot_seconds").record(started.elapsed().as_secs_f64());
         match r {
             Ok(Ok(j)) => {
-                *self.shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Some(Snapshot {
+                *self
+                    .shared
+                    .snapshot
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(Snapshot {
                     jpeg: Bytes::from(j),
                     captured: at,
                 });
@@ -628,11 +655,18 @@ fn build(
     let sink_el: gst::Element = sink.upcast();
     let id = camera.id.to_string();
     src.connect_pad_added(move |_, pad| {
-        let Some(pipeline) = weak.upgrade() else { return };
-        let Some(s) = pad.current_caps().and_then(|c| c.structure(0).map(|s| s.to_owned())) else {
+        let Some(pipeline) = weak.upgrade() else {
             return;
         };
-        if s.get::<&str>("media").ok() != Some("video") || sink_el.static_pad("sink").is_some_and(|p| p.is_linked()) {
+        let Some(s) = pad
+            .current_caps()
+            .and_then(|c| c.structure(0).map(|s| s.to_owned()))
+        else {
+            return;
+        };
+        if s.get::<&str>("media").ok() != Some("video")
+            || sink_el.static_pad("sink").is_some_and(|p| p.is_linked())
+        {
             return;
         }
         let name = s.get::<&str>("encoding-name").unwrap_or("?").to_string();
@@ -643,7 +677,9 @@ fn build(
         };
         lock(&shared.frames).codec = Some(codec);
         let link = || -> Result<(), String> {
-            let depay = gst::ElementFactory::make(codec.depay()).build().map_err(|e| e.to_string())?;
+            let depay = gst::ElementFactory::make(codec.depay())
+                .build()
+                .map_err(|e| e.to_string())?;
             let parse = gst::ElementFactory::make(codec.parse())
                 .property("config-interval", -1i32)
                 .build()
@@ -652,12 +688,17 @@ fn build(
                 .property("caps", codec.au_caps())
                 .build()
                 .map_err(|e| e.to_string())?;
-            pipeline.add_many([&depay, &parse, &filter]).map_err(|e| e.to_string())?;
-            gst::Element::link_many([&depay, &parse, &filter, &sink_el]).map_err(|e| e.to_string())?;
+            pipeline
+                .add_many([&depay, &parse, &filter])
+                .map_err(|e| e.to_string())?;
+            gst::Element::link_many([&depay, &parse, &filter, &sink_el])
+                .map_err(|e| e.to_string())?;
             for e in [&depay, &parse, &filter] {
                 e.sync_state_with_parent().map_err(|e| e.to_string())?;
             }
-            let sinkpad = depay.static_pad("sink").ok_or("depayloader without a sink pad")?;
+            let sinkpad = depay
+                .static_pad("sink")
+                .ok_or("depayloader without a sink pad")?;
             pad.link(&sinkpad).map_err(|e| format!("{e:?}"))?;
             Ok(())
         };

@@ -118,9 +118,21 @@ async fn statuses(bus: &dyn Bus) -> Vec<CameraStatus> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_goes_online_stalls_stops_and_comes_back_with_fresh_snapshots() {
     let r = rig(&["cam-a", "cam-b"]).await;
-    let took = wait_state(&r.fleet, "cam-a", CameraState::Online, Duration::from_secs(3)).await;
+    let took = wait_state(
+        &r.fleet,
+        "cam-a",
+        CameraState::Online,
+        Duration::from_secs(3),
+    )
+    .await;
     eprintln!("online after {took:?}");
-    wait_state(&r.fleet, "cam-b", CameraState::Online, Duration::from_secs(3)).await;
+    wait_state(
+        &r.fleet,
+        "cam-b",
+        CameraState::Online,
+        Duration::from_secs(3),
+    )
+    .await;
 
     // A snapshot of the configured size (320 wide, the 640x360 stream's aspect kept).
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -136,7 +148,13 @@ async fn a_camera_goes_online_stalls_stops_and_comes_back_with_fresh_snapshots()
     // A stall is reported within 5 s; the other camera is not disturbed.
     let mount = r.server.get("cam-a").unwrap();
     mount.stall();
-    let took = wait_state(&r.fleet, "cam-a", CameraState::Stalled, Duration::from_secs(5)).await;
+    let took = wait_state(
+        &r.fleet,
+        "cam-a",
+        CameraState::Stalled,
+        Duration::from_secs(5),
+    )
+    .await;
     eprintln!("stalled after {took:?}");
     let no = r.fleet.snapshot(&id("cam-a")).unwrap_err();
     assert_eq!(no.state, Some(CameraState::Stalled));
@@ -146,11 +164,23 @@ async fn a_camera_goes_online_stalls_stops_and_comes_back_with_fresh_snapshots()
         CameraState::Online
     );
     mount.resume();
-    wait_state(&r.fleet, "cam-a", CameraState::Online, Duration::from_secs(3)).await;
+    wait_state(
+        &r.fleet,
+        "cam-a",
+        CameraState::Online,
+        Duration::from_secs(3),
+    )
+    .await;
 
     // Stopped: offline, 503-worthy; resumed: online again, with a snapshot taken after.
     mount.stop();
-    let took = wait_state(&r.fleet, "cam-a", CameraState::Offline, Duration::from_secs(6)).await;
+    let took = wait_state(
+        &r.fleet,
+        "cam-a",
+        CameraState::Offline,
+        Duration::from_secs(6),
+    )
+    .await;
     eprintln!("offline after {took:?}");
     assert_eq!(
         r.fleet.snapshot(&id("cam-a")).unwrap_err().state,
@@ -163,7 +193,13 @@ async fn a_camera_goes_online_stalls_stops_and_comes_back_with_fresh_snapshots()
     tokio::time::sleep(Duration::from_secs(1)).await;
     let resumed = Utc::now();
     mount.resume();
-    wait_state(&r.fleet, "cam-a", CameraState::Online, Duration::from_secs(6)).await;
+    wait_state(
+        &r.fleet,
+        "cam-a",
+        CameraState::Online,
+        Duration::from_secs(6),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(3);
     let snap = loop {
         match r.fleet.snapshot(&id("cam-a")) {
@@ -201,7 +237,9 @@ async fn a_camera_goes_online_stalls_stops_and_comes_back_with_fresh_snapshots()
     assert!(stats.fps > 10.0 && stats.fps < 20.0, "{stats:?}");
     assert!(stats.bitrate_kbps > 50.0, "{stats:?}");
     assert!(
-        stats.keyframe_interval_s.is_some_and(|k| (0.7..1.3).contains(&k)),
+        stats
+            .keyframe_interval_s
+            .is_some_and(|k| (0.7..1.3).contains(&k)),
         "{stats:?}"
     );
 }
@@ -209,8 +247,18 @@ async fn a_camera_goes_online_stalls_stops_and_comes_back_with_fresh_snapshots()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolution_change_shows_in_stats_and_snapshots_keep_their_size() {
     let r = rig(&["cam-r"]).await;
-    wait_state(&r.fleet, "cam-r", CameraState::Online, Duration::from_secs(3)).await;
-    r.server.get("cam-r").unwrap().set_resolution(1280, 720).unwrap();
+    wait_state(
+        &r.fleet,
+        "cam-r",
+        CameraState::Online,
+        Duration::from_secs(3),
+    )
+    .await;
+    r.server
+        .get("cam-r")
+        .unwrap()
+        .set_resolution(1280, 720)
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let events = statuses(&*r.bus).await;
@@ -244,9 +292,27 @@ async fn a_resolution_change_shows_in_stats_and_snapshots_keep_their_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_missing_credentials_leave_the_camera_offline_with_a_reason_and_no_secret() {
     let r = rig(&["cam-w@wrong", "cam-m@missing", "cam-ok"]).await;
-    wait_state(&r.fleet, "cam-ok", CameraState::Online, Duration::from_secs(3)).await;
-    wait_state(&r.fleet, "cam-w", CameraState::Offline, Duration::from_secs(6)).await;
-    wait_state(&r.fleet, "cam-m", CameraState::Offline, Duration::from_secs(3)).await;
+    wait_state(
+        &r.fleet,
+        "cam-ok",
+        CameraState::Online,
+        Duration::from_secs(3),
+    )
+    .await;
+    wait_state(
+        &r.fleet,
+        "cam-w",
+        CameraState::Offline,
+        Duration::from_secs(6),
+    )
+    .await;
+    wait_state(
+        &r.fleet,
+        "cam-m",
+        CameraState::Offline,
+        Duration::from_secs(3),
+    )
+    .await;
     let m = r.fleet.status(&id("cam-m")).unwrap();
     assert!(m.reason.unwrap().contains("`missing` is not configured"));
     let w = r.fleet.status(&id("cam-w")).unwrap();
@@ -259,7 +325,13 @@ async fn wrong_or_missing_credentials_leave_the_camera_offline_with_a_reason_and
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hls_passes_the_cameras_own_stream_through_in_mpeg_ts_segments() {
     let r = rig(&["cam-h"]).await;
-    wait_state(&r.fleet, "cam-h", CameraState::Online, Duration::from_secs(3)).await;
+    wait_state(
+        &r.fleet,
+        "cam-h",
+        CameraState::Online,
+        Duration::from_secs(3),
+    )
+    .await;
     let playlist = r
         .fleet
         .hls_file(&id("cam-h"), "live.m3u8")
@@ -283,5 +355,11 @@ async fn hls_passes_the_cameras_own_stream_through_in_mpeg_ts_segments() {
     assert!(ts.len() >= 188 * 10 && ts.len() % 188 == 0, "{}", ts.len());
     assert!(ts.chunks(188).all(|p| p[0] == 0x47));
     // Names outside the muxer's own are refused without touching the disk.
-    assert_eq!(r.fleet.hls_file(&id("cam-h"), "../live.m3u8").await.unwrap(), None);
+    assert_eq!(
+        r.fleet
+            .hls_file(&id("cam-h"), "../live.m3u8")
+            .await
+            .unwrap(),
+        None
+    );
 }
