@@ -122,6 +122,15 @@ fn no_image(n: video::NoImage, record: &StateRecord) -> Response {
     r
 }
 
+/// 429: the camera's live viewers are at the limit.
+fn too_many_viewers(n: usize) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({"error": "too_many_viewers", "reason": format!("this camera already has {n} live viewers")})),
+    )
+        .into_response()
+}
+
 fn no_worker() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -220,13 +229,7 @@ pub async fn live(
     let view = match fleet.live(&local) {
         Ok(v) => v,
         Err(Err(n)) => return no_image(n, &rec),
-        Err(Ok(video::LiveError::TooManyViewers(n))) => {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                Json(json!({"error": "too_many_viewers", "reason": format!("this camera already has {n} live viewers")})),
-            )
-                .into_response()
-        }
+        Err(Ok(video::LiveError::TooManyViewers(n))) => return too_many_viewers(n),
         Err(Ok(e)) => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -327,16 +330,14 @@ pub async fn hls(
         return no_worker();
     };
     if playlist {
-        match st.hls_sessions.fetch(&id, &caller.0.sub, fleet.max_viewers()) {
-            Err(n) => {
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Json(json!({"error": "too_many_viewers", "reason": format!("this camera already has {n} live viewers")})),
-                )
-                    .into_response()
-            }
+        match st
+            .hls_sessions
+            .fetch(&id, &caller.0.sub, fleet.max_viewers())
+        {
+            Err(n) => return too_many_viewers(n),
             Ok(true) => {
-                if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, true).await {
+                if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, true).await
+                {
                     return r;
                 }
             }

@@ -180,12 +180,13 @@ impl Fleet {
                 RegistryEntry::Camera(c) => Some(c),
                 _ => None,
             });
-        match camera {
-            Some(c) if c.validate().is_ok() && self.config.owns(c.id.as_str()) => self.start(c),
-            Some(c) if c.validate().is_err() => {
+        match camera.map(|c| (c.validate().is_ok(), c)) {
+            Some((true, c)) if self.config.owns(c.id.as_str()) => self.start(c),
+            Some((false, c)) => {
                 warn!(camera = %c.id, "camera refused by validation; not started");
                 self.lock().remove(&id);
             }
+            // Removed, or another worker's.
             _ => {
                 self.lock().remove(&id);
             }
