@@ -1,7 +1,7 @@
 //! `ioc`: the Intelligent Operations Center backend in one binary, one subcommand per role.
 //! `ioc demo` runs everything in one process on an in-memory bus with simulated sensors;
 //! `ioc serve` runs everything against Kafka (and MQTT when configured); `ioc ingest`,
-//! `ioc core` and `ioc api` run one role each for scale-out; `ioc migrate` sets up the history
+//! `ioc core`, `ioc video` and `ioc api` run one role each for scale-out; `ioc migrate` sets up the history
 //! database.
 
 mod citizens;
@@ -54,7 +54,11 @@ enum Command {
     /// `core.partitions` per instance, or `core.assignment = "group"` on Apache Kafka.
     Core,
     /// Read side only: REST API, websocket feeds and wall page, from a replica of ioc.state.
+    /// Camera images come from the `ioc video` processes listed in `video.workers`.
     Api,
+    /// Camera workers only: RTSP cameras of this shard (`video.shard` of `video.shards`) ->
+    /// ioc.cameras, and their images to API processes holding a media ticket.
+    Video,
     /// Applies the history store's migrations (store.database_url) and exits. `ioc serve`,
     /// `core` and `api` also apply them on start.
     Migrate,
@@ -140,6 +144,16 @@ fn main() -> anyhow::Result<()> {
                     cfg,
                     Roles {
                         api: true,
+                        ..Roles::none()
+                    },
+                )
+                .await
+            }
+            Command::Video => {
+                roles::run(
+                    cfg,
+                    Roles {
+                        video: true,
                         ..Roles::none()
                     },
                 )

@@ -27,6 +27,8 @@ pub struct Roles {
     pub ingest: bool,
     pub core: bool,
     pub api: bool,
+    /// Camera workers (`[video]`) and their media endpoint for API processes.
+    pub video: bool,
     /// Simulated sensors and demo start-up banner.
     pub simulate: bool,
 }
@@ -37,6 +39,7 @@ impl Roles {
             ingest: false,
             core: false,
             api: false,
+            video: false,
             simulate: false,
         }
     }
@@ -45,6 +48,7 @@ impl Roles {
             ingest: true,
             core: true,
             api: true,
+            video: true,
             simulate: false,
         }
     }
@@ -243,7 +247,7 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         .context("installing the metrics recorder")?;
     let bus = build_bus(&cfg)?;
     let mode = bus.name().to_string();
-    info!(bus = %mode, ingest = roles.ingest, core = roles.core, api = roles.api, "ioc starting");
+    info!(bus = %mode, ingest = roles.ingest, core = roles.core, api = roles.api, video = roles.video, "ioc starting");
     let auth = authenticator(&cfg, roles.simulate)?;
 
     // Topics and registry first: every role depends on them.
@@ -367,9 +371,10 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         ingest_handle = Some(ing);
     }
 
-    // Camera workers run beside ingest (both pull from the field and write to the bus).
+    // Camera workers pull from the field and write to the bus, like ingest; an API process
+    // without them fetches images from the `ioc video` processes listed in video.workers.
     let mut cameras = None;
-    if roles.ingest && cfg.video.enabled {
+    if roles.video && cfg.video.enabled {
         let fleet = video::Fleet::new(
             cfg.video.clone(),
             bus.clone(),
@@ -386,7 +391,16 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
             "video".into(),
             Arc::new(move || json!({"ready": f.is_ready(), "cameras": f.len()})),
         ));
-        cameras = Some(fleet);
+        app = app.merge(video::media::router(fleet.clone(), auth.clone()));
+        cameras = Some(video::Media::Local(fleet));
+    } else if roles.api && !cfg.video.workers.is_empty() {
+        let workers =
+            video::RemoteWorkers::new(&cfg.video, auth.clone()).context("video.workers")?;
+        info!(
+            workers = cfg.video.workers.len(),
+            "camera images from the video workers"
+        );
+        cameras = Some(video::Media::Remote(Arc::new(workers)));
     }
 
     let replica = if roles.api {

@@ -22,40 +22,6 @@ const OFFLINE_CAM: &str = "hg-cam-an-vt-02";
 const TRAFFIC_CAM: &str = "tg-cam-gt-mt-01";
 const SCHOOL_CAM: &str = "lx-th-my-binh-cam-1";
 
-fn token_with(sub: &str, role: Role, agency: Option<&str>, grants: &[Grant]) -> String {
-    auth::Authenticator::new(SECRET.as_bytes())
-        .unwrap()
-        .issue_granted(sub, role, agency, grants, chrono::Duration::hours(1))
-}
-
-/// (status, content type, body) of a GET; for MJPEG, only the first part is read.
-async fn fetch(ioc: &Ioc, path: &str, token: &str) -> (u16, String, Vec<u8>) {
-    let r = reqwest::Client::new()
-        .get(ioc.url(path))
-        .bearer_auth(token)
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let ctype = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    if ctype.starts_with("multipart/") {
-        let mut r = r;
-        let first = tokio::time::timeout(Duration::from_secs(10), r.chunk())
-            .await
-            .expect("a first live frame within 10 s")
-            .unwrap()
-            .expect("a first chunk");
-        return (status, ctype, first.to_vec());
-    }
-    (status, ctype, r.bytes().await.unwrap().to_vec())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
     let pg = PrivatePostgres::start();

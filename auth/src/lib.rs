@@ -1,6 +1,9 @@
 //! Who is calling: roles, signed bearer tokens (HS256 JWT with `sub`, `role`, optional
 //! `agency`, `exp`), and an axum extractor that admits a request only with a valid token.
 //!
+//! Media tickets ([`MediaTicket`]) carry one admitted camera access from the API to a video
+//! worker in another process.
+//!
 //! It owns *authentication* and the role -> layer visibility rule. It must never log or
 //! return a token or the signing secret, and never decide anything from unsigned input.
 
@@ -17,8 +20,10 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use model::Layer;
 
 mod cameras;
+mod ticket;
 pub use cameras::{CameraUse, Grant};
 use serde::{Deserialize, Serialize};
+pub use ticket::MediaTicket;
 
 /// What a caller may do, from least to most privileged in spirit (see DOMAIN.md, Users).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -12,10 +12,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use auth::{Caller, CameraUse, Claims, Grant, Role};
-use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
@@ -102,39 +101,27 @@ async fn audit(
     })
 }
 
-/// 503 with what the worker knows about a camera that has no image to give.
-fn no_image(n: video::NoImage, record: &StateRecord) -> Response {
-    let mut r = (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({
-            "error": "camera_unavailable",
-            "state": n.state.map(|s| s.as_str()).unwrap_or_else(|| {
-                record.properties.get("state").and_then(|s| s.as_str()).unwrap_or("unknown")
-            }),
-            "reason": n.reason,
-            "last_frame_age_s": n.last_frame_age_s,
-            "last_frame": record.properties.get("last_frame"),
-        })),
-    )
-        .into_response();
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    r
-}
-
-/// 429: the camera's live viewers are at the limit.
-fn too_many_viewers(n: usize) -> Response {
-    (
-        StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({"error": "too_many_viewers", "reason": format!("this camera already has {n} live viewers")})),
-    )
-        .into_response()
+/// The response to a camera with no image to give: what the worker knows, with the state and
+/// last frame time from the map when no worker runs the camera.
+fn no_image(e: video::MediaError, record: &StateRecord) -> Response {
+    let mut body = e.body();
+    if let video::MediaError::NoImage(_) = e {
+        if body["state"].is_null() {
+            body["state"] = record
+                .properties
+                .get("state")
+                .cloned()
+                .unwrap_or_else(|| "unknown".into());
+        }
+        body["last_frame"] = record.properties.get("last_frame").cloned().into();
+    }
+    e.respond(body)
 }
 
 fn no_worker() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"error": "camera_unavailable", "reason": "no video worker in this process"})),
+        Json(json!({"error": "camera_unavailable", "reason": "no video workers: run them in this process or list them in video.workers"})),
     )
         .into_response()
 }
@@ -161,22 +148,22 @@ pub async fn one(State(st): State<ApiState>, caller: Caller, Path(id): Path<Stri
 }
 
 /// The checks before any image: the access matrix (a refusal is audited too), the audit row,
-/// a video worker in this process. `Err` is the response to send.
+/// somewhere to get images from. `Err` is the response to send.
 async fn admit_image(
     st: &ApiState,
     claims: &Claims,
     id: &str,
     use_: CameraUse,
     remote: &Remote,
-) -> Result<(StateRecord, LocalId, std::sync::Arc<video::Fleet>), Response> {
+) -> Result<(StateRecord, LocalId, video::Media), Response> {
     let Some(rec) = permitted(st, claims, id, use_) else {
         audit(st, claims, id, use_, remote, false).await?;
         return Err(forbidden());
     };
     audit(st, claims, id, use_, remote, true).await?;
-    let fleet = st.cameras.clone().ok_or_else(no_worker)?;
+    let media = st.cameras.clone().ok_or_else(no_worker)?;
     let local = LocalId::parse("camera", id).map_err(|_| forbidden())?;
-    Ok((rec, local, fleet))
+    Ok((rec, local, media))
 }
 
 /// `GET /api/v1/cameras/{id}/snapshot.jpg`: the latest snapshot of an online camera, its
@@ -187,29 +174,14 @@ pub async fn snapshot(
     remote: Remote,
     Path(id): Path<String>,
 ) -> Response {
-    let (rec, local, fleet) =
+    let (rec, local, media) =
         match admit_image(&st, &caller.0, &id, CameraUse::Snapshot, &remote).await {
             Ok(admitted) => admitted,
             Err(r) => return r,
         };
-    match fleet.snapshot(&local) {
-        Ok(s) => {
-            let captured = s
-                .captured
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            let http_date = s.captured.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-            (
-                [
-                    (header::CONTENT_TYPE, "image/jpeg".to_string()),
-                    (header::CACHE_CONTROL, "no-store".to_string()),
-                    (header::LAST_MODIFIED, http_date),
-                    (header::HeaderName::from_static("x-capture-time"), captured),
-                ],
-                s.jpeg,
-            )
-                .into_response()
-        }
-        Err(n) => no_image(n, &rec),
+    match media.snapshot(&local, &caller.0.sub).await {
+        Ok(s) => video::media::snapshot_response(s),
+        Err(e) => no_image(e, &rec),
     }
 }
 
@@ -221,53 +193,15 @@ pub async fn live(
     remote: Remote,
     Path(id): Path<String>,
 ) -> Response {
-    let (rec, local, fleet) =
+    let (rec, local, media) =
         match admit_image(&st, &caller.0, &id, CameraUse::LiveView, &remote).await {
             Ok(admitted) => admitted,
             Err(r) => return r,
         };
-    let view = match fleet.live(&local) {
-        Ok(v) => v,
-        Err(Err(n)) => return no_image(n, &rec),
-        Err(Ok(video::LiveError::TooManyViewers(n))) => return too_many_viewers(n),
-        Err(Ok(e)) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "camera_unavailable", "reason": e.to_string()})),
-            )
-                .into_response()
-        }
-    };
-    let frames = futures::stream::unfold(view, |mut view| async move {
-        loop {
-            match view.rx.recv().await {
-                Ok(jpeg) => {
-                    let mut part = format!(
-                        "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-                        jpeg.len()
-                    )
-                    .into_bytes();
-                    part.extend_from_slice(&jpeg);
-                    part.extend_from_slice(b"\r\n");
-                    return Some((Ok::<_, std::convert::Infallible>(part), view));
-                }
-                // A slow reader skips frames rather than holding the decoder back.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    });
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                "multipart/x-mixed-replace; boundary=frame",
-            ),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        Body::from_stream(frames),
-    )
-        .into_response()
+    match media.live(&local, &caller.0.sub).await {
+        Ok(parts) => video::media::mjpeg_response(parts),
+        Err(e) => no_image(e, &rec),
+    }
 }
 
 /// Who has been fetching which camera's HLS stream lately: HLS clients poll the playlist
@@ -326,15 +260,15 @@ pub async fn hls(
         }
         return forbidden();
     };
-    let Some(fleet) = &st.cameras else {
+    let Some(media) = &st.cameras else {
         return no_worker();
     };
     if playlist {
         match st
             .hls_sessions
-            .fetch(&id, &caller.0.sub, fleet.max_viewers())
+            .fetch(&id, &caller.0.sub, media.max_viewers())
         {
-            Err(n) => return too_many_viewers(n),
+            Err(n) => return no_image(video::MediaError::TooManyViewers(n), &rec),
             Ok(true) => {
                 if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, true).await
                 {
@@ -345,29 +279,9 @@ pub async fn hls(
         }
     }
     let local = LocalId::parse("camera", &id).expect("checked by permitted");
-    match fleet.hls_file(&local, &file).await {
-        Ok(Some(bytes)) => (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    if playlist { "application/vnd.apple.mpegurl" } else { "video/mp2t" },
-                ),
-                (header::CACHE_CONTROL, if playlist { "no-store" } else { "private, max-age=60" }),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Ok(None) => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "not_found", "field": "file", "reason": "no such HLS file (segments last about 16 s)"})),
-        )
-            .into_response(),
-        Err(Err(n)) => no_image(n, &rec),
-        Err(Ok(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "camera_unavailable", "reason": e.to_string()})),
-        )
-            .into_response(),
+    match media.hls_file(&local, &file, &caller.0.sub).await {
+        Ok(bytes) => video::media::hls_response(&file, bytes),
+        Err(e) => no_image(e, &rec),
     }
 }
 

@@ -54,8 +54,9 @@ pub struct ApiState {
     /// Takes new field reports (`None`: this process runs no ingest; POST answers 503).
     pub intake: Option<Arc<ingest::reports::ReportIntake>>,
     pub report_locks: Arc<open311::ReportLocks>,
-    /// The cameras this process runs (`None`: no video worker here; images answer 503).
-    pub cameras: Option<Arc<video::Fleet>>,
+    /// Where camera images come from: the workers of this process or the `ioc video`
+    /// processes (`None`: neither; images answer 503).
+    pub cameras: Option<video::Media>,
     pub hls_sessions: Arc<cameras::HlsSessions>,
 }
 

@@ -150,6 +150,46 @@ pub fn token(role: auth::Role) -> String {
     )
 }
 
+/// A token with grants beyond the role.
+pub fn token_with(
+    sub: &str,
+    role: auth::Role,
+    agency: Option<&str>,
+    grants: &[auth::Grant],
+) -> String {
+    auth::Authenticator::new(SECRET.as_bytes())
+        .unwrap()
+        .issue_granted(sub, role, agency, grants, chrono::Duration::hours(1))
+}
+
+/// (status, content type, body) of a GET; for MJPEG, only the first part is read.
+pub async fn fetch(ioc: &Ioc, path: &str, token: &str) -> (u16, String, Vec<u8>) {
+    let r = reqwest::Client::new()
+        .get(ioc.url(path))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if ctype.starts_with("multipart/") {
+        let mut r = r;
+        let first = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+            .await
+            .expect("a first live frame within 10 s")
+            .unwrap()
+            .expect("a first chunk");
+        return (status, ctype, first.to_vec());
+    }
+    (status, ctype, r.bytes().await.unwrap().to_vec())
+}
+
 /// GETs `path` (with query) from `ioc` as `role` and parses the JSON body.
 pub async fn get_json(ioc: &Ioc, path: &str, role: auth::Role) -> Value {
     reqwest::Client::new()

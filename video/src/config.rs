@@ -53,6 +53,21 @@ pub struct VideoConfig {
     pub shards: u32,
     /// Credential sets by the name cameras give in `stream.credentials`.
     pub credentials: BTreeMap<String, Credential>,
+    /// For an API process without workers of its own (`ioc api`): the base URLs of the
+    /// `ioc video` processes, worker `i` being the one started with `shard = i` and
+    /// `shards = workers.len()`. Images are fetched from them with media tickets.
+    pub workers: Vec<String>,
+}
+
+/// The shard of `camera` among `shards` workers: FNV-1a of the id, stable across processes and
+/// builds, so the API finds the worker that runs a camera without asking.
+pub fn shard_of(camera: &str, shards: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in camera.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % shards.max(1)
 }
 
 impl Default for VideoConfig {
@@ -73,20 +88,16 @@ impl Default for VideoConfig {
             shard: 0,
             shards: 1,
             credentials: BTreeMap::new(),
+            workers: Vec::new(),
         }
     }
 }
 
 impl VideoConfig {
-    /// Is `camera` this worker's? (FNV-1a of the id, stable across processes and builds.)
+    /// Is `camera` this worker's?
     pub fn owns(&self, camera: &str) -> bool {
         let shards = self.shards.max(1);
-        let mut h: u32 = 0x811c_9dc5;
-        for b in camera.bytes() {
-            h ^= u32::from(b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-        h % shards == self.shard % shards
+        shard_of(camera, shards) == self.shard % shards
     }
 
     /// The config with passwords replaced, for `ioc config`.

@@ -3,7 +3,8 @@
 //! judges liveness from the frames that actually arrive (connecting, online, stalled,
 //! offline), `camera.status` events on `ioc.cameras` at every transition and every stats
 //! period, a JPEG snapshot decoded from one keyframe at an interval, and MJPEG live view
-//! decoded only while somebody watches.
+//! decoded only while somebody watches. [`media`] carries those images to an API in another
+//! process.
 //!
 //! It owns *what a camera is doing right now*. It must never put a stream credential in a
 //! URL, a log line, an event or an error, never decode every frame of every camera, and never
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod hls;
 pub mod jpeg;
+pub mod media;
 mod worker;
 
 use std::collections::HashMap;
@@ -23,7 +25,8 @@ use model::{Camera, CameraState, CameraStatus, Envelope, EventKind, LocalId, Reg
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use config::{Credential, VideoConfig};
+pub use config::{shard_of, Credential, VideoConfig};
+pub use media::{Media, MediaError, RemoteWorkers};
 use worker::CameraShared;
 pub use worker::{LiveError, LiveView, Snapshot};
 
@@ -31,6 +34,8 @@ pub use worker::{LiveError, LiveView, Snapshot};
 pub enum VideoError {
     #[error("GStreamer could not start: {0}")]
     Init(String),
+    #[error("video configuration: {0}")]
+    Config(String),
     #[error(transparent)]
     Bus(#[from] BusError),
 }

@@ -1,0 +1,121 @@
+//! Media tickets: a signed, short-lived permission to use one camera one way, issued by the
+//! API after it has checked the caller's access and written the audit row. A video worker in
+//! another process (`ioc video`) serves an image only against a ticket for that camera and
+//! use; it never sees, and could not use, a person's bearer token.
+//!
+//! A ticket is not an access token: it has no role, so [`Authenticator::verify`] refuses it,
+//! and it carries the `ioc-media` audience, which access tokens lack, so
+//! [`Authenticator::verify_ticket`] refuses those.
+
+use jsonwebtoken::{decode, encode, Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::{AuthError, Authenticator, CameraUse};
+
+const AUDIENCE: &str = "ioc-media";
+
+/// What a media ticket says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaTicket {
+    /// Whose access the API admitted (for the worker's logs).
+    pub sub: String,
+    /// The camera's local id.
+    pub camera: String,
+    #[serde(rename = "use")]
+    pub use_: CameraUse,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+impl Authenticator {
+    /// A ticket letting `sub` use `camera` this way for `ttl`.
+    pub fn issue_ticket(
+        &self,
+        sub: &str,
+        camera: &str,
+        use_: CameraUse,
+        ttl: chrono::Duration,
+    ) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let ticket = MediaTicket {
+            sub: sub.to_string(),
+            camera: camera.to_string(),
+            use_,
+            aud: AUDIENCE.into(),
+            iat: now,
+            exp: now + ttl.num_seconds(),
+        };
+        encode(&Header::new(Algorithm::HS256), &ticket, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// The ticket, if it is signed with this secret, unexpired, and for `camera` and `use_`.
+    pub fn verify_ticket(
+        &self,
+        token: &str,
+        camera: &str,
+        use_: CameraUse,
+    ) -> Result<MediaTicket, AuthError> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 5;
+        v.set_audience(&[AUDIENCE]);
+        v.set_required_spec_claims(&["exp", "aud"]);
+        let t = decode::<MediaTicket>(token, &self.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        if t.camera != camera || t.use_ != use_ {
+            return Err(AuthError::Invalid(format!(
+                "the ticket is for another camera or use ({} of {})",
+                t.use_.as_str(),
+                t.camera
+            )));
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Authenticator, CameraUse, Role};
+
+    fn auth() -> Authenticator {
+        Authenticator::new(&[7u8; 32]).unwrap()
+    }
+
+    #[test]
+    fn a_ticket_opens_one_camera_one_way_and_nothing_else() {
+        let a = auth();
+        let hour = chrono::Duration::hours(1);
+        let t = a.issue_ticket("op1", "hg-cam-an-01", CameraUse::Snapshot, hour);
+        let ok = a
+            .verify_ticket(&t, "hg-cam-an-01", CameraUse::Snapshot)
+            .unwrap();
+        assert_eq!(
+            (ok.sub.as_str(), ok.camera.as_str()),
+            ("op1", "hg-cam-an-01")
+        );
+        assert!(a
+            .verify_ticket(&t, "hg-cam-an-02", CameraUse::Snapshot)
+            .is_err());
+        assert!(a
+            .verify_ticket(&t, "hg-cam-an-01", CameraUse::LiveView)
+            .is_err());
+        // A ticket is no access token, and an access token (even an admin's) is no ticket.
+        assert!(a.verify(&t).is_err());
+        let admin = a.issue("root", Role::Admin, None, hour);
+        assert!(a
+            .verify_ticket(&admin, "hg-cam-an-01", CameraUse::Snapshot)
+            .is_err());
+        // Another secret, or an expired ticket.
+        let other = Authenticator::new(&[8u8; 32]).unwrap();
+        let foreign = other.issue_ticket("op1", "hg-cam-an-01", CameraUse::Snapshot, hour);
+        assert!(a
+            .verify_ticket(&foreign, "hg-cam-an-01", CameraUse::Snapshot)
+            .is_err());
+        let old = a.issue_ticket("op1", "hg-cam-an-01", CameraUse::Snapshot, -hour);
+        assert!(a
+            .verify_ticket(&old, "hg-cam-an-01", CameraUse::Snapshot)
+            .is_err());
+    }
+}
