@@ -171,6 +171,46 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
         Some(2),
         "placed at the camera: {alert}"
     );
+    // The other schools' cameras are not served, so they are down too; their alerts show only
+    // to those who may see school cameras (an alert tells where the camera is).
+    let granted = token_with("granted", Role::Operator, None, &[Grant::SchoolCameras]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (mut seen, mut groups) = (Vec::new(), Vec::new());
+        for t in [&op, &granted] {
+            let (_, _, b) = fetch(&ioc, "/api/v1/alerts?rule=camera_down&limit=500", t).await;
+            let v: Value = serde_json::from_slice(&b).unwrap();
+            let school: Vec<Value> = v["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| {
+                    a["entity"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("camera:lx-th-")
+                })
+                .cloned()
+                .collect();
+            groups.extend(school.iter().map(|a| a["camera_group"].clone()));
+            seen.push(school.len());
+        }
+        assert_eq!(
+            seen[0], 0,
+            "an operator without the grant saw school camera alerts"
+        );
+        if seen[1] > 0 {
+            assert!(groups
+                .iter()
+                .all(|g| g.as_str().unwrap_or("").starts_with("school:")));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no school camera_down alert for a granted operator"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
     // --- HLS by passthrough: the playlist, then a listed MPEG-TS segment; a leader without
     // the grant is refused both.

@@ -79,7 +79,7 @@ pub async fn list(
         layers: [Layer::Alerts].into_iter().collect(),
         bbox,
         unit: p.unit.clone(),
-        cameras: Default::default(),
+        cameras: caller.0.camera_scope(),
     };
     let (seq, records) = st.replica.snapshot(&q, usize::MAX);
     let mut alerts: Vec<(Alert, Value)> = records
@@ -150,6 +150,7 @@ async fn act(
     let alert = LocalId::parse("id", &id)
         .ok()
         .and_then(|l| st.replica.get(&EntityId::new("alert", &l)))
+        .filter(|r| replica::visible_with(&caller.0.camera_scope(), r))
         .and_then(|r| Alert::from_record(&r));
     let Some(alert) = alert else {
         return (

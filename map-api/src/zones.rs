@@ -261,7 +261,7 @@ pub async fn summary(
             layers: layers.iter().copied().collect(),
             bbox: None,
             unit: None,
-            cameras: Default::default(),
+            cameras: caller.0.camera_scope(),
         };
         st.replica.snapshot(&q, usize::MAX).1
     };

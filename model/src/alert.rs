@@ -86,6 +86,10 @@ pub struct Alert {
     pub zones: Vec<LocalId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zone_names: Vec<String>,
+    /// For an alert about a camera: the camera's access group. Whoever may not see the
+    /// camera does not see the alert either (it would tell where the camera is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera_group: Option<crate::camera::CameraGroup>,
 }
 
 /// Somebody (or the core: `auto`) acting on an alert: the data of `alert.acked` and

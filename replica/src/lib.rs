@@ -44,15 +44,26 @@ impl Query {
         self.layers.contains(&r.layer)
             && self.bbox.is_none_or(|b| r.intersects(&b))
             && self.unit.as_deref().is_none_or(|u| r.in_unit(u))
-            && (r.layer != Layer::Cameras || self.camera_visible(r))
+            && visible_with(&self.cameras, r)
     }
+}
 
-    fn camera_visible(&self, r: &StateRecord) -> bool {
+/// May a caller with camera scope `cameras` see `r`? A camera only if its group is in scope,
+/// an alert about a camera likewise, anything else yes (the role decides the layer). A camera
+/// whose group cannot be read is hidden.
+pub fn visible_with(cameras: &CameraScope, r: &StateRecord) -> bool {
+    let group = |key: &str| {
         r.properties
-            .get("group")
+            .get(key)
             .and_then(|g| g.as_str())
             .and_then(|g| g.parse::<CameraGroup>().ok())
-            .is_some_and(|g| self.cameras.allows(&g))
+    };
+    match r.layer {
+        Layer::Cameras => group("group").is_some_and(|g| cameras.allows(&g)),
+        Layer::Alerts if r.properties.get("camera_group").is_some() => {
+            group("camera_group").is_some_and(|g| cameras.allows(&g))
+        }
+        _ => true,
     }
 }
 
@@ -320,6 +331,36 @@ mod tests {
         // Other layers are not affected by the camera scope.
         let station = rec("station:x", Layer::Salinity, 105.47, 9.78, 1.0);
         assert!(q(&[Layer::Salinity], None).matches(&station));
+    }
+
+    #[test]
+    fn alerts_about_a_camera_show_only_to_those_who_may_see_the_camera() {
+        let alert = |id: &str, group: Option<&str>| {
+            let mut r = rec(id, Layer::Alerts, 105.47, 9.78, 0.0);
+            if let Some(g) = group {
+                r.properties.insert("camera_group".into(), g.into());
+            }
+            r
+        };
+        let mut operator = q(&[Layer::Alerts], None);
+        operator.cameras = model::CameraScope {
+            police: true,
+            traffic: true,
+            public_place: true,
+            schools: model::camera::SchoolScope::None,
+        };
+        let school_down = alert("alert:s", Some("school:lx-th-a"));
+        assert!(operator.matches(&alert("alert:p", Some("police"))));
+        assert!(
+            !operator.matches(&school_down),
+            "a school camera revealed by its alert"
+        );
+        assert!(operator.matches(&alert("alert:salinity", None)));
+        let mut school = q(&[Layer::Alerts], None);
+        school.cameras.schools =
+            model::camera::SchoolScope::One(model::LocalId::parse("id", "lx-th-a").unwrap());
+        assert!(school.matches(&school_down));
+        assert!(!school.matches(&alert("alert:garbled", Some("??"))));
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct Observation {
     pub value: Option<f64>,
     /// Custom zones containing the entity: id and name.
     pub zones: Vec<(LocalId, String)>,
+    /// The access group of the camera the observation is about, if it is one.
+    pub camera_group: Option<model::CameraGroup>,
 }
 
 impl Observation {
@@ -99,6 +101,7 @@ impl Observation {
             detail: String::new(),
             value: None,
             zones: Vec::new(),
+            camera_group: None,
         }
     }
 }
@@ -216,6 +219,7 @@ impl AlertBook {
             escalation: 0,
             zone_names: o.zones.iter().map(|z| z.1.clone()).collect(),
             zones: o.zones.into_iter().map(|z| z.0).collect(),
+            camera_group: o.camera_group,
         };
         self.active.insert(key, alert.id.clone());
         self.alerts.insert(alert.id.clone(), alert.clone());
@@ -318,6 +322,7 @@ mod tests {
             detail: String::new(),
             value: Some(4.5),
             zones: vec![],
+            camera_group: None,
         }
     }
 

@@ -67,6 +67,7 @@ impl CameraBook {
             down,
         );
         o.min_duration = after;
+        o.camera_group = Some(camera.group.clone());
         o.title = "Camera không có hình".into();
         o.detail = format!(
             "{} ({}): {} từ {}{}",

@@ -262,7 +262,10 @@ impl Conn {
 
     fn pump(&self, c: &Change) {
         if let Some(r) = c.record.as_deref() {
-            if r.layer == Layer::Alerts && self.role.can_view(Layer::Alerts) {
+            if r.layer == Layer::Alerts
+                && self.role.can_view(Layer::Alerts)
+                && replica::visible_with(&self.cameras, r)
+            {
                 let mut ob = self.lock();
                 // Bounded like everything else: a client this far behind resyncs the layer.
                 if ob.control.len() < self.config.max_pending {
