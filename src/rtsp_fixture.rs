@@ -7,7 +7,7 @@
 use std::io::{BufRead, Write};
 
 use anyhow::Context;
-use fixtures::rtsp::{RtspFixture, RtspFixtureConfig};
+use fixtures::rtsp::{FixtureCodec, RtspFixture, RtspFixtureConfig};
 
 #[derive(clap::Args)]
 pub struct FixtureArgs {
@@ -25,6 +25,9 @@ pub struct FixtureArgs {
     pub user: Option<String>,
     #[arg(long, env = "IOC_RTSP_FIXTURE_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// The clip's codec, as the cameras would send it: h264 or h265.
+    #[arg(long, default_value = "h264", value_parser = ["h264", "h265"])]
+    pub codec: String,
 }
 
 pub fn run(a: FixtureArgs) -> anyhow::Result<()> {
@@ -32,6 +35,10 @@ pub fn run(a: FixtureArgs) -> anyhow::Result<()> {
         port: a.port,
         fps: a.fps.max(1),
         credentials: a.user.zip(a.password),
+        codec: match a.codec.as_str() {
+            "h265" => FixtureCodec::H265,
+            _ => FixtureCodec::H264,
+        },
         ..Default::default()
     })
     .context("starting the fixture RTSP server")?;

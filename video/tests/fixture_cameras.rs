@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bus::{Bus, MemoryBus};
 use chrono::Utc;
-use fixtures::rtsp::{RtspFixture, RtspFixtureConfig};
+use fixtures::rtsp::{FixtureCodec, RtspFixture, RtspFixtureConfig};
 use model::camera::{RtspTransport, StreamSource};
 use model::{Camera, CameraGroup, CameraPurpose, CameraState, CameraStatus, GeoPoint, LocalId};
 use model::{Envelope, RegistryEntry};
@@ -40,8 +40,13 @@ struct Rig {
 }
 
 async fn rig(cameras: &[&str]) -> Rig {
+    rig_with(cameras, FixtureCodec::H264).await
+}
+
+async fn rig_with(cameras: &[&str], codec: FixtureCodec) -> Rig {
     let server = RtspFixture::start(RtspFixtureConfig {
         credentials: Some(("viewer".into(), PASSWORD.into())),
+        codec,
         ..Default::default()
     })
     .expect("fixture RTSP server (GStreamer with plugins good/ugly and the RTSP server library)");
@@ -332,25 +337,7 @@ async fn hls_passes_the_cameras_own_stream_through_in_mpeg_ts_segments() {
         Duration::from_secs(3),
     )
     .await;
-    let playlist = r
-        .fleet
-        .hls_file(&id("cam-h"), "live.m3u8")
-        .await
-        .unwrap()
-        .expect("a playlist once the first segment is cut");
-    let text = String::from_utf8(playlist).unwrap();
-    assert!(text.starts_with("#EXTM3U"), "{text}");
-    let segment = text
-        .lines()
-        .find(|l| l.ends_with(".ts"))
-        .unwrap_or_else(|| panic!("no segment in {text}"));
-    let name = segment.rsplit('/').next().unwrap();
-    let ts = r
-        .fleet
-        .hls_file(&id("cam-h"), name)
-        .await
-        .unwrap()
-        .expect("the listed segment");
+    let ts = hls_segment(&r.fleet, "cam-h").await;
     // MPEG-TS: 188-byte packets, each starting with the 0x47 sync byte.
     assert!(ts.len() >= 188 * 10 && ts.len() % 188 == 0, "{}", ts.len());
     assert!(ts.chunks(188).all(|p| p[0] == 0x47));
@@ -362,4 +349,100 @@ async fn hls_passes_the_cameras_own_stream_through_in_mpeg_ts_segments() {
             .unwrap(),
         None
     );
+}
+
+/// Many cameras in the field send H.265: watched, measured, snapshotted (decoded from its
+/// IRAP pictures) and passed through to HLS like H.264.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h265_camera_is_watched_snapshotted_and_passed_through_to_hls() {
+    let r = rig_with(&["cam-hevc"], FixtureCodec::H265).await;
+    wait_state(
+        &r.fleet,
+        "cam-hevc",
+        CameraState::Online,
+        Duration::from_secs(5),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let snapshot = loop {
+        if let Ok(s) = r.fleet.snapshot(&id("cam-hevc")) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no H.265 snapshot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(jpeg_dimensions(&snapshot.jpeg), Some((320, 180)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = r.fleet.status(&id("cam-hevc")).unwrap().stats;
+        if s.codec.is_some() && s.width.is_some() && s.keyframe_interval_s.is_some() {
+            assert_eq!(s.codec.as_deref(), Some("h265"), "{s:?}");
+            assert_eq!((s.width, s.height), (Some(640), Some(360)), "{s:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no H.265 stats: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut live = r.fleet.live(&id("cam-hevc")).expect("live view");
+    let frame = tokio::time::timeout(Duration::from_secs(5), live.rx.recv())
+        .await
+        .expect("a live frame within 5 s")
+        .unwrap();
+    assert!(jpeg_dimensions(&frame).is_some(), "a JPEG live frame");
+    let ts = hls_segment(&r.fleet, "cam-hevc").await;
+    assert!(ts.len() % 188 == 0 && ts.chunks(188).all(|p| p[0] == 0x47));
+    // The camera's own HEVC, not a re-encode: stream type 0x24 in the program map.
+    assert_eq!(pmt_stream_types(&ts), vec![0x24]);
+}
+
+/// The stream types listed in the first program map table (PMT) of an MPEG-TS segment.
+fn pmt_stream_types(ts: &[u8]) -> Vec<u8> {
+    for p in ts.chunks(188) {
+        let control = (p[3] >> 4) & 0x3;
+        if p[1] & 0x40 == 0 || control & 1 == 0 {
+            continue; // no section starts in this packet
+        }
+        // After the header and any adaptation field: the pointer field, then the section.
+        let payload = 4 + if control & 2 != 0 {
+            1 + p[4] as usize
+        } else {
+            0
+        };
+        let Some(t) = p.get(payload + 1 + p[payload] as usize..) else {
+            continue;
+        };
+        if t[0] != 0x02 {
+            continue; // not a PMT section
+        }
+        let section_end = 3 + ((usize::from(t[1] & 0x0F) << 8) | usize::from(t[2])) - 4;
+        let mut i = 12 + ((usize::from(t[10] & 0x0F) << 8) | usize::from(t[11]));
+        let mut types = Vec::new();
+        while i + 5 <= section_end {
+            types.push(t[i]);
+            i += 5 + ((usize::from(t[i + 3] & 0x0F) << 8) | usize::from(t[i + 4]));
+        }
+        return types;
+    }
+    Vec::new()
+}
+
+/// The camera's HLS playlist, then the first segment it lists.
+async fn hls_segment(fleet: &Fleet, camera: &str) -> Vec<u8> {
+    let playlist = fleet
+        .hls_file(&id(camera), "live.m3u8")
+        .await
+        .unwrap()
+        .expect("a playlist once the first segment is cut");
+    let text = String::from_utf8(playlist).unwrap();
+    assert!(text.starts_with("#EXTM3U"), "{text}");
+    let segment = text
+        .lines()
+        .find(|l| l.ends_with(".ts"))
+        .unwrap_or_else(|| panic!("no segment in {text}"));
+    let name = segment.rsplit('/').next().unwrap();
+    fleet
+        .hls_file(&id(camera), name)
+        .await
+        .unwrap()
+        .expect("the listed segment")
 }
