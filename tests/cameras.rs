@@ -381,6 +381,89 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
     let (s, _, _) = fetch(&ioc, "/api/v1/audit/cameras", &op).await;
     assert_eq!(s, 403, "operators do not read the audit log");
 
+    // --- Media tickets for clients that cannot send the bearer header (`<img src>`): one
+    // camera, one use, audited when used like any other image request.
+    let wall = token_with("wall-1", Role::Operator, None, &[]);
+    let client = reqwest::Client::new();
+    let issue = |who: String, cam: &'static str, use_: &'static str| {
+        let client = client.clone();
+        let url = ioc.url(&format!("/api/v1/cameras/{cam}/tickets"));
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(who)
+                .json(&serde_json::json!({"use": use_}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, t) = issue(wall.clone(), POLICE_CAM, "live_view").await;
+    assert_eq!(s, 201, "{t}");
+    let live_url = t["url"].as_str().unwrap().to_string();
+    let mut r = client.get(ioc.url(&live_url)).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the ticket opens the live view without a header"
+    );
+    let first = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+        .await
+        .expect("a first live frame")
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with(b"--frame"));
+    drop(r);
+    let ticket = t["ticket"].as_str().unwrap();
+    for (what, path) in [
+        (
+            "another use",
+            format!("/api/v1/cameras/{POLICE_CAM}/snapshot.jpg?ticket={ticket}"),
+        ),
+        (
+            "another camera",
+            format!("/api/v1/cameras/{TRAFFIC_CAM}/live.mjpeg?ticket={ticket}"),
+        ),
+        (
+            "a forged ticket",
+            format!("/api/v1/cameras/{POLICE_CAM}/live.mjpeg?ticket=x{ticket}"),
+        ),
+        (
+            "no ticket",
+            format!("/api/v1/cameras/{POLICE_CAM}/live.mjpeg"),
+        ),
+    ] {
+        let s = client.get(ioc.url(&path)).send().await.unwrap().status();
+        assert_eq!(s, 401, "{what}");
+    }
+    let (s, b) = issue(wall.clone(), SCHOOL_CAM, "snapshot").await;
+    assert_eq!(
+        (s, b["reason"].as_str()),
+        (403, Some("no access to this camera"))
+    );
+    let (s, b) = issue(wall.clone(), POLICE_CAM, "look").await;
+    assert_eq!((s, b["field"].as_str()), (400, Some("use")), "{b}");
+    let log = get_json(&ioc, "/api/v1/audit/cameras?limit=10000", Role::Admin).await;
+    let wall_rows: Vec<(bool, String)> = log["accesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["subject"] == "wall-1")
+        .map(|r| {
+            (
+                r["allowed"] == true,
+                r["camera"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        wall_rows.iter().filter(|r| r.0).count(),
+        1,
+        "one allowed row for the one ticketed view: {wall_rows:?}"
+    );
+    assert!(wall_rows.contains(&(false, SCHOOL_CAM.to_string())));
+
     // --- The stream password is in no response and no log line.
     assert!(!responses.contains(PASSWORD));
     let layer_text = serde_json::to_string(

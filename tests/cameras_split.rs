@@ -193,17 +193,18 @@ async fn an_api_without_workers_serves_images_from_the_video_processes_by_shard(
     // --- The worker's media endpoint: only a ticket for that camera and use opens it.
     let worker_path = format!("/media/v1/cameras/{cam0}/snapshot.jpg");
     let a = auth::Authenticator::new(SECRET.as_bytes()).unwrap();
+    let x = a.verify(&token(Role::Operator)).unwrap();
     let minute = chrono::Duration::minutes(1);
     for (what, bearer) in [
         ("an admin's token", Some(token(Role::Admin))),
         ("no token", None),
         (
             "a ticket for another camera",
-            Some(a.issue_ticket("x", &cam1, CameraUse::Snapshot, minute)),
+            Some(a.issue_ticket(&x, &cam1, CameraUse::Snapshot, minute)),
         ),
         (
             "a live-view ticket",
-            Some(a.issue_ticket("x", &cam0, CameraUse::LiveView, minute)),
+            Some(a.issue_ticket(&x, &cam0, CameraUse::LiveView, minute)),
         ),
     ] {
         let mut req = reqwest::Client::new().get(workers[0].url(&worker_path));
@@ -216,7 +217,7 @@ async fn an_api_without_workers_serves_images_from_the_video_processes_by_shard(
     let (s, _, _) = fetch(
         &workers[0],
         &worker_path,
-        &a.issue_ticket("x", &cam0, CameraUse::Snapshot, minute),
+        &a.issue_ticket(&x, &cam0, CameraUse::Snapshot, minute),
     )
     .await;
     assert_eq!(s, 200, "a ticket for the camera and use opens it");

@@ -10,15 +10,21 @@
 use jsonwebtoken::{decode, encode, Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::{AuthError, Authenticator, CameraUse};
+use crate::{AuthError, Authenticator, CameraUse, Claims, Grant, Role};
 
 const AUDIENCE: &str = "ioc-media";
 
 /// What a media ticket says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MediaTicket {
-    /// Whose access the API admitted (for the worker's logs).
+    /// Whose access the API admitted, with the role, agency and grants it was admitted under
+    /// (the API checks them again when a browser presents the ticket).
     pub sub: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
     /// The camera's local id.
     pub camera: String,
     #[serde(rename = "use")]
@@ -28,18 +34,35 @@ pub struct MediaTicket {
     pub exp: i64,
 }
 
+impl MediaTicket {
+    /// The caller the ticket stands for, as of its issue.
+    pub fn claims(&self) -> Claims {
+        Claims {
+            sub: self.sub.clone(),
+            role: self.role,
+            agency: self.agency.clone(),
+            grants: self.grants.clone(),
+            iat: self.iat,
+            exp: self.exp,
+        }
+    }
+}
+
 impl Authenticator {
-    /// A ticket letting `sub` use `camera` this way for `ttl`.
+    /// A ticket letting the caller of `claims` use `camera` this way for `ttl`.
     pub fn issue_ticket(
         &self,
-        sub: &str,
+        claims: &Claims,
         camera: &str,
         use_: CameraUse,
         ttl: chrono::Duration,
     ) -> String {
         let now = chrono::Utc::now().timestamp();
         let ticket = MediaTicket {
-            sub: sub.to_string(),
+            sub: claims.sub.clone(),
+            role: claims.role,
+            agency: claims.agency.clone(),
+            grants: claims.grants.clone(),
             camera: camera.to_string(),
             use_,
             aud: AUDIENCE.into(),
@@ -77,17 +100,28 @@ impl Authenticator {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Authenticator, CameraUse, Role};
+    use crate::{Authenticator, CameraUse, Claims, Grant, Role};
 
     fn auth() -> Authenticator {
         Authenticator::new(&[7u8; 32]).unwrap()
+    }
+
+    fn op1() -> Claims {
+        Claims {
+            sub: "op1".into(),
+            role: Role::Operator,
+            agency: None,
+            grants: vec![Grant::SchoolCameras],
+            iat: 0,
+            exp: 0,
+        }
     }
 
     #[test]
     fn a_ticket_opens_one_camera_one_way_and_nothing_else() {
         let a = auth();
         let hour = chrono::Duration::hours(1);
-        let t = a.issue_ticket("op1", "hg-cam-an-01", CameraUse::Snapshot, hour);
+        let t = a.issue_ticket(&op1(), "hg-cam-an-01", CameraUse::Snapshot, hour);
         let ok = a
             .verify_ticket(&t, "hg-cam-an-01", CameraUse::Snapshot)
             .unwrap();
@@ -109,11 +143,11 @@ mod tests {
             .is_err());
         // Another secret, or an expired ticket.
         let other = Authenticator::new(&[8u8; 32]).unwrap();
-        let foreign = other.issue_ticket("op1", "hg-cam-an-01", CameraUse::Snapshot, hour);
+        let foreign = other.issue_ticket(&op1(), "hg-cam-an-01", CameraUse::Snapshot, hour);
         assert!(a
             .verify_ticket(&foreign, "hg-cam-an-01", CameraUse::Snapshot)
             .is_err());
-        let old = a.issue_ticket("op1", "hg-cam-an-01", CameraUse::Snapshot, -hour);
+        let old = a.issue_ticket(&op1(), "hg-cam-an-01", CameraUse::Snapshot, -hour);
         assert!(a
             .verify_ticket(&old, "hg-cam-an-01", CameraUse::Snapshot)
             .is_err());

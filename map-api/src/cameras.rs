@@ -166,20 +166,107 @@ async fn admit_image(
     Ok((rec, local, media))
 }
 
-/// `GET /api/v1/cameras/{id}/snapshot.jpg`: the latest snapshot of an online camera, its
-/// capture time in `X-Capture-Time` and `Last-Modified`.
-pub async fn snapshot(
+#[derive(Debug, Deserialize)]
+pub struct TicketParam {
+    ticket: Option<String>,
+}
+
+/// Who asks for an image: the bearer token, or for clients that cannot send headers (`<img
+/// src>`, native video players) a media ticket in `?ticket=` for this camera and use, from
+/// `POST /api/v1/cameras/{id}/tickets`. Either way the matrix is checked and the use audited.
+fn image_caller(
+    st: &ApiState,
+    caller: Result<Caller, auth::Rejection>,
+    ticket: Option<&str>,
+    id: &str,
+    use_: CameraUse,
+) -> Result<Claims, Response> {
+    match (caller, ticket) {
+        (Ok(c), _) => Ok(c.0),
+        (Err(_), Some(t)) => st
+            .auth
+            .verify_ticket(t, id, use_)
+            .map(|t| t.claims())
+            .map_err(|e| {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"error": "unauthorized", "field": "ticket", "reason": e.to_string()})),
+                )
+                    .into_response()
+            }),
+        (Err(r), None) => Err(r.into_response()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TicketRequest {
+    #[serde(rename = "use")]
+    use_: Option<String>,
+}
+
+/// How long a browser's media ticket may wait before its request starts.
+const BROWSER_TICKET_S: i64 = 60;
+
+/// `POST /api/v1/cameras/{id}/tickets` `{"use": "snapshot"|"live_view"}`: a media ticket for
+/// one image request that cannot carry the bearer header, valid 60 s, with the URL to use it
+/// on. A caller who may not use the camera gets the same 403 as for the image itself, audited.
+pub async fn ticket(
     State(st): State<ApiState>,
     caller: Caller,
     remote: Remote,
     Path(id): Path<String>,
+    body: Option<Json<TicketRequest>>,
 ) -> Response {
+    let (use_, file) = match body.as_ref().and_then(|b| b.use_.as_deref()) {
+        Some("snapshot") => (CameraUse::Snapshot, "snapshot.jpg"),
+        Some("live_view") => (CameraUse::LiveView, "live.mjpeg"),
+        _ => {
+            return crate::bad_request(model::FieldError::new(
+                "use",
+                "\"snapshot\" or \"live_view\" is required",
+            ))
+        }
+    };
+    if permitted(&st, &caller.0, &id, use_).is_none() {
+        if let Err(r) = audit(&st, &caller.0, &id, use_, &remote, false).await {
+            return r;
+        }
+        return forbidden();
+    }
+    let ttl = chrono::Duration::seconds(BROWSER_TICKET_S);
+    let ticket = st.auth.issue_ticket(&caller.0, &id, use_, ttl);
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "camera": id,
+            "use": use_.as_str(),
+            "expires_at": (Utc::now() + ttl).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "url": format!("/api/v1/cameras/{id}/{file}?ticket={ticket}"),
+            "ticket": ticket,
+        })),
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/cameras/{id}/snapshot.jpg`: the latest snapshot of an online camera, its
+/// capture time in `X-Capture-Time` and `Last-Modified`.
+pub async fn snapshot(
+    State(st): State<ApiState>,
+    caller: Result<Caller, auth::Rejection>,
+    Query(q): Query<TicketParam>,
+    remote: Remote,
+    Path(id): Path<String>,
+) -> Response {
+    let claims = match image_caller(&st, caller, q.ticket.as_deref(), &id, CameraUse::Snapshot) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let (rec, local, media) =
-        match admit_image(&st, &caller.0, &id, CameraUse::Snapshot, &remote).await {
+        match admit_image(&st, &claims, &id, CameraUse::Snapshot, &remote).await {
             Ok(admitted) => admitted,
             Err(r) => return r,
         };
-    match media.snapshot(&local, &caller.0.sub).await {
+    match media.snapshot(&local, &claims).await {
         Ok(s) => video::media::snapshot_response(s),
         Err(e) => no_image(e, &rec),
     }
@@ -189,16 +276,21 @@ pub async fn snapshot(
 /// per second while the client reads; 429 past the camera's viewer limit.
 pub async fn live(
     State(st): State<ApiState>,
-    caller: Caller,
+    caller: Result<Caller, auth::Rejection>,
+    Query(q): Query<TicketParam>,
     remote: Remote,
     Path(id): Path<String>,
 ) -> Response {
+    let claims = match image_caller(&st, caller, q.ticket.as_deref(), &id, CameraUse::LiveView) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let (rec, local, media) =
-        match admit_image(&st, &caller.0, &id, CameraUse::LiveView, &remote).await {
+        match admit_image(&st, &claims, &id, CameraUse::LiveView, &remote).await {
             Ok(admitted) => admitted,
             Err(r) => return r,
         };
-    match media.live(&local, &caller.0.sub).await {
+    match media.live(&local, &claims).await {
         Ok(parts) => video::media::mjpeg_response(parts),
         Err(e) => no_image(e, &rec),
     }
@@ -279,7 +371,7 @@ pub async fn hls(
         }
     }
     let local = LocalId::parse("camera", &id).expect("checked by permitted");
-    match media.hls_file(&local, &file, &caller.0.sub).await {
+    match media.hls_file(&local, &file, &caller.0).await {
         Ok(bytes) => video::media::hls_response(&file, bytes),
         Err(e) => no_image(e, &rec),
     }

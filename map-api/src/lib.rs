@@ -101,6 +101,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/cameras/{id}", get(cameras::one))
         .route("/api/v1/cameras/{id}/snapshot.jpg", get(cameras::snapshot))
         .route("/api/v1/cameras/{id}/live.mjpeg", get(cameras::live))
+        .route("/api/v1/cameras/{id}/tickets", post(cameras::ticket))
         .route("/api/v1/cameras/{id}/hls/{file}", get(cameras::hls))
         .route("/api/v1/audit/cameras", get(cameras::audit_log))
         .route("/healthz", get(healthz))

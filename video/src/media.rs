@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth::{Authenticator, CameraUse};
+use auth::{Authenticator, CameraUse, Claims};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -204,19 +204,19 @@ impl Media {
         }
     }
 
-    /// The latest snapshot of an online camera; `sub` is whose access this is.
-    pub async fn snapshot(&self, id: &LocalId, sub: &str) -> Result<Snapshot, MediaError> {
+    /// The latest snapshot of an online camera; `who` is the caller whose access was admitted.
+    pub async fn snapshot(&self, id: &LocalId, who: &Claims) -> Result<Snapshot, MediaError> {
         match self {
             Media::Local(f) => f.snapshot(id).map_err(MediaError::NoImage),
-            Media::Remote(r) => r.snapshot(id, sub).await,
+            Media::Remote(r) => r.snapshot(id, who).await,
         }
     }
 
     /// An MJPEG live view, within the camera's viewer limit.
-    pub async fn live(&self, id: &LocalId, sub: &str) -> Result<LiveParts, MediaError> {
+    pub async fn live(&self, id: &LocalId, who: &Claims) -> Result<LiveParts, MediaError> {
         match self {
             Media::Local(f) => f.live(id).map(mjpeg_parts).map_err(MediaError::from),
-            Media::Remote(r) => r.live(id, sub).await,
+            Media::Remote(r) => r.live(id, who).await,
         }
     }
 
@@ -225,11 +225,11 @@ impl Media {
         &self,
         id: &LocalId,
         file: &str,
-        sub: &str,
+        who: &Claims,
     ) -> Result<Option<Vec<u8>>, MediaError> {
         match self {
             Media::Local(f) => f.hls_file(id, file).await.map_err(MediaError::from),
-            Media::Remote(r) => r.hls_file(id, file, sub).await,
+            Media::Remote(r) => r.hls_file(id, file, who).await,
         }
     }
 }
@@ -286,13 +286,13 @@ impl RemoteWorkers {
         id: &LocalId,
         use_: CameraUse,
         tail: &str,
-        sub: &str,
+        who: &Claims,
         timeout: Option<Duration>,
     ) -> Result<Option<reqwest::Response>, MediaError> {
         let shard = crate::config::shard_of(id.as_str(), self.workers.len() as u32) as usize;
         let url = format!("{}/media/v1/cameras/{}/{tail}", self.workers[shard], id);
         let ticket = self.auth.issue_ticket(
-            sub,
+            who,
             id.as_str(),
             use_,
             chrono::Duration::seconds(TICKET_TTL_S),
@@ -333,13 +333,13 @@ impl RemoteWorkers {
         MediaError::Unavailable("the video worker has no such media route".into())
     }
 
-    async fn snapshot(&self, id: &LocalId, sub: &str) -> Result<Snapshot, MediaError> {
+    async fn snapshot(&self, id: &LocalId, who: &Claims) -> Result<Snapshot, MediaError> {
         let resp = self
             .get(
                 id,
                 CameraUse::Snapshot,
                 "snapshot.jpg",
-                sub,
+                who,
                 Some(SNAPSHOT_TIMEOUT),
             )
             .await?
@@ -358,9 +358,9 @@ impl RemoteWorkers {
         Ok(Snapshot { jpeg, captured })
     }
 
-    async fn live(&self, id: &LocalId, sub: &str) -> Result<LiveParts, MediaError> {
+    async fn live(&self, id: &LocalId, who: &Claims) -> Result<LiveParts, MediaError> {
         let resp = self
-            .get(id, CameraUse::LiveView, "live.mjpeg", sub, None)
+            .get(id, CameraUse::LiveView, "live.mjpeg", who, None)
             .await?
             .ok_or_else(Self::unexpected_404)?;
         Ok(resp
@@ -373,14 +373,14 @@ impl RemoteWorkers {
         &self,
         id: &LocalId,
         file: &str,
-        sub: &str,
+        who: &Claims,
     ) -> Result<Option<Vec<u8>>, MediaError> {
         if !crate::hls::is_hls_file(file) {
             return Ok(None);
         }
         let tail = format!("hls/{file}");
         let Some(resp) = self
-            .get(id, CameraUse::LiveView, &tail, sub, Some(HLS_TIMEOUT))
+            .get(id, CameraUse::LiveView, &tail, who, Some(HLS_TIMEOUT))
             .await?
         else {
             return Ok(None);
