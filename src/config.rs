@@ -94,6 +94,9 @@ pub struct AuthConfig {
     pub secret_file: Option<PathBuf>,
     /// Lifetime of tokens printed by `ioc demo` and `ioc token`, hours.
     pub token_ttl_hours: Option<i64>,
+    /// How long a media ticket from `POST /api/v1/cameras/{id}/tickets` may wait before its
+    /// first use, seconds (default 60).
+    pub media_ticket_ttl_s: Option<i64>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -101,6 +104,8 @@ impl std::fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("secret_file", &self.secret_file)
+            .field("token_ttl_hours", &self.token_ttl_hours)
+            .field("media_ticket_ttl_s", &self.media_ticket_ttl_s)
             .finish()
     }
 }
@@ -121,6 +126,10 @@ impl AuthConfig {
 
     pub fn ttl(&self) -> chrono::Duration {
         chrono::Duration::hours(self.token_ttl_hours.unwrap_or(12))
+    }
+
+    pub fn media_ticket_ttl(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.media_ticket_ttl_s.unwrap_or(60).max(1))
     }
 }
 

@@ -446,6 +446,7 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         report_locks: Default::default(),
         cameras,
         hls_sessions: Default::default(),
+        media_ticket_ttl: cfg.auth.media_ticket_ttl(),
     }));
 
     if roles.simulate {

@@ -47,6 +47,7 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
         ("IOC_VIDEO__SNAPSHOT_EVERY_S", "1".into()),
         ("IOC_VIDEO__SNAPSHOT_WIDTH", "320".into()),
         ("IOC_VIDEO__STATS_EVERY_S", "2".into()),
+        ("IOC_AUTH__MEDIA_TICKET_TTL_S", "4".into()),
         ("IOC_CORE__RULES__CAMERA_DOWN_AFTER_S", "2".into()),
         ("IOC_CORE__RULES__TICK_MS", "300".into()),
         (
@@ -385,19 +386,22 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
     // camera, one use, audited when used like any other image request.
     let wall = token_with("wall-1", Role::Operator, None, &[]);
     let client = reqwest::Client::new();
-    let issue = |who: String, cam: &'static str, use_: &'static str| {
+    let issue_as = |who: String, cam: &'static str, body: Value| {
         let client = client.clone();
         let url = ioc.url(&format!("/api/v1/cameras/{cam}/tickets"));
         async move {
             let r = client
                 .post(url)
                 .bearer_auth(who)
-                .json(&serde_json::json!({"use": use_}))
+                .json(&body)
                 .send()
                 .await
                 .unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }
+    };
+    let issue = |who: String, cam: &'static str, use_: &'static str| {
+        issue_as(who, cam, serde_json::json!({"use": use_}))
     };
     let (s, t) = issue(wall.clone(), POLICE_CAM, "live_view").await;
     assert_eq!(s, 201, "{t}");
@@ -463,6 +467,71 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
         "one allowed row for the one ticketed view: {wall_rows:?}"
     );
     assert!(wall_rows.contains(&(false, SCHOOL_CAM.to_string())));
+
+    // --- HLS with a ticket, for native players (Safari, tablets): the playlist carries the
+    // ticket on its segment URIs, and the player keeps polling past the ticket's 4 s while it
+    // plays; a ticket nobody used is dead once expired. One audit row for the session.
+    let hls_ticket = |who: &str| {
+        issue_as(
+            token_with(who, Role::Operator, None, &[]),
+            TRAFFIC_CAM,
+            serde_json::json!({"use": "live_view", "format": "hls"}),
+        )
+    };
+    let (s, played) = hls_ticket("tablet-1").await;
+    assert_eq!(s, 201, "{played}");
+    let (s, unused) = hls_ticket("tablet-2").await;
+    assert_eq!(s, 201, "{unused}");
+    let playlist_url = played["url"].as_str().unwrap().to_string();
+    assert!(
+        playlist_url.contains("/hls/live.m3u8?ticket="),
+        "{playlist_url}"
+    );
+    let hls_base = playlist_url.split("live.m3u8").next().unwrap().to_string();
+    let until = tokio::time::Instant::now() + Duration::from_secs(11);
+    let mut polls = 0;
+    while tokio::time::Instant::now() < until {
+        let r = client.get(ioc.url(&playlist_url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "poll {polls} of the ticketed playlist");
+        let text = r.text().await.unwrap();
+        let seg = text
+            .lines()
+            .find(|l| l.contains(".ts"))
+            .unwrap_or_else(|| panic!("a segment in {text}"));
+        assert!(seg.contains("?ticket="), "{text}");
+        let r = client
+            .get(ioc.url(&format!("{hls_base}{seg}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "segment {seg}");
+        let b = r.bytes().await.unwrap();
+        assert!(!b.is_empty() && b[0] == 0x47);
+        polls += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(polls >= 5);
+    let r = client
+        .get(ioc.url(unused["url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "an expired, unused HLS ticket");
+    let (s, b) = issue_as(
+        wall.clone(),
+        TRAFFIC_CAM,
+        serde_json::json!({"use": "snapshot", "format": "hls"}),
+    )
+    .await;
+    assert_eq!((s, b["field"].as_str()), (400, Some("format")), "{b}");
+    let log = get_json(&ioc, "/api/v1/audit/cameras?limit=10000", Role::Admin).await;
+    let tablet_rows = log["accesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["subject"] == "tablet-1" && r["allowed"] == true)
+        .count();
+    assert_eq!(tablet_rows, 1, "one row for the HLS session's first minute");
 
     // --- The stream password is in no response and no log line.
     assert!(!responses.contains(PASSWORD));

@@ -161,6 +161,7 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
     let env = vec![
         ("IOC_AUTH__SECRET".to_string(), SECRET.to_string()),
         ("IOC_DEMO__INTERVAL_S".to_string(), "1".to_string()),
+        ("IOC_VIDEO__MAX_VIEWERS".to_string(), "1".to_string()),
     ];
     let mut demo = Ioc::start(&["demo"], &env);
     demo.ready().await;
@@ -341,6 +342,63 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         json!(true),
         "and the next 24 h of its salinity forecast"
     );
+
+    // A camera's popup shows its latest snapshot, and "Xem trực tiếp" plays the MJPEG live
+    // view through a media ticket (an <img> cannot send the token). This demo allows one
+    // viewer per camera: while the page watches, another viewer is refused; closing the popup
+    // frees the slot.
+    let online = "(() => { const e = [...window.iocWall.cameras].find(([, m]) => \
+                  m.camera.state === 'online' && m.camera.last_snapshot); return e ? e[0] : null })()";
+    page.wait_for(&format!("{online} !== null"), &json!(true), wait)
+        .await;
+    let cam = page.eval(online).await;
+    let cam = cam
+        .as_str()
+        .expect("an online camera with a snapshot on the map")
+        .to_string();
+    page.eval("map.closePopup()").await;
+    page.eval(&format!("openCamera({cam:?})")).await;
+    let button = page
+        .wait_for(
+            "!!document.querySelector('.leaflet-popup button.live-btn')",
+            &json!(true),
+            wait,
+        )
+        .await;
+    assert_eq!(
+        button,
+        json!(true),
+        "the popup shows the snapshot and a live-view button: {}",
+        page.eval("String(document.querySelector('.leaflet-popup') && document.querySelector('.leaflet-popup').innerText)").await
+    );
+    page.eval("document.querySelector('.leaflet-popup button.live-btn').click()")
+        .await;
+    let live_img = "(() => { const i = document.querySelector('.leaflet-popup img'); \
+                    return !!i && i.src.includes('live.mjpeg?ticket=') && i.naturalWidth > 0 })()";
+    let playing = page.wait_for(live_img, &json!(true), wait).await;
+    assert_eq!(
+        playing,
+        json!(true),
+        "the popup plays the live view: {}",
+        page.eval("String(document.querySelector('.leaflet-popup') && document.querySelector('.leaflet-popup').innerText)").await
+    );
+    let local = cam.trim_start_matches("camera:");
+    let live_path = format!("/api/v1/cameras/{local}/live.mjpeg");
+    let (status, _, _) = fetch(&demo, &live_path, &token(auth::Role::Operator)).await;
+    assert_eq!(status, 429, "the page holds the camera's one viewer slot");
+    page.eval("map.closePopup()").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, _) = fetch(&demo, &live_path, &token(auth::Role::Operator)).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "closing the popup did not free the viewer slot (still {status})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     // Replay the last ten minutes at 3600x: the page shows the past, then goes back to live.
     page.eval(

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::{AuthError, Authenticator, CameraUse, Claims, Grant, Role};
 
 const AUDIENCE: &str = "ioc-media";
+/// Clock skew allowed between the processes that issue and check tickets, seconds.
+pub const TICKET_LEEWAY_S: u64 = 5;
 
 /// What a media ticket says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,8 +82,31 @@ impl Authenticator {
         camera: &str,
         use_: CameraUse,
     ) -> Result<MediaTicket, AuthError> {
+        self.check_ticket(token, camera, use_, true)
+    }
+
+    /// The ticket, if it is signed with this secret and for `camera` and `use_`, however old:
+    /// for a caller that keeps a session open past the ticket's expiry on its own terms (an
+    /// HLS player polling the URL the ticket opened). The caller must check `exp` itself.
+    pub fn verify_ticket_any_age(
+        &self,
+        token: &str,
+        camera: &str,
+        use_: CameraUse,
+    ) -> Result<MediaTicket, AuthError> {
+        self.check_ticket(token, camera, use_, false)
+    }
+
+    fn check_ticket(
+        &self,
+        token: &str,
+        camera: &str,
+        use_: CameraUse,
+        check_exp: bool,
+    ) -> Result<MediaTicket, AuthError> {
         let mut v = Validation::new(Algorithm::HS256);
-        v.leeway = 5;
+        v.leeway = TICKET_LEEWAY_S;
+        v.validate_exp = check_exp;
         v.set_audience(&[AUDIENCE]);
         v.set_required_spec_claims(&["exp", "aud"]);
         let t = decode::<MediaTicket>(token, &self.decoding, &v)
@@ -150,6 +175,18 @@ mod tests {
         let old = a.issue_ticket(&op1(), "hg-cam-an-01", CameraUse::Snapshot, -hour);
         assert!(a
             .verify_ticket(&old, "hg-cam-an-01", CameraUse::Snapshot)
+            .is_err());
+        // Any age: the old one passes, with its expiry for the caller to judge; the foreign
+        // one and the wrong camera still do not.
+        let t = a
+            .verify_ticket_any_age(&old, "hg-cam-an-01", CameraUse::Snapshot)
+            .unwrap();
+        assert!(t.exp < chrono::Utc::now().timestamp());
+        assert!(a
+            .verify_ticket_any_age(&foreign, "hg-cam-an-01", CameraUse::Snapshot)
+            .is_err());
+        assert!(a
+            .verify_ticket_any_age(&old, "hg-cam-an-02", CameraUse::Snapshot)
             .is_err());
     }
 }

@@ -171,6 +171,19 @@ pub struct TicketParam {
     ticket: Option<String>,
 }
 
+/// What may keep a ticket good past its expiry: an HLS session its viewer keeps polling.
+enum TicketSession<'a> {
+    /// The ticket must be unexpired (a snapshot, an MJPEG stream: one request each).
+    None,
+    /// An HLS player polls one URL for as long as it plays: past its expiry the ticket still
+    /// opens this camera while its viewer has polled the playlist in the last 30 s, for at
+    /// most `HLS_TICKET_MAX` after its issue.
+    Hls(&'a HlsSessions),
+}
+
+/// The longest an HLS session opened by one ticket may last (a control-room shift).
+const HLS_TICKET_MAX: chrono::Duration = chrono::Duration::hours(8);
+
 /// Who asks for an image: the bearer token, or for clients that cannot send headers (`<img
 /// src>`, native video players) a media ticket in `?ticket=` for this camera and use, from
 /// `POST /api/v1/cameras/{id}/tickets`. Either way the matrix is checked and the use audited.
@@ -180,21 +193,37 @@ fn image_caller(
     ticket: Option<&str>,
     id: &str,
     use_: CameraUse,
+    session: TicketSession<'_>,
 ) -> Result<Claims, Response> {
-    match (caller, ticket) {
-        (Ok(c), _) => Ok(c.0),
+    let bad_ticket = |reason: String| {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "unauthorized", "field": "ticket", "reason": reason})),
+        )
+            .into_response()
+    };
+    let t = match (caller, ticket) {
+        (Ok(c), _) => return Ok(c.0),
+        (Err(r), None) => return Err(r.into_response()),
         (Err(_), Some(t)) => st
             .auth
-            .verify_ticket(t, id, use_)
-            .map(|t| t.claims())
-            .map_err(|e| {
-                (
-                    StatusCode::UNAUTHORIZED,
-                    Json(json!({"error": "unauthorized", "field": "ticket", "reason": e.to_string()})),
-                )
-                    .into_response()
-            }),
-        (Err(r), None) => Err(r.into_response()),
+            .verify_ticket_any_age(t, id, use_)
+            .map_err(|e| bad_ticket(e.to_string()))?,
+    };
+    let now = Utc::now().timestamp();
+    if now <= t.exp + auth::TICKET_LEEWAY_S as i64 {
+        return Ok(t.claims());
+    }
+    match session {
+        TicketSession::Hls(sessions)
+            if now - t.iat <= HLS_TICKET_MAX.num_seconds() && sessions.watching(id, &t.sub) =>
+        {
+            Ok(t.claims())
+        }
+        TicketSession::Hls(_) => Err(bad_ticket(
+            "the ticket has expired and no HLS session it opened is playing".into(),
+        )),
+        TicketSession::None => Err(bad_ticket("the ticket has expired".into())),
     }
 }
 
@@ -202,14 +231,15 @@ fn image_caller(
 pub struct TicketRequest {
     #[serde(rename = "use")]
     use_: Option<String>,
+    /// For `live_view`: `mjpeg` (the default) or `hls`.
+    format: Option<String>,
 }
 
-/// How long a browser's media ticket may wait before its request starts.
-const BROWSER_TICKET_S: i64 = 60;
-
-/// `POST /api/v1/cameras/{id}/tickets` `{"use": "snapshot"|"live_view"}`: a media ticket for
-/// one image request that cannot carry the bearer header, valid 60 s, with the URL to use it
-/// on. A caller who may not use the camera gets the same 403 as for the image itself, audited.
+/// `POST /api/v1/cameras/{id}/tickets` `{"use": "snapshot"|"live_view", "format":
+/// "mjpeg"|"hls"}`: a media ticket for a client that cannot carry the bearer header, good for
+/// `auth.media_ticket_ttl_s` (60 s) before its first use, with the URL to use it on (an HLS
+/// playlist keeps it good while the player polls). A caller who may not use the camera gets
+/// the same 403 as for the image itself, audited.
 pub async fn ticket(
     State(st): State<ApiState>,
     caller: Caller,
@@ -217,9 +247,18 @@ pub async fn ticket(
     Path(id): Path<String>,
     body: Option<Json<TicketRequest>>,
 ) -> Response {
-    let (use_, file) = match body.as_ref().and_then(|b| b.use_.as_deref()) {
-        Some("snapshot") => (CameraUse::Snapshot, "snapshot.jpg"),
-        Some("live_view") => (CameraUse::LiveView, "live.mjpeg"),
+    let req = body.as_ref().map(|b| &b.0);
+    let format = req.and_then(|b| b.format.as_deref());
+    let (use_, file) = match (req.and_then(|b| b.use_.as_deref()), format) {
+        (Some("snapshot"), None | Some("jpeg")) => (CameraUse::Snapshot, "snapshot.jpg"),
+        (Some("live_view"), None | Some("mjpeg")) => (CameraUse::LiveView, "live.mjpeg"),
+        (Some("live_view"), Some("hls")) => (CameraUse::LiveView, "hls/live.m3u8"),
+        (Some("snapshot" | "live_view"), Some(_)) => {
+            return crate::bad_request(model::FieldError::new(
+                "format",
+                "a snapshot is \"jpeg\"; a live view is \"mjpeg\" or \"hls\"",
+            ))
+        }
         _ => {
             return crate::bad_request(model::FieldError::new(
                 "use",
@@ -233,7 +272,7 @@ pub async fn ticket(
         }
         return forbidden();
     }
-    let ttl = chrono::Duration::seconds(BROWSER_TICKET_S);
+    let ttl = st.media_ticket_ttl;
     let ticket = st.auth.issue_ticket(&caller.0, &id, use_, ttl);
     (
         StatusCode::CREATED,
@@ -257,7 +296,14 @@ pub async fn snapshot(
     remote: Remote,
     Path(id): Path<String>,
 ) -> Response {
-    let claims = match image_caller(&st, caller, q.ticket.as_deref(), &id, CameraUse::Snapshot) {
+    let claims = match image_caller(
+        &st,
+        caller,
+        q.ticket.as_deref(),
+        &id,
+        CameraUse::Snapshot,
+        TicketSession::None,
+    ) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -281,7 +327,14 @@ pub async fn live(
     remote: Remote,
     Path(id): Path<String>,
 ) -> Response {
-    let claims = match image_caller(&st, caller, q.ticket.as_deref(), &id, CameraUse::LiveView) {
+    let claims = match image_caller(
+        &st,
+        caller,
+        q.ticket.as_deref(),
+        &id,
+        CameraUse::LiveView,
+        TicketSession::None,
+    ) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -309,6 +362,14 @@ const HLS_VIEWER_IDLE: Duration = Duration::from_secs(30);
 const HLS_AUDIT_EVERY: Duration = Duration::from_secs(60);
 
 impl HlsSessions {
+    /// Has `subject` polled `camera`'s playlist in the last 30 s?
+    fn watching(&self, camera: &str, subject: &str) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(camera)
+            .and_then(|v| v.get(subject))
+            .is_some_and(|(last, _)| last.elapsed() < HLS_VIEWER_IDLE)
+    }
+
     /// Registers a playlist fetch: `Err(n)` when `n` other viewers hold every slot, else
     /// whether this fetch needs an audit row.
     fn fetch(&self, camera: &str, subject: &str, max: usize) -> Result<bool, usize> {
@@ -336,13 +397,27 @@ impl HlsSessions {
 }
 
 /// `GET /api/v1/cameras/{id}/hls/{file}`: HLS live view by passthrough of the camera's own
-/// H.264/H.265 (no re-encoding): `live.m3u8`, then the segments it lists.
+/// H.264/H.265 (no re-encoding): `live.m3u8`, then the segments it lists. A player that
+/// cannot send the bearer header (Safari's and the tablets' native HLS) opens the playlist
+/// with a ticket; the playlist then carries it on every segment URI.
 pub async fn hls(
     State(st): State<ApiState>,
-    caller: Caller,
+    caller: Result<Caller, auth::Rejection>,
+    Query(q): Query<TicketParam>,
     remote: Remote,
     Path((id, file)): Path<(String, String)>,
 ) -> Response {
+    let caller = match image_caller(
+        &st,
+        caller,
+        q.ticket.as_deref(),
+        &id,
+        CameraUse::LiveView,
+        TicketSession::Hls(&st.hls_sessions),
+    ) {
+        Ok(c) => Caller(c),
+        Err(r) => return r,
+    };
     let playlist = file == "live.m3u8";
     let Some(rec) = permitted(&st, &caller.0, &id, CameraUse::LiveView) else {
         if playlist {
@@ -372,9 +447,33 @@ pub async fn hls(
     }
     let local = LocalId::parse("camera", &id).expect("checked by permitted");
     match media.hls_file(&local, &file, &caller.0).await {
+        Ok(Some(bytes)) if playlist && q.ticket.is_some() => {
+            let ticket = q.ticket.as_deref().unwrap_or_default();
+            video::media::hls_response(&file, Some(with_ticket(&bytes, ticket)))
+        }
         Ok(bytes) => video::media::hls_response(&file, bytes),
         Err(e) => no_image(e, &rec),
     }
+}
+
+/// The playlist with `?ticket=` on every segment URI (relative URIs drop the playlist's own
+/// query, so a player would otherwise fetch the segments without it).
+fn with_ticket(playlist: &[u8], ticket: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(playlist);
+    let mut out = String::with_capacity(text.len() + 64 * ticket.len());
+    for line in text.lines() {
+        out.push_str(line);
+        if !line.is_empty() && !line.starts_with('#') {
+            out.push_str(if line.contains('?') {
+                "&ticket="
+            } else {
+                "?ticket="
+            });
+            out.push_str(ticket);
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
 }
 
 #[derive(Debug, Deserialize)]
@@ -408,5 +507,34 @@ pub async fn audit_log(
             Json(json!({"error": "unavailable", "reason": e.to_string()})),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ticketed_playlist_carries_the_ticket_on_every_segment_and_nothing_else() {
+        let playlist = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
+            #EXTINF:2.0,\nseg-00001.ts\n#EXTINF:2.0,\nseg-00002.ts?x=1\n";
+        let out = String::from_utf8(with_ticket(playlist, "T.k-n")).unwrap();
+        assert_eq!(
+            out,
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
+             #EXTINF:2.0,\nseg-00001.ts?ticket=T.k-n\n#EXTINF:2.0,\nseg-00002.ts?x=1&ticket=T.k-n\n"
+        );
+    }
+
+    #[test]
+    fn a_viewer_is_watching_while_polling_and_only_that_camera() {
+        let s = HlsSessions::default();
+        assert!(!s.watching("cam-1", "op1"));
+        assert_eq!(s.fetch("cam-1", "op1", 4), Ok(true));
+        assert!(s.watching("cam-1", "op1"));
+        assert!(!s.watching("cam-2", "op1"));
+        assert!(!s.watching("cam-1", "op2"));
+        // A second poll within the minute needs no audit row.
+        assert_eq!(s.fetch("cam-1", "op1", 4), Ok(false));
     }
 }

@@ -58,6 +58,8 @@ pub struct ApiState {
     /// processes (`None`: neither; images answer 503).
     pub cameras: Option<video::Media>,
     pub hls_sessions: Arc<cameras::HlsSessions>,
+    /// How long a browser's media ticket may wait before its first use.
+    pub media_ticket_ttl: chrono::Duration,
 }
 
 impl FromRef<ApiState> for Arc<Authenticator> {

@@ -213,11 +213,38 @@ async function openCamera(id) {
     img.src = URL.createObjectURL(await r.blob()); img.style.width = "320px";
     note.textContent = "ảnh lúc " + vnTime(r.headers.get("x-capture-time"));
     el.append(img);
+    const btn = document.createElement("button");
+    btn.textContent = "Xem trực tiếp"; btn.className = "live-btn";
+    btn.onclick = () => watchLive(img, note, btn, m);
+    el.append(document.createElement("br"), btn);
   } else if (r.status === 403) note.textContent = "không có quyền xem hình ảnh camera này";
   else {
     const b = await r.json().catch(() => ({}));
     note.textContent = `không có hình: ${b.state || ""} ${b.last_frame_age_s != null ? "(khung cuối " + Math.round(b.last_frame_age_s) + " s trước)" : ""}`;
   }
+}
+
+// Live view in the popup: an <img> cannot send the bearer header, so the page asks the API
+// for a short media ticket and points the image at the MJPEG URL that carries it. Closing the
+// popup drops the stream, which frees the camera's viewer slot.
+async function watchLive(img, note, btn, m) {
+  btn.disabled = true;
+  const r = await fetch(m.camera.live_url.replace(/live\.mjpeg$/, "tickets"), {
+    method: "POST", headers: { Authorization: "Bearer " + token(), "Content-Type": "application/json" },
+    body: JSON.stringify({ use: "live_view" }),
+  });
+  if (!r.ok) {
+    btn.disabled = false;
+    note.textContent = r.status === 403 ? "không có quyền xem trực tiếp camera này" : "không mở được hình trực tiếp";
+    return;
+  }
+  const t = await r.json();
+  img.onerror = () => { note.textContent = "hình trực tiếp đã ngắt (camera bận hoặc mất tín hiệu)"; btn.disabled = false; };
+  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  img.src = t.url;
+  img.dataset.live = "1";
+  note.textContent = "đang xem trực tiếp";
+  m.once("popupclose", () => { img.onerror = null; img.removeAttribute("src"); delete img.dataset.live; });
 }
 
 function upsertUnit(f) {
