@@ -19,11 +19,11 @@ use model::camera::{RtspTransport, StreamSource};
 use model::{Camera, CameraGroup, CameraPurpose, CameraState, GeoPoint, LocalId, RegistryEntry};
 use video::{Credential, Fleet, VideoConfig};
 
-const USER: &str = "bench";
-const PASSWORD: &str = "bench-camera-password";
+pub(crate) const USER: &str = "bench";
+pub(crate) const PASSWORD: &str = "bench-camera-password";
 
 /// CPU seconds (user + system) and RSS bytes of a process.
-fn usage(pid: u32) -> Option<(f64, u64)> {
+pub(crate) fn usage(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -47,15 +47,15 @@ fn total(pids: &[u32]) -> (f64, u64) {
         .fold((0.0, 0), |(c, r), (c2, r2)| (c + c2, r + r2))
 }
 
-struct FixtureServer {
+pub(crate) struct FixtureServer {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl FixtureServer {
-    fn start(ioc: &str, cameras: usize, fps: u32) -> anyhow::Result<Self> {
+    pub(crate) fn start(ioc: &str, cameras: usize, fps: u32) -> anyhow::Result<Self> {
         let mut child = Command::new(ioc)
             .args(["rtsp-fixture", "--port", "0", "--prefix", "bench"])
             .args(["--cameras", &cameras.to_string(), "--fps", &fps.to_string()])
@@ -104,7 +104,7 @@ impl Drop for FixtureServer {
     }
 }
 
-fn camera(i: usize, base: &str) -> Camera {
+pub(crate) fn camera(i: usize, base: &str) -> Camera {
     let name = format!("bench-{i:04}");
     Camera {
         id: LocalId::parse("id", &name).expect("valid id"),

@@ -11,6 +11,7 @@
 
 mod cameras;
 mod history;
+mod media;
 mod reports;
 
 use std::sync::Arc;
@@ -125,6 +126,24 @@ enum Cmd {
         /// Cameras stopped one by one to time the offline event.
         #[arg(long, default_value_t = 50)]
         stops: usize,
+    },
+    /// Camera images through an `ioc video` worker's media endpoint against the same fleet
+    /// read in-process: snapshot req/s and p50/p99, MJPEG frames/s and CPU.
+    Media {
+        /// The `ioc` binary (for `ioc rtsp-fixture`).
+        #[arg(long, default_value = "target/release/ioc")]
+        ioc: String,
+        #[arg(long, default_value_t = 20)]
+        cameras: usize,
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Live views open at once (spread over the cameras).
+        #[arg(long, default_value_t = 20)]
+        viewers: usize,
+        #[arg(long, default_value_t = 20)]
+        window: u64,
     },
     /// Series query latency from the 1-hour rollup and from raw rows.
     HistoryQuery {
@@ -578,6 +597,24 @@ async fn main() -> anyhow::Result<()> {
                 snapshot_every_s: snapshot_every,
                 fps,
                 stops,
+            })
+            .await
+        }
+        Cmd::Media {
+            ioc,
+            cameras,
+            requests,
+            clients,
+            viewers,
+            window,
+        } => {
+            media::run(media::MediaBench {
+                ioc,
+                cameras,
+                requests,
+                clients,
+                viewers,
+                window_s: window,
             })
             .await
         }
