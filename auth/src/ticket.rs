@@ -10,7 +10,7 @@
 use jsonwebtoken::{decode, encode, Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::{AuthError, Authenticator, CameraUse, Claims, Grant, Role};
+use crate::{AuthError, Authenticator, CameraUse, Claims};
 
 const AUDIENCE: &str = "ioc-media";
 /// Clock skew allowed between the processes that issue and check tickets, seconds.
@@ -20,33 +20,21 @@ pub const TICKET_LEEWAY_S: u64 = 5;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MediaTicket {
     /// Whose access the API admitted, with the role, agency and grants it was admitted under
-    /// (the API checks them again when a browser presents the ticket).
-    pub sub: String,
-    pub role: Role,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agency: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub grants: Vec<Grant>,
+    /// (the API checks them again when a browser presents the ticket); its `iat` and `exp`
+    /// are the ticket's own.
+    #[serde(flatten)]
+    pub who: Claims,
     /// The camera's local id.
     pub camera: String,
     #[serde(rename = "use")]
     pub use_: CameraUse,
     pub aud: String,
-    pub iat: i64,
-    pub exp: i64,
 }
 
 impl MediaTicket {
     /// The caller the ticket stands for, as of its issue.
     pub fn claims(&self) -> Claims {
-        Claims {
-            sub: self.sub.clone(),
-            role: self.role,
-            agency: self.agency.clone(),
-            grants: self.grants.clone(),
-            iat: self.iat,
-            exp: self.exp,
-        }
+        self.who.clone()
     }
 }
 
@@ -61,15 +49,14 @@ impl Authenticator {
     ) -> String {
         let now = chrono::Utc::now().timestamp();
         let ticket = MediaTicket {
-            sub: claims.sub.clone(),
-            role: claims.role,
-            agency: claims.agency.clone(),
-            grants: claims.grants.clone(),
+            who: Claims {
+                iat: now,
+                exp: now + ttl.num_seconds(),
+                ..claims.clone()
+            },
             camera: camera.to_string(),
             use_,
             aud: AUDIENCE.into(),
-            iat: now,
-            exp: now + ttl.num_seconds(),
         };
         encode(&Header::new(Algorithm::HS256), &ticket, &self.encoding)
             .expect("HS256 signing cannot fail")
@@ -151,7 +138,7 @@ mod tests {
             .verify_ticket(&t, "hg-cam-an-01", CameraUse::Snapshot)
             .unwrap();
         assert_eq!(
-            (ok.sub.as_str(), ok.camera.as_str()),
+            (ok.who.sub.as_str(), ok.camera.as_str()),
             ("op1", "hg-cam-an-01")
         );
         assert!(a
@@ -181,7 +168,7 @@ mod tests {
         let t = a
             .verify_ticket_any_age(&old, "hg-cam-an-01", CameraUse::Snapshot)
             .unwrap();
-        assert!(t.exp < chrono::Utc::now().timestamp());
+        assert!(t.who.exp < chrono::Utc::now().timestamp());
         assert!(a
             .verify_ticket_any_age(&foreign, "hg-cam-an-01", CameraUse::Snapshot)
             .is_err());

@@ -19,8 +19,8 @@ use model::camera::{RtspTransport, StreamSource};
 use model::{Camera, CameraGroup, CameraPurpose, CameraState, GeoPoint, LocalId, RegistryEntry};
 use video::{Credential, Fleet, VideoConfig};
 
-pub(crate) const USER: &str = "bench";
-pub(crate) const PASSWORD: &str = "bench-camera-password";
+const USER: &str = "bench";
+const PASSWORD: &str = "bench-camera-password";
 
 /// CPU seconds (user + system) and RSS bytes of a process.
 pub(crate) fn usage(pid: u32) -> Option<(f64, u64)> {
@@ -104,6 +104,18 @@ impl Drop for FixtureServer {
     }
 }
 
+/// `config` with the fixture server's credentials, which every bench camera names.
+pub(crate) fn fleet_config(mut config: VideoConfig) -> VideoConfig {
+    config.credentials.insert(
+        "bench".into(),
+        Credential {
+            user: USER.into(),
+            password: PASSWORD.into(),
+        },
+    );
+    config
+}
+
 pub(crate) fn camera(i: usize, base: &str) -> Camera {
     let name = format!("bench-{i:04}");
     Camera {
@@ -159,17 +171,10 @@ pub async fn run(b: CameraBench) -> anyhow::Result<()> {
 
         // --- Ours: one worker process (this one) running n cameras.
         let bus: Arc<dyn Bus> = Arc::new(MemoryBus::with_retention(1_000_000));
-        let mut config = VideoConfig {
+        let config = fleet_config(VideoConfig {
             snapshot_every_s: b.snapshot_every_s,
             ..Default::default()
-        };
-        config.credentials.insert(
-            "bench".into(),
-            Credential {
-                user: USER.into(),
-                password: PASSWORD.into(),
-            },
-        );
+        });
         let (_, rss_before) = usage(me).context("/proc/self")?;
         let now = Utc::now();
         for i in 0..n {

@@ -16,9 +16,9 @@ use bus::{Bus, MemoryBus};
 use chrono::Utc;
 use futures::StreamExt;
 use model::{CameraState, LocalId, RegistryEntry};
-use video::{Credential, Fleet, Media, RemoteWorkers, VideoConfig};
+use video::{Fleet, Media, RemoteWorkers, VideoConfig};
 
-use crate::cameras::{camera, usage, FixtureServer, PASSWORD, USER};
+use crate::cameras::{camera, fleet_config, usage, FixtureServer};
 
 pub struct MediaBench {
     pub ioc: String,
@@ -131,18 +131,11 @@ async fn live(
 pub async fn run(b: MediaBench) -> anyhow::Result<()> {
     let server = FixtureServer::start(&b.ioc, b.cameras, 15)?;
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::with_retention(1_000_000));
-    let mut config = VideoConfig {
+    let config = fleet_config(VideoConfig {
         snapshot_every_s: 2.0,
         max_viewers: b.viewers.max(4),
         ..Default::default()
-    };
-    config.credentials.insert(
-        "bench".into(),
-        Credential {
-            user: USER.into(),
-            password: PASSWORD.into(),
-        },
-    );
+    });
     let now = Utc::now();
     for i in 0..b.cameras {
         let env = RegistryEntry::Camera(camera(i, &server.base)).upsert_event("bench", now);

@@ -211,12 +211,13 @@ fn image_caller(
             .map_err(|e| bad_ticket(e.to_string()))?,
     };
     let now = Utc::now().timestamp();
-    if now <= t.exp + auth::TICKET_LEEWAY_S as i64 {
+    if now <= t.who.exp + auth::TICKET_LEEWAY_S as i64 {
         return Ok(t.claims());
     }
     match session {
         TicketSession::Hls(sessions)
-            if now - t.iat <= HLS_TICKET_MAX.num_seconds() && sessions.watching(id, &t.sub) =>
+            if now - t.who.iat <= HLS_TICKET_MAX.num_seconds()
+                && sessions.watching(id, &t.who.sub) =>
         {
             Ok(t.claims())
         }

@@ -428,7 +428,7 @@ impl MediaServer {
             .auth
             .verify_ticket(token.trim(), id, use_)
             .map_err(|e| refuse(e.to_string()))?;
-        debug!(camera = id, sub = %ticket.sub, action = use_.as_str(), "ticketed media request");
+        debug!(camera = id, sub = %ticket.who.sub, action = use_.as_str(), "ticketed media request");
         LocalId::parse("camera", id).map_err(|e| {
             (
                 StatusCode::BAD_REQUEST,
