@@ -152,6 +152,10 @@ pub struct RegistryConfig {
     /// `fixture_rtsp` (the demo starts one and sets both).
     pub fixture_cameras: bool,
     pub fixture_rtsp: String,
+    /// The province's own registry files (cameras as .csv, any entries as .json/.jsonl),
+    /// checked whole and published at start-up; one problem and the process does not start.
+    /// `ioc registry import` publishes them without a restart.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -160,6 +164,7 @@ impl Default for RegistryConfig {
             seed_fixtures: false,
             fixture_cameras: false,
             fixture_rtsp: "rtsp://127.0.0.1:8554".into(),
+            files: Vec::new(),
         }
     }
 }

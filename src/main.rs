@@ -2,10 +2,11 @@
 //! `ioc demo` runs everything in one process on an in-memory bus with simulated sensors;
 //! `ioc serve` runs everything against Kafka (and MQTT when configured); `ioc ingest`,
 //! `ioc core`, `ioc video` and `ioc api` run one role each for scale-out; `ioc migrate` sets up the history
-//! database.
+//! database; `ioc registry` imports a province's cameras and stations.
 
 mod citizens;
 mod config;
+mod registry_cli;
 mod roles;
 mod rtsp_fixture;
 
@@ -79,6 +80,10 @@ enum Command {
     },
     /// Prints the effective configuration as JSON (secrets redacted) and exits.
     Config,
+    /// The province's own inventory on the registry topic: `import` camera sheets and
+    /// registry files (checked whole), `remove` entities.
+    #[command(subcommand)]
+    Registry(registry_cli::RegistryCommand),
     /// Serves test cameras from the fixture RTSP server (one pre-encoded clip), controlled
     /// on stdin: `stop|stall|resume <mount>`, `resolution <mount> <w> <h>`.
     RtspFixture(rtsp_fixture::FixtureArgs),
@@ -200,6 +205,7 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", as_json(&shown)?);
                 Ok(())
             }
+            Command::Registry(c) => registry_cli::run(&cfg, c).await,
             Command::RtspFixture(_) => unreachable!("handled before the runtime starts"),
         }
     })

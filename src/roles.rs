@@ -187,28 +187,6 @@ pub async fn migrate(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Publishes registry entries (idempotent: the registry topic is compacted by entity id).
-async fn seed_registry(
-    bus: &dyn Bus,
-    topic: &str,
-    entries: Vec<model::RegistryEntry>,
-) -> anyhow::Result<()> {
-    let now = Utc::now();
-    for chunk in entries.chunks(512) {
-        let writes = chunk.iter().map(|e| {
-            let env = e.upsert_event("registry:fixtures", now);
-            async move {
-                bus.publish(topic, env.entity.as_str(), Some(env.to_bytes()))
-                    .await
-            }
-        });
-        futures::future::try_join_all(writes)
-            .await
-            .context("publishing the registry")?;
-    }
-    Ok(())
-}
-
 /// The demo's cameras: a fixture RTSP server with one mount per fixture camera, behind a
 /// password made for this run (the video workers get it as the `fixture` credential set).
 fn start_demo_cameras(cfg: &mut Config) -> anyhow::Result<fixtures::rtsp::RtspFixture> {
@@ -280,9 +258,19 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
                     .map(model::RegistryEntry::Camera),
             );
         }
-        let n = entries.len();
-        seed_registry(&*bus, &cfg.topics.registry, entries).await?;
-        info!(entries = n, "fixture registry published");
+        ingest::registry::publish(&*bus, &cfg.topics.registry, "registry:fixtures", &entries)
+            .await
+            .context("publishing the fixture registry")?;
+        info!(entries = entries.len(), "fixture registry published");
+    }
+    if !cfg.registry.files.is_empty() {
+        // After the fixtures: the province's own entries win where ids meet.
+        let entries =
+            ingest::registry::load_files(&cfg.registry.files).context("registry.files")?;
+        ingest::registry::publish(&*bus, &cfg.topics.registry, "registry:files", &entries)
+            .await
+            .context("publishing registry.files")?;
+        info!(entries = %ingest::registry::summary(&entries), "registry files published");
     }
 
     let mut tasks: Tasks = JoinSet::new();

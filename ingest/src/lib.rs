@@ -1,7 +1,9 @@
 //! Sensor ingest: readings arrive over MQTT, HTTP push or HTTP poll, are validated and
 //! converted to canonical units (`model`), and are written to the readings topic keyed by
 //! station. Field reports arrive through the Open311 intake ([`reports`]), photos stripped
-//! of their metadata ([`photo`]), and are written to the reports topic. A sender is acknowledged (HTTP 202, MQTT PUBACK) only after the bus acknowledged
+//! of their metadata ([`photo`]), and are written to the reports topic. A province's own
+//! inventory (cameras, stations) arrives as registry files ([`registry`]), checked whole
+//! before anything reaches the registry topic. A sender is acknowledged (HTTP 202, MQTT PUBACK) only after the bus acknowledged
 //! every reading it sent; what cannot be accepted goes to the dead-letter topic with the reason.
 //!
 //! It owns *the edge*: parsing untrusted input, limits, acknowledgements. It must never keep
@@ -11,6 +13,7 @@ pub mod http;
 pub mod mqtt;
 pub mod photo;
 pub mod poll;
+pub mod registry;
 pub mod reports;
 
 use std::collections::HashSet;
