@@ -336,11 +336,19 @@ impl Fleet {
         Ok(None)
     }
 
-    /// MJPEG live view of an online camera, within its viewer limit.
+    /// MJPEG live view of an online camera, within its viewer limit and the worker's limit
+    /// of cameras decoded live.
     pub fn live(&self, id: &LocalId) -> Result<LiveView, Result<LiveError, NoImage>> {
-        let shared = self.shared(id);
+        // Held until the view starts, so two first viewers of two cameras cannot both take
+        // the last decoder.
+        let running = self.lock();
+        let shared = running.get(id).map(|r| r.shared.clone());
         match shared.as_ref() {
             Some(s) if s.status().state == CameraState::Online => {
+                let decoding = running.values().filter(|r| r.shared.is_watched()).count();
+                if !s.is_watched() && decoding >= self.config.max_live_cameras {
+                    return Err(Ok(LiveError::LiveCapacity(self.config.max_live_cameras)));
+                }
                 let width = self.config.snapshot_width;
                 s.watch(
                     self.config.max_viewers,

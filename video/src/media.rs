@@ -45,6 +45,8 @@ pub enum MediaError {
     NoImage(NoImage),
     /// 429: the camera's live viewers are at the limit.
     TooManyViewers(usize),
+    /// 503: the worker decodes as many cameras for live view as it may.
+    LiveCapacity(usize),
     /// 503: the decoder or the worker failed.
     Unavailable(String),
 }
@@ -54,6 +56,7 @@ impl From<Result<LiveError, NoImage>> for MediaError {
         match e {
             Err(n) => MediaError::NoImage(n),
             Ok(LiveError::TooManyViewers(n)) => MediaError::TooManyViewers(n),
+            Ok(LiveError::LiveCapacity(n)) => MediaError::LiveCapacity(n),
             Ok(e) => MediaError::Unavailable(e.to_string()),
         }
     }
@@ -81,6 +84,11 @@ impl MediaError {
                 "error": "too_many_viewers",
                 "viewers": n,
                 "reason": format!("this camera already has {n} live viewers"),
+            }),
+            MediaError::LiveCapacity(n) => json!({
+                "error": "live_view_capacity",
+                "live_cameras": n,
+                "reason": format!("the video worker already shows {n} cameras live; close one, or use the snapshot"),
             }),
             MediaError::Unavailable(reason) => {
                 json!({"error": "camera_unavailable", "reason": reason})
@@ -248,6 +256,7 @@ struct WorkerRefusal {
     reason: Option<String>,
     last_frame_age_s: Option<f64>,
     viewers: Option<usize>,
+    live_cameras: Option<usize>,
 }
 
 impl RemoteWorkers {
@@ -315,6 +324,13 @@ impl RemoteWorkers {
         let refusal = resp.json::<WorkerRefusal>().await.ok();
         Err(match (status.as_u16(), refusal) {
             (429, Some(r)) => MediaError::TooManyViewers(r.viewers.unwrap_or(self.max_viewers)),
+            (
+                503,
+                Some(WorkerRefusal {
+                    live_cameras: Some(n),
+                    ..
+                }),
+            ) => MediaError::LiveCapacity(n),
             (503, Some(r)) if r.viewers.is_none() => MediaError::NoImage(NoImage {
                 state: r.state,
                 reason: r.reason,

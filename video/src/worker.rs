@@ -232,6 +232,11 @@ impl CameraShared {
         }
     }
 
+    /// Does anybody watch this camera live (so its live decoder runs)?
+    pub(crate) fn is_watched(&self) -> bool {
+        self.viewers.load(Ordering::Acquire) > 0
+    }
+
     /// Starts watching live: `None` when `max` viewers already watch.
     pub(crate) fn watch(
         self: &Arc<Self>,
@@ -274,6 +279,8 @@ impl CameraShared {
 pub enum LiveError {
     #[error("this camera already has {0} live viewers")]
     TooManyViewers(usize),
+    #[error("this video worker already decodes {0} cameras for live view")]
+    LiveCapacity(usize),
     #[error("no stream yet")]
     NoStream,
     #[error("live decoder: {0}")]

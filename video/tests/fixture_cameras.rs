@@ -44,6 +44,14 @@ async fn rig(cameras: &[&str]) -> Rig {
 }
 
 async fn rig_with(cameras: &[&str], codec: FixtureCodec) -> Rig {
+    rig_tuned(cameras, codec, |_| {}).await
+}
+
+async fn rig_tuned(
+    cameras: &[&str],
+    codec: FixtureCodec,
+    tune: impl FnOnce(&mut VideoConfig),
+) -> Rig {
     let server = RtspFixture::start(RtspFixtureConfig {
         credentials: Some(("viewer".into(), PASSWORD.into())),
         codec,
@@ -61,6 +69,7 @@ async fn rig_with(cameras: &[&str], codec: FixtureCodec) -> Rig {
         snapshot_width: Some(320),
         ..Default::default()
     };
+    tune(&mut config);
     config.credentials.insert(
         "fixture".into(),
         Credential {
@@ -393,6 +402,53 @@ async fn an_h265_camera_is_watched_snapshotted_and_passed_through_to_hls() {
     assert!(ts.len() % 188 == 0 && ts.chunks(188).all(|p| p[0] == 0x47));
     // The camera's own HEVC, not a re-encode: stream type 0x24 in the program map.
     assert_eq!(pmt_stream_types(&ts), vec![0x24]);
+}
+
+/// A worker decodes at most `max_live_cameras` cameras for live view: the next camera's view is
+/// refused with the reason, more viewers of a camera already decoded are not, and a decoder
+/// freed by its last viewer can be taken by another camera.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_view_decoders_are_capped_per_worker_not_per_viewer() {
+    let r = rig_tuned(&["cam-l1", "cam-l2"], FixtureCodec::H264, |c| {
+        c.max_live_cameras = 1;
+    })
+    .await;
+    for cam in ["cam-l1", "cam-l2"] {
+        wait_state(&r.fleet, cam, CameraState::Online, Duration::from_secs(5)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut first = loop {
+        match r.fleet.live(&id("cam-l1")) {
+            Ok(v) => break v,
+            Err(e) => assert!(Instant::now() < deadline, "no live view: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::timeout(Duration::from_secs(5), first.rx.recv())
+        .await
+        .expect("a live frame within 5 s")
+        .unwrap();
+    let second_viewer = r
+        .fleet
+        .live(&id("cam-l1"))
+        .expect("a second viewer of the same camera");
+    match r.fleet.live(&id("cam-l2")) {
+        Err(Ok(e @ video::LiveError::LiveCapacity(1))) => {
+            let body = video::MediaError::from(Ok::<_, video::NoImage>(e)).body();
+            assert_eq!(body["error"], "live_view_capacity", "{body}");
+        }
+        other => panic!("a second camera decoded past the cap: {:?}", other.err()),
+    }
+    drop(first);
+    drop(second_viewer);
+    let mut other = r
+        .fleet
+        .live(&id("cam-l2"))
+        .expect("the freed decoder for another camera");
+    tokio::time::timeout(Duration::from_secs(5), other.rx.recv())
+        .await
+        .expect("a live frame of the other camera within 5 s")
+        .unwrap();
 }
 
 /// The stream types listed in the first program map table (PMT) of an MPEG-TS segment.
