@@ -472,17 +472,11 @@ pub async fn publish(
     entries: &[RegistryEntry],
 ) -> Result<usize, BusError> {
     let now = Utc::now();
-    for chunk in entries.chunks(512) {
-        let writes = chunk.iter().map(|e| {
-            let env = e.upsert_event(source, now);
-            async move {
-                bus.publish(topic, env.entity.as_str(), Some(env.to_bytes()))
-                    .await
-            }
-        });
-        futures::future::try_join_all(writes).await?;
-    }
-    Ok(entries.len())
+    let events: Vec<Envelope> = entries
+        .iter()
+        .map(|e| e.upsert_event(source, now))
+        .collect();
+    publish_events(bus, topic, &events).await
 }
 
 /// Publishes `registry.remove` for each entity; returns once the bus acknowledged them all.
@@ -493,22 +487,29 @@ pub async fn remove(
     entities: &[EntityId],
 ) -> Result<usize, BusError> {
     let now = Utc::now();
-    let writes = entities.iter().map(|entity| {
-        let env = Envelope::new(
-            EventKind::RegistryRemove,
-            entity.clone(),
-            now.fixed_offset(),
-            now,
-            source,
-            Value::Null,
-        );
-        async move {
-            bus.publish(topic, env.entity.as_str(), Some(env.to_bytes()))
-                .await
-        }
-    });
-    futures::future::try_join_all(writes).await?;
-    Ok(entities.len())
+    let events: Vec<Envelope> = entities
+        .iter()
+        .map(|entity| {
+            let (ts, kind) = (now.fixed_offset(), EventKind::RegistryRemove);
+            Envelope::new(kind, entity.clone(), ts, now, source, Value::Null)
+        })
+        .collect();
+    publish_events(bus, topic, &events).await
+}
+
+/// Keyed by entity, 512 writes in flight at a time.
+async fn publish_events(
+    bus: &dyn Bus,
+    topic: &str,
+    events: &[Envelope],
+) -> Result<usize, BusError> {
+    for chunk in events.chunks(512) {
+        let writes = chunk
+            .iter()
+            .map(|env| bus.publish(topic, env.entity.as_str(), Some(env.to_bytes())));
+        futures::future::try_join_all(writes).await?;
+    }
+    Ok(events.len())
 }
 
 /// How many entries of each kind, for a summary line: "77 camera, 2 station".
