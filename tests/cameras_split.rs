@@ -6,7 +6,8 @@
 //! shard. It keeps the access checks and the audit log, and passes on the worker's answers:
 //! 503 with the state for an offline camera, 429 at the viewer limit. A worker's media
 //! endpoint opens only to a media ticket for that camera and use, never to a person's token.
-//! When a worker dies, its cameras answer 503 while the other shard's cameras keep serving.
+//! When a worker dies, its cameras answer 503 while the other shard's cameras keep serving, and
+//! the map shows them `unknown` (nobody reports them) rather than their last "online".
 
 mod common;
 
@@ -78,6 +79,9 @@ async fn an_api_without_workers_serves_images_from_the_video_processes_by_shard(
         ("IOC_VIDEO__SNAPSHOT_EVERY_S", "1".into()),
         ("IOC_VIDEO__SNAPSHOT_WIDTH", "320".into()),
         ("IOC_VIDEO__MAX_VIEWERS", "1".into()),
+        ("IOC_VIDEO__STATS_EVERY_S", "1".into()),
+        ("IOC_CORE__RULES__CAMERA_SILENT_AFTER_S", "8".into()),
+        ("IOC_CORE__RULES__TICK_MS", "500".into()),
     ] {
         env.push((k.into(), v));
     }
@@ -245,6 +249,35 @@ async fn an_api_without_workers_serves_images_from_the_video_processes_by_shard(
     );
     let (s, _, _) = fetch(&api, &format!("/api/v1/cameras/{cam0}/snapshot.jpg"), &op).await;
     assert_eq!(s, 200);
+    // ...and the map stops calling its cameras online: nobody watches them any more.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let silent = loop {
+        let c = get_json(&api, &format!("/api/v1/cameras/{cam1}"), Role::Operator).await;
+        if c["properties"]["state"] == "unknown" {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead worker's camera still shown as {}",
+            c["properties"]["state"]
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(silent["properties"]["reported_state"], "online", "{silent}");
+    assert!(
+        silent["properties"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("video worker has not reported"),
+        "{silent}"
+    );
+    let live_shard = get_json(&api, &format!("/api/v1/cameras/{cam0}"), Role::Operator).await;
+    assert_eq!(live_shard["properties"]["state"], "online", "{live_shard}");
+    if video::shard_of(&offline, 2) == 0 {
+        // Offline but reported all along by its living worker: offline, not unknown.
+        let c = get_json(&api, &format!("/api/v1/cameras/{offline}"), Role::Operator).await;
+        assert_eq!(c["properties"]["state"], "offline", "{c}");
+    }
 
     // --- The stream password is in no API response and in no log of the API process.
     let api_log =

@@ -22,6 +22,10 @@ use crate::{Bus, BusError, Delivered, Message, Subscription, TopicSpec};
 
 /// How long a reader past the watermarks waits for stragglers before it counts as caught up.
 const QUIET_WINDOW: Duration = Duration::from_millis(500);
+/// A topic that is never quiet for a `QUIET_WINDOW` (a province's state topic is not) counts
+/// as caught up this long after the watermarks were passed: the stragglers of tansu's last
+/// batch come in the same fetches, long before.
+const SETTLE_MAX: Duration = Duration::from_secs(3);
 
 /// Connection settings; any librdkafka property can be added under `extra`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,6 +240,7 @@ impl Bus for KafkaBus {
             consumer,
             grouped: true,
             ends: HashMap::new(),
+            settle_by: None,
         }))
     }
 
@@ -275,6 +280,7 @@ impl Bus for KafkaBus {
             consumer,
             grouped: true,
             ends: HashMap::new(),
+            settle_by: None,
         }))
     }
 
@@ -305,6 +311,7 @@ impl Bus for KafkaBus {
             consumer,
             grouped: false,
             ends,
+            settle_by: None,
         }))
     }
 
@@ -385,6 +392,8 @@ struct KafkaSubscription {
     grouped: bool,
     /// read_all only: (topic, partition) -> high watermark at start, removed once reached
     ends: HashMap<(String, i32), i64>,
+    /// read_all only: when waiting for stragglers past the watermarks must end.
+    settle_by: Option<tokio::time::Instant>,
 }
 
 #[async_trait]
@@ -435,7 +444,15 @@ impl Subscription for KafkaSubscription {
         if !self.caught_up() {
             return self.next().await.map(Some);
         }
-        match tokio::time::timeout(QUIET_WINDOW, self.next()).await {
+        let settle_by = *self
+            .settle_by
+            .get_or_insert_with(|| tokio::time::Instant::now() + SETTLE_MAX);
+        let wait =
+            QUIET_WINDOW.min(settle_by.saturating_duration_since(tokio::time::Instant::now()));
+        if wait.is_zero() {
+            return Ok(None);
+        }
+        match tokio::time::timeout(wait, self.next()).await {
             Ok(m) => m.map(Some),
             Err(_) => Ok(None),
         }

@@ -108,6 +108,43 @@ async fn read_all_sees_every_partition_and_knows_when_it_caught_up() {
     assert_eq!(seen["station:f"].as_deref(), Some(&b"f"[..]));
 }
 
+/// A province's state topic is never quiet: a reader must still come to the end of what was
+/// there when it started, or an API replica would never be ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_all_catches_up_on_a_topic_that_is_never_quiet() {
+    let bus = std::sync::Arc::new(bus());
+    let t = topic(&bus, true).await;
+    for i in 0..50 {
+        bus.publish(&t, &format!("camera:c{i}"), Some(b"before".to_vec()))
+            .await
+            .unwrap();
+    }
+    let writer = {
+        let (bus, t) = (bus.clone(), t.clone());
+        tokio::spawn(async move {
+            for i in 0.. {
+                let key = format!("camera:c{}", i % 50);
+                let _ = bus.publish(&t, &key, Some(b"after".to_vec())).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut sub = bus.read_all(&[&t]).await.unwrap();
+    let mut keys = std::collections::HashSet::new();
+    let caught_up = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(m) = sub.next_until_caught_up().await.unwrap() {
+            keys.insert(m.key.unwrap());
+        }
+    })
+    .await;
+    writer.abort();
+    assert!(
+        caught_up.is_ok(),
+        "never caught up while the topic was busy"
+    );
+    assert_eq!(keys.len(), 50, "every key written before the read began");
+}
+
 #[tokio::test]
 async fn static_assignment_resumes_after_committed_offsets() {
     let bus = bus();

@@ -39,6 +39,10 @@ pub struct RulesConfig {
     pub forecast_horizon_h: u32,
     /// A camera stalled or offline this long raises a `camera_down` alert.
     pub camera_down_after_s: i64,
+    /// A camera whose video worker sent no `camera.status` this long (workers report every
+    /// `video.stats_every_s`) is shown `unknown`, not its last state, and counts as down: a
+    /// dead worker must not leave cameras "online" on the map. 0 = never.
+    pub camera_silent_after_s: i64,
 }
 
 impl Default for RulesConfig {
@@ -55,6 +59,7 @@ impl Default for RulesConfig {
             forecast_every_s: 3600,
             forecast_horizon_h: 24,
             camera_down_after_s: 120,
+            camera_silent_after_s: 60,
         }
     }
 }

@@ -3,11 +3,15 @@
 //! snapshot time, links to the snapshot and live view; never the stream address or its
 //! credentials).
 //!
+//! A worker reports every camera at least every stats period, so a camera not reported for
+//! `silent_after` has nobody watching it (the worker died, or lost the bus): it is shown
+//! `unknown` with the reason and counts as down, never left showing its last "online".
+//!
 //! Pure logic: the caller feeds registry cameras and status events and publishes the records
 //! it is handed. The latest status is kept in the record's `core` part, so a restart picks up
 //! where the state topic left off.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, FixedOffset};
 use model::{
@@ -17,13 +21,50 @@ use model::{
 use crate::alerts::Observation;
 use serde_json::{json, Map, Value};
 
-#[derive(Default)]
 pub struct CameraBook {
     /// The latest status per camera, with the event time it was published at.
     statuses: HashMap<LocalId, (DateTime<FixedOffset>, CameraStatus)>,
+    /// No status this long: the camera's worker is presumed gone (zero: never).
+    silent_after: chrono::Duration,
+    /// Cameras last published as silent.
+    silent: HashSet<LocalId>,
 }
 
 impl CameraBook {
+    pub fn new(silent_after: chrono::Duration) -> Self {
+        Self {
+            statuses: HashMap::new(),
+            silent_after,
+            silent: HashSet::new(),
+        }
+    }
+
+    /// Seconds since the camera's worker last reported it, when that is past `silent_after`.
+    fn silent_for(&self, id: &LocalId, now: DateTime<FixedOffset>) -> Option<i64> {
+        let (ts, _) = self.statuses.get(id)?;
+        let quiet = now - *ts;
+        (self.silent_after > chrono::Duration::zero() && quiet > self.silent_after)
+            .then(|| quiet.num_seconds())
+    }
+
+    /// Cameras that went silent, or were heard again, since the last call: their records
+    /// must be published again.
+    pub fn silence_changes(&mut self, now: DateTime<FixedOffset>) -> Vec<LocalId> {
+        let mut changed = Vec::new();
+        for id in self.statuses.keys() {
+            let silent = self.silent_for(id, now).is_some();
+            if silent != self.silent.contains(id) {
+                changed.push(id.clone());
+            }
+        }
+        for id in &changed {
+            if !self.silent.remove(id) {
+                self.silent.insert(id.clone());
+            }
+        }
+        changed
+    }
+
     /// Takes back the status a restored record carried.
     pub fn restore(&mut self, r: &StateRecord) {
         if let (Some(ts), Ok(s)) = (
@@ -51,14 +92,21 @@ impl CameraBook {
         }
         let id = s.camera.clone();
         self.statuses.insert(id.clone(), (env.ts, s));
+        self.silent.remove(&id);
         Ok(Some(id))
     }
 
     /// The `camera_down` rule's view of `camera`: it holds while the camera is stalled or
-    /// offline (no picture), for `after` before an alert is raised.
-    pub fn observation(&self, camera: &Camera, after: chrono::Duration) -> Option<Observation> {
-        let (_, s) = self.statuses.get(&camera.id)?;
-        let down = matches!(s.state, CameraState::Stalled | CameraState::Offline);
+    /// offline (no picture) or its worker is silent, for `after` before an alert is raised.
+    pub fn observation(
+        &self,
+        camera: &Camera,
+        after: chrono::Duration,
+        now: DateTime<FixedOffset>,
+    ) -> Option<Observation> {
+        let (ts, s) = self.statuses.get(&camera.id)?;
+        let silent = self.silent_for(&camera.id, now).is_some();
+        let down = silent || matches!(s.state, CameraState::Stalled | CameraState::Offline);
         let mut o = Observation::new(
             "camera_down",
             EntityId::new("camera", &camera.id),
@@ -69,19 +117,30 @@ impl CameraBook {
         o.min_duration = after;
         o.camera_group = Some(camera.group.clone());
         o.title = "Camera không có hình".into();
-        o.detail = format!(
-            "{} ({}): {} từ {}{}",
-            camera.name,
-            camera.purpose.name_vi(),
-            s.state.name_vi(),
-            s.since
-                .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7"))
-                .format("%H:%M %d/%m"),
-            s.reason
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        );
+        let vn = |t: &DateTime<FixedOffset>| {
+            t.with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).expect("UTC+7"))
+                .format("%H:%M %d/%m")
+        };
+        o.detail = match silent {
+            true => format!(
+                "{} ({}): {} từ {}",
+                camera.name,
+                camera.purpose.name_vi(),
+                SILENT_VI,
+                vn(ts)
+            ),
+            false => format!(
+                "{} ({}): {} từ {}{}",
+                camera.name,
+                camera.purpose.name_vi(),
+                s.state.name_vi(),
+                vn(&s.since),
+                s.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+        };
         Some(o)
     }
 
@@ -89,12 +148,14 @@ impl CameraBook {
         self.statuses.remove(id);
     }
 
-    /// The record of `camera` (in `units`, named `unit_names`) with its latest status.
+    /// The record of `camera` (in `units`, named `unit_names`) with its latest status as of
+    /// `now`.
     pub fn record(
         &self,
         camera: &Camera,
         units: Vec<LocalId>,
         unit_names: Vec<String>,
+        now: DateTime<FixedOffset>,
     ) -> StateRecord {
         let status = self.statuses.get(&camera.id);
         let mut p = Map::new();
@@ -120,6 +181,15 @@ impl CameraBook {
                 p.insert("last_snapshot".into(), json!(s.last_snapshot));
                 p.insert("reconnects".into(), s.reconnects.into());
                 p.insert("stats".into(), json!(s.stats));
+                if let Some(quiet) = self.silent_for(&camera.id, now) {
+                    p.insert("state".into(), "unknown".into());
+                    p.insert("state_vi".into(), SILENT_VI.into());
+                    p.insert("reported_state".into(), s.state.as_str().into());
+                    p.insert(
+                        "reason".into(),
+                        format!("its video worker has not reported for {quiet} s").into(),
+                    );
+                }
             }
             None => {
                 p.insert("state".into(), "unknown".into());
@@ -140,6 +210,8 @@ impl CameraBook {
         }
     }
 }
+
+const SILENT_VI: &str = "Không có báo cáo từ máy chủ video";
 
 #[cfg(test)]
 mod tests {
@@ -187,12 +259,21 @@ mod tests {
         )
     }
 
+    fn at(t: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(t).unwrap()
+    }
+
+    fn book() -> CameraBook {
+        CameraBook::new(chrono::Duration::seconds(60))
+    }
+
     #[test]
     fn the_newest_status_wins_and_the_record_hides_the_stream() {
-        let mut book = CameraBook::default();
+        let mut book = book();
         let c = camera();
+        let now = at("2026-11-23T10:00:10+07:00");
         assert_eq!(
-            book.record(&c, vec![], vec![]).properties["state"],
+            book.record(&c, vec![], vec![], now).properties["state"],
             "unknown"
         );
         book.apply(&status(CameraState::Online, "2026-11-23T10:00:05+07:00"))
@@ -202,32 +283,89 @@ mod tests {
                 .unwrap(),
             None
         );
-        let rec = book.record(&c, vec![], vec![]);
+        let rec = book.record(&c, vec![], vec![], now);
         assert_eq!(rec.properties["state"], "online");
         let text = serde_json::to_string(&rec.to_feature()).unwrap();
         assert!(!text.contains("10.1.2.3") && !text.contains("secret-path"));
-        let mut again = CameraBook::default();
+        let mut again = self::book();
         again.restore(&rec);
-        assert_eq!(again.record(&c, vec![], vec![]), rec);
+        assert_eq!(again.record(&c, vec![], vec![], now), rec);
     }
 
     #[test]
     fn a_camera_without_picture_is_down_and_an_online_one_is_not() {
-        let mut book = CameraBook::default();
+        let mut book = book();
         let c = camera();
         let after = chrono::Duration::seconds(120);
+        let now = at("2026-11-23T10:01:10+07:00");
         assert!(
-            book.observation(&c, after).is_none(),
+            book.observation(&c, after, now).is_none(),
             "no status yet: no opinion"
         );
-        book.apply(&status(CameraState::Online, "2026-11-23T10:00:00+07:00"))
+        book.apply(&status(CameraState::Online, "2026-11-23T10:01:00+07:00"))
             .unwrap();
-        assert!(!book.observation(&c, after).unwrap().holds);
+        assert!(!book.observation(&c, after, now).unwrap().holds);
         for s in [CameraState::Stalled, CameraState::Offline] {
             book.apply(&status(s, "2026-11-23T10:01:00+07:00")).unwrap();
-            let o = book.observation(&c, after).unwrap();
+            let o = book.observation(&c, after, now).unwrap();
             assert!(o.holds && o.min_duration == after, "{s}");
             assert!(o.detail.contains("10:01"), "{}", o.detail);
         }
+    }
+
+    /// A worker that dies leaves its last "online" behind; the map must not believe it.
+    #[test]
+    fn a_camera_its_worker_stopped_reporting_is_unknown_and_down_until_heard_again() {
+        let mut book = book();
+        let c = camera();
+        let after = chrono::Duration::seconds(120);
+        book.apply(&status(CameraState::Online, "2026-11-23T10:00:00+07:00"))
+            .unwrap();
+        let quiet = at("2026-11-23T10:00:59+07:00");
+        assert!(book.silence_changes(quiet).is_empty());
+        assert_eq!(
+            book.record(&c, vec![], vec![], quiet).properties["state"],
+            "online"
+        );
+
+        let silent = at("2026-11-23T10:01:30+07:00");
+        assert_eq!(book.silence_changes(silent), vec![c.id.clone()]);
+        assert!(book.silence_changes(silent).is_empty(), "said once");
+        let rec = book.record(&c, vec![], vec![], silent);
+        assert_eq!(rec.properties["state"], "unknown");
+        assert_eq!(rec.properties["reported_state"], "online");
+        assert_eq!(
+            rec.properties["reason"],
+            "its video worker has not reported for 90 s"
+        );
+        let o = book.observation(&c, after, silent).unwrap();
+        assert!(
+            o.holds,
+            "a silent camera has no picture anyone can vouch for"
+        );
+        assert!(o.detail.contains("Không có báo cáo"), "{}", o.detail);
+
+        book.apply(&status(CameraState::Online, "2026-11-23T10:01:31+07:00"))
+            .unwrap();
+        let back = at("2026-11-23T10:01:32+07:00");
+        assert_eq!(
+            book.record(&c, vec![], vec![], back).properties["state"],
+            "online"
+        );
+        assert!(!book.observation(&c, after, back).unwrap().holds);
+        assert!(
+            book.silence_changes(back).is_empty(),
+            "the status itself was published"
+        );
+
+        let never = CameraBook::new(chrono::Duration::zero());
+        let mut never = never;
+        never
+            .apply(&status(CameraState::Online, "2026-11-23T10:00:00+07:00"))
+            .unwrap();
+        assert_eq!(
+            never.record(&c, vec![], vec![], silent).properties["state"],
+            "online"
+        );
     }
 }

@@ -298,11 +298,13 @@ impl Core {
             dir: Directory::default(),
             stations: HashMap::new(),
             index: BoxIndex::default(),
+            cameras: CameraBook::new(chrono::Duration::seconds(
+                rules.camera_silent_after_s.max(0),
+            )),
             alerts: AlertBook::new(rules),
             started: Utc::now(),
             rivers: HashMap::new(),
             reports: ReportBook::new(reports),
-            cameras: CameraBook::default(),
         }
     }
 
@@ -601,9 +603,16 @@ impl Core {
             transitions.extend(self.alerts.observe(o, now.fixed_offset()));
         }
         let after = chrono::Duration::seconds(self.alerts.config().camera_down_after_s.max(0));
+        let now_local = now.fixed_offset();
         for c in self.dir.cameras.values() {
-            if let Some(o) = self.cameras.observation(c, after) {
-                transitions.extend(self.alerts.observe(o, now.fixed_offset()));
+            if let Some(o) = self.cameras.observation(c, after, now_local) {
+                transitions.extend(self.alerts.observe(o, now_local));
+            }
+        }
+        // Cameras whose worker went quiet, or spoke again: their records change.
+        for id in self.cameras.silence_changes(now_local) {
+            if let Some(rec) = self.camera_record(&id) {
+                self.publish_state(rec).await?;
             }
         }
         transitions.extend(self.alerts.tick(now.fixed_offset()));
@@ -866,7 +875,10 @@ impl Core {
         let c = self.dir.cameras.get(id)?;
         let units = self.dir.locate(c.position.lon, c.position.lat);
         let names = self.unit_names(&units);
-        Some(self.cameras.record(c, units, names))
+        Some(
+            self.cameras
+                .record(c, units, names, Utc::now().fixed_offset()),
+        )
     }
 
     /// One `camera.status` event: the camera's record moves on (status of a camera the

@@ -215,10 +215,6 @@ impl Fleet {
             .credentials
             .as_ref()
             .and_then(|name| self.config.credentials.get(name).cloned());
-        if let (Some(set), None) = (&camera.stream.credentials, &credential) {
-            // The camera will most likely refuse us; say why where the operator looks.
-            warn!(camera = %camera.id, credentials = %set, "credential set not in video.credentials; connecting without credentials");
-        }
         let shared = CameraShared::new(&camera);
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(worker::run(

@@ -322,7 +322,7 @@ pub(crate) async fn run(
                 Some(format!("credential set `{name}` is not configured")),
             )
             .await;
-        stopped(&mut stop).await;
+        machine.idle(None, &mut stop).await;
         return;
     }
     machine.publish(true).await;
@@ -351,9 +351,8 @@ pub(crate) async fn run(
         machine.was_online = false;
         let wait = Duration::from_secs_f64(backoff);
         backoff = (backoff * 2.0).min(config.backoff_max_s.max(backoff));
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stopped(&mut stop) => return,
+        if machine.idle(Some(wait), &mut stop).await {
+            return;
         }
         machine.reconnects += 1;
     }
@@ -426,6 +425,28 @@ impl Machine {
             .unwrap_or_else(|e| e.into_inner())
             .reason = reason;
         self.publish(true).await;
+    }
+
+    /// Waits `wait` (forever with `None`) or until told to stop (`true`), still publishing the
+    /// status every stats period: the core takes a camera nobody reports for a camera nobody
+    /// watches, and an offline camera is still watched.
+    async fn idle(&mut self, wait: Option<Duration>, stop: &mut watch::Receiver<bool>) -> bool {
+        let every = Duration::from_secs_f64(self.config.stats_every_s.max(1.0));
+        let end = wait.map(|w| Instant::now() + w);
+        loop {
+            let left = end.map(|e| e.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return false;
+            }
+            let due = every.saturating_sub(self.last_stats.elapsed());
+            tokio::select! {
+                _ = tokio::time::sleep(left.map_or(due, |l| l.min(due))) => {}
+                _ = stopped(stop) => return true,
+            }
+            if self.last_stats.elapsed() >= every {
+                self.publish(false).await;
+            }
+        }
     }
 
     /// Publishes the current status (`changed`: a transition, else a stats period).

@@ -334,6 +334,22 @@ async fn wrong_or_missing_credentials_leave_the_camera_offline_with_a_reason_and
     assert!(w.reason.is_some());
     let all = serde_json::to_string(&statuses(&*r.bus).await).unwrap();
     assert!(!all.contains(PASSWORD) && !all.contains("not-the-password"));
+    // Still reported every stats period (1 s here) while it waits: the core takes a camera
+    // nobody reports for one whose worker is gone.
+    let reports =
+        |all: &[CameraStatus]| all.iter().filter(|s| s.camera.as_str() == "cam-m").count();
+    let before = reports(&statuses(&*r.bus).await);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let after = statuses(&*r.bus).await;
+    assert!(
+        reports(&after) >= before + 2,
+        "an offline camera went unreported: {before} then {}",
+        reports(&after)
+    );
+    assert!(after
+        .iter()
+        .filter(|s| s.camera.as_str() == "cam-m")
+        .all(|s| s.state == CameraState::Offline));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
