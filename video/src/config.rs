@@ -47,11 +47,11 @@ pub struct VideoConfig {
     pub latency_ms: u32,
     /// Live view: viewers at once per camera, and MJPEG frames per second.
     pub max_viewers: usize,
+    pub mjpeg_fps: u32,
     /// Live view: cameras this worker decodes for MJPEG at once. Each decodes every frame
     /// while watched (a few % of a core at 640×360, many times that at 1080p), so past this
     /// a new camera's live view is refused rather than starving every camera's liveness.
     pub max_live_cameras: usize,
-    pub mjpeg_fps: u32,
     /// This worker takes the cameras whose id hashes to `shard` modulo `shards`.
     pub shard: u32,
     pub shards: u32,
