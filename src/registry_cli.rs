@@ -11,6 +11,9 @@ use model::{EntityId, RegistryEntry};
 
 use crate::config::{BusKind, Config};
 
+/// How long a command waits for the brokers before it gives up (a person is waiting).
+const BROKER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 #[derive(clap::Subcommand)]
 pub enum RegistryCommand {
     /// Checks registry files (a camera sheet as .csv with columns id, name, lon, lat, agency,
@@ -94,8 +97,17 @@ async fn kafka(cfg: &Config) -> anyhow::Result<std::sync::Arc<dyn bus::Bus>> {
         bail!("`ioc registry` writes to Kafka (bus.kind = \"kafka\"); a demo takes its files from registry.files");
     }
     let bus = bus::KafkaBus::connect(cfg.bus.kafka.clone()).context("connecting to Kafka")?;
-    bus::Bus::ensure_topics(&bus, &cfg.topics.specs(cfg.bus.partitions))
-        .await
-        .context("creating the topics")?;
+    let brokers = &cfg.bus.kafka.brokers;
+    tokio::time::timeout(
+        BROKER_WAIT,
+        bus::Bus::ensure_topics(&bus, &cfg.topics.specs(cfg.bus.partitions)),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "Kafka at {brokers} did not answer within {BROKER_WAIT:?}; nothing was published"
+        )
+    })?
+    .with_context(|| format!("creating the topics on {brokers}; nothing was published"))?;
     Ok(std::sync::Arc::new(bus))
 }
