@@ -36,6 +36,9 @@ pub struct VideoConfig {
     /// Reconnect backoff: from `backoff_min_s`, doubling, up to `backoff_max_s`.
     pub backoff_min_s: f64,
     pub backoff_max_s: f64,
+    /// RTSP connects a second across this worker's cameras (start-up and reconnect waves are
+    /// spread; a lone camera connects at once). 0 = unpaced.
+    pub connects_per_s: f64,
     /// Seconds between `camera.status` events carrying fresh statistics.
     pub stats_every_s: f64,
     /// Seconds between snapshots (each decodes one keyframe).
@@ -82,6 +85,7 @@ impl Default for VideoConfig {
             offline_after_s: 10.0,
             backoff_min_s: 1.0,
             backoff_max_s: 30.0,
+            connects_per_s: 50.0,
             stats_every_s: 10.0,
             snapshot_every_s: 10.0,
             snapshot_width: None,

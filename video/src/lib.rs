@@ -14,6 +14,7 @@ pub mod config;
 pub mod hls;
 pub mod jpeg;
 pub mod media;
+mod pace;
 mod worker;
 
 use std::collections::HashMap;
@@ -92,6 +93,8 @@ pub struct Fleet {
     ready: AtomicBool,
     /// Where HLS muxers write (one directory per camera, removed with its muxer).
     hls_root: std::path::PathBuf,
+    /// Spaces RTSP connects across this worker's cameras.
+    pacer: Arc<pace::Pacer>,
 }
 
 impl Fleet {
@@ -117,6 +120,7 @@ impl Fleet {
             }
         }
         Ok(Arc::new(Self {
+            pacer: Arc::new(pace::Pacer::new(config.connects_per_s)),
             config: Arc::new(config),
             publisher: Publisher {
                 bus,
@@ -223,6 +227,7 @@ impl Fleet {
             self.config.clone(),
             shared.clone(),
             self.publisher.clone(),
+            self.pacer.clone(),
             stop_rx,
         ));
         running.insert(

@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Credential, VideoConfig};
 use crate::hls::HlsMuxer;
 use crate::jpeg::{self, Codec, LiveDecoder};
+use crate::pace::Pacer;
 use crate::Publisher;
 
 /// The latest snapshot of a camera.
@@ -311,6 +312,7 @@ pub(crate) async fn run(
     config: Arc<VideoConfig>,
     shared: Arc<CameraShared>,
     publisher: Publisher,
+    pacer: Arc<Pacer>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = config.backoff_min_s.max(0.1);
@@ -327,6 +329,10 @@ pub(crate) async fn run(
     }
     machine.publish(true).await;
     loop {
+        tokio::select! {
+            _ = pacer.turn() => {}
+            _ = stopped(&mut stop) => return,
+        }
         let outcome = match build(&camera, credential.as_ref(), &config, shared.clone()) {
             Ok(pipeline) => {
                 let o = machine.watch(&pipeline, &mut stop).await;
