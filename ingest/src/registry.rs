@@ -61,6 +61,9 @@ pub enum RegistryFileError {
         file: String,
         source: std::io::Error,
     },
+    /// Vietnamese sheets are still saved in Windows-1258 or TCVN3 by older tools.
+    #[error("{file}: not UTF-8 text; save the sheet as \"CSV UTF-8\"")]
+    NotUtf8 { file: String },
     #[error("{file}: unknown format; registry files end in .csv (cameras), .json or .jsonl")]
     UnknownFormat { file: String },
     #[error("{} problem(s); nothing was published:\n  {}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  "))]
@@ -73,9 +76,12 @@ pub fn load_files(paths: &[impl AsRef<Path>]) -> Result<Vec<RegistryEntry>, Regi
     for p in paths {
         let p = p.as_ref();
         let file = p.display().to_string();
-        let text = std::fs::read_to_string(p).map_err(|source| RegistryFileError::Unreadable {
-            file: file.clone(),
-            source,
+        let text = std::fs::read_to_string(p).map_err(|source| match source.kind() {
+            std::io::ErrorKind::InvalidData => RegistryFileError::NotUtf8 { file: file.clone() },
+            _ => RegistryFileError::Unreadable {
+                file: file.clone(),
+                source,
+            },
         })?;
         texts.push((file, text));
     }
@@ -665,6 +671,10 @@ cam-2,Hai,105.4,9.7,traffic,rtsp://admin:S3cret-99@10.0.0.9:554/live,
         assert!(err.contains("already given at"), "{err}");
         assert!(err.contains("nothing was published"), "{err}");
         assert_eq!(load_files(&[&a]).unwrap().len(), 2);
+        let legacy = dir.join("cp1258.csv");
+        std::fs::write(&legacy, b"id,name\ncam-1,C\xe2u C\xe1i Nh\xfac\n").unwrap();
+        let err = load_files(&[&legacy]).unwrap_err().to_string();
+        assert!(err.contains("not UTF-8 text"), "{err}");
         assert_eq!(summary(&load_files(&[&a]).unwrap()), "2 camera");
         std::fs::remove_dir_all(dir).unwrap();
     }
