@@ -3,8 +3,8 @@
 //! nothing and says which line and field, without repeating the stream password; `--dry-run`
 //! publishes nothing and points out a credential set the configuration lacks; the corrected
 //! sheet puts the cameras on the map while `serve` runs, the one streaming goes online with a
-//! snapshot, the other is reported offline; `ioc registry remove` takes a camera off the map
-//! and out of reach.
+//! snapshot, the other is reported offline; an admin adds and removes one over HTTP with the
+//! same checks, audited; `ioc registry remove` takes a camera off the map and out of reach.
 
 mod common;
 
@@ -209,6 +209,89 @@ async fn a_province_imports_its_cameras_checked_whole_and_removes_them() {
     assert!(
         !shown.contains("rtsp://") && !shown.contains(STREAM_PASSWORD),
         "{shown}"
+    );
+
+    // --- An admin over HTTP: the same checks, audited, on the map while serve runs.
+    let client = reqwest::Client::new();
+    let put = |role: Role, body: serde_json::Value| {
+        client
+            .put(ioc.url("/api/v1/cameras/vt-cam-105"))
+            .bearer_auth(token(role))
+            .json(&body)
+            .send()
+    };
+    let camera = |url: String| {
+        serde_json::json!({
+            "name": "Cổng Công an tỉnh", "position": {"lon": 105.469, "lat": 9.785},
+            "agency": "hg-ca", "purpose": "public_order", "group": "police",
+            "stream": {"url": url, "credentials": "nvr_vt"}
+        })
+    };
+    let r = put(Role::Operator, camera(format!("{base}/kenh-101")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "an operator registered a camera");
+    let r = put(
+        Role::Admin,
+        camera(format!("rtsp://admin:{PASTED_PASSWORD}@10.1.2.3/ch1")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("\"field\":\"stream.url\""), "{body}");
+    assert!(
+        !body.contains(PASTED_PASSWORD),
+        "the password was repeated: {body}"
+    );
+    let r = put(Role::Admin, camera(format!("{base}/kenh-101")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    wait_until(
+        "the admin's camera on the map",
+        Duration::from_secs(20),
+        async || {
+            on_map(&ioc)
+                .await
+                .contains(&"camera:vt-cam-105".to_string())
+        },
+    )
+    .await;
+    let r = client
+        .delete(ioc.url("/api/v1/cameras/vt-cam-105"))
+        .bearer_auth(token(Role::Admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_until(
+        "the admin's camera removed",
+        Duration::from_secs(20),
+        async || {
+            !on_map(&ioc)
+                .await
+                .contains(&"camera:vt-cam-105".to_string())
+        },
+    )
+    .await;
+    let r = client
+        .delete(ioc.url("/api/v1/cameras/no-such-cam"))
+        .bearer_auth(token(Role::Admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let log = get_json(&ioc, "/api/v1/audit/cameras?camera=vt-cam-105", Role::Admin).await;
+    let actions: Vec<&str> = log["accesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"registry_upsert") && actions.contains(&"registry_remove"),
+        "the admin's changes are not in the audit log: {log}"
     );
 
     // --- Removal: off the map, and its images out of reach like any unknown camera.

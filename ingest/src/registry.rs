@@ -16,8 +16,8 @@ use chrono::Utc;
 use model::camera::{RtspTransport, StreamSource};
 use model::error::Checker;
 use model::{
-    Camera, CameraGroup, CameraPurpose, EntityId, Envelope, EventKind, FieldError, GeoPoint,
-    LocalId, RegistryEntry,
+    Camera, CameraGroup, CameraPurpose, EntityId, Envelope, FieldError, GeoPoint, LocalId,
+    RegistryEntry,
 };
 use serde_json::Value;
 
@@ -269,6 +269,28 @@ fn json_lines(file: &str, text: &str) -> Vec<Row> {
         .collect()
 }
 
+/// A camera from an API body, its id from the path: the checks of a sheet row or a JSON
+/// entry, and the same care never to repeat a stream address in a problem.
+pub fn camera_from_json(id: &LocalId, body: Value) -> Result<Camera, Vec<FieldError>> {
+    let Value::Object(mut fields) = body else {
+        return Err(vec![FieldError::new(
+            "",
+            "send the camera as a JSON object",
+        )]);
+    };
+    match fields.get("id") {
+        Some(given) if given.as_str() != Some(id.as_str()) => {
+            return Err(vec![FieldError::new("id", "must be the id in the path")]);
+        }
+        _ => {}
+    }
+    fields.insert("id".into(), Value::String(id.to_string()));
+    let camera: Camera = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| vec![FieldError::new("", without_strings(&e.to_string()))])?;
+    camera.validate().map_err(|invalid| invalid.errors)?;
+    Ok(camera)
+}
+
 /// The camera sheet's columns. `agency`, `group`, `transport` and `credentials` may be left
 /// empty: the group then follows the purpose, the transport is TCP.
 pub const CAMERA_COLUMNS: [&str; 10] = [
@@ -495,10 +517,7 @@ pub async fn remove(
     let now = Utc::now();
     let events: Vec<Envelope> = entities
         .iter()
-        .map(|entity| {
-            let (ts, kind) = (now.fixed_offset(), EventKind::RegistryRemove);
-            Envelope::new(kind, entity.clone(), ts, now, source, Value::Null)
-        })
+        .map(|entity| RegistryEntry::remove_event(entity.clone(), source, now))
         .collect();
     publish_events(bus, topic, &events).await
 }
@@ -611,6 +630,34 @@ cam-2,Hai,105.4,9.7,traffic,rtsp://admin:S3cret-99@10.0.0.9:554/live,
         let all = RegistryFileError::Invalid(one("cams.csv", shifted).unwrap_err()).to_string();
         assert!(!all.contains("S3cret-99"), "{all}");
         assert!(all.contains("transport: holds a stream address"), "{all}");
+    }
+
+    #[test]
+    fn an_api_body_is_checked_like_a_sheet_row() {
+        let id = LocalId::parse("id", "vt-cam-9").unwrap();
+        let body = |url: &str| {
+            serde_json::json!({
+                "name": "Cầu Vị Thanh", "position": {"lon": 105.47, "lat": 9.78},
+                "purpose": "traffic", "group": "traffic",
+                "stream": {"url": url, "credentials": "nvr"}
+            })
+        };
+        let c = camera_from_json(&id, body("rtsp://10.0.0.9/live")).unwrap();
+        assert_eq!(
+            (c.id.as_str(), c.stream.transport),
+            ("vt-cam-9", RtspTransport::Tcp)
+        );
+        let e = camera_from_json(&id, body("rtsp://u:S3cret-1@10.0.0.9/live")).unwrap_err();
+        assert_eq!(e[0].field, "stream.url");
+        assert!(!format!("{e:?}").contains("S3cret-1"));
+        let mut other = body("rtsp://10.0.0.9/live");
+        other["id"] = "vt-cam-10".into();
+        assert_eq!(camera_from_json(&id, other).unwrap_err()[0].field, "id");
+        let mut wrong = body("rtsp://10.0.0.9/live");
+        wrong["stream"] = "rtsp://u:S3cret-1@10.0.0.9/live".into();
+        let e = camera_from_json(&id, wrong).unwrap_err();
+        assert!(!format!("{e:?}").contains("S3cret-1"), "{e:?}");
+        assert!(camera_from_json(&id, Value::Null).is_err());
     }
 
     #[test]

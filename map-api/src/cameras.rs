@@ -74,6 +74,19 @@ async fn audit(
     remote: &Remote,
     allowed: bool,
 ) -> Result<(), Response> {
+    audit_action(st, claims, camera, use_.as_str(), remote, allowed).await
+}
+
+/// Writes an audit row for `action` on `camera`; `Err` (a 503 to send) when it cannot be
+/// written.
+pub(crate) async fn audit_action(
+    st: &ApiState,
+    claims: &Claims,
+    camera: &str,
+    action: &str,
+    remote: &Remote,
+    allowed: bool,
+) -> Result<(), Response> {
     let unavailable = |reason: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -83,7 +96,8 @@ async fn audit(
     };
     let Some(store) = &st.history else {
         return Err(unavailable(
-            "no audit log in this process: camera images are not served without one".into(),
+            "no audit log in this process: camera images and changes are refused without one"
+                .into(),
         ));
     };
     let row = CameraAccess {
@@ -91,12 +105,12 @@ async fn audit(
         subject: claims.sub.clone(),
         role: claims.role.to_string(),
         camera: camera.chars().take(64).collect(),
-        action: use_.as_str().into(),
+        action: action.into(),
         remote: remote.0.clone(),
         allowed,
     };
     store.write_access(&row).await.map_err(|e| {
-        warn!(error = %e, "camera access not audited; image refused");
+        warn!(error = %e, "camera access not audited; refused");
         unavailable(format!("the audit log could not be written: {e}"))
     })
 }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 mod alerts;
+mod camera_admin;
 mod cameras;
 mod history;
 pub mod open311;
@@ -100,7 +101,12 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/reports/{id}/transitions",
             post(open311::transition),
         )
-        .route("/api/v1/cameras/{id}", get(cameras::one))
+        .route(
+            "/api/v1/cameras/{id}",
+            get(cameras::one)
+                .put(camera_admin::put)
+                .delete(camera_admin::remove),
+        )
         .route("/api/v1/cameras/{id}/snapshot.jpg", get(cameras::snapshot))
         .route("/api/v1/cameras/{id}/live.mjpeg", get(cameras::live))
         .route("/api/v1/cameras/{id}/tickets", post(cameras::ticket))

@@ -18,9 +18,7 @@ use chrono::Utc;
 use geo::{Area as _, Intersects, MultiPolygon, Point, Validation};
 use model::alert::Alert;
 use model::place::Area;
-use model::{
-    EntityId, Envelope, EventKind, FieldError, Layer, LocalId, RegistryEntry, StateRecord, Zone,
-};
+use model::{EntityId, Envelope, FieldError, Layer, LocalId, RegistryEntry, StateRecord, Zone};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -112,7 +110,8 @@ fn zone_from(feature: &Value, owner: Option<&str>) -> Result<Zone, FieldError> {
     })
 }
 
-async fn publish(st: &ApiState, env: Envelope) -> Result<(), Response> {
+/// Puts a registry event on `ioc.registry`; `Err` is the 503 to send.
+pub(crate) async fn publish(st: &ApiState, env: Envelope) -> Result<(), Response> {
     st.bus
         .publish(
             &st.registry_topic,
@@ -176,15 +175,7 @@ pub async fn delete(
         )
             .into_response();
     };
-    let now = Utc::now();
-    let env = Envelope::new(
-        EventKind::RegistryRemove,
-        entity.clone(),
-        now.fixed_offset(),
-        now,
-        format!("api:{}", caller.0.sub),
-        Value::Null,
-    );
+    let env = RegistryEntry::remove_event(entity, &format!("api:{}", caller.0.sub), Utc::now());
     if let Err(r) = publish(&st, env).await {
         return r;
     }

@@ -44,4 +44,20 @@ impl RegistryEntry {
             serde_json::to_value(self).expect("registry entries serialise"),
         )
     }
+
+    /// The `registry.remove` event taking `entity` off the registry.
+    pub fn remove_event(
+        entity: EntityId,
+        source: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::Envelope {
+        crate::Envelope::new(
+            crate::EventKind::RegistryRemove,
+            entity,
+            now.fixed_offset(),
+            now,
+            source,
+            serde_json::Value::Null,
+        )
+    }
 }

@@ -1,0 +1,113 @@
+//! Cameras in the registry, by an admin over HTTP: `PUT /api/v1/cameras/{id}` adds or changes
+//! one, `DELETE /api/v1/cameras/{id}` removes one. The body is checked like a row of a camera
+//! sheet (`ingest::registry`), a stream URL with a user or password is refused without being
+//! repeated, every change is written to the camera audit log before it goes to `ioc.registry`,
+//! and the answer (202) comes once the bus has it: the workers and the map follow from there.
+
+use auth::{Caller, Rejection, Role};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use model::{EntityId, FieldError, LocalId, RegistryEntry};
+use serde_json::{json, Value};
+
+use crate::cameras::{audit_action, Remote};
+use crate::zones::publish;
+use crate::{bad_request, ApiState};
+
+fn admin_only(caller: &Caller) -> Result<(), Response> {
+    match caller.role() {
+        Role::Admin => Ok(()),
+        _ => Err(Rejection::forbidden("cameras are registered by admins").into_response()),
+    }
+}
+
+fn camera_id(id: &str) -> Result<LocalId, Response> {
+    LocalId::parse("id", id).map_err(bad_request)
+}
+
+/// `PUT /api/v1/cameras/{id}`: the camera as the registry keeps it (name, position, agency,
+/// purpose, group, stream {url, transport, credentials}).
+pub async fn put(
+    State(st): State<ApiState>,
+    caller: Caller,
+    remote: Remote,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
+    if let Err(r) = admin_only(&caller) {
+        return r;
+    }
+    let local = match camera_id(&id) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let Some(Json(body)) = body else {
+        return bad_request(FieldError::new("", "send the camera as JSON"));
+    };
+    let camera = match ingest::registry::camera_from_json(&local, body) {
+        Ok(c) => c,
+        Err(errors) => {
+            let first = errors
+                .first()
+                .cloned()
+                .unwrap_or_else(|| FieldError::new("", "invalid"));
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "bad_request", "field": first.field, "reason": first.reason, "errors": errors})),
+            )
+                .into_response();
+        }
+    };
+    if let Err(r) = audit_action(&st, &caller.0, &id, "registry_upsert", &remote, true).await {
+        return r;
+    }
+    let env =
+        RegistryEntry::Camera(camera).upsert_event(&format!("api:{}", caller.0.sub), Utc::now());
+    if let Err(r) = publish(&st, env).await {
+        return r;
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "entity": format!("camera:{id}"), "requested": "upsert"})),
+    )
+        .into_response()
+}
+
+/// `DELETE /api/v1/cameras/{id}`: its worker stops, the map drops it.
+pub async fn remove(
+    State(st): State<ApiState>,
+    caller: Caller,
+    remote: Remote,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = admin_only(&caller) {
+        return r;
+    }
+    let local = match camera_id(&id) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let entity = EntityId::new("camera", &local);
+    if st.replica.get(&entity).is_none() {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "not_found", "field": "id", "reason": format!("no camera {id}")})),
+        )
+            .into_response();
+    }
+    if let Err(r) = audit_action(&st, &caller.0, &id, "registry_remove", &remote, true).await {
+        return r;
+    }
+    let env = RegistryEntry::remove_event(entity, &format!("api:{}", caller.0.sub), Utc::now());
+    if let Err(r) = publish(&st, env).await {
+        return r;
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "requested": "delete"})),
+    )
+        .into_response()
+}
