@@ -14,17 +14,14 @@ use model::{EntityId, FieldError, LocalId, RegistryEntry};
 use serde_json::{json, Value};
 
 use crate::cameras::{audit_action, Remote};
-use crate::zones::publish;
+use crate::zones::{not_found, publish, publish_removal};
 use crate::{bad_request, ApiState};
 
-fn admin_only(caller: &Caller) -> Result<(), Response> {
-    match caller.role() {
-        Role::Admin => Ok(()),
-        _ => Err(Rejection::forbidden("cameras are registered by admins").into_response()),
+/// The camera id of an admin's request; `Err` is the 403 or 400 to send.
+fn admin_camera(caller: &Caller, id: &str) -> Result<LocalId, Response> {
+    if caller.role() != Role::Admin {
+        return Err(Rejection::forbidden("cameras are registered by admins").into_response());
     }
-}
-
-fn camera_id(id: &str) -> Result<LocalId, Response> {
     LocalId::parse("id", id).map_err(bad_request)
 }
 
@@ -37,10 +34,7 @@ pub async fn put(
     Path(id): Path<String>,
     body: Option<Json<Value>>,
 ) -> Response {
-    if let Err(r) = admin_only(&caller) {
-        return r;
-    }
-    let local = match camera_id(&id) {
+    let local = match admin_camera(&caller, &id) {
         Ok(l) => l,
         Err(r) => return r,
     };
@@ -83,31 +77,16 @@ pub async fn remove(
     remote: Remote,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = admin_only(&caller) {
-        return r;
-    }
-    let local = match camera_id(&id) {
+    let local = match admin_camera(&caller, &id) {
         Ok(l) => l,
         Err(r) => return r,
     };
     let entity = EntityId::new("camera", &local);
     if st.replica.get(&entity).is_none() {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "not_found", "field": "id", "reason": format!("no camera {id}")})),
-        )
-            .into_response();
+        return not_found("camera", &id);
     }
     if let Err(r) = audit_action(&st, &caller.0, &id, "registry_remove", &remote, true).await {
         return r;
     }
-    let env = RegistryEntry::remove_event(entity, &format!("api:{}", caller.0.sub), Utc::now());
-    if let Err(r) = publish(&st, env).await {
-        return r;
-    }
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({"id": id, "requested": "delete"})),
-    )
-        .into_response()
+    publish_removal(&st, &caller, entity, &id).await
 }

@@ -169,14 +169,29 @@ pub async fn delete(
         .ok()
         .map(|l| EntityId::new("zone", &l));
     let Some(entity) = entity.filter(|e| st.replica.get(e).is_some()) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "not_found", "field": "id", "reason": format!("no zone {id}")})),
-        )
-            .into_response();
+        return not_found("zone", &id);
     };
+    publish_removal(&st, &caller, entity, &id).await
+}
+
+/// 404 for a registry entity that is not there.
+pub(crate) fn not_found(kind: &str, id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "not_found", "field": "id", "reason": format!("no {kind} {id}")})),
+    )
+        .into_response()
+}
+
+/// Puts the removal of `entity` on `ioc.registry`: 202, or the 503 when the bus cannot take it.
+pub(crate) async fn publish_removal(
+    st: &ApiState,
+    caller: &Caller,
+    entity: EntityId,
+    id: &str,
+) -> Response {
     let env = RegistryEntry::remove_event(entity, &format!("api:{}", caller.0.sub), Utc::now());
-    if let Err(r) = publish(&st, env).await {
+    if let Err(r) = publish(st, env).await {
         return r;
     }
     (
