@@ -146,6 +146,7 @@ impl CameraBook {
 
     pub fn forget(&mut self, id: &LocalId) {
         self.statuses.remove(id);
+        self.silent.remove(id);
     }
 
     /// The record of `camera` (in `units`, named `unit_names`) with its latest status as of
