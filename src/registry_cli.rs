@@ -1,6 +1,7 @@
 //! `ioc registry`: the registry topic from the command line, for the people who keep a
 //! province's inventory. `import` checks camera sheets (.csv) and registry entries
-//! (.json/.jsonl) whole and publishes them only when every entry is good; `remove` takes
+//! (.json/.jsonl) whole and publishes them only when every entry is good; `export` writes the
+//! registry as it stands (cameras as a sheet to edit and import again); `remove` takes
 //! entities off the map (their workers stop, their layers drop them). Both wait for the
 //! broker's acknowledgement before saying anything was done.
 
@@ -26,6 +27,9 @@ pub enum RegistryCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Writes the registry as it stands: `FILE.csv` gets the cameras as a camera sheet (edit
+    /// it and import it again), `FILE.jsonl` every entry, one per line.
+    Export { out: PathBuf },
     /// Removes entities from the registry: `camera:<id>`, `station:<id>`, ...
     Remove {
         #[arg(required = true)]
@@ -53,6 +57,45 @@ pub async fn run(cfg: &Config, command: RegistryCommand) -> anyhow::Result<()> {
             println!(
                 "published {summary} ({n} entries) to {}",
                 cfg.topics.registry
+            );
+        }
+        RegistryCommand::Export { out } => {
+            let bus = kafka(cfg).await?;
+            let entries = ingest::registry::current(&*bus, &cfg.topics.registry)
+                .await
+                .context("reading the registry topic")?;
+            let name = out.to_string_lossy().to_ascii_lowercase();
+            let (text, what) = if name.ends_with(".csv") {
+                let cameras: Vec<&model::Camera> = entries
+                    .iter()
+                    .filter_map(|e| match e {
+                        RegistryEntry::Camera(c) => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                let n = cameras.len();
+                (
+                    ingest::registry::camera_sheet(&cameras)?,
+                    format!("{n} camera"),
+                )
+            } else if name.ends_with(".jsonl") {
+                let mut lines = String::new();
+                for e in &entries {
+                    lines.push_str(&serde_json::to_string(e)?);
+                    lines.push('\n');
+                }
+                (lines, ingest::registry::summary(&entries))
+            } else {
+                bail!(
+                    "{}: export to a .csv (cameras) or a .jsonl (every entry)",
+                    out.display()
+                );
+            };
+            std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {what} from {} to {}",
+                cfg.topics.registry,
+                out.display()
             );
         }
         RegistryCommand::Remove { entities } => {

@@ -3,8 +3,9 @@
 //! nothing and says which line and field, without repeating the stream password; `--dry-run`
 //! publishes nothing and points out a credential set the configuration lacks; the corrected
 //! sheet puts the cameras on the map while `serve` runs, the one streaming goes online with a
-//! snapshot, the other is reported offline; an admin adds and removes one over HTTP with the
-//! same checks, audited; `ioc registry remove` takes a camera off the map and out of reach.
+//! snapshot, the other is reported offline; `ioc registry export` gives a sheet that imports
+//! again; an admin adds and removes one over HTTP with the same checks, audited; `ioc
+//! registry remove` takes a camera off the map and out of reach.
 
 mod common;
 
@@ -210,6 +211,31 @@ async fn a_province_imports_its_cameras_checked_whole_and_removes_them() {
         !shown.contains("rtsp://") && !shown.contains(STREAM_PASSWORD),
         "{shown}"
     );
+
+    // --- Export, for editing in a spreadsheet: the same cameras, importable again.
+    let exported = dir.join("exported.csv").display().to_string();
+    let out = ioc_registry(&["export", &exported], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let sheet = std::fs::read_to_string(&exported).unwrap();
+    assert!(sheet.starts_with("id,name,lon,lat,agency,purpose,group,url,transport,credentials\n"));
+    assert!(
+        sheet.contains(
+            "vt-cam-101,\"Ngã tư Trần Hưng Đạo, Vị Thanh\",105.47,9.784,hg-ca,public_order,police,"
+        ),
+        "{sheet}"
+    );
+    assert!(sheet.contains("vt-cam-102,"), "{sheet}");
+    assert!(
+        !sheet.contains("vt-cam-103") && !sheet.contains("vt-cam-104"),
+        "{sheet}"
+    );
+    let out = ioc_registry(&["import", "--dry-run", &exported], &env);
+    assert!(
+        out.status.success(),
+        "the export does not import: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("checked 2 camera"), "{}", text(&out));
 
     // --- An admin over HTTP: the same checks, audited, on the map while serve runs.
     let client = reqwest::Client::new();

@@ -537,6 +537,57 @@ async fn publish_events(
     Ok(events.len())
 }
 
+/// The registry as it stands: the latest upsert of every entity not removed since, read from
+/// the start of the topic to its end.
+pub async fn current(bus: &dyn Bus, topic: &str) -> Result<Vec<RegistryEntry>, BusError> {
+    let mut latest: std::collections::BTreeMap<String, RegistryEntry> = Default::default();
+    let mut sub = bus.read_all(&[topic]).await?;
+    while let Some(m) = sub.next_until_caught_up().await? {
+        let Some(key) = m.key else { continue };
+        let env = m
+            .payload
+            .as_deref()
+            .and_then(|p| Envelope::from_bytes(p).ok());
+        match env.and_then(|e| e.data_as::<RegistryEntry>().ok()) {
+            Some(entry) => latest.insert(key, entry),
+            // A removal, a tombstone, or what the core dead-letters anyway.
+            None => latest.remove(&key),
+        };
+    }
+    Ok(latest.into_values().collect())
+}
+
+/// Cameras as a camera sheet (the columns `ioc registry import` reads), so an inventory can
+/// be exported, edited in a spreadsheet and imported again.
+pub fn camera_sheet(cameras: &[&Camera]) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(CAMERA_COLUMNS)?;
+    for c in cameras {
+        w.write_record([
+            c.id.as_str(),
+            &c.name,
+            &c.position.lon.to_string(),
+            &c.position.lat.to_string(),
+            c.agency.as_ref().map_or("", |a| a.as_str()),
+            &snake_name(&c.purpose),
+            &c.group.to_string(),
+            &c.stream.url,
+            &snake_name(&c.stream.transport),
+            c.stream.credentials.as_deref().unwrap_or(""),
+        ])?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// An enum's name as the sheet and the JSON spell it (`public_order`, `tcp_then_udp`).
+fn snake_name(v: &impl serde::Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 /// How many entries of each kind, for a summary line: "77 camera, 2 station".
 pub fn summary(entries: &[RegistryEntry]) -> String {
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
@@ -658,6 +709,29 @@ cam-2,Hai,105.4,9.7,traffic,rtsp://admin:S3cret-99@10.0.0.9:554/live,
         let e = camera_from_json(&id, wrong).unwrap_err();
         assert!(!format!("{e:?}").contains("S3cret-1"), "{e:?}");
         assert!(camera_from_json(&id, Value::Null).is_err());
+    }
+
+    #[test]
+    fn an_exported_sheet_imports_to_the_same_cameras() {
+        let cams: Vec<Camera> = one(
+            "cameras.example.csv",
+            include_str!("../../ops/cameras.example.csv"),
+        )
+        .unwrap()
+        .into_iter()
+        .filter_map(|l| match l.entry {
+            RegistryEntry::Camera(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+        let sheet = camera_sheet(&cams.iter().collect::<Vec<_>>()).unwrap();
+        let again: Vec<RegistryEntry> = one("out.csv", &sheet)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.entry)
+            .collect();
+        let cams: Vec<RegistryEntry> = cams.into_iter().map(RegistryEntry::Camera).collect();
+        assert_eq!(again, cams);
     }
 
     #[test]
