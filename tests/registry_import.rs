@@ -75,6 +75,16 @@ async fn wait_until(what: &str, wait: Duration, mut ok: impl AsyncFnMut() -> boo
     }
 }
 
+/// Waits until `camera` is on the operator's map (`present`) or off it.
+async fn wait_on_map(ioc: &Ioc, camera: &str, present: bool) {
+    let entity = format!("camera:{camera}");
+    let what = format!("{entity} {} the map", if present { "on" } else { "off" });
+    wait_until(&what, Duration::from_secs(20), async || {
+        on_map(ioc).await.contains(&entity) == present
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_province_imports_its_cameras_checked_whole_and_removes_them() {
     let rtsp = RtspFixture::start(RtspFixtureConfig {
@@ -157,16 +167,8 @@ async fn a_province_imports_its_cameras_checked_whole_and_removes_them() {
     let out = ioc_registry(&["import", &fixed], &env);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("published 2 camera"), "{}", text(&out));
-    wait_until(
-        "both imported cameras on the map",
-        Duration::from_secs(20),
-        async || {
-            let ids = on_map(&ioc).await;
-            ids.contains(&"camera:vt-cam-101".to_string())
-                && ids.contains(&"camera:vt-cam-102".to_string())
-        },
-    )
-    .await;
+    wait_on_map(&ioc, "vt-cam-101", true).await;
+    wait_on_map(&ioc, "vt-cam-102", true).await;
     let ids = on_map(&ioc).await;
     assert!(
         !ids.contains(&"camera:vt-cam-104".to_string()),
@@ -274,40 +276,16 @@ async fn a_province_imports_its_cameras_checked_whole_and_removes_them() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-    wait_until(
-        "the admin's camera on the map",
-        Duration::from_secs(20),
-        async || {
-            on_map(&ioc)
-                .await
-                .contains(&"camera:vt-cam-105".to_string())
-        },
-    )
-    .await;
-    let r = client
-        .delete(ioc.url("/api/v1/cameras/vt-cam-105"))
-        .bearer_auth(token(Role::Admin))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    wait_until(
-        "the admin's camera removed",
-        Duration::from_secs(20),
-        async || {
-            !on_map(&ioc)
-                .await
-                .contains(&"camera:vt-cam-105".to_string())
-        },
-    )
-    .await;
-    let r = client
-        .delete(ioc.url("/api/v1/cameras/no-such-cam"))
-        .bearer_auth(token(Role::Admin))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    wait_on_map(&ioc, "vt-cam-105", true).await;
+    let delete = |id: &str| {
+        client
+            .delete(ioc.url(&format!("/api/v1/cameras/{id}")))
+            .bearer_auth(token(Role::Admin))
+            .send()
+    };
+    assert_eq!(delete("vt-cam-105").await.unwrap().status(), 202);
+    wait_on_map(&ioc, "vt-cam-105", false).await;
+    assert_eq!(delete("no-such-cam").await.unwrap().status(), 404);
     let log = get_json(&ioc, "/api/v1/audit/cameras?camera=vt-cam-105", Role::Admin).await;
     let actions: Vec<&str> = log["accesses"]
         .as_array()
@@ -323,16 +301,7 @@ async fn a_province_imports_its_cameras_checked_whole_and_removes_them() {
     // --- Removal: off the map, and its images out of reach like any unknown camera.
     let out = ioc_registry(&["remove", "camera:vt-cam-101"], &env);
     assert!(out.status.success(), "{}", text(&out));
-    wait_until(
-        "the removed camera off the map",
-        Duration::from_secs(20),
-        async || {
-            !on_map(&ioc)
-                .await
-                .contains(&"camera:vt-cam-101".to_string())
-        },
-    )
-    .await;
+    wait_on_map(&ioc, "vt-cam-101", false).await;
     let (status, _, _) = fetch(&ioc, "/api/v1/cameras/vt-cam-101/snapshot.jpg", &police).await;
     assert_eq!(status, 403, "a removed camera answers like an unknown one");
     let out = ioc_registry(&["remove", "vt-cam-102"], &env);

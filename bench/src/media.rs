@@ -134,6 +134,9 @@ pub async fn run(b: MediaBench) -> anyhow::Result<()> {
     let config = fleet_config(VideoConfig {
         snapshot_every_s: 2.0,
         max_viewers: b.viewers.max(4),
+        // The relay is measured with every camera watched: the worker's cap on cameras
+        // decoded live (video.max_live_cameras) is lifted to the camera count.
+        max_live_cameras: b.cameras.max(16),
         ..Default::default()
     });
     let now = Utc::now();

@@ -95,6 +95,8 @@ pub struct Fleet {
     hls_root: std::path::PathBuf,
     /// Spaces RTSP connects across this worker's cameras.
     pacer: Arc<pace::Pacer>,
+    /// Taken while a live view starts (see [`Fleet::live`]).
+    live_starts: Mutex<()>,
 }
 
 impl Fleet {
@@ -121,6 +123,7 @@ impl Fleet {
         }
         Ok(Arc::new(Self {
             pacer: Arc::new(pace::Pacer::new(config.connects_per_s)),
+            live_starts: Mutex::new(()),
             config: Arc::new(config),
             publisher: Publisher {
                 bus,
@@ -340,13 +343,18 @@ impl Fleet {
     /// MJPEG live view of an online camera, within its viewer limit and the worker's limit
     /// of cameras decoded live.
     pub fn live(&self, id: &LocalId) -> Result<LiveView, Result<LiveError, NoImage>> {
-        // Held until the view starts, so two first viewers of two cameras cannot both take
-        // the last decoder.
-        let running = self.lock();
-        let shared = running.get(id).map(|r| r.shared.clone());
+        // Live views start one at a time, so two first viewers of two cameras cannot both
+        // take the last decoder; the fleet's own lock (snapshots, status) is not held while
+        // a decoder starts.
+        let _starting = self.live_starts.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = self.shared(id);
         match shared.as_ref() {
             Some(s) if s.status().state == CameraState::Online => {
-                let decoding = running.values().filter(|r| r.shared.is_watched()).count();
+                let decoding = self
+                    .lock()
+                    .values()
+                    .filter(|r| r.shared.is_watched())
+                    .count();
                 if !s.is_watched() && decoding >= self.config.max_live_cameras {
                     return Err(Ok(LiveError::LiveCapacity(self.config.max_live_cameras)));
                 }
