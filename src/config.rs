@@ -20,6 +20,12 @@ use ui_feeds::FeedsConfig;
 pub struct Config {
     /// HTTP listen address (API, feeds, HTTP ingest, wall page).
     pub listen: String,
+    /// The address clients reach this service at, e.g. `https://ioc.haugiang.gov.vn`
+    /// (behind a reverse proxy): links the API builds start with it. Default: `http://` and
+    /// the listen address.
+    pub public_url: Option<String>,
+    /// Limits of the HTTP listener: timeouts and connection caps.
+    pub http: crate::http::HttpConfig,
     pub bus: BusConfig,
     pub topics: Topics,
     pub auth: AuthConfig,
@@ -43,6 +49,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            http: Default::default(),
+            public_url: None,
             bus: BusConfig::default(),
             topics: Topics::default(),
             auth: AuthConfig::default(),

@@ -6,6 +6,7 @@
 
 mod citizens;
 mod config;
+mod http;
 mod registry_cli;
 mod roles;
 mod rtsp_fixture;

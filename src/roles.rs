@@ -435,6 +435,10 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         cameras,
         hls_sessions: Default::default(),
         media_ticket_ttl: cfg.auth.media_ticket_ttl(),
+        public_url: cfg
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", cfg.listen.replace("0.0.0.0", "127.0.0.1"))),
     }));
 
     if roles.simulate {
@@ -473,13 +477,11 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
             );
         }
     }
+    let http = cfg.http.clone();
     spawn(&mut tasks, "http", async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .context("http server")
+        crate::http::serve(listener, app, http)
+            .await
+            .context("http server")
     });
 
     tokio::select! {

@@ -17,6 +17,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use model::camera::SchoolScope;
+use model::report::SensitiveScope;
 use model::{CameraGroup, CameraScope, LocalId};
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +106,20 @@ impl Claims {
 }
 
 impl Claims {
+    /// The sensitive matters (public-order reports, alerts about them) this caller sees:
+    /// all for the centre, leaders and police, its own for an agency, none for the rest.
+    pub fn sensitive_scope(&self) -> SensitiveScope {
+        match self.role {
+            Role::Operator | Role::Admin | Role::Leader | Role::Police => SensitiveScope::All,
+            Role::Agency => self
+                .agency
+                .as_deref()
+                .and_then(|a| LocalId::parse("agency", a).ok())
+                .map_or(SensitiveScope::None, SensitiveScope::Agency),
+            Role::Citizen | Role::School | Role::Sensor => SensitiveScope::None,
+        }
+    }
+
     /// The cameras this caller sees on the map (the [`CameraUse::Layer`] column of the matrix).
     pub fn camera_scope(&self) -> CameraScope {
         let sees = |g: CameraGroup| self.may_use_camera(&g, CameraUse::Layer);

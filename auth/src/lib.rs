@@ -142,6 +142,14 @@ pub struct Claims {
     pub exp: i64,
 }
 
+impl Claims {
+    /// Who this is across roles: `role:sub`. A school token with a citizen's `sub` is not
+    /// that citizen.
+    pub fn principal(&self) -> String {
+        format!("{}:{}", self.role, self.sub)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("no bearer token")]
@@ -151,6 +159,11 @@ pub enum AuthError {
     #[error("the signing secret must be at least 32 bytes")]
     WeakSecret,
 }
+
+/// Longest lifetime (`exp - iat`) a token may claim: a device token is re-issued yearly.
+pub const MAX_TOKEN_LIFETIME_DAYS: i64 = 400;
+/// Clock skew allowed between the issuer and us, seconds.
+pub const TOKEN_LEEWAY_S: i64 = 30;
 
 /// Signs and verifies tokens with one shared secret.
 pub struct Authenticator {
@@ -162,6 +175,22 @@ impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Authenticator { .. }")
     }
+}
+
+/// Why a token was refused, in our words: a caller is told what to fix, never how the
+/// library failed (which would help an attacker probe it).
+fn refusal(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => "the token has expired",
+        K::ImmatureSignature => "the token is not valid yet",
+        K::InvalidSignature => "the token's signature does not verify",
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => "the token is not signed with HS256",
+        K::MissingRequiredClaim(_) => "the token lacks a required claim",
+        K::InvalidAudience => "the token is not meant for this use",
+        _ => "the token is malformed",
+    }
+    .to_string()
 }
 
 impl Authenticator {
@@ -204,17 +233,49 @@ impl Authenticator {
             iat: now,
             exp: now + ttl.num_seconds(),
         };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        self.sign(&claims)
+    }
+
+    /// Signs `claims` as they are (service accounts with station lists, tests of refusals).
+    pub fn sign(&self, claims: &Claims) -> String {
+        encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .expect("HS256 signing cannot fail")
     }
 
+    /// The claims of `token` if it is signed with our secret, names a subject, is valid now
+    /// (`nbf`, `iat` and `exp` within [`TOKEN_LEEWAY_S`]) and claims no longer a lifetime than
+    /// [`MAX_TOKEN_LIFETIME_DAYS`].
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let mut v = Validation::new(Algorithm::HS256);
-        v.leeway = 30;
-        decode::<Claims>(token, &self.decoding, &v)
+        v.leeway = TOKEN_LEEWAY_S as u64;
+        v.validate_nbf = true;
+        v.set_required_spec_claims(&["exp", "sub"]);
+        let claims = decode::<Claims>(token, &self.decoding, &v)
             .map(|d| d.claims)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+            .map_err(|e| AuthError::Invalid(refusal(&e)))?;
+        check_times(&claims, chrono::Utc::now().timestamp())?;
+        Ok(claims)
     }
+}
+
+/// The checks the library does not make: a subject, an issue time not in the future, a
+/// bounded lifetime.
+fn check_times(c: &Claims, now: i64) -> Result<(), AuthError> {
+    if c.sub.trim().is_empty() {
+        return Err(AuthError::Invalid("the token names no subject".into()));
+    }
+    if c.iat > now + TOKEN_LEEWAY_S {
+        return Err(AuthError::Invalid(
+            "the token is issued in the future".into(),
+        ));
+    }
+    let max = MAX_TOKEN_LIFETIME_DAYS * 86_400;
+    if c.exp.saturating_sub(c.iat) > max || c.exp.saturating_sub(now) > max {
+        return Err(AuthError::Invalid(format!(
+            "the token claims a lifetime over {MAX_TOKEN_LIFETIME_DAYS} days"
+        )));
+    }
+    Ok(())
 }
 
 /// An authenticated caller; use as an axum extractor. The state must give an
@@ -280,18 +341,24 @@ impl IntoResponse for Rejection {
     }
 }
 
-/// The token of a request: the `Authorization: Bearer` header, or for websocket upgrades
-/// (browsers cannot set headers there) the `access_token` query parameter.
-fn token_of(parts: &Parts) -> Option<String> {
-    if let Some(h) = parts
-        .headers
+/// The bearer token of a request's `Authorization` header.
+pub fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    {
-        return h.strip_prefix("Bearer ").map(|t| t.trim().to_string());
-    }
-    let is_upgrade = parts.headers.get(header::UPGRADE).is_some();
-    if !is_upgrade {
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The `access_token` query parameter of a websocket upgrade (browsers cannot set headers
+/// there); only [`WsCaller`] reads it, so a REST request never takes a token from its URL.
+fn query_token(parts: &Parts) -> Option<String> {
+    let is_ws = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !is_ws {
         return None;
     }
     parts
@@ -302,6 +369,16 @@ fn token_of(parts: &Parts) -> Option<String> {
         .map(str::to_string)
 }
 
+fn admit<S>(state: &S, token: Option<String>) -> Result<Claims, Rejection>
+where
+    Arc<Authenticator>: FromRef<S>,
+{
+    let auth = Arc::<Authenticator>::from_ref(state);
+    let token = token.ok_or_else(|| Rejection::unauthorized("a bearer token is required"))?;
+    auth.verify(&token)
+        .map_err(|e| Rejection::unauthorized(e.to_string()))
+}
+
 impl<S> FromRequestParts<S> for Caller
 where
     Arc<Authenticator>: FromRef<S>,
@@ -310,12 +387,27 @@ where
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let auth = Arc::<Authenticator>::from_ref(state);
-        let token =
-            token_of(parts).ok_or_else(|| Rejection::unauthorized("a bearer token is required"))?;
-        auth.verify(&token)
-            .map(Caller)
-            .map_err(|e| Rejection::unauthorized(e.to_string()))
+        admit(state, bearer_of(&parts.headers).map(str::to_string)).map(Caller)
+    }
+}
+
+/// The caller of a websocket upgrade: the bearer header, or the `access_token` query
+/// parameter of the upgrade request.
+#[derive(Debug, Clone)]
+pub struct WsCaller(pub Claims);
+
+impl<S> FromRequestParts<S> for WsCaller
+where
+    Arc<Authenticator>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = bearer_of(&parts.headers)
+            .map(str::to_string)
+            .or_else(|| query_token(parts));
+        admit(state, token).map(WsCaller)
     }
 }
 
@@ -358,6 +450,52 @@ mod tests {
         assert!(a.verify(&forged).is_err(), "signed with another secret");
         let old = a.issue("op1", Role::Operator, None, chrono::Duration::hours(-2));
         assert!(a.verify(&old).is_err(), "expired");
+    }
+
+    fn claims(sub: &str, iat: i64, exp: i64) -> Claims {
+        Claims {
+            sub: sub.into(),
+            role: Role::Operator,
+            agency: None,
+            grants: vec![],
+            iat,
+            exp,
+        }
+    }
+
+    #[test]
+    fn tokens_from_the_future_for_a_century_or_of_nobody_are_refused() {
+        let a = auth();
+        let now = chrono::Utc::now().timestamp();
+        let refused = |c: Claims| a.verify(&a.sign(&c)).unwrap_err().to_string();
+        assert!(refused(claims("op", now + 3600, now + 7200)).contains("future"));
+        assert!(refused(claims("op", now, now + 100 * 365 * 86_400)).contains("lifetime"));
+        assert!(refused(claims("", now, now + 60)).contains("subject"));
+        assert!(refused(claims("  ", now, now + 60)).contains("subject"));
+        // nbf in the future: the library checks it once asked to.
+        let mut v = serde_json::to_value(claims("op", now, now + 600)).unwrap();
+        v["nbf"] = (now + 3600).into();
+        let t = encode(
+            &Header::new(Algorithm::HS256),
+            &v,
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
+        assert!(a
+            .verify(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("not valid yet"));
+        assert!(a.verify(&a.sign(&claims("op", now, now + 600))).is_ok());
+    }
+
+    #[test]
+    fn refusals_do_not_echo_library_internals() {
+        let a = auth();
+        for bad in ["x", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", &"A".repeat(5000)] {
+            let e = a.verify(bad).unwrap_err().to_string();
+            assert_eq!(e, "token refused: the token is malformed", "{bad:.20}");
+        }
     }
 
     #[test]

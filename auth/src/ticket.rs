@@ -98,7 +98,7 @@ impl Authenticator {
         v.set_required_spec_claims(&["exp", "aud"]);
         let t = decode::<MediaTicket>(token, &self.decoding, &v)
             .map(|d| d.claims)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+            .map_err(|e| AuthError::Invalid(crate::refusal(&e)))?;
         if t.camera != camera || t.use_ != use_ {
             return Err(AuthError::Invalid(format!(
                 "the ticket is for another camera or use ({} of {})",

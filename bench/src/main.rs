@@ -252,6 +252,7 @@ fn counted(r: &Replica) -> u64 {
         bbox: None,
         unit: None,
         cameras: Default::default(),
+        sensitive: Default::default(),
     };
     r.snapshot(&q, usize::MAX)
         .1

@@ -4,9 +4,13 @@
 //! pothole, the camera serial and the time; none of it may reach the store.
 //!
 //! Stripping works on the file's structure and never re-encodes the image: JPEG keeps SOI,
-//! APP0 (JFIF), APP2 (ICC colour profile), APP14 (Adobe colour transform) and every
-//! non-APP segment, and drops APP1 (EXIF, XMP), APP13 (IPTC), the other APPn and comments;
-//! PNG drops the text chunks (tEXt, zTXt, iTXt), eXIf and tIME. A file whose structure does
+//! APP0 (JFIF), APP2 (ICC colour profile only), APP14 (Adobe colour transform), every
+//! non-APP segment and the scans of the primary image, and drops APP1 (EXIF, XMP), APP13
+//! (IPTC), the other APPn and comments wherever they are (before or between scans), and
+//! everything after the primary image's end (the second image of a multi-picture file);
+//! PNG keeps only the chunks that draw the picture (IHDR, PLTE, IDAT, IEND, transparency,
+//! colour and pixel-size chunks) and drops the rest: text, eXIf, tIME, private chunks, and
+//! anything after IEND. A file whose structure does
 //! not hold together is refused.
 
 use thiserror::Error;
@@ -68,6 +72,7 @@ fn strip_jpeg(b: &[u8]) -> Result<CleanPhoto, PhotoError> {
     out.extend_from_slice(&b[..2]);
     let mut i = 2;
     let mut removed = 0;
+    let mut scans = 0;
     loop {
         // Fill bytes (0xFF) may pad before a marker.
         while i < b.len() && b[i] == 0xFF && b.get(i + 1) == Some(&0xFF) {
@@ -78,7 +83,19 @@ fn strip_jpeg(b: &[u8]) -> Result<CleanPhoto, PhotoError> {
         }
         let marker = b[i + 1];
         match marker {
-            // End of image before any scan: no picture.
+            // End of the primary image: whatever follows (a phone's second, multi-picture
+            // image, an appended file, trailing metadata) is dropped with it.
+            0xD9 if scans > 0 => {
+                out.extend_from_slice(&[0xFF, 0xD9]);
+                if i + 2 < b.len() {
+                    removed += 1;
+                }
+                return Ok(CleanPhoto {
+                    kind: PhotoKind::Jpeg,
+                    bytes: out,
+                    removed,
+                });
+            }
             0xD9 => return Err(PhotoError::Damaged("JPEG without image data")),
             // Standalone markers carry no length.
             0x01 | 0xD0..=0xD7 => {
@@ -96,20 +113,13 @@ fn strip_jpeg(b: &[u8]) -> Result<CleanPhoto, PhotoError> {
             return Err(PhotoError::Damaged("JPEG segment length out of range"));
         }
         let end = i + 2 + len;
-        if marker == 0xDA {
-            // Start of scan: the entropy-coded data and everything after it stay as they are.
-            if !b.ends_with(&[0xFF, 0xD9]) {
-                return Err(PhotoError::Damaged("JPEG without end of image"));
-            }
-            out.extend_from_slice(&b[i..]);
-            return Ok(CleanPhoto {
-                kind: PhotoKind::Jpeg,
-                bytes: out,
-                removed,
-            });
-        }
+        let payload = &b[i + 4..end];
         let keep = match marker {
-            0xE0 | 0xE2 | 0xEE => true, // JFIF, ICC profile, Adobe
+            0xE0 => payload.starts_with(b"JFIF\0"),
+            // APP2 is the ICC profile, or a multi-picture index pointing at the images we
+            // drop: keep only the profile.
+            0xE2 => payload.starts_with(b"ICC_PROFILE\0"),
+            0xEE => payload.starts_with(b"Adobe"),
             0xE1 | 0xE3..=0xED | 0xEF | 0xFE => false,
             _ => true,
         };
@@ -119,7 +129,34 @@ fn strip_jpeg(b: &[u8]) -> Result<CleanPhoto, PhotoError> {
             removed += 1;
         }
         i = end;
+        if marker == 0xDA {
+            // Start of scan: the entropy-coded data runs to the next marker (0xFF followed
+            // by neither a stuffed 0x00 nor a restart marker); segments after it (further
+            // scans of a progressive image, tables, APPn) are walked like the ones before.
+            scans += 1;
+            let data_end =
+                entropy_end(b, i).ok_or(PhotoError::Damaged("JPEG without end of image"))?;
+            out.extend_from_slice(&b[i..data_end]);
+            i = data_end;
+        }
     }
+}
+
+/// Where the entropy-coded data starting at `from` ends: the offset of the next marker.
+fn entropy_end(b: &[u8], from: usize) -> Option<usize> {
+    let mut j = from;
+    while j + 1 < b.len() {
+        if b[j] == 0xFF {
+            match b[j + 1] {
+                0x00 | 0xD0..=0xD7 => j += 2,
+                0xFF => j += 1,
+                _ => return Some(j),
+            }
+        } else {
+            j += 1;
+        }
+    }
+    None
 }
 
 fn strip_png(b: &[u8]) -> Result<CleanPhoto, PhotoError> {
@@ -143,7 +180,23 @@ fn strip_png(b: &[u8]) -> Result<CleanPhoto, PhotoError> {
             return Err(PhotoError::Damaged("PNG must start with IHDR"));
         }
         first = false;
-        let drop = matches!(kind, b"tEXt" | b"zTXt" | b"iTXt" | b"eXIf" | b"tIME");
+        // What draws the picture stays; everything else (text, EXIF, time, private chunks
+        // that could carry anything) goes.
+        let drop = !matches!(
+            kind,
+            b"IHDR"
+                | b"PLTE"
+                | b"IDAT"
+                | b"IEND"
+                | b"tRNS"
+                | b"gAMA"
+                | b"cHRM"
+                | b"sRGB"
+                | b"iCCP"
+                | b"sBIT"
+                | b"bKGD"
+                | b"pHYs"
+        );
         if drop {
             removed += 1;
         } else {
@@ -209,6 +262,51 @@ pub(crate) mod tests {
             .bytes
             .ends_with(&[0x12, 0x34, 0xFF, 0x00, 0x56, 0xFF, 0xD9]));
         // Stripping is idempotent.
+        assert_eq!(super::clean(&clean.bytes).unwrap().bytes, clean.bytes);
+    }
+
+    #[test]
+    fn metadata_after_the_scan_and_a_second_image_are_removed() {
+        let seg = |marker: u8, body: &[u8]| {
+            let mut s = vec![0xFF, marker];
+            s.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+            s.extend_from_slice(body);
+            s
+        };
+        let gps = b"Exif\0\0MM\0*GPSLatitude 9.7841";
+        // A progressive image with an APP1 between its scans and an MPF index, then a
+        // phone's second (multi-picture) image with its own EXIF after the first's EOI.
+        let mut raw = vec![0xFF, 0xD8];
+        raw.extend(seg(0xE2, b"MPF\0MM\0*index of the second image"));
+        raw.extend(seg(0xE2, b"ICC_PROFILE\0\x01\x01profile"));
+        raw.extend(seg(0xDB, &[0u8; 65]));
+        raw.extend(seg(0xDA, &[1, 1, 0, 0, 63, 0]));
+        raw.extend_from_slice(&[0x12, 0xFF, 0x00, 0xFF, 0xD0, 0x34]);
+        raw.extend(seg(0xE1, gps));
+        raw.extend(seg(0xC4, &[0u8; 20]));
+        raw.extend(seg(0xDA, &[1, 1, 0, 0, 63, 0]));
+        raw.extend_from_slice(&[0x56, 0x78]);
+        raw.extend_from_slice(&[0xFF, 0xD9]);
+        let mut second = phone_jpeg();
+        second.extend_from_slice(b"<html>appended</html>");
+        raw.extend(second);
+        let clean = clean(&raw).unwrap();
+        let text = String::from_utf8_lossy(&clean.bytes);
+        assert!(
+            !text.contains("GPS") && !text.contains("MPF") && !text.contains("html"),
+            "{text}"
+        );
+        assert!(text.contains("ICC_PROFILE"));
+        assert_eq!(
+            clean.removed, 3,
+            "MPF, the APP1 between scans, the second image"
+        );
+        assert!(clean.bytes.ends_with(&[0x56, 0x78, 0xFF, 0xD9]));
+        assert_eq!(
+            clean.bytes.iter().filter(|b| **b == 0xD8).count(),
+            1,
+            "one image"
+        );
         assert_eq!(super::clean(&clean.bytes).unwrap().bytes, clean.bytes);
     }
 

@@ -386,7 +386,11 @@ fn camera_from_cells(
     // A shifted column can put a stream address where a value is echoed in a problem.
     let mut cells = cells.clone();
     cells.retain(|field, value| {
-        let secret = *field != "url" && value.contains("://") && value.contains('@');
+        let secret = *field != "url"
+            && value.split_once("://").is_some_and(|(_, rest)| {
+                rest.split('/').next().is_some_and(|a| a.contains('@'))
+                    || model::camera::credentials_in_url(rest)
+            });
         if secret {
             c.fail(field, "holds a stream address with a user or password (only `url` takes an address, and without them)");
         }

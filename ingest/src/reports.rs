@@ -246,17 +246,36 @@ struct Checked {
 
 fn text(inv: &mut Checker, form: &ReportForm, field: &str, max: usize) -> Option<String> {
     let v = form.one(field)?;
-    if v.chars().count() > max {
-        inv.fail(field, format!("at most {max} characters"));
-        return None;
-    }
-    if v.chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
-    {
-        inv.fail(field, "must not contain control characters");
+    if let Some(reason) = model::text::refuse_text(v, max) {
+        inv.fail(field, reason);
         return None;
     }
     Some(nfc(v))
+}
+
+/// Why a link a reporter gave is refused: only an absolute http(s) URL with a host, no
+/// user or password, and nothing that could end an attribute or start markup where the link
+/// is shown.
+fn refuse_link(u: &str) -> Option<&'static str> {
+    if u.chars()
+        .any(|c| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\'' | '`' | '\\'))
+    {
+        return Some("must be a plain URL: no spaces, quotes, angle brackets or backslashes");
+    }
+    if u.split_once("://")
+        .is_none_or(|(_, rest)| rest.starts_with('/'))
+    {
+        return Some("must be an absolute http(s) URL with a host");
+    }
+    match url::Url::parse(u) {
+        Ok(p) if !matches!(p.scheme(), "http" | "https") => Some("must be an http(s) URL"),
+        Ok(p) if p.host_str().is_none_or(str::is_empty) => Some("must name a host"),
+        Ok(p) if !p.username().is_empty() || p.password().is_some() => {
+            Some("must not carry a user or password")
+        }
+        Ok(_) => None,
+        Err(_) => Some("must be an absolute http(s) URL"),
+    }
 }
 
 fn coordinate(inv: &mut Checker, form: &ReportForm, field: &str, limit: f64) -> Option<f64> {
@@ -317,10 +336,8 @@ fn check(form: &ReportForm) -> Result<Checked, Invalid> {
     };
     let description = text(&mut inv, form, "description", 4000).unwrap_or_default();
     let media_url = text(&mut inv, form, "media_url", 2048);
-    if let Some(u) = &media_url {
-        if !(u.starts_with("https://") || u.starts_with("http://")) {
-            inv.fail("media_url", "must be an http(s) URL");
-        }
+    if let Some(reason) = media_url.as_deref().and_then(refuse_link) {
+        inv.fail("media_url", reason);
     }
     let email = text(&mut inv, form, "email", 254);
     if let Some(e) = &email {
@@ -521,7 +538,7 @@ impl ReportIntake {
         &self,
         form: &ReportForm,
         uploads: &[Upload],
-        reporter: &str,
+        reporter: &auth::Claims,
         media_base: &str,
     ) -> Result<ReportCreated, IntakeError> {
         if !self.places.is_ready() {
@@ -566,7 +583,8 @@ impl ReportIntake {
             media,
             attributes: checked.attributes,
             contact: checked.contact,
-            reporter: reporter.to_string(),
+            reporter: reporter.principal(),
+            reporter_role: Some(reporter.role.as_str().to_string()),
             requested: now.fixed_offset(),
             routing: Routing {
                 units,
@@ -608,6 +626,24 @@ pub fn field_error(field: &str, reason: &str) -> Invalid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_given_by_reporters_are_plain_absolute_http_urls() {
+        assert_eq!(refuse_link("https://anh.example.vn/p/1.jpg"), None);
+        assert_eq!(refuse_link("http://10.0.0.1:8080/a?b=c"), None);
+        for bad in [
+            "http://x/\"><img src=x onerror=alert(1)>",
+            "javascript:alert(1)",
+            "ftp://x/y",
+            "/relative/path.jpg",
+            "http://user:pw@x/y",
+            "http:///nohost",
+            "https://x/a b",
+            "data:image/png;base64,AAAA",
+        ] {
+            assert!(refuse_link(bad).is_some(), "{bad}");
+        }
+    }
 
     fn form(pairs: &[(&str, &str)]) -> ReportForm {
         ReportForm {

@@ -80,6 +80,7 @@ pub async fn list(
         bbox,
         unit: p.unit.clone(),
         cameras: caller.0.camera_scope(),
+        sensitive: caller.0.sensitive_scope(),
     };
     let (seq, records) = st.replica.snapshot(&q, usize::MAX);
     let mut alerts: Vec<(Alert, Value)> = records
@@ -137,20 +138,24 @@ async fn act(
     body: Option<Json<ActionBody>>,
     act: Act,
 ) -> Response {
+    // Who may not see alerts learns nothing of which exist.
+    if let Err(r) = caller.require_view(Layer::Alerts) {
+        return r.into_response();
+    }
     let note = body
         .and_then(|Json(b)| b.note)
         .map(|n| model::text::nfc(n.trim()))
         .filter(|n| !n.is_empty());
-    if note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE) {
-        return bad_request(FieldError::new(
-            "note",
-            format!("at most {MAX_NOTE} characters"),
-        ));
+    if let Some(reason) = note
+        .as_deref()
+        .and_then(|n| model::text::refuse_text(n, MAX_NOTE))
+    {
+        return bad_request(FieldError::new("note", reason));
     }
     let alert = LocalId::parse("id", &id)
         .ok()
         .and_then(|l| st.replica.get(&EntityId::new("alert", &l)))
-        .filter(|r| replica::visible_with(&caller.0.camera_scope(), r))
+        .filter(|r| replica::visible_with(&caller.0.camera_scope(), &caller.0.sensitive_scope(), r))
         .and_then(|r| Alert::from_record(&r));
     let Some(alert) = alert else {
         return (

@@ -339,6 +339,7 @@ pub fn replay_setup(
         bbox,
         unit: p.unit.clone(),
         cameras: Default::default(),
+        sensitive: Default::default(),
     };
     let (_, base) = st.replica.snapshot(&q, REPLAY_STATIONS);
     let view = PastView::new(&base);

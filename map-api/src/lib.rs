@@ -61,6 +61,9 @@ pub struct ApiState {
     pub hls_sessions: Arc<cameras::HlsSessions>,
     /// How long a browser's media ticket may wait before its first use.
     pub media_ticket_ttl: chrono::Duration,
+    /// The address clients reach this service at (`http://host:port` or `https://…`):
+    /// links the API builds (photos) start with it, never with a request's `Host` header.
+    pub public_url: String,
 }
 
 impl FromRef<ApiState> for Arc<Authenticator> {
@@ -122,7 +125,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Largest Open311 POST body: three 5 MiB photos and the form.
-const REPORT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+pub(crate) const REPORT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// axum answers malformed queries and bodies in plain text (and JSON body errors with 422):
 /// give them the API's error shape, a 400 naming the field where the message does.
@@ -294,6 +297,7 @@ async fn features(
         bbox,
         unit: p.unit,
         cameras: caller.0.camera_scope(),
+        sensitive: caller.0.sensitive_scope(),
     };
     let (seq, records) = st.replica.snapshot(&q, limit + 1);
     let truncated = records.len() > limit;

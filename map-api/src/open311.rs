@@ -71,6 +71,8 @@ fn escape(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&apos;"),
+            // XML 1.0 cannot carry it: an old record must not make the answer ill-formed.
+            c if !model::text::allowed_char(c) => o.push('\u{FFFD}'),
             c => o.push(c),
         }
     }
@@ -262,12 +264,7 @@ impl Refusal {
 
 /// The caller from the bearer header, or (Open311 POST) from the `api_key` field.
 fn caller_of(st: &ApiState, headers: &HeaderMap, api_key: Option<&str>) -> Result<Claims, Refusal> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim);
-    let token = bearer
+    let token = auth::bearer_of(headers)
         .or(api_key)
         .ok_or_else(|| Refusal::Unauthorized("a bearer token or api_key is required".into()))?;
     let claims = st
@@ -280,11 +277,6 @@ fn caller_of(st: &ApiState, headers: &HeaderMap, api_key: Option<&str>) -> Resul
         ));
     }
     Ok(claims)
-}
-
-/// Public-order reports are police matters.
-fn sensitive(service_code: &str) -> bool {
-    service_code.starts_with("order.")
 }
 
 /// A live report: the record's report and who filed it.
@@ -313,17 +305,55 @@ fn live_of(record: Arc<StateRecord>) -> Option<Live> {
     })
 }
 
+/// Who may see a report: anyone who may use field reports sees the non-sensitive ones; a
+/// public-order report only those whose sensitive scope holds its agency, and its reporter.
 fn can_see(c: &Claims, l: &Live) -> bool {
-    match c.role {
-        Role::Operator | Role::Admin | Role::Leader | Role::Police => true,
-        Role::Agency => {
-            !sensitive(&l.report.service_code)
-                || (c.agency.is_some()
-                    && c.agency.as_deref() == l.report.agency.as_ref().map(|a| a.as_str()))
+    c.role.can_report()
+        && (!model::report::is_sensitive(&l.report.service_code)
+            || c.sensitive_scope()
+                .allows(l.report.agency.as_ref().map(LocalId::as_str))
+            || is_reporter(c, l))
+}
+
+/// Is the caller the report's reporter (same role and subject)?
+fn is_reporter(c: &Claims, l: &Live) -> bool {
+    !l.reporter.is_empty() && c.principal() == l.reporter
+}
+
+/// The report's history as `viewer` may know it. The centre (operators, admins) sees who
+/// did what. Everyone else sees the reporter only as `reporter` (with `yours` for the
+/// reporter), never a citizen's subject, which would link all of one person's reports;
+/// citizens and schools see staff by role, never their subject, and not the staff's
+/// internal notes (results, reasons and assignments stay: they are the answer).
+fn history_for(viewer: &Claims, l: &Live) -> Value {
+    let centre = matches!(viewer.role, Role::Operator | Role::Admin);
+    let public = matches!(viewer.role, Role::Citizen | Role::School);
+    let mine = is_reporter(viewer, l);
+    let entries = l.report.history.iter().map(|h| {
+        let mut v = serde_json::to_value(h).unwrap_or_default();
+        if centre {
+            return v;
         }
-        Role::Citizen | Role::School => !sensitive(&l.report.service_code) || c.sub == l.reporter,
-        Role::Sensor => false,
-    }
+        let by_reporter =
+            (h.seq == 0 && h.action == "created") || format!("{}:{}", h.role, h.by) == l.reporter;
+        if by_reporter {
+            v["by"] = "reporter".into();
+            if mine {
+                v["yours"] = true.into();
+            }
+        } else if public {
+            if h.role == "system" {
+                v["by"] = "ioc".into();
+            } else {
+                v["by"] = Value::Null;
+            }
+            if let Some(m) = v.as_object_mut() {
+                m.remove("note");
+            }
+        }
+        v
+    });
+    Value::Array(entries.collect())
 }
 
 /// A w3c date-time in Vietnam time (UTC+7), as the reporter reads it.
@@ -430,6 +460,8 @@ fn list_requests(
         bbox: None,
         unit: None,
         cameras: Default::default(),
+        // Every report; `can_see` decides, with the reporter's own.
+        sensitive: model::report::SensitiveScope::All,
     };
     let (_, records) = st.replica.snapshot(&query, usize::MAX);
     let mut found: Vec<Report> = records
@@ -456,6 +488,9 @@ fn list_requests(
     let items = found.iter().map(open311_request).collect();
     reply(StatusCode::OK, format, "service_requests", items)
 }
+
+/// Longest note, result or reason of a step, characters.
+const MAX_STEP_TEXT: usize = 2000;
 
 /// Most requests in one Open311 answer.
 const MAX_LIST: usize = 1000;
@@ -490,6 +525,11 @@ pub async fn get_request(
 
 /// `POST /open311/v2/requests.{json,xml}`: form-encoded as the spec says, or multipart with
 /// photos in `media` parts.
+///
+/// A bearer header is checked before a byte of the body is read. Without one, the token
+/// must come as `api_key` in a form of at most [`PREAUTH_BYTES`] (in multipart, before any
+/// photo): an unauthenticated request costs at most that much. Either way a form has at
+/// most [`MAX_FORM_FIELDS`] fields.
 pub async fn post_request(
     State(st): State<ApiState>,
     Path(file): Path<String>,
@@ -506,55 +546,109 @@ pub async fn post_request(
             )
         }
     };
+    let mut caller = match auth::bearer_of(&headers) {
+        Some(_) => match caller_of(&st, &headers, None) {
+            Ok(c) => Some(c),
+            Err(r) => return r.respond(format),
+        },
+        None => None,
+    };
     let is_multipart = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let mut form = ReportForm::default();
     let mut uploads = Vec::new();
+    let too_big_unauthenticated = || {
+        Refusal::Unauthorized(format!(
+            "a bearer token is required: without an Authorization header, send api_key in a form of at most {} KiB, before any photo",
+            PREAUTH_BYTES / 1024
+        ))
+        .respond(format)
+    };
     if is_multipart {
         let mut mp = match Multipart::from_request(request, &()).await {
             Ok(m) => m,
             Err(e) => return error(StatusCode::BAD_REQUEST, format, format!("body: {e}")),
         };
+        let mut unauthenticated_bytes = 0usize;
         loop {
-            match mp.next_field().await {
-                Ok(Some(f)) => {
-                    let name = f.name().unwrap_or_default().to_string();
-                    let is_file = f.file_name().is_some() || name == "media";
-                    match f.bytes().await {
-                        Ok(b) if is_file => uploads.push(Upload { bytes: b.to_vec() }),
-                        Ok(b) => form
-                            .fields
-                            .push((name, String::from_utf8_lossy(&b).into_owned())),
-                        Err(e) => {
-                            return error(
-                                StatusCode::PAYLOAD_TOO_LARGE,
-                                format,
-                                format!("{name}: {e}"),
-                            )
-                        }
-                    }
-                }
+            let mut f = match mp.next_field().await {
+                Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(e) => return error(StatusCode::BAD_REQUEST, format, format!("body: {e}")),
+            };
+            if form.fields.len() + uploads.len() >= MAX_FORM_FIELDS {
+                return too_many_fields(format);
             }
+            let name = f.name().unwrap_or_default().to_string();
+            let is_file = f.file_name().is_some() || name == "media";
+            if caller.is_none() && is_file {
+                return too_big_unauthenticated();
+            }
+            let limit = match caller {
+                Some(_) => REPORT_PART_BYTES,
+                None => PREAUTH_BYTES - unauthenticated_bytes,
+            };
+            let bytes = match read_part(&mut f, limit).await {
+                Ok(b) => b,
+                Err(PartError::TooBig) if caller.is_none() => return too_big_unauthenticated(),
+                Err(PartError::TooBig) => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format,
+                        format!("{name}: larger than {} bytes", REPORT_PART_BYTES),
+                    )
+                }
+                Err(PartError::Body(e)) => {
+                    return error(StatusCode::BAD_REQUEST, format, format!("{name}: {e}"))
+                }
+            };
+            if is_file {
+                uploads.push(Upload { bytes });
+                continue;
+            }
+            let value = String::from_utf8_lossy(&bytes).into_owned();
+            if caller.is_none() {
+                unauthenticated_bytes += bytes.len();
+                if name == "api_key" {
+                    match caller_of(&st, &headers, Some(value.trim())) {
+                        Ok(c) => caller = Some(c),
+                        Err(r) => return r.respond(format),
+                    }
+                }
+            }
+            form.fields.push((name, value));
         }
     } else {
-        let body = match Bytes::from_request(request, &()).await {
+        let limit = if caller.is_some() {
+            crate::REPORT_BODY_LIMIT
+        } else {
+            PREAUTH_BYTES
+        };
+        let body = match axum::body::to_bytes(request.into_body(), limit).await {
             Ok(b) => b,
+            Err(_) if caller.is_none() => return too_big_unauthenticated(),
             Err(e) => return error(StatusCode::PAYLOAD_TOO_LARGE, format, format!("body: {e}")),
         };
-        form.fields = form_urlencoded(&body);
+        form.fields = match form_urlencoded(&body, MAX_FORM_FIELDS) {
+            Ok(f) => f,
+            Err(TooManyFields) => return too_many_fields(format),
+        };
     }
-    let api_key = form
-        .fields
-        .iter()
-        .find(|(k, _)| k == "api_key")
-        .map(|(_, v)| v.clone());
-    let caller = match caller_of(&st, &headers, api_key.as_deref()) {
-        Ok(c) => c,
-        Err(r) => return r.respond(format),
+    let caller = match caller {
+        Some(c) => c,
+        None => {
+            let api_key = form
+                .fields
+                .iter()
+                .find(|(k, _)| k == "api_key")
+                .map(|(_, v)| v.trim());
+            match caller_of(&st, &headers, api_key) {
+                Ok(c) => c,
+                Err(r) => return r.respond(format),
+            }
+        }
     };
     let Some(intake) = &st.intake else {
         return error(
@@ -563,15 +657,9 @@ pub async fn post_request(
             "this process does not take reports (no ingest role)",
         );
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let media_base = format!("http://{host}/open311/v2/media");
-    match intake
-        .submit(&form, &uploads, &caller.sub, &media_base)
-        .await
-    {
+    // Links from the configured public address, never from the request's Host header.
+    let media_base = format!("{}/open311/v2/media", st.public_url.trim_end_matches('/'));
+    match intake.submit(&form, &uploads, &caller, &media_base).await {
         Ok(created) => {
             // Read-your-writes: answer once this process's replica shows it (bounded).
             let entity = EntityId::new("report", &created.id);
@@ -610,10 +698,56 @@ pub async fn post_request(
     }
 }
 
-/// `application/x-www-form-urlencoded` pairs (`+` is a space; bad escapes kept as sent).
-fn form_urlencoded(body: &[u8]) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let b = s.as_bytes();
+/// Largest body read before the caller is known (a form carrying `api_key`).
+pub const PREAUTH_BYTES: usize = 64 * 1024;
+/// Most fields (photos included) in one report form.
+pub const MAX_FORM_FIELDS: usize = 64;
+/// Largest part of a multipart form (a photo; the intake checks its own limit after).
+const REPORT_PART_BYTES: usize = 6 * 1024 * 1024;
+
+fn too_many_fields(format: Format) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format,
+        format!("body: more than {MAX_FORM_FIELDS} fields"),
+    )
+}
+
+enum PartError {
+    TooBig,
+    Body(String),
+}
+
+/// One multipart part, read chunk by chunk and refused as soon as it passes `limit`.
+async fn read_part(
+    f: &mut axum::extract::multipart::Field<'_>,
+    limit: usize,
+) -> Result<Vec<u8>, PartError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = f
+        .chunk()
+        .await
+        .map_err(|e| PartError::Body(e.to_string()))?
+    {
+        if out.len() + chunk.len() > limit {
+            return Err(PartError::TooBig);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A form with more than the allowed number of fields.
+#[derive(Debug, PartialEq)]
+pub struct TooManyFields;
+
+/// `application/x-www-form-urlencoded` pairs (`+` is a space; bad escapes kept as sent), at
+/// most `max_fields` of them: what a form costs is bounded by its size, never a multiple.
+pub fn form_urlencoded(
+    body: &[u8],
+    max_fields: usize,
+) -> Result<Vec<(String, String)>, TooManyFields> {
+    fn decode(b: &[u8]) -> String {
         let mut out = Vec::with_capacity(b.len());
         let mut i = 0;
         while i < b.len() {
@@ -635,14 +769,17 @@ fn form_urlencoded(body: &[u8]) -> Vec<(String, String)> {
         }
         String::from_utf8_lossy(&out).into_owned()
     }
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
+    let mut pairs = Vec::new();
+    for kv in body.split(|b| *b == b'&').filter(|kv| !kv.is_empty()) {
+        if pairs.len() == max_fields {
+            return Err(TooManyFields);
+        }
+        pairs.push(match kv.iter().position(|b| *b == b'=') {
+            Some(eq) => (decode(&kv[..eq]), decode(&kv[eq + 1..])),
             None => (decode(kv), String::new()),
-        })
-        .collect()
+        });
+    }
+    Ok(pairs)
 }
 
 /// Waits (at most 10 s) until the replica's record of `entity` satisfies `done`.
@@ -693,9 +830,11 @@ pub async fn media(State(st): State<ApiState>, Path(id): Path<String>, caller: C
 
 // ---- the IOC's report API ---------------------------------------------------------------
 
-/// A report as the IOC's own API shows it: the whole life, flags and links.
-fn full(l: &Live) -> Value {
+/// A report as the IOC's own API shows it to `viewer`: the whole life (as the viewer may
+/// know its actors), flags and links.
+fn full(viewer: &Claims, l: &Live) -> Value {
     let mut v = Value::Object(l.record.properties.clone());
+    v["history"] = history_for(viewer, l);
     v["open311"] = open311_request(&l.report);
     v
 }
@@ -742,6 +881,8 @@ pub async fn queue(
         bbox: None,
         unit: p.unit,
         cameras: Default::default(),
+        // Every report; `can_see` decides, with the reporter's own.
+        sensitive: model::report::SensitiveScope::All,
     };
     let (seq, records) = st.replica.snapshot(&query, usize::MAX);
     let mut out: Vec<(DateTime<FixedOffset>, Value)> = records
@@ -758,7 +899,7 @@ pub async fn queue(
             "overdue" => l.record.properties["overdue"] == json!(true),
             _ => true,
         })
-        .map(|l| (l.report.deadline, full(&l)))
+        .map(|l| (l.report.deadline, full(claims, &l)))
         .collect();
     // Most urgent first.
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -772,7 +913,7 @@ pub async fn one(State(st): State<ApiState>, caller: Caller, Path(id): Path<Stri
     let Some(l) = live(&st, &id).filter(|l| can_see(&caller.0, l)) else {
         return report_not_found(&id);
     };
-    let mut v = full(&l);
+    let mut v = full(&caller.0, &l);
     if let Some(h) = &st.history {
         if let Ok(events) = h.report_events(&id).await {
             v["stored_events"] = events.len().into();
@@ -797,7 +938,7 @@ fn actor(c: &Claims, l: &Live) -> Option<Actor> {
         Role::Operator | Role::Admin => Some(Actor::Operator),
         Role::Agency | Role::Police if own_agency => Some(Actor::AssignedAgency),
         Role::Agency | Role::Police => Some(Actor::OtherAgency),
-        Role::Citizen | Role::School if c.sub == l.reporter => Some(Actor::Reporter),
+        Role::Citizen | Role::School if is_reporter(c, l) => Some(Actor::Reporter),
         Role::Citizen | Role::School | Role::Leader | Role::Sensor => None,
     }
 }
@@ -817,7 +958,10 @@ pub async fn transition(
     };
     let note = match body.get("note") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(model::text::nfc(s.trim())).filter(|s| !s.is_empty()),
+        Some(Value::String(s)) => match model::text::refuse_text(s, MAX_STEP_TEXT) {
+            Some(reason) => return bad_request(model::FieldError::new("note", reason)),
+            None => Some(model::text::nfc(s.trim())).filter(|s| !s.is_empty()),
+        },
         Some(_) => return bad_request(model::FieldError::new("note", "must be text")),
     };
     let mut step: Step = match serde_json::from_value(body.clone()) {
@@ -842,8 +986,15 @@ pub async fn transition(
         }
     };
     // Texts as NFC, the way every other Vietnamese text is kept.
+    let text_field = match step {
+        Step::Resolve { .. } => "result",
+        _ => "reason",
+    };
     match &mut step {
         Step::Resolve { result: t } | Step::Reject { reason: t } | Step::Reopen { reason: t } => {
+            if let Some(reason) = model::text::refuse_text(t, MAX_STEP_TEXT) {
+                return bad_request(model::FieldError::new(text_field, reason));
+            }
             *t = model::text::nfc(t.trim())
         }
         Step::Assign { agency } => *agency = agency.trim().to_string(),
@@ -950,7 +1101,7 @@ pub async fn transition(
         )
             .into_response();
     }
-    Json(full(&now_live)).into_response()
+    Json(full(&claims, &now_live)).into_response()
 }
 
 #[cfg(test)]
@@ -962,11 +1113,24 @@ mod tests {
         let pairs = form_urlencoded(
             "service_code=infra.lighting&description=%C4%90%C3%A8n+h%E1%BB%8Fng&attribute%5Bx%5D=1&lat=9.78&bad=%zz&empty"
                 .as_bytes(),
-        );
+            64,
+        )
+        .unwrap();
         assert_eq!(pairs[1], ("description".into(), "Đèn hỏng".into()));
         assert_eq!(pairs[2].0, "attribute[x]");
         assert_eq!(pairs[4], ("bad".into(), "%zz".into()));
         assert_eq!(pairs[5], ("empty".into(), String::new()));
+        // `a&a&a...` of 16 MB: refused after the limit, not split into millions of pairs.
+        let flood = "a&".repeat(8 * 1024 * 1024);
+        assert_eq!(form_urlencoded(flood.as_bytes(), 64), Err(TooManyFields));
+        assert_eq!(form_urlencoded(b"a%", 64).unwrap()[0].0, "a%");
+    }
+
+    #[test]
+    fn xml_answers_never_carry_what_xml_forbids() {
+        let mut out = String::new();
+        xml_value(&mut out, "d", &json!("a\u{FFFE}b\u{0001}c"));
+        assert_eq!(out, "<d>a\u{FFFD}b\u{FFFD}c</d>");
     }
 
     #[test]

@@ -268,6 +268,7 @@ pub async fn summary(
             bbox: None,
             unit: None,
             cameras: caller.0.camera_scope(),
+            sensitive: caller.0.sensitive_scope(),
         };
         st.replica.snapshot(&q, usize::MAX).1
     };

@@ -90,6 +90,10 @@ pub struct Alert {
     /// camera does not see the alert either (it would tell where the camera is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub camera_group: Option<crate::camera::CameraGroup>,
+    /// About a sensitive matter (a public-order report): only those who may see it, by
+    /// [`crate::report::SensitiveScope`] for `agency`, see the alert.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 /// Somebody (or the core: `auto`) acting on an alert: the data of `alert.acked` and

@@ -157,6 +157,56 @@ pub struct StreamSource {
     pub credentials: Option<String>,
 }
 
+/// Does the part of a stream URL after the scheme carry credentials anywhere: `?user=…&
+/// password=…` (many NVRs), `/user=…_password=…` (Dahua-style paths), `;pwd=…`,
+/// `?authbasic=<base64>`, tokens and keys? Any `name=` whose name is one of these counts,
+/// whatever separates it from the rest.
+pub fn credentials_in_url(rest: &str) -> bool {
+    const NAMES: [&str; 16] = [
+        "user",
+        "username",
+        "usr",
+        "login",
+        "loginuse",
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "psw",
+        "loginpas",
+        "authbasic",
+        "auth",
+        "token",
+        "secret",
+        "key",
+    ];
+    let lower = rest.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'=')
+        .any(|(eq, _)| {
+            let start = bytes[..eq]
+                .iter()
+                .rposition(|b| !b.is_ascii_alphanumeric())
+                .map_or(0, |p| p + 1);
+            let name = &lower[start..eq];
+            NAMES.contains(&name)
+                || [
+                    "pass",
+                    "pwd",
+                    "token",
+                    "secret",
+                    "apikey",
+                    "api_key",
+                    "credential",
+                ]
+                .iter()
+                .any(|n| name.contains(n))
+        })
+}
+
 /// A camera in the registry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Camera {
@@ -180,11 +230,11 @@ impl Camera {
         }
         match self.stream.url.split_once("://") {
             Some(("rtsp" | "rtsps", rest)) => {
-                let authority = rest.split('/').next().unwrap_or("");
-                if authority.contains('@') {
+                let authority = rest.split(['/', '?', '#', ';']).next().unwrap_or("");
+                if authority.contains('@') || credentials_in_url(rest) {
                     c.fail(
                         "stream.url",
-                        "must not carry a user or password; name a credential set in `stream.credentials`",
+                        "must not carry a user, password or key anywhere in it; name a credential set in `stream.credentials`",
                     );
                 } else if authority.is_empty() {
                     c.fail("stream.url", "has no host");
@@ -322,6 +372,33 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.errors[0].field, "stream.url");
         assert!(!e.to_string().contains("12345"));
+        for url in [
+            "rtsp://10.0.0.5/ch1?user=admin&password=12345",
+            "rtsp://10.0.0.5:554/user=admin_password=12345_channel=1_stream=0.sdp",
+            "rtsp://10.0.0.5/live?authbasic=YWRtaW46MTIzNDU=",
+            "rtsp://10.0.0.5/live;pwd=12345",
+            "rtsp://10.0.0.5/cam?loginuse=admin&loginpas=12345",
+            "rtsp://10.0.0.5/cam?Token=abc",
+            "rtsp://10.0.0.5/cam#password=12345",
+        ] {
+            let e = camera(url, CameraPurpose::Traffic, "traffic")
+                .validate()
+                .unwrap_err();
+            assert_eq!(e.errors[0].field, "stream.url", "{url}");
+            assert!(!e.to_string().contains("12345"), "{url}");
+        }
+        for url in [
+            "rtsp://10.0.0.5:554/cam/realmonitor?channel=1&subtype=0",
+            "rtsp://10.0.0.5/Streaming/Channels/101",
+            "rtsp://10.0.0.5/h264?profile=main",
+        ] {
+            assert!(
+                camera(url, CameraPurpose::Traffic, "traffic")
+                    .validate()
+                    .is_ok(),
+                "{url}"
+            );
+        }
         let e = camera("http://x/ch1", CameraPurpose::Traffic, "traffic")
             .validate()
             .unwrap_err();

@@ -92,40 +92,88 @@ pub const CONDUCTIVITY_CONVERSION: &str =
 /// (UNESCO 1981), with the Hill et al. (1986) extension below 2, where estuaries and
 /// irrigation canals mostly are. PSS-78 is defined up to 42.
 pub fn from_specific_conductance(us_cm: f64) -> f64 {
-    const A: [f64; 6] = [0.0080, -0.1692, 25.3851, 14.0941, -7.0261, 2.7081];
-    const B: [f64; 6] = [0.0005, -0.0056, -0.0066, -0.0375, 0.0636, -0.0144];
-    const C: [f64; 5] = [
-        0.676_609_7,
-        2.005_64e-2,
-        1.104_259e-4,
-        -6.9698e-7,
-        1.0031e-9,
-    ];
-    const C35_15_US: f64 = 42_914.0;
-    let t: f64 = 25.0;
-    if us_cm <= 0.0 {
+    if us_cm <= 0.0 || !us_cm.is_finite() {
         return 0.0;
     }
-    let rt_t: f64 = C
-        .iter()
-        .enumerate()
-        .map(|(i, c)| c * t.powi(i as i32))
-        .sum();
-    let rt = us_cm / C35_15_US / rt_t;
-    let f = (t - 15.0) / (1.0 + 0.0162 * (t - 15.0));
-    let series = |k: &[f64; 6]| -> f64 {
-        k.iter()
-            .enumerate()
-            .map(|(i, c)| c * rt.powf(i as f64 / 2.0))
-            .sum()
-    };
-    let s = series(&A) + f * series(&B);
+    let pss = Pss78::at(25.0);
+    let rt = us_cm / C35_15_US / pss.rt_t;
+    let s = pss.sp(rt.sqrt());
     if s >= 2.0 {
         return s;
     }
-    let x = 400.0 * rt;
-    let y = 100.0 * rt;
-    (s - A[0] / (1.0 + 1.5 * x + x * x) - B[0] * f / (1.0 + y.sqrt() + y.powf(1.5))).max(0.0)
+    // Below 2, Hill et al. (1986), scaled (as TEOS-10 does) so that it meets PSS-78 at 2.
+    let ratio = 2.0 / pss.hill_raw(pss.rt_at(2.0));
+    (ratio * pss.hill_raw(rt.sqrt())).max(0.0)
+}
+
+/// Conductivity of standard seawater (S = 35, 15 °C, 0 dbar), µS/cm.
+const C35_15_US: f64 = 42_914.0;
+const A: [f64; 6] = [0.0080, -0.1692, 25.3851, 14.0941, -7.0261, 2.7081];
+const B: [f64; 6] = [0.0005, -0.0056, -0.0066, -0.0375, 0.0636, -0.0144];
+
+/// PSS-78 at one temperature: the temperature terms are fixed, the rest is a series in
+/// √Rt. PSS-78 is defined on IPTS-68 temperatures; sensors report ITS-90, hence the factor.
+struct Pss78 {
+    /// rt(t): conductivity ratio of standard seawater at t to that at 15 °C.
+    rt_t: f64,
+    /// f(t) of the B series.
+    f: f64,
+}
+
+impl Pss78 {
+    fn at(t90: f64) -> Self {
+        const C: [f64; 5] = [
+            0.676_609_7,
+            2.005_64e-2,
+            1.104_259e-4,
+            -6.9698e-7,
+            1.0031e-9,
+        ];
+        let t = t90 * 1.00024;
+        let rt_t = C.iter().rev().fold(0.0, |acc, c| acc * t + c);
+        let f = (t - 15.0) / (1.0 + 0.0162 * (t - 15.0));
+        Self { rt_t, f }
+    }
+
+    /// PSS-78 salinity at √Rt = `r`.
+    fn sp(&self, r: f64) -> f64 {
+        let poly = |k: &[f64; 6]| k.iter().rev().fold(0.0, |acc, c| acc * r + c);
+        poly(&A) + self.f * poly(&B)
+    }
+
+    /// d(sp)/d(√Rt).
+    fn dsp(&self, r: f64) -> f64 {
+        let d = |k: &[f64; 6]| {
+            k.iter()
+                .enumerate()
+                .skip(1)
+                .rev()
+                .fold(0.0, |acc, (i, c)| acc * r + i as f64 * c)
+        };
+        d(&A) + self.f * d(&B)
+    }
+
+    /// √Rt where PSS-78 gives salinity `target` (Newton; sp is monotonic there).
+    fn rt_at(&self, target: f64) -> f64 {
+        let mut r: f64 = 0.27; // √Rt of S = 2 at room temperature
+        for _ in 0..20 {
+            let step = (self.sp(r) - target) / self.dsp(r);
+            r -= step;
+            if step.abs() < 1e-15 {
+                break;
+            }
+        }
+        r
+    }
+
+    /// Hill et al.'s low-salinity form at √Rt = `r`, before scaling.
+    fn hill_raw(&self, r: f64) -> f64 {
+        let x = 400.0 * r * r;
+        let sqrt_y = 10.0 * r;
+        self.sp(r)
+            - A[0] / (1.0 + 1.5 * x + x * x)
+            - B[0] * self.f / (1.0 + sqrt_y + sqrt_y * sqrt_y + sqrt_y.powi(3))
+    }
 }
 
 /// How far inland an isohaline (e.g. the 4‰ line) reaches along one river.
@@ -246,6 +294,30 @@ mod tests {
         // Not monotone (a pocket of salt upstream): the farthest station above counts.
         let pocket = [(10.0, 8.0), (30.0, 3.0), (50.0, 5.0), (70.0, 1.0)];
         assert_eq!(reach(&pocket, 4.0), Some(Reach::At { km: 55.0 }));
+    }
+
+    #[test]
+    fn specific_conductance_agrees_with_teos10() {
+        // gsw.SP_from_C(us / 1000, 25, 0) from the TEOS-10 GSW toolbox (PyPI `gsw` 3.6),
+        // an independent implementation of PSS-78 with the Hill et al. extension.
+        let reference = [
+            (100.0, 0.04620948177661863),
+            (200.0, 0.09412882379732793),
+            (500.0, 0.2403784330056478),
+            (1_000.0, 0.49245077105363216),
+            (2_000.0, 1.0166004878653572),
+            (3_000.0, 1.5586279217133558),
+            (5_000.0, 2.6796046991734),
+            (7_500.0, 4.1315882172376455),
+            (53_087.0, 35.01184883899759),
+        ];
+        for (us, sp) in reference {
+            let ours = from_specific_conductance(us);
+            assert!(
+                (ours - sp).abs() < 1e-9,
+                "{us} µS/cm: {ours} against TEOS-10 {sp}"
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 
 use bus::{Bus, BusError};
 use model::geoindex::BoxIndex;
+use model::report::SensitiveScope;
 use model::{CameraGroup, CameraScope, EntityId, Layer, StateRecord};
 use tokio::sync::broadcast;
 use tracing::{info, warn};
@@ -37,6 +38,9 @@ pub struct Query {
     pub unit: Option<String>,
     /// Which cameras the client may see (the default: none).
     pub cameras: CameraScope,
+    /// Which sensitive matters (public-order reports, alerts about them) the client may see
+    /// (the default: none).
+    pub sensitive: SensitiveScope,
 }
 
 impl Query {
@@ -44,20 +48,25 @@ impl Query {
         self.layers.contains(&r.layer)
             && self.bbox.is_none_or(|b| r.intersects(&b))
             && self.unit.as_deref().is_none_or(|u| r.in_unit(u))
-            && visible_with(&self.cameras, r)
+            && visible_with(&self.cameras, &self.sensitive, r)
     }
 }
 
-/// May a caller with camera scope `cameras` see `r`? A camera only if its group is in scope,
-/// an alert about a camera likewise, anything else yes (the role decides the layer). A camera
-/// whose group cannot be read is hidden.
-pub fn visible_with(cameras: &CameraScope, r: &StateRecord) -> bool {
-    let group = |key: &str| {
-        r.properties
-            .get(key)
-            .and_then(|g| g.as_str())
-            .and_then(|g| g.parse::<CameraGroup>().ok())
+/// May a caller with camera scope `cameras` and sensitive scope `sensitive` see `r`? A
+/// camera only if its group is in scope, an alert about a camera likewise; a public-order
+/// report, or an alert about one, only if its agency is in the sensitive scope; anything else
+/// yes (the role decides the layer). A camera whose group cannot be read is hidden.
+pub fn visible_with(cameras: &CameraScope, sensitive: &SensitiveScope, r: &StateRecord) -> bool {
+    let text = |key: &str| r.properties.get(key).and_then(|g| g.as_str());
+    let group = |key: &str| text(key).and_then(|g| g.parse::<CameraGroup>().ok());
+    let about_sensitive = match r.layer {
+        Layer::Alerts => r.properties.get("sensitive") == Some(&serde_json::Value::Bool(true)),
+        Layer::Reports => text("service_code").is_none_or(model::report::is_sensitive),
+        _ => false,
     };
+    if about_sensitive && !sensitive.allows(text("agency")) {
+        return false;
+    }
     match r.layer {
         Layer::Cameras => group("group").is_some_and(|g| cameras.allows(&g)),
         Layer::Alerts if r.properties.get("camera_group").is_some() => {
@@ -306,7 +315,50 @@ mod tests {
             bbox,
             unit: None,
             cameras: Default::default(),
+            sensitive: Default::default(),
         }
+    }
+
+    #[test]
+    fn sensitive_reports_and_their_alerts_show_only_to_those_who_may_see_them() {
+        let police = model::LocalId::parse("a", "hg-ca").unwrap();
+        let env = model::LocalId::parse("a", "hg-stnmt").unwrap();
+        let mut overdue = rec("alert:o", Layer::Alerts, 105.47, 9.78, 0.0);
+        overdue.properties.insert("sensitive".into(), true.into());
+        overdue.properties.insert("agency".into(), "hg-ca".into());
+        let mut report = rec("report:r", Layer::Reports, 105.47, 9.78, 0.0);
+        report
+            .properties
+            .insert("service_code".into(), "order.disturbance".into());
+        report.properties.insert("agency".into(), "hg-ca".into());
+        let lighting = {
+            let mut r = rec("report:l", Layer::Reports, 105.47, 9.78, 0.0);
+            r.properties
+                .insert("service_code".into(), "infra.lighting".into());
+            r
+        };
+        let scoped = |layer, scope| {
+            let mut query = q(&[layer], None);
+            query.sensitive = scope;
+            query
+        };
+        for (r, layer) in [(&overdue, Layer::Alerts), (&report, Layer::Reports)] {
+            assert!(
+                !q(&[layer], None).matches(r),
+                "the default scope sees nothing sensitive"
+            );
+            assert!(!scoped(layer, SensitiveScope::Agency(env.clone())).matches(r));
+            assert!(scoped(layer, SensitiveScope::Agency(police.clone())).matches(r));
+            assert!(scoped(layer, SensitiveScope::All).matches(r));
+        }
+        assert!(q(&[Layer::Reports], None).matches(&lighting));
+        assert!(q(&[Layer::Alerts], None).matches(&rec(
+            "alert:x",
+            Layer::Alerts,
+            105.47,
+            9.78,
+            0.0
+        )));
     }
 
     #[test]

@@ -16,6 +16,8 @@ use crate::{History, ReadingKey, StoreError};
 pub const MAX_WINDOW_DAYS: i64 = 31;
 /// Fastest pace: event seconds per real second (0 means "as fast as the consumer reads").
 pub const MAX_SPEED: f64 = 1_000_000.0;
+/// Slowest pacing: a tenth of an event second per second (slower would wait for years).
+pub const MIN_SPEED: f64 = 0.1;
 /// Readings fetched per page.
 const PAGE: usize = 5000;
 /// How far back the state at `from` looks for a station's last reading.
@@ -47,10 +49,10 @@ impl ReplayRequest {
                 format!("a replay may cover at most {MAX_WINDOW_DAYS} days"),
             ));
         }
-        if !speed.is_finite() || !(0.0..=MAX_SPEED).contains(&speed) {
+        if !speed.is_finite() || !(speed == 0.0 || (MIN_SPEED..=MAX_SPEED).contains(&speed)) {
             return Err(FieldError::new(
                 "speed",
-                format!("must be 0 (no pacing) or a number of event seconds per second up to {MAX_SPEED}"),
+                format!("must be 0 (no pacing) or a number of event seconds per second from {MIN_SPEED} to {MAX_SPEED}"),
             ));
         }
         Ok(Self {
@@ -133,7 +135,13 @@ impl Player<'_> {
     async fn wait_for(&self, event: DateTime<Utc>) {
         if self.req.speed > 0.0 {
             let ahead = (event - self.req.from).to_std().unwrap_or_default();
-            tokio::time::sleep_until(self.real_start + ahead.div_f64(self.req.speed)).await;
+            // Bounded by the checks on speed and window; saturating all the same.
+            let wait = std::time::Duration::try_from_secs_f64(ahead.as_secs_f64() / self.req.speed)
+                .unwrap_or(std::time::Duration::MAX);
+            match self.real_start.checked_add(wait) {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
         }
     }
 
@@ -312,5 +320,11 @@ mod tests {
         assert_eq!(bad(t0, t0 + chrono::Duration::days(40), 1.0), "to");
         assert_eq!(bad(t0, t0 + chrono::Duration::hours(1), -1.0), "speed");
         assert_eq!(bad(t0, t0 + chrono::Duration::hours(1), f64::NAN), "speed");
+        assert_eq!(bad(t0, t0 + chrono::Duration::hours(1), 1e-300), "speed");
+        assert_eq!(
+            bad(t0, t0 + chrono::Duration::hours(1), f64::INFINITY),
+            "speed"
+        );
+        assert!(ReplayRequest::new(vec![], t0, t0 + chrono::Duration::hours(1), MIN_SPEED).is_ok());
     }
 }

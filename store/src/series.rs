@@ -86,7 +86,12 @@ pub fn parse_step(s: &str) -> Result<i64, FieldError> {
         )
     };
     let s = s.trim();
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    // The unit is the last character, whatever its width in bytes ("1é" is refused, not a
+    // panic inside a character).
+    let Some((at, _)) = s.char_indices().last() else {
+        return Err(err());
+    };
+    let (num, unit) = s.split_at(at);
     let n: i64 = num.parse().map_err(|_| err())?;
     let mult = match unit {
         "s" => 1,
@@ -271,6 +276,17 @@ pub fn lttb_indices(points: &[(f64, f64)], threshold: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_are_parsed_without_slicing_inside_a_character() {
+        assert_eq!(parse_step("5m").unwrap(), 300);
+        assert_eq!(parse_step(" 1d ").unwrap(), 86_400);
+        for bad in [
+            "1é", "€", "é", "", "0h", "999d", "5", "m", "1.5h", "-1h", "1€h",
+        ] {
+            assert_eq!(parse_step(bad).unwrap_err().field, "step", "{bad:?}");
+        }
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -83,6 +83,8 @@ pub struct Observation {
     pub zones: Vec<(LocalId, String)>,
     /// The access group of the camera the observation is about, if it is one.
     pub camera_group: Option<model::CameraGroup>,
+    /// About a sensitive matter (see [`model::alert::Alert::sensitive`]).
+    pub sensitive: bool,
 }
 
 impl Observation {
@@ -107,6 +109,7 @@ impl Observation {
             value: None,
             zones: Vec::new(),
             camera_group: None,
+            sensitive: false,
         }
     }
 }
@@ -225,6 +228,7 @@ impl AlertBook {
             zone_names: o.zones.iter().map(|z| z.1.clone()).collect(),
             zones: o.zones.into_iter().map(|z| z.0).collect(),
             camera_group: o.camera_group,
+            sensitive: o.sensitive,
         };
         self.active.insert(key, alert.id.clone());
         self.alerts.insert(alert.id.clone(), alert.clone());
@@ -328,6 +332,7 @@ mod tests {
             value: Some(4.5),
             zones: vec![],
             camera_group: None,
+            sensitive: false,
         }
     }
 

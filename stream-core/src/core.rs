@@ -339,9 +339,7 @@ impl Core {
             .map(|r| r.entity.clone())
             .collect();
         for e in gone {
-            self.bus
-                .publish(&self.topics.state, e.as_str(), None)
-                .await?;
+            self.tombstone(e.as_str()).await?;
         }
         for unit in self.dir.units.values() {
             let rec = unit_record(unit, &self.dir, self.reports.counts(&unit.id));
@@ -406,16 +404,31 @@ impl Core {
     /// caused it is not marked applied until this succeeds.
     async fn publish_state(&self, r: StateRecord) -> Result<(), BusError> {
         let payload = serde_json::to_vec(&r).expect("state records serialise");
+        self.publish_retrying(&self.topics.state, r.entity.as_str(), Some(payload))
+            .await
+    }
+
+    /// Removes `entity` from `ioc.state` (a tombstone), under the same retry policy.
+    async fn tombstone(&self, entity: &str) -> Result<(), BusError> {
+        self.publish_retrying(&self.topics.state, entity, None)
+            .await
+    }
+
+    /// Every write of the core (states, tombstones, alert events, dead letters) goes through
+    /// here: while the bus is unavailable it waits and retries with backoff, so a broker
+    /// outage pauses the core and never ends it; other errors are returned.
+    async fn publish_retrying(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Option<Vec<u8>>,
+    ) -> Result<(), BusError> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self
-                .bus
-                .publish(&self.topics.state, r.entity.as_str(), Some(payload.clone()))
-                .await
-            {
+            match self.bus.publish(topic, key, payload.clone()).await {
                 Ok(_) => return Ok(()),
                 Err(BusError::Unavailable(e)) => {
-                    warn!(entity = %r.entity, error = %e, "state publish failed; retrying");
+                    warn!(topic, key, error = %e, "publish failed; retrying");
                     metrics::counter!("ioc_core_publish_retries_total").increment(1);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -440,10 +453,8 @@ impl Core {
         warn!(%source, ?errors, "input dead-lettered");
         metrics::counter!("ioc_deadletter_total", "stage" => "core").increment(1);
         let env = Envelope::dead_letter(&source, entity, errors, original, Utc::now());
-        self.bus
-            .publish(&self.topics.deadletter, &source, Some(env.to_bytes()))
+        self.publish_retrying(&self.topics.deadletter, &source, Some(env.to_bytes()))
             .await
-            .map(|_| ())
     }
 
     async fn readings(&mut self, batch: &[Message]) -> Result<(), BusError> {
@@ -661,13 +672,7 @@ impl Core {
         );
         self.publish_all(records).await?;
         for id in &changed.removed {
-            self.bus
-                .publish(
-                    &self.topics.state,
-                    EntityId::new("report", id).as_str(),
-                    None,
-                )
-                .await?;
+            self.tombstone(EntityId::new("report", id).as_str()).await?;
         }
         if !self.alerts.config().enabled {
             return Ok(());
@@ -722,9 +727,7 @@ impl Core {
                 Transition::Cleared(a) => (EventKind::AlertCleared, a),
                 Transition::Escalated(a) => (EventKind::AlertEscalated, a),
                 Transition::Expired(a) => {
-                    self.bus
-                        .publish(&self.topics.state, a.entity_id().as_str(), None)
-                        .await?;
+                    self.tombstone(a.entity_id().as_str()).await?;
                     continue;
                 }
             };
@@ -748,13 +751,12 @@ impl Core {
                     "core:rules",
                     data,
                 );
-                self.bus
-                    .publish(
-                        &self.topics.alerts,
-                        alert.entity_id().as_str(),
-                        Some(env.to_bytes()),
-                    )
-                    .await?;
+                self.publish_retrying(
+                    &self.topics.alerts,
+                    alert.entity_id().as_str(),
+                    Some(env.to_bytes()),
+                )
+                .await?;
             }
             let local = LocalId::parse("entity", alert.entity.local()).ok();
             let place = local.as_ref().and_then(|id| match alert.entity.kind() {
@@ -863,9 +865,7 @@ impl Core {
         }
         self.publish_all(records).await?;
         for t in tombstones {
-            self.bus
-                .publish(&self.topics.state, t.as_str(), None)
-                .await?;
+            self.tombstone(t.as_str()).await?;
         }
         Ok(())
     }

@@ -349,14 +349,16 @@ impl ReportBook {
     pub fn observation(&self, id: &LocalId) -> Option<Observation> {
         let e = self.reports.get(id)?;
         let r = &e.report;
-        let short: String = r.description.chars().take(80).collect();
+        // The report's service and id, never its text: whoever sees the alert may open the
+        // report if they may see it, and nobody learns more of it from the alert.
         let mut o = Observation::new(
             "report_overdue",
             EntityId::new("report", id),
-            format!("{}: {short}", r.service_name),
+            format!("{} ({})", r.service_name, r.id),
             r.agency.clone(),
             e.overdue,
         );
+        o.sensitive = model::report::is_sensitive(&r.service_code);
         o.title = "Phản ánh quá hạn xử lý".into();
         o.detail = format!(
             "{} ({}), hạn {}, {}",
@@ -418,6 +420,7 @@ mod tests {
             attributes: Default::default(),
             contact: Contact::default(),
             reporter: "citizen-1".into(),
+            reporter_role: None,
             requested: t(at),
             routing: Routing {
                 units: vec![id("hg-vi-thanh"), id("hg")],

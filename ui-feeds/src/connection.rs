@@ -11,10 +11,11 @@ use store::replay::ReplayRequest;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use auth::{Caller, Role};
+use auth::{Role, WsCaller};
+use axum::extract::ws::CloseFrame;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use indexmap::IndexMap;
 use model::{EntityId, Layer, StateRecord};
@@ -27,12 +28,33 @@ use crate::{FeedsConfig, FeedsState};
 
 pub async fn upgrade(
     State(st): State<FeedsState>,
-    caller: Caller,
+    caller: WsCaller,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if !Layer::ALL.into_iter().any(|l| caller.0.role.can_view(l)) {
+        return auth::Rejection::forbidden(format!("role {} has no layer to watch", caller.0.role))
+            .into_response();
+    }
     let max = st.config.max_client_message;
     ws.max_message_size(max)
+        .max_frame_size(max)
         .on_upgrade(move |socket| serve(socket, st, caller.0))
+}
+
+/// Close codes the pages understand (PROTOCOL.md): the token ran out, so reconnect with a
+/// fresh one; and the standard policy-violation code for a client that does not read.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+pub const CLOSE_POLICY: u16 = 1008;
+
+/// Why the server ends a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The client closed, or the socket failed.
+    Client,
+    /// The client let more than the outbound budget queue up unread.
+    OverBudget,
+    /// The token the connection was opened with expired.
+    Expired,
 }
 
 /// A pending change for one entity: its seq and record (`None` = remove).
@@ -86,10 +108,45 @@ impl Sub {
 #[derive(Default)]
 struct Outbox {
     control: VecDeque<String>,
+    /// Bytes queued in `control`, held against `FeedsConfig::max_outbox_bytes`.
+    control_bytes: usize,
+    /// Set when the connection must end (and why); the writer closes it.
+    ending: Option<Ending>,
+    /// The front of `control` is a snapshot sent next, not counted in `control_bytes`.
+    unbudgeted_front: bool,
     subs: HashMap<String, Sub>,
     /// Running replays by id.
     replays: HashMap<String, AbortHandle>,
-    closed: bool,
+}
+
+impl Outbox {
+    /// Queues `text`; `true` if that took the connection over `budget` (it must end).
+    #[must_use]
+    fn enqueue(&mut self, text: String, budget: usize) -> bool {
+        if self.ending.is_some() {
+            return false;
+        }
+        if self.control_bytes + text.len() > budget {
+            self.ending = Some(Ending::OverBudget);
+            self.control.clear();
+            self.control_bytes = 0;
+            metrics::counter!("ioc_ws_closed_over_budget_total").increment(1);
+            return true;
+        }
+        self.control_bytes += text.len();
+        self.control.push_back(text);
+        false
+    }
+
+    fn pop(&mut self) -> Option<String> {
+        let m = self.control.pop_front()?;
+        if self.unbudgeted_front {
+            self.unbudgeted_front = false;
+        } else {
+            self.control_bytes = self.control_bytes.saturating_sub(m.len());
+        }
+        Some(m)
+    }
 }
 
 struct Conn {
@@ -99,8 +156,12 @@ struct Conn {
     role: Role,
     /// The cameras this caller may see.
     cameras: model::CameraScope,
+    /// The sensitive matters this caller may see.
+    sensitive: model::report::SensitiveScope,
     outbox: Mutex<Outbox>,
     wake: Notify,
+    /// Signalled when the connection must end while the writer may be blocked in a send.
+    ended: Notify,
     /// Replay frames, bounded: a slow client slows its replays, not the server.
     replay_tx: mpsc::Sender<String>,
 }
@@ -110,8 +171,20 @@ impl Conn {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Queues a message for the client within the connection's outbound budget; past it
+    /// the connection is ended (a client that does not read its replies cannot grow us).
     fn control(&self, msg: ServerMsg<'_>) {
-        self.lock().control.push_back(msg.to_text());
+        let text = msg.to_text();
+        let over = self.lock().enqueue(text, self.config.max_outbox_bytes);
+        self.queued(over);
+    }
+
+    /// Wakes the writer after a message was queued, and ends a send it is blocked in when
+    /// the queue went over budget.
+    fn queued(&self, over_budget: bool) {
+        if over_budget {
+            self.ended.notify_one();
+        }
         self.wake.notify_one();
     }
 
@@ -123,6 +196,7 @@ impl Conn {
     /// may see.
     fn admit(&self, spec: &mut SubSpec) -> Result<(), String> {
         spec.query.cameras = self.cameras.clone();
+        spec.query.sensitive = self.sensitive.clone();
         match spec.query.layers.iter().find(|l| !self.role.can_view(**l)) {
             Some(l) => Err(format!("role {} may not see layer {l}", self.role)),
             None => Ok(()),
@@ -264,18 +338,15 @@ impl Conn {
         if let Some(r) = c.record.as_deref() {
             if r.layer == Layer::Alerts
                 && self.role.can_view(Layer::Alerts)
-                && replica::visible_with(&self.cameras, r)
+                && replica::visible_with(&self.cameras, &self.sensitive, r)
             {
-                let mut ob = self.lock();
-                // Bounded like everything else: a client this far behind resyncs the layer.
-                if ob.control.len() < self.config.max_pending {
-                    ob.control.push_back(
-                        ServerMsg::Alert {
-                            alert: r.to_feature(),
-                        }
-                        .to_text(),
-                    );
+                let text = ServerMsg::Alert {
+                    alert: r.to_feature(),
                 }
+                .to_text();
+                // Within the same budget as every other queued message.
+                let over = self.lock().enqueue(text, self.config.max_outbox_bytes);
+                self.queued(over);
             }
         }
         let mut ob = self.lock();
@@ -301,7 +372,7 @@ impl Conn {
     /// The next message to send, or `None` when there is nothing to do now.
     fn next_message(&self) -> Option<String> {
         let mut ob = self.lock();
-        if let Some(m) = ob.control.pop_front() {
+        if let Some(m) = ob.pop() {
             return Some(m);
         }
         // Snapshots first: a subscription's snapshot must precede its deltas.
@@ -337,8 +408,12 @@ impl Conn {
             .to_text();
             return Some(match resync {
                 Some(reason) => {
-                    // Resync notice then snapshot, as two frames; queue the snapshot first in line.
-                    self.lock().control.push_front(snapshot);
+                    // Resync notice then snapshot, as two frames; the snapshot goes first in
+                    // line (it is sent next, so it is not held against the budget).
+                    let mut ob = self.lock();
+                    ob.control.push_front(snapshot);
+                    ob.unbudgeted_front = true;
+                    drop(ob);
                     ServerMsg::Resync { sub: &id, reason }.to_text()
                 }
                 None => snapshot,
@@ -389,8 +464,10 @@ async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
         config: st.config.clone(),
         role,
         cameras: claims.camera_scope(),
+        sensitive: claims.sensitive_scope(),
         outbox: Mutex::new(Outbox::default()),
         wake: Notify::new(),
+        ended: Notify::new(),
         replay_tx,
     });
     let layers: Vec<Layer> = Layer::ALL
@@ -416,7 +493,7 @@ async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
                     _ => {}
                 }
             }
-            conn.lock().closed = true;
+            conn.lock().ending.get_or_insert(Ending::Client);
             conn.wake.notify_one();
         })
     };
@@ -434,12 +511,17 @@ async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
         })
     };
 
-    loop {
+    // The token's end is the connection's: a socket must not outlive the right to it.
+    let expires = tokio::time::Instant::now()
+        + std::time::Duration::from_secs(
+            u64::try_from(claims.exp - chrono::Utc::now().timestamp()).unwrap_or(0),
+        );
+    let ending = loop {
         let notified = conn.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if conn.lock().closed {
-            break;
+        if let Some(e) = conn.lock().ending {
+            break e;
         }
         // Live messages first, then replay frames; otherwise wait for either.
         let text = match conn.next_message() {
@@ -448,16 +530,50 @@ async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
                 Ok(text) => text,
                 Err(_) => tokio::select! {
                     _ = notified => continue,
+                    _ = tokio::time::sleep_until(expires) => break Ending::Expired,
                     Some(text) = replay_rx.recv() => text,
                 },
             },
         };
         metrics::counter!("ioc_ws_messages_sent_total").increment(1);
-        if tx.send(Message::Text(text.into())).await.is_err() {
-            break;
+        // A send blocked on a client that does not read ends when the connection must.
+        let ended = async {
+            loop {
+                conn.ended.notified().await;
+                if let Some(e) = conn.lock().ending {
+                    return e;
+                }
+            }
+        };
+        tokio::select! {
+            sent = tx.send(Message::Text(text.into())) => if sent.is_err() { break Ending::Client },
+            e = ended => break e,
+            _ = tokio::time::sleep_until(expires) => break Ending::Expired,
         }
+    };
+    let close = match ending {
+        Ending::Client => None,
+        Ending::OverBudget => Some((
+            CLOSE_POLICY,
+            "outbound budget exceeded: read the messages sent to you",
+        )),
+        Ending::Expired => Some((
+            CLOSE_TOKEN_EXPIRED,
+            "token expired: reconnect with a fresh token",
+        )),
+    };
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            tx.send(Message::Close(Some(frame))),
+        )
+        .await;
     }
-    debug!("websocket closed");
+    debug!(?ending, "websocket closed");
     for (_, h) in conn.lock().replays.drain() {
         h.abort();
     }

@@ -35,6 +35,9 @@ pub struct FeedsConfig {
     pub max_client_message: usize,
     /// Replays running at once on one connection.
     pub max_replays: usize,
+    /// Bytes of replies, errors and alerts one connection may have queued unread; past it
+    /// the socket is closed with 1008 (policy violation).
+    pub max_outbox_bytes: usize,
 }
 
 impl Default for FeedsConfig {
@@ -45,6 +48,7 @@ impl Default for FeedsConfig {
             snapshot_limit: 20_000,
             max_client_message: 64 * 1024,
             max_replays: 2,
+            max_outbox_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -71,6 +75,7 @@ pub fn router(state: FeedsState) -> Router {
         .route("/ws", get(connection::upgrade))
         .route("/", get(page::index))
         .route("/wall.js", get(page::wall_js))
+        .route("/wall.css", get(page::wall_css))
         .route("/vendor/leaflet/leaflet.js", get(page::leaflet_js))
         .route("/vendor/leaflet/leaflet.css", get(page::leaflet_css))
         .with_state(state)

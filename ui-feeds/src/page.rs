@@ -9,6 +9,7 @@ use crate::FeedsState;
 
 const INDEX: &str = include_str!("../static/index.html");
 const WALL_JS: &str = include_str!("../static/wall.js");
+const WALL_CSS: &str = include_str!("../static/wall.css");
 const LEAFLET_JS: &str = include_str!("../static/vendor/leaflet/leaflet.js");
 const LEAFLET_CSS: &str = include_str!("../static/vendor/leaflet/leaflet.css");
 
@@ -32,6 +33,10 @@ pub async fn index(State(st): State<FeedsState>) -> Html<String> {
 
 pub async fn wall_js() -> Response {
     asset("text/javascript; charset=utf-8", WALL_JS)
+}
+
+pub async fn wall_css() -> Response {
+    asset("text/css; charset=utf-8", WALL_CSS)
 }
 
 pub async fn leaflet_js() -> Response {

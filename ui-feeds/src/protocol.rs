@@ -116,7 +116,9 @@ fn spec(v: &Value) -> Result<SubSpec, FieldError> {
             layers,
             bbox,
             unit,
+            // Set from the caller when the subscription is admitted.
             cameras: Default::default(),
+            sensitive: Default::default(),
         },
     })
 }

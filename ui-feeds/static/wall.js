@@ -12,8 +12,14 @@ function band(table, v) { for (const row of table) if (v < row[0]) return row; r
 function vnTime(ts) { return new Date(ts).toLocaleTimeString("vi-VN", { timeZone: "Asia/Ho_Chi_Minh" }); }
 function esc(s) { return String(s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])); }
 
-document.getElementById("aq-legend").innerHTML = PM25.map((r, i) =>
-  `<div><span class="sw" style="background:${r[1]}"></span> ${i ? PM25[i - 1][0] : 0}–${r[0] === Infinity ? "…" : r[0]} ${r[2]}</div>`).join("");
+// Built with the DOM, not markup: the page's CSP refuses style attributes in markup.
+for (const [i, r] of PM25.entries()) {
+  const row = document.createElement("div"), sw = document.createElement("span");
+  sw.className = "sw";
+  sw.style.background = r[1];
+  row.append(sw, ` ${i ? PM25[i - 1][0] : 0}–${r[0] === Infinity ? "…" : r[0]} ${r[2]}`);
+  document.getElementById("aq-legend").append(row);
+}
 
 const mode = document.body.dataset.mode;
 const modeEl = document.getElementById("mode");
@@ -101,7 +107,7 @@ function aqiLine(a, what) {
   if (!a) return "";
   const when = new Date(a.period).toLocaleString("vi-VN", { timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit" });
   if (a.value === undefined) return `<br><span class="small">${what} ${esc(when)}: không tính được (${esc(a.absent || "")})</span>`;
-  return `<br>${what} ${esc(when)}: <b style="color:${esc(a.color)}">${a.value}</b> ${esc(a.band_vi)} <span class="small">(chính: ${esc(a.dominant)})</span>`;
+  return `<br>${what} ${esc(when)}: <b class="aqi-${esc(a.band)}">${esc(a.value)}</b> ${esc(a.band_vi)} <span class="small">(chính: ${esc(a.dominant)})</span>`;
 }
 
 function popup(f) {
@@ -424,6 +430,15 @@ function connect(resume) {
   };
   ws.onclose = ev => {
     endReplay("stopped", "mất kết nối; phát lại đã dừng");
+    if (ev.code === 4001) {
+      // The token expired (PROTOCOL.md): ask for a fresh one, then resume where we were.
+      window.iocWall.expired = true;
+      setConn("phiên hết hạn — cần mã truy cập mới", "bad");
+      sessionStorage.removeItem("ioc-token");
+      history.replaceState(null, "", location.pathname);
+      document.getElementById("login").style.display = "flex";
+      return;
+    }
     setConn("mất kết nối — đang thử lại", "bad");
     if (ev.code === 1006 && !epoch) { /* refused at upgrade: probably a bad token */ }
     setTimeout(() => connect(true), retry); retry = Math.min(retry * 2, 10000);

@@ -66,8 +66,12 @@ pub struct ReportCreated {
     pub attributes: BTreeMap<String, String>,
     #[serde(default)]
     pub contact: Contact,
-    /// The token subject that filed it (the reporter may reopen).
+    /// Who filed it, as `role:sub` (the reporter may reopen; a token of another role with
+    /// the same `sub` is somebody else).
     pub reporter: String,
+    /// The role it was filed under (`citizen` for events written before roles were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporter_role: Option<String>,
     pub requested: DateTime<FixedOffset>,
     pub routing: Routing,
     /// Hours allowed to resolve it.
@@ -175,7 +179,7 @@ impl Report {
             event_id: c.event_id,
             at: c.requested,
             by: c.reporter.clone(),
-            role: "citizen".into(),
+            role: c.reporter_role.clone().unwrap_or_else(|| "citizen".into()),
             action: "created".into(),
             from: None,
             to: ReportState::Received,
@@ -453,6 +457,7 @@ mod tests {
             attributes: BTreeMap::new(),
             contact: Contact::default(),
             reporter: "citizen-1".into(),
+            reporter_role: None,
             requested: t("2026-11-23T08:00:00+07:00"),
             routing: Routing {
                 units: vec![LocalId::parse("id", "hg-vi-thanh").unwrap()],

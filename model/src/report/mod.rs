@@ -185,6 +185,35 @@ pub const SERVICES: [Service; 12] = [
     ),
 ];
 
+/// Public-order reports are police matters: only those who see sensitive matters of the
+/// agency handling them (and the reporter) may see them, or alerts about them.
+pub fn is_sensitive(service_code: &str) -> bool {
+    service_code.starts_with("order.")
+}
+
+/// Which sensitive matters (public-order reports, alerts about them) a caller may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SensitiveScope {
+    /// None (the default: a scope nobody set sees nothing sensitive).
+    #[default]
+    None,
+    /// Those handled by this agency.
+    Agency(crate::LocalId),
+    /// All of them (operators, admins, leaders, police).
+    All,
+}
+
+impl SensitiveScope {
+    /// May a caller with this scope see a sensitive matter handled by `agency`?
+    pub fn allows(&self, agency: Option<&str>) -> bool {
+        match self {
+            SensitiveScope::None => false,
+            SensitiveScope::Agency(mine) => agency == Some(mine.as_str()),
+            SensitiveScope::All => true,
+        }
+    }
+}
+
 pub fn service(code: &str) -> Option<&'static Service> {
     SERVICES.iter().find(|s| s.code == code)
 }

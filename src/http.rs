@@ -1,0 +1,241 @@
+//! The one HTTP listener of a process (API, ingest, pages, websocket and the video workers'
+//! media endpoint share it), served with the limits a public-facing service needs: a cap on
+//! connections in all and per client address, a deadline for a request's headers (which is
+//! also how long an idle keep-alive connection is kept), a deadline for answering a request
+//! (streams such as MJPEG and websockets run past it once answered), security headers on
+//! every answer, and a panic in a handler answered 500 instead of a dropped connection.
+//!
+//! axum's own `serve` has none of these (no header timer, no cap), which let 1,200 half-sent
+//! requests stay open and 1,100 idle sockets exhaust the open-files limit.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+use tracing::{debug, error, warn};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// A request's headers must arrive within this (s); a keep-alive connection idle this
+    /// long between requests is closed too.
+    pub header_read_timeout_s: u64,
+    /// A request must be answered within this (s), its body read included; a stream already
+    /// answered (MJPEG, HLS, websocket, replay) is not cut.
+    pub request_timeout_s: u64,
+    /// Open connections in all; past it, new ones are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one client address.
+    pub max_connections_per_client: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_s: 10,
+            request_timeout_s: 30,
+            max_connections: 8192,
+            max_connections_per_client: 256,
+        }
+    }
+}
+
+/// Open connections per client address, and in all.
+#[derive(Default)]
+struct Conns {
+    total: usize,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+/// One admitted connection; it leaves the count when dropped.
+struct Admitted {
+    conns: Arc<Mutex<Conns>>,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut c = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_client.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_client.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn admit(conns: &Arc<Mutex<Conns>>, cfg: &HttpConfig, ip: IpAddr) -> Option<Admitted> {
+    let mut c = conns.lock().unwrap_or_else(|e| e.into_inner());
+    let mine = c.per_client.get(&ip).copied().unwrap_or(0);
+    if c.total >= cfg.max_connections || mine >= cfg.max_connections_per_client {
+        return None;
+    }
+    c.total += 1;
+    *c.per_client.entry(ip).or_default() += 1;
+    Some(Admitted {
+        conns: conns.clone(),
+        ip,
+    })
+}
+
+/// Raises this process's open-files limit to its hard limit (systemd units set
+/// `LimitNOFILE=`): the default soft limit of 1024 is a few hundred idle clients.
+pub fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let before = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                debug!(before, after = lim.rlim_max, "open-files limit raised");
+            }
+        }
+    }
+}
+
+/// The headers every answer carries: no sniffing of content types (a JPEG/HTML polyglot
+/// stays an image), no framing by other sites, no referrer leaving the site, and a policy
+/// that runs only the site's own scripts and styles. Pages set nothing inline.
+pub async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
+        if !h.contains_key(&k) {
+            h.insert(k, HeaderValue::from_static(v));
+        }
+    };
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'",
+    );
+    resp
+}
+
+/// A handler that panicked: 500 in the API's error shape; the panic is logged by the hook.
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    metrics::counter!("ioc_http_panics_total").increment(1);
+    error!("a request handler panicked; answered 500");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(serde_json::json!({"error": "internal", "reason": "internal error"})),
+    )
+        .into_response()
+}
+
+/// The app with the per-request limits: answer deadline, panic catching, security headers.
+pub fn harden(app: Router, cfg: &HttpConfig) -> Router {
+    app.layer(axum::middleware::map_response(security_headers))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.request_timeout_s.max(1)),
+        ))
+}
+
+/// Serves `app` on `listener` until the listener fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    cfg: HttpConfig,
+) -> std::io::Result<()> {
+    raise_open_files_limit();
+    let app = harden(app, &cfg);
+    let conns = Arc::new(Mutex::new(Conns::default()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(cfg.header_read_timeout_s.max(1)))
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(64)
+        .keep_alive_interval(Duration::from_secs(cfg.header_read_timeout_s.max(1)));
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors or the like: wait instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(admitted) = admit(&conns, &cfg, peer.ip()) else {
+            metrics::counter!("ioc_http_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = app
+            .clone()
+            .map_request(move |mut req: axum::http::Request<_>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let _admitted = admitted;
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await
+            {
+                debug!(%peer, error = %e, "connection ended");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_capped_per_client_and_in_all() {
+        let cfg = HttpConfig {
+            max_connections: 3,
+            max_connections_per_client: 2,
+            ..HttpConfig::default()
+        };
+        let conns = Arc::new(Mutex::new(Conns::default()));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = admit(&conns, &cfg, a).unwrap();
+        let _a2 = admit(&conns, &cfg, a).unwrap();
+        assert!(admit(&conns, &cfg, a).is_none(), "per client");
+        let _b1 = admit(&conns, &cfg, b).unwrap();
+        assert!(admit(&conns, &cfg, b).is_none(), "in all");
+        drop(a1);
+        assert!(
+            admit(&conns, &cfg, b).is_some(),
+            "a closed connection frees its place"
+        );
+        assert_eq!(conns.lock().unwrap().per_client.len(), 2);
+    }
+}
