@@ -234,7 +234,7 @@ impl Camera {
                 if authority.contains('@') || credentials_in_url(rest) {
                     c.fail(
                         "stream.url",
-                        "must not carry a user, password or key anywhere in it; name a credential set in `stream.credentials`",
+                        "must not carry a user or password (nor a key or token) anywhere in it; name a credential set in `stream.credentials`",
                     );
                 } else if authority.is_empty() {
                     c.fail("stream.url", "has no host");

@@ -486,10 +486,14 @@ async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
         let conn = conn.clone();
         tokio::spawn(async move {
             while let Some(Ok(msg)) = rx.next().await {
+                // A connection that is ending is only drained (so that closing it does not
+                // reset it under the close frame): nothing a client sends then is handled.
+                let ending = conn.lock().ending.is_some();
                 match msg {
+                    Message::Close(_) => break,
+                    _ if ending => {}
                     Message::Text(t) => conn.handle(t.as_str()),
                     Message::Binary(_) => conn.error(None, "", "send text frames with JSON"),
-                    Message::Close(_) => break,
                     _ => {}
                 }
             }
@@ -567,8 +571,9 @@ async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
             code,
             reason: reason.into(),
         };
+        // A client behind on reading gets a while to read up to the close frame.
         let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(10),
             tx.send(Message::Close(Some(frame))),
         )
         .await;
@@ -577,8 +582,19 @@ async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
     for (_, h) in conn.lock().replays.drain() {
         h.abort();
     }
-    reader.abort();
     pump.abort();
+    if close.is_some() {
+        // Until the client answers the close (or a while has passed), drain what it sends.
+        let mut reader = reader;
+        if tokio::time::timeout(std::time::Duration::from_secs(10), &mut reader)
+            .await
+            .is_err()
+        {
+            reader.abort();
+        }
+    } else {
+        reader.abort();
+    }
     let _ = tx.close().await;
     metrics::gauge!("ioc_ws_clients").decrement(1.0);
 }

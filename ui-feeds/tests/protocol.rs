@@ -223,11 +223,12 @@ async fn resume_sends_only_what_changed_since() {
 #[tokio::test]
 async fn errors_name_the_field_and_roles_limit_layers() {
     let s = server(FeedsConfig::default()).await;
-    let mut ws = connect(&s, Role::Sensor).await;
+    // A citizen sees open environmental data, not the reports layer.
+    let mut ws = connect(&s, Role::Citizen).await;
     recv_op(&mut ws, "hello").await;
     send(
         &mut ws,
-        json!({"op":"subscribe","id":"a","layers":["salinity"]}),
+        json!({"op":"subscribe","id":"a","layers":["reports"]}),
     )
     .await;
     let e = recv_op(&mut ws, "error").await;
@@ -243,6 +244,15 @@ async fn errors_name_the_field_and_roles_limit_layers() {
         .as_str()
         .unwrap()
         .contains("JSON"));
+
+    // A role with no layer to watch (a sensor) gets no socket: 403 at the upgrade.
+    let sensor = s
+        .auth
+        .issue("t", Role::Sensor, None, chrono::Duration::hours(1));
+    let err = connect_async(format!("ws://{}/ws?access_token={sensor}", s.addr))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
 
     // No token: the upgrade is refused with 401.
     let err = connect_async(format!("ws://{}/ws", s.addr))
