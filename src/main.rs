@@ -69,8 +69,9 @@ enum Command {
         /// operator, police, leader, agency, admin, sensor, citizen or school
         #[arg(long)]
         role: String,
-        /// Who the token is for.
-        #[arg(long, default_value = "cli")]
+        /// Who the token is for (required: the subject is what audit rows and report
+        /// ownership name, so two people must never share one).
+        #[arg(long)]
         sub: String,
         /// Agency id, for agency users; school id, for school users.
         #[arg(long)]
@@ -78,6 +79,10 @@ enum Command {
         /// Rights beyond the role: camera_images (leaders), school_cameras (operators).
         #[arg(long)]
         grant: Vec<String>,
+        /// For sensor tokens: a station the device may report for (repeat for several;
+        /// without any, a sensor may report for the stations of its --agency).
+        #[arg(long)]
+        station: Vec<String>,
     },
     /// Prints the effective configuration as JSON (secrets redacted) and exits.
     Config,
@@ -171,8 +176,17 @@ fn main() -> anyhow::Result<()> {
                 sub,
                 agency,
                 grant,
+                station,
             } => {
                 let role: auth::Role = role.parse().map_err(anyhow::Error::msg)?;
+                anyhow::ensure!(
+                    !sub.trim().is_empty(),
+                    "--sub must name who the token is for"
+                );
+                for s in &station {
+                    model::LocalId::parse("station", s)
+                        .map_err(|e| anyhow::anyhow!("--station: {e}"))?;
+                }
                 let grants = grant
                     .iter()
                     .map(|g| g.parse::<auth::Grant>())
@@ -182,10 +196,17 @@ fn main() -> anyhow::Result<()> {
                     "no auth secret configured (auth.secret, auth.secret_file or IOC_AUTH__SECRET)",
                 )?;
                 let a = auth::Authenticator::new(&secret)?;
-                println!(
-                    "{}",
-                    a.issue_granted(&sub, role, agency.as_deref(), &grants, cfg.auth.ttl())
-                );
+                let now = chrono::Utc::now().timestamp();
+                let claims = auth::Claims {
+                    sub,
+                    role,
+                    agency,
+                    grants,
+                    stations: station,
+                    iat: now,
+                    exp: now + cfg.auth.ttl().num_seconds(),
+                };
+                println!("{}", a.sign(&claims));
                 Ok(())
             }
             Command::Config => {

@@ -531,7 +531,9 @@ fn print_demo_banner(auth: &Authenticator, cfg: &Config, local: SocketAddr) {
     );
     for role in Role::ALL {
         let sub = format!("demo-{role}");
-        let agency = (role == Role::Agency).then_some("hg-stnmt");
+        // The demo's agency user and sensor gateway belong to Hậu Giang's environment
+        // department (a sensor token may report only for its agency's stations).
+        let agency = matches!(role, Role::Agency | Role::Sensor).then_some("hg-stnmt");
         println!(
             "  {:<9} {}",
             role.as_str(),

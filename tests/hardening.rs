@@ -627,6 +627,7 @@ async fn tokens_headers_and_probing() {
         role: auth::Role::Operator,
         agency: None,
         grants: vec![],
+        stations: vec![],
         iat,
         exp,
     };
@@ -690,4 +691,94 @@ async fn tokens_headers_and_probing() {
         page.matches("<script").count() == page.matches("<script src=").count(),
         "inline scripts in the page"
     );
+}
+
+/// Item 5: a sensor token names the stations it may report for, and a reading stamped ahead
+/// of its arrival does not hold the station's latest value against the genuine ones.
+#[tokio::test]
+async fn sensors_report_only_for_their_stations_and_future_stamps_do_not_win() {
+    let ioc = demo(&[("IOC_DEMO__INTERVAL_S", "3600")], None).await;
+    let now = chrono::Utc::now();
+    let device = auth().sign(&auth::Claims {
+        sub: "probe-vt-01".into(),
+        role: auth::Role::Sensor,
+        agency: None,
+        grants: vec![],
+        stations: vec!["hg-vt-sal-01".into()],
+        iat: now.timestamp(),
+        exp: now.timestamp() + 600,
+    });
+    let push = |body: Value| {
+        let url = ioc.url("/ingest/v1/readings");
+        let t = device.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(t)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let reading = |station: &str, at: chrono::DateTime<chrono::Utc>, value: f64| json!({"station": station, "parameter": "salinity", "ts": at.to_rfc3339(), "value": value, "unit": "‰"});
+    // Another province's station: refused by item, with the reason.
+    let (s, v) = push(json!([
+        reading("tg-vam-kenh-sal", now, 35.0),
+        reading("hg-vt-sal-01", now, 1.0)
+    ]))
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["accepted"], 1, "{v}");
+    assert_eq!(v["rejected"][0]["index"], 0);
+    assert_eq!(v["rejected"][0]["errors"][0]["field"], "station");
+    assert!(
+        v["rejected"][0]["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not name station"),
+        "{v}"
+    );
+    // Its own station, stamped 290 s ahead, then genuine readings on time.
+    let (s, v) = push(json!([reading(
+        "hg-vt-sal-01",
+        now + chrono::Duration::seconds(290),
+        35.0
+    )]))
+    .await;
+    assert_eq!(s, 202, "{v}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 1..=3 {
+        let (s, v) = push(json!([reading(
+            "hg-vt-sal-01",
+            chrono::Utc::now() + chrono::Duration::seconds(i),
+            1.2
+        )]))
+        .await;
+        assert_eq!(s, 202, "{v}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = get_json(
+            &ioc,
+            "/api/v1/layers/salinity/features",
+            auth::Role::Operator,
+        )
+        .await;
+        let latest = v["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == "station:hg-vt-sal-01")
+            .map(|f| f["properties"]["latest"]["salinity"]["value"].clone());
+        if latest == Some(json!(1.2)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the future-stamped 35‰ still holds the station: {latest:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

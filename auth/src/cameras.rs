@@ -154,6 +154,7 @@ mod tests {
             role,
             agency: agency.map(str::to_string),
             grants: grants.to_vec(),
+            stations: vec![],
             iat: 0,
             exp: 0,
         }

@@ -138,6 +138,10 @@ pub struct Claims {
     /// Rights beyond the role's (see [`Grant`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<Grant>,
+    /// For sensor devices and gateways: the stations they may report for (without it, a
+    /// sensor may report for the stations of its `agency`, and with neither, for none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stations: Vec<String>,
     pub iat: i64,
     pub exp: i64,
 }
@@ -230,6 +234,7 @@ impl Authenticator {
             role,
             agency: agency.map(str::to_string),
             grants: grants.to_vec(),
+            stations: vec![],
             iat: now,
             exp: now + ttl.num_seconds(),
         };
@@ -438,6 +443,7 @@ mod tests {
                 role: Role::Admin,
                 agency: None,
                 grants: vec![],
+                stations: vec![],
                 iat: 0,
                 exp: i64::MAX / 2,
             },
@@ -458,6 +464,7 @@ mod tests {
             role: Role::Operator,
             agency: None,
             grants: vec![],
+            stations: vec![],
             iat,
             exp,
         }

@@ -124,6 +124,7 @@ mod tests {
             role: Role::Operator,
             agency: None,
             grants: vec![Grant::SchoolCameras],
+            stations: vec![],
             iat: 0,
             exp: 0,
         }

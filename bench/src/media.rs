@@ -35,6 +35,7 @@ fn who() -> Claims {
         role: Role::Operator,
         agency: None,
         grants: Vec::new(),
+        stations: vec![],
         iat: 0,
         exp: 0,
     }

@@ -112,7 +112,8 @@ async fn push(
         );
     }
     let source = format!("http:{}", caller.0.sub);
-    match st.ingest.accept(&source, None, &payload).await {
+    let scope = crate::StationScope::of(&caller.0);
+    match st.ingest.accept_scoped(&source, &scope, &payload).await {
         Ok(out) if out.rejected.is_empty() => (StatusCode::ACCEPTED, Json(out)).into_response(),
         Ok(out) => (StatusCode::BAD_REQUEST, Json(out)).into_response(),
         Err(e) => {

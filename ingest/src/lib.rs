@@ -16,7 +16,7 @@ pub mod poll;
 pub mod registry;
 pub mod reports;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -69,8 +69,59 @@ impl From<BusError> for IngestError {
 /// The stations ingest accepts readings for, kept current from the registry topic.
 #[derive(Default)]
 pub struct KnownStations {
-    ids: RwLock<HashSet<LocalId>>,
+    /// Each station with its owning agency.
+    ids: RwLock<HashMap<LocalId, Option<LocalId>>>,
     ready: AtomicBool,
+}
+
+/// Which stations a sender may report for: a device's token names its stations, or its
+/// agency (every station the agency owns); the centre's own roles and configured sources
+/// (MQTT behind the broker's ACL, poll sources) report for any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StationScope {
+    Any,
+    Only(HashSet<LocalId>),
+    Agency(LocalId),
+    /// A sensor token that names neither: nothing.
+    Nothing,
+}
+
+impl StationScope {
+    /// The scope of a token's claims.
+    pub fn of(c: &auth::Claims) -> Self {
+        match c.role {
+            auth::Role::Sensor if !c.stations.is_empty() => StationScope::Only(
+                c.stations
+                    .iter()
+                    .filter_map(|s| LocalId::parse("station", s).ok())
+                    .collect(),
+            ),
+            auth::Role::Sensor => c
+                .agency
+                .as_deref()
+                .and_then(|a| LocalId::parse("agency", a).ok())
+                .map_or(StationScope::Nothing, StationScope::Agency),
+            _ => StationScope::Any,
+        }
+    }
+
+    /// Why `station` (owned by `owner`) is outside the scope, if it is.
+    fn refuses(&self, station: &LocalId, owner: Option<&LocalId>) -> Option<String> {
+        match self {
+            StationScope::Any => None,
+            StationScope::Only(s) if s.contains(station) => None,
+            StationScope::Agency(a) if owner == Some(a) => None,
+            StationScope::Only(_) => Some(format!(
+                "this sensor's token does not name station {station}"
+            )),
+            StationScope::Agency(a) => Some(format!(
+                "station {station} does not belong to {a}, the agency of this sensor's token"
+            )),
+            StationScope::Nothing => {
+                Some("this sensor's token names no stations and no agency to report for".into())
+            }
+        }
+    }
 }
 
 impl KnownStations {
@@ -78,7 +129,16 @@ impl KnownStations {
         self.ids
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(id)
+            .contains_key(id)
+    }
+
+    /// The owning agency of a known station (`None` if unknown, `Some(None)` if unowned).
+    fn owner(&self, id: &LocalId) -> Option<Option<LocalId>> {
+        self.ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -86,10 +146,14 @@ impl KnownStations {
     }
 
     pub fn insert(&self, id: LocalId) {
+        self.insert_owned(id, None);
+    }
+
+    pub fn insert_owned(&self, id: LocalId, agency: Option<LocalId>) {
         self.ids
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id);
+            .insert(id, agency);
     }
 
     /// Follows the registry topic; ready once caught up.
@@ -125,11 +189,8 @@ impl KnownStations {
         };
         match env.kind {
             EventKind::RegistryUpsert => {
-                if matches!(
-                    env.data_as::<RegistryEntry>(),
-                    Ok(RegistryEntry::Station(_))
-                ) {
-                    self.insert(id);
+                if let Ok(RegistryEntry::Station(s)) = env.data_as::<RegistryEntry>() {
+                    self.insert_owned(id, s.agency);
                 }
             }
             EventKind::RegistryRemove => {
@@ -180,12 +241,36 @@ impl SensorIngest {
             .await
     }
 
+    /// Like [`accept`](Self::accept), for a sender that may report only for `scope`:
+    /// readings of other stations are refused per item (and dead-lettered).
+    pub async fn accept_scoped(
+        &self,
+        source: &str,
+        scope: &StationScope,
+        payload: &Value,
+    ) -> Result<Accepted, IngestError> {
+        self.accept_checked(source, None, scope, payload, |_| true)
+            .await
+    }
+
     /// Like [`accept`](Self::accept), but skips readings for which `is_new` is false (a poll
     /// source returning what it returned before).
     pub async fn accept_new(
         &self,
         source: &str,
         topic_station: Option<&LocalId>,
+        payload: &Value,
+        is_new: impl FnMut(&Reading) -> bool,
+    ) -> Result<Accepted, IngestError> {
+        self.accept_checked(source, topic_station, &StationScope::Any, payload, is_new)
+            .await
+    }
+
+    async fn accept_checked(
+        &self,
+        source: &str,
+        topic_station: Option<&LocalId>,
+        scope: &StationScope,
         payload: &Value,
         mut is_new: impl FnMut(&Reading) -> bool,
     ) -> Result<Accepted, IngestError> {
@@ -200,15 +285,15 @@ impl SensorIngest {
             let result = RawReading(item)
                 .validate(topic_station, now)
                 .map_err(|e| e.errors)
-                .and_then(|r| {
-                    if self.stations.contains(&r.station) {
-                        Ok(r)
-                    } else {
-                        Err(vec![FieldError::new(
-                            "station",
-                            format!("{} is not a registered station", r.station),
-                        )])
-                    }
+                .and_then(|r| match self.stations.owner(&r.station) {
+                    None => Err(vec![FieldError::new(
+                        "station",
+                        format!("{} is not a registered station", r.station),
+                    )]),
+                    Some(owner) => match scope.refuses(&r.station, owner.as_ref()) {
+                        Some(reason) => Err(vec![FieldError::new("station", reason)]),
+                        None => Ok(r),
+                    },
                 });
             match result {
                 Ok(r) if !is_new(&r) => out.unchanged += 1,

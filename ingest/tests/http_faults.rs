@@ -48,7 +48,20 @@ async fn serve(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerConte
     }
     std::mem::forget(follow);
     let auth = Arc::new(Authenticator::new(&[3u8; 32]).unwrap());
-    let token = auth.issue("gateway-1", Role::Sensor, None, chrono::Duration::hours(1));
+    // A gateway for the fixture stations (a sensor token names what it may report for).
+    let now = chrono::Utc::now().timestamp();
+    let token = auth.sign(&auth::Claims {
+        sub: "gateway-1".into(),
+        role: Role::Sensor,
+        agency: None,
+        grants: vec![],
+        stations: fixtures::stations::stations()
+            .into_iter()
+            .map(|s| s.id.to_string())
+            .collect(),
+        iat: now,
+        exp: now + 3600,
+    });
     let state = HttpIngestState {
         ingest: Arc::new(SensorIngest::new(bus.clone(), topics.clone(), known)),
         auth,

@@ -299,16 +299,29 @@ pub struct Latest {
     pub ts: DateTime<FixedOffset>,
     #[serde(default)]
     pub quality: Quality,
+    /// When it reached the IOC, if that was before its own time stamp (a sender clock
+    /// ahead, or a forged time): it ranks as of then, not as of its stamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrived_before_ts: Option<DateTime<FixedOffset>>,
 }
 
 impl Latest {
-    pub fn of(r: &Reading) -> Self {
+    /// The latest value `r`, received at `received`.
+    pub fn of(r: &Reading, received: DateTime<FixedOffset>) -> Self {
         Self {
             value: r.value,
             unit: r.unit,
             ts: r.ts,
             quality: r.quality,
+            arrived_before_ts: (received < r.ts).then_some(received),
         }
+    }
+
+    /// The time it ranks by against later readings: its stamp, or its arrival if earlier.
+    /// A reading stamped ahead of its arrival (within the allowed skew) therefore cannot
+    /// hold the latest value against genuine readings arriving after it.
+    pub fn rank(&self) -> DateTime<FixedOffset> {
+        self.arrived_before_ts.map_or(self.ts, |a| a.min(self.ts))
     }
 }
 

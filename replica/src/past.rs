@@ -157,7 +157,7 @@ fn set_latest(rec: &mut StateRecord, r: &Reading) {
         .properties
         .entry("latest")
         .or_insert_with(|| Value::Object(Map::new()));
-    if let (Value::Object(m), Ok(v)) = (latest, serde_json::to_value(Latest::of(r))) {
+    if let (Value::Object(m), Ok(v)) = (latest, serde_json::to_value(Latest::of(r, r.ts))) {
         m.insert(r.parameter.as_str().to_string(), v);
     }
     let ts: DateTime<FixedOffset> = r.ts;

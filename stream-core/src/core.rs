@@ -466,13 +466,13 @@ impl Core {
                 .ok_or_else(|| FieldError::new("payload", "empty message"))
                 .and_then(Envelope::from_bytes)
                 .and_then(|env| match env.kind {
-                    EventKind::SensorReading => env.data_as::<Reading>(),
+                    EventKind::SensorReading => env.data_as::<Reading>().map(|r| (r, env.received)),
                     other => Err(FieldError::new(
                         "kind",
                         format!("{other:?} does not belong on the readings topic"),
                     )),
                 });
-            let reading = match parsed {
+            let (reading, received) = match parsed {
                 Ok(r) => r,
                 Err(e) => {
                     self.dead_letter(m, None, vec![e]).await?;
@@ -488,7 +488,7 @@ impl Core {
                 self.dead_letter(m, Some(entity), vec![e]).await?;
                 continue;
             };
-            let outcome = state.apply(&reading, m.partition, m.offset);
+            let outcome = state.apply_received(&reading, received, m.partition, m.offset);
             if outcome != ApplyOutcome::Duplicate {
                 state.props.last_seen = Some(Utc::now().fixed_offset());
             }

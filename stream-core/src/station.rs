@@ -123,8 +123,22 @@ impl StationState {
         *self = fresh;
     }
 
-    /// Applies the reading found at `(partition, offset)` of the readings topic.
+    /// Applies the reading found at `(partition, offset)` of the readings topic, as if it
+    /// arrived at its own time.
     pub fn apply(&mut self, r: &Reading, partition: i32, offset: i64) -> ApplyOutcome {
+        self.apply_received(r, r.ts, partition, offset)
+    }
+
+    /// Applies the reading found at `(partition, offset)` of the readings topic, received
+    /// by ingest at `received`: it ranks against the latest value by the earlier of its
+    /// time and its arrival (see [`Latest::rank`]).
+    pub fn apply_received(
+        &mut self,
+        r: &Reading,
+        received: DateTime<FixedOffset>,
+        partition: i32,
+        offset: i64,
+    ) -> ApplyOutcome {
         if self
             .applied
             .get(&partition)
@@ -141,13 +155,16 @@ impl StationState {
                 self.props.aqi_daily = Some(daily);
             }
         }
+        let latest = Latest::of(r, received);
         match self.props.latest.get(&r.parameter) {
-            Some(cur) if r.ts < cur.ts => {
+            Some(cur)
+                if latest.rank() < cur.rank() || (latest.rank() == cur.rank() && r.ts < cur.ts) =>
+            {
                 self.props.late += 1;
                 ApplyOutcome::Late
             }
             _ => {
-                self.props.latest.insert(r.parameter, Latest::of(r));
+                self.props.latest.insert(r.parameter, latest);
                 if r.parameter == Parameter::Salinity {
                     let levels = self.station.salinity_levels.unwrap_or_default();
                     let level = levels.next(self.props.salinity_level, r.value);
@@ -268,6 +285,31 @@ mod tests {
         s.apply(&reading(10, 3.5), 0, 4);
         assert_eq!(level(&s), Some(SalinityLevel::Watch));
         assert_eq!(s.props.salinity_level_vi.as_deref(), Some("Theo dõi"));
+    }
+
+    #[test]
+    fn a_reading_stamped_ahead_of_its_arrival_does_not_hold_the_latest_value() {
+        let mut s = StationState::new(station(), vec![], vec![]);
+        let t0 = reading(0, 1.0).ts;
+        // Forged: 35‰ stamped 290 s ahead, arriving at t0.
+        let mut fake = reading(0, 35.0);
+        fake.ts = t0 + chrono::Duration::seconds(290);
+        assert_eq!(s.apply_received(&fake, t0, 0, 1), ApplyOutcome::Advanced);
+        // The genuine readings that follow, on time, replace it at once.
+        for (i, off) in (5..=20).step_by(5).enumerate() {
+            let mut r = reading(0, 1.5);
+            r.ts = t0 + chrono::Duration::seconds(off);
+            let outcome = s.apply_received(&r, r.ts, 0, 2 + i as i64);
+            assert_eq!(outcome, ApplyOutcome::Advanced, "genuine reading {i}");
+        }
+        assert_eq!(s.props.latest[&Parameter::Salinity].value, 1.5);
+        // A reading that is merely late still is late.
+        let mut old = reading(0, 9.0);
+        old.ts = t0 + chrono::Duration::seconds(1);
+        assert_eq!(
+            s.apply_received(&old, t0 + chrono::Duration::seconds(30), 0, 9),
+            ApplyOutcome::Late
+        );
     }
 
     #[test]

@@ -141,13 +141,28 @@ impl Drop for Ioc {
     }
 }
 
+/// A token of `role`; a sensor's is a gateway's for every fixture station (a sensor token
+/// names the stations it may report for).
 pub fn token(role: auth::Role) -> String {
-    auth::Authenticator::new(SECRET.as_bytes()).unwrap().issue(
-        "e2e",
-        role,
-        None,
-        chrono::Duration::hours(1),
-    )
+    let now = chrono::Utc::now().timestamp();
+    let stations = match role {
+        auth::Role::Sensor => fixtures::stations::stations()
+            .into_iter()
+            .map(|s| s.id.to_string())
+            .collect(),
+        _ => vec![],
+    };
+    auth::Authenticator::new(SECRET.as_bytes())
+        .unwrap()
+        .sign(&auth::Claims {
+            sub: "e2e".into(),
+            role,
+            agency: None,
+            grants: vec![],
+            stations,
+            iat: now,
+            exp: now + 3600,
+        })
 }
 
 /// A token with grants beyond the role.
