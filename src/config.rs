@@ -26,6 +26,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Limits of the HTTP listener: timeouts and connection caps.
     pub http: crate::http::HttpConfig,
+    /// How often a subject or an address may write (429 past it).
+    pub limits: auth::limits::LimitsConfig,
     pub bus: BusConfig,
     pub topics: Topics,
     pub auth: AuthConfig,
@@ -50,6 +52,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".into(),
             http: Default::default(),
+            limits: Default::default(),
             public_url: None,
             bus: BusConfig::default(),
             topics: Topics::default(),

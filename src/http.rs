@@ -13,8 +13,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use auth::limits::{Limited, SharedLimiter, WriteKind};
+use auth::Authenticator;
 use axum::extract::ConnectInfo;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -145,9 +147,90 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .into_response()
 }
 
-/// The app with the per-request limits: answer deadline, panic catching, security headers.
-pub fn harden(app: Router, cfg: &HttpConfig) -> Router {
-    app.layer(axum::middleware::map_response(security_headers))
+/// Who may write how often: what the rate-limit middleware needs.
+#[derive(Clone)]
+pub struct WriteLimits {
+    pub limiter: Arc<SharedLimiter>,
+    pub auth: Arc<Authenticator>,
+}
+
+/// The kind of write a request is, if it is one.
+fn write_kind(method: &Method, path: &str) -> Option<WriteKind> {
+    if !matches!(
+        *method,
+        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+    ) {
+        return None;
+    }
+    Some(if path.starts_with("/open311/v2/requests.") {
+        WriteKind::Report
+    } else if path == "/ingest/v1/readings" {
+        WriteKind::Readings
+    } else {
+        WriteKind::Other
+    })
+}
+
+/// 429 with `Retry-After`, in the shape of the resource (Open311's error list for
+/// Open311 paths).
+pub fn too_many(path: &str, l: Limited) -> Response {
+    let secs = l.retry_after.as_secs().max(1);
+    let whose = if l.per_subject {
+        "this account"
+    } else {
+        "this address"
+    };
+    let reason = format!("too many writes from {whose}; retry after {secs} s");
+    let mut resp = if path.starts_with("/open311/") {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!([{"code": 429, "description": reason}])),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!({"error": "rate_limited", "reason": reason, "retry_after_s": secs})),
+        )
+            .into_response()
+    };
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// Charges every write to its client address and, when it carries a valid bearer token, to
+/// its subject (`role:sub`); past a limit it is answered 429 before any handler runs.
+async fn limit_writes(
+    axum::extract::State(w): axum::extract::State<WriteLimits>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(kind) = write_kind(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let address = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let subject = auth::bearer_of(req.headers())
+        .and_then(|t| w.auth.verify(t).ok())
+        .map(|c| c.principal());
+    match w.limiter.check(kind, &address, subject.as_deref()) {
+        Ok(()) => next.run(req).await,
+        Err(l) => {
+            metrics::counter!("ioc_http_rate_limited_total").increment(1);
+            too_many(req.uri().path(), l)
+        }
+    }
+}
+
+/// The app with the per-request limits: answer deadline, panic catching, security headers,
+/// write rates.
+pub fn harden(app: Router, cfg: &HttpConfig, limits: WriteLimits) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(limits, limit_writes))
+        .layer(axum::middleware::map_response(security_headers))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -160,9 +243,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     cfg: HttpConfig,
+    limits: WriteLimits,
 ) -> std::io::Result<()> {
     raise_open_files_limit();
-    let app = harden(app, &cfg);
+    let app = harden(app, &cfg, limits);
     let conns = Arc::new(Mutex::new(Conns::default()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -227,6 +227,7 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
     let mode = bus.name().to_string();
     info!(bus = %mode, ingest = roles.ingest, core = roles.core, api = roles.api, video = roles.video, "ioc starting");
     let auth = authenticator(&cfg, roles.simulate)?;
+    let limiter = Arc::new(auth::limits::SharedLimiter::new(&cfg.limits));
 
     // Topics and registry first: every role depends on them.
     let mut backoff = Duration::from_millis(500);
@@ -435,6 +436,7 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         cameras,
         hls_sessions: Default::default(),
         media_ticket_ttl: cfg.auth.media_ticket_ttl(),
+        limits: limiter.clone(),
         public_url: cfg
             .public_url
             .clone()
@@ -478,8 +480,12 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         }
     }
     let http = cfg.http.clone();
+    let write_limits = crate::http::WriteLimits {
+        limiter: limiter.clone(),
+        auth: auth.clone(),
+    };
     spawn(&mut tasks, "http", async move {
-        crate::http::serve(listener, app, http)
+        crate::http::serve(listener, app, http, write_limits)
             .await
             .context("http server")
     });

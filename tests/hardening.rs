@@ -852,3 +852,79 @@ async fn large_zones_are_checked_without_stalling_the_server() {
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["field"], "geometry");
 }
+
+/// Item 9: the same report twice is one report, and a reporter's writes are rate-limited
+/// with 429 and Retry-After.
+#[tokio::test]
+async fn repeated_and_flooded_reports_are_answered_without_filling_the_queue() {
+    let ioc = demo(&[], None).await;
+    let citizen = token_as("spam", auth::Role::Citizen, None);
+    let post = |description: String| {
+        let url = ioc.url("/open311/v2/requests.json");
+        let t = citizen.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(t)
+                .form(&[
+                    ("service_code", "infra.lighting"),
+                    ("lat", "9.7841"),
+                    ("long", "105.4701"),
+                    ("description", description.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, retry, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, _, first) = post("Đèn đường hỏng".into()).await;
+    assert_eq!(s, 201, "{first}");
+    let (s, _, again) = post("  đèn đường   HỎNG ".into()).await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(
+        again[0]["service_request_id"],
+        first[0]["service_request_id"]
+    );
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for i in 0..40 {
+        let (s, retry, _) = post(format!("Đèn đường số {i} hỏng")).await;
+        statuses.push(s);
+        if s == 429 {
+            retry_after = retry;
+        }
+    }
+    let made = statuses.iter().filter(|s| **s == 201).count();
+    assert!(
+        made < 25,
+        "{made} reports from one citizen in a burst: {statuses:?}"
+    );
+    assert!(statuses.contains(&429));
+    let secs: u64 = retry_after.expect("Retry-After on 429").parse().unwrap();
+    assert!((1..=60).contains(&secs));
+    // The queue holds what was made, not the flood.
+    let v = get_json(
+        &ioc,
+        "/api/v1/reports?state=all&limit=5000",
+        auth::Role::Operator,
+    )
+    .await;
+    let mine = v["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["description"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("Đèn đường")
+        })
+        .count();
+    assert!(mine <= 21, "{mine} reports in the queue");
+}

@@ -20,6 +20,7 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use model::Layer;
 
 mod cameras;
+pub mod limits;
 mod ticket;
 pub use cameras::{CameraUse, Grant};
 use serde::{Deserialize, Serialize};

@@ -447,6 +447,91 @@ pub struct ReportIntake {
     places: Arc<Places>,
     config: ReportIntakeConfig,
     media: Option<Arc<dyn History>>,
+    recent: std::sync::Mutex<RecentReports>,
+}
+
+/// What became of a submission.
+#[derive(Debug, Clone)]
+pub enum Filed {
+    /// A new report, written to the bus.
+    New(Box<ReportCreated>),
+    /// The same reporter sent the same report again (a retry, a double tap, a script):
+    /// nothing was written; this is the report it made before.
+    Again(LocalId),
+}
+
+/// The reports this intake took recently, by their fingerprint (reporter, service,
+/// place, text, attributes, photos), so that the same report from the same reporter is
+/// answered with the report it made instead of making another. Bounded in count and age.
+#[derive(Debug)]
+pub struct RecentReports {
+    by_print: HashMap<u64, (LocalId, DateTime<Utc>)>,
+    keys: std::collections::hash_map::RandomState,
+    window: chrono::Duration,
+    max: usize,
+}
+
+impl RecentReports {
+    pub fn new(window: chrono::Duration, max: usize) -> Self {
+        Self {
+            by_print: HashMap::new(),
+            keys: Default::default(),
+            window,
+            max: max.max(1),
+        }
+    }
+
+    fn print(&self, reporter: &str, c: &Checked, uploads: &[Upload]) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.keys.build_hasher();
+        reporter.hash(&mut h);
+        c.service_code.hash(&mut h);
+        // About 10 m: the same spot tapped twice.
+        ((c.lat * 1e4).round() as i64, (c.lon * 1e4).round() as i64).hash(&mut h);
+        let text: String = c
+            .description
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        text.hash(&mut h);
+        c.address.hash(&mut h);
+        c.media_url.hash(&mut h);
+        c.attributes.hash(&mut h);
+        for u in uploads {
+            u.bytes.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// The report `print` made within the window, if any.
+    fn seen(&mut self, print: u64, now: DateTime<Utc>) -> Option<LocalId> {
+        let window = self.window;
+        match self.by_print.get(&print) {
+            Some((id, at)) if now - *at <= window => Some(id.clone()),
+            _ => None,
+        }
+    }
+
+    fn remember(&mut self, print: u64, id: LocalId, now: DateTime<Utc>) {
+        if self.by_print.len() >= self.max {
+            let window = self.window;
+            self.by_print.retain(|_, (_, at)| now - *at <= window);
+            if self.by_print.len() >= self.max {
+                // Still full of fresh ones: forget the oldest half.
+                let mut ages: Vec<DateTime<Utc>> = self.by_print.values().map(|v| v.1).collect();
+                let mid = ages.len() / 2;
+                ages.select_nth_unstable(mid);
+                let cut = ages[mid];
+                self.by_print.retain(|_, (_, at)| *at > cut);
+            }
+        }
+        self.by_print.insert(print, (id, now));
+    }
+
+    fn forget(&mut self, print: u64) {
+        self.by_print.remove(&print);
+    }
 }
 
 impl ReportIntake {
@@ -463,6 +548,7 @@ impl ReportIntake {
             places,
             config,
             media,
+            recent: std::sync::Mutex::new(RecentReports::new(chrono::Duration::hours(24), 100_000)),
         }
     }
 
@@ -540,13 +626,47 @@ impl ReportIntake {
         uploads: &[Upload],
         reporter: &auth::Claims,
         media_base: &str,
-    ) -> Result<ReportCreated, IntakeError> {
+    ) -> Result<Filed, IntakeError> {
         if !self.places.is_ready() {
             return Err(IntakeError::NotReady);
         }
         let checked = check(form)?;
-        let photos = self.keep_photos(uploads).await?;
         let now = Utc::now();
+        let id = new_id(now);
+        // The same report from the same reporter: the one made before. Claimed before the
+        // write, so two identical submissions at once make one report.
+        let print = {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let print = recent.print(&reporter.principal(), &checked, uploads);
+            if let Some(existing) = recent.seen(print, now) {
+                metrics::counter!("ioc_reports_repeated_total").increment(1);
+                return Ok(Filed::Again(existing));
+            }
+            recent.remember(print, id.clone(), now);
+            print
+        };
+        let result = self
+            .write(checked, uploads, reporter, media_base, id, now)
+            .await;
+        if result.is_err() {
+            self.recent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .forget(print);
+        }
+        result.map(|c| Filed::New(Box::new(c)))
+    }
+
+    async fn write(
+        &self,
+        checked: Checked,
+        uploads: &[Upload],
+        reporter: &auth::Claims,
+        media_base: &str,
+        id: LocalId,
+        now: DateTime<Utc>,
+    ) -> Result<ReportCreated, IntakeError> {
+        let photos = self.keep_photos(uploads).await?;
         let (units, unit_names) = self.places.locate(checked.lon, checked.lat);
         let routed = self
             .config
@@ -573,7 +693,7 @@ impl ReportIntake {
         let mut media: Vec<String> = checked.media_url.into_iter().collect();
         media.extend(photos.iter().map(|id| format!("{media_base}/{id}")));
         let created = ReportCreated {
-            id: new_id(now),
+            id,
             event_id: Uuid::now_v7(),
             service_code: checked.service_code,
             description: checked.description,

@@ -64,6 +64,9 @@ pub struct ApiState {
     /// The address clients reach this service at (`http://host:port` or `https://…`):
     /// links the API builds (photos) start with it, never with a request's `Host` header.
     pub public_url: String,
+    /// Write rates (the HTTP layer charges bearer callers; Open311's `api_key` callers are
+    /// charged here, once known).
+    pub limits: Arc<auth::limits::SharedLimiter>,
 }
 
 impl FromRef<ApiState> for Arc<Authenticator> {

@@ -25,7 +25,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration as Span, FixedOffset, Utc};
-use ingest::reports::{IntakeError, ReportForm, Upload};
+use ingest::reports::{Filed, IntakeError, ReportForm, Upload};
 use model::report::{attributes, Actor, Report, Step, StepError, SERVICES};
 use model::{EntityId, Envelope, EventKind, Layer, LocalId, StateRecord};
 use serde::Deserialize;
@@ -637,17 +637,31 @@ pub async fn post_request(
         };
     }
     let caller = match caller {
-        Some(c) => c,
-        None => {
-            let api_key = form
-                .fields
-                .iter()
-                .find(|(k, _)| k == "api_key")
-                .map(|(_, v)| v.trim());
-            match caller_of(&st, &headers, api_key) {
-                Ok(c) => c,
-                Err(r) => return r.respond(format),
+        Some(c) if auth::bearer_of(&headers).is_some() => c,
+        found => {
+            let c = match found {
+                Some(c) => c,
+                None => {
+                    let api_key = form
+                        .fields
+                        .iter()
+                        .find(|(k, _)| k == "api_key")
+                        .map(|(_, v)| v.trim());
+                    match caller_of(&st, &headers, api_key) {
+                        Ok(c) => c,
+                        Err(r) => return r.respond(format),
+                    }
+                }
+            };
+            // Known from api_key only now: the subject's allowance is charged here.
+            let principal = c.principal();
+            if let Err(l) = st
+                .limits
+                .check(auth::limits::WriteKind::Report, "", Some(&principal))
+            {
+                return rate_limited(format, l);
             }
+            c
         }
     };
     let Some(intake) = &st.intake else {
@@ -660,7 +674,21 @@ pub async fn post_request(
     // Links from the configured public address, never from the request's Host header.
     let media_base = format!("{}/open311/v2/media", st.public_url.trim_end_matches('/'));
     match intake.submit(&form, &uploads, &caller, &media_base).await {
-        Ok(created) => {
+        Ok(Filed::Again(id)) => {
+            let entity = EntityId::new("report", &id);
+            wait_for(&st, &entity, |r| r.is_some()).await;
+            reply(
+                StatusCode::OK,
+                format,
+                "service_requests",
+                vec![json!({
+                    "service_request_id": id.as_str(),
+                    "service_notice": format!("Phản ánh này đã được tiếp nhận trước đó (mã {id}); không tạo phản ánh mới."),
+                    "account_id": Value::Null,
+                })],
+            )
+        }
+        Ok(Filed::New(created)) => {
             // Read-your-writes: answer once this process's replica shows it (bounded).
             let entity = EntityId::new("report", &created.id);
             wait_for(&st, &entity, |r| r.is_some()).await;
@@ -704,6 +732,18 @@ pub const PREAUTH_BYTES: usize = 64 * 1024;
 pub const MAX_FORM_FIELDS: usize = 64;
 /// Largest part of a multipart form (a photo; the intake checks its own limit after).
 const REPORT_PART_BYTES: usize = 6 * 1024 * 1024;
+
+fn rate_limited(format: Format, l: auth::limits::Limited) -> Response {
+    let secs = l.retry_after.as_secs().max(1);
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        format,
+        format!("too many reports from this account; retry after {secs} s"),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    r
+}
 
 fn too_many_fields(format: Format) -> Response {
     error(

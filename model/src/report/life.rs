@@ -48,6 +48,10 @@ pub struct Routing {
     pub level: Option<String>,
 }
 
+/// How often a reporter may reopen one report (operators are not bound by it): reopening
+/// without end would keep a closed matter on an agency's queue forever.
+pub const MAX_REPORTER_REOPENS: u32 = 3;
+
 /// `report.created`: everything the citizen sent, plus the routing and deadline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportCreated {
@@ -272,6 +276,15 @@ impl Report {
                     reason: "at most 2000 characters".into(),
                 });
             }
+        }
+        if matches!(step, Step::Reopen { .. })
+            && actor == Actor::Reporter
+            && self.reopened >= MAX_REPORTER_REOPENS
+        {
+            return Err(StepError::Forbidden(format!(
+                "reopened {} times already: a reporter may reopen a report at most {MAX_REPORTER_REOPENS} times; the IOC operators can reopen it further",
+                self.reopened
+            )));
         }
         let mut to = next(self.state, &step, actor)?;
         if matches!(step, Step::Reopen { .. }) && self.agency.is_none() {
@@ -552,6 +565,38 @@ mod tests {
         assert_eq!(r.deadline, t("2026-11-26T08:00:00+07:00"));
         assert_eq!(r.resolved_on_time(), None);
         assert_eq!(r.reopened, 1);
+        // A reporter may reopen at most MAX_REPORTER_REOPENS times; operators further.
+        r.reopened = MAX_REPORTER_REOPENS;
+        let resolve = |r: &Report| {
+            r.transition(
+                Step::Resolve {
+                    result: "Xong".into(),
+                },
+                Actor::AssignedAgency,
+                "a",
+                "agency",
+                None,
+                reopen_at,
+            )
+            .unwrap()
+        };
+        assert_eq!(r.apply(&resolve(&r)), Applied::Yes);
+        let again = |actor| {
+            r.transition(
+                Step::Reopen {
+                    reason: "Vẫn còn".into(),
+                },
+                actor,
+                "citizen-1",
+                "citizen",
+                None,
+                reopen_at,
+            )
+        };
+        assert!(
+            matches!(again(Actor::Reporter), Err(StepError::Forbidden(m)) if m.contains("at most 3"))
+        );
+        assert!(again(Actor::Operator).is_ok());
     }
 
     #[test]
