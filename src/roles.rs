@@ -420,7 +420,7 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         replica
     };
     let render = recorder.clone();
-    app = app.merge(map_api::router(map_api::ApiState {
+    let api_state = map_api::ApiState {
         replica,
         auth: auth.clone(),
         bus: bus.clone(),
@@ -437,11 +437,23 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         hls_sessions: Default::default(),
         media_ticket_ttl: cfg.auth.media_ticket_ttl(),
         limits: limiter.clone(),
+        refusals: Default::default(),
         public_url: cfg
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", cfg.listen.replace("0.0.0.0", "127.0.0.1"))),
-    }));
+    };
+    {
+        let st = api_state.clone();
+        spawn(&mut tasks, "audit-folds", async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                map_api::audit::flush_refusals(&st).await;
+            }
+        });
+    }
+    app = app.merge(map_api::router(api_state));
 
     if roles.simulate {
         if let Some(ing) = ingest_handle.clone() {

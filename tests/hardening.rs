@@ -928,3 +928,81 @@ async fn repeated_and_flooded_reports_are_answered_without_filling_the_queue() {
         .count();
     assert!(mine <= 21, "{mine} reports in the queue");
 }
+
+/// Items 10 and 16: a flood of refused camera accesses is folded (visible, counted) and
+/// cannot push out real rows; a stream URL with credentials anywhere is refused unechoed.
+#[tokio::test]
+async fn refusal_floods_are_folded_and_stream_credentials_refused_anywhere() {
+    let ioc = demo(&[], None).await;
+    let admin = token(auth::Role::Admin);
+    let client = reqwest::Client::new();
+    let camera = |url: &str| {
+        json!({
+            "name": "Cổng Công an tỉnh", "position": {"lon": 105.469, "lat": 9.785},
+            "agency": "hg-ca", "purpose": "public_order", "group": "police",
+            "stream": {"url": url}
+        })
+    };
+    // A real, allowed change first.
+    let r = client
+        .put(ioc.url("/api/v1/cameras/hard-cam-1"))
+        .bearer_auth(&admin)
+        .json(&camera("rtsp://10.1.2.3/Streaming/Channels/101"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    // Credentials hidden in the path or query are refused, never echoed.
+    for url in [
+        "rtsp://10.1.2.3/ch1?user=admin&password=Hg-S3cret",
+        "rtsp://10.1.2.3/user=admin_password=Hg-S3cret_channel=1",
+        "rtsp://10.1.2.3/live?authbasic=YWRtaW46SGctUzNjcmV0",
+    ] {
+        let r = client
+            .put(ioc.url("/api/v1/cameras/hard-cam-2"))
+            .bearer_auth(&admin)
+            .json(&camera(url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("stream.url"), "{body}");
+        assert!(
+            !body.contains("S3cret") && !body.contains("YWRtaW46"),
+            "{body}"
+        );
+    }
+    // A sensor probes 1,000 made-up camera ids.
+    let sensor = token(auth::Role::Sensor);
+    for i in 0..1000 {
+        let r = client
+            .get(ioc.url(&format!("/api/v1/cameras/made-up-{i}/snapshot.jpg")))
+            .bearer_auth(&sensor)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    let v: Value = client
+        .get(ioc.url("/api/v1/audit/cameras?limit=10000"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = v["accesses"].as_array().unwrap();
+    let refused: Vec<&Value> = rows.iter().filter(|r| r["allowed"] == false).collect();
+    assert!(
+        !refused.is_empty() && refused.len() <= 2,
+        "{} refused rows for one prober's minute",
+        refused.len()
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["camera"] == "hard-cam-1" && r["allowed"] == true),
+        "the real row is gone"
+    );
+}

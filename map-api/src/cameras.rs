@@ -108,6 +108,21 @@ pub(crate) async fn audit_action(
         action: action.into(),
         remote: remote.0.clone(),
         allowed,
+        count: 1,
+    };
+    // A refusal takes no effect: it may be folded with the caller's others of the minute.
+    let row = if allowed {
+        row
+    } else {
+        match st
+            .refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .refused(row)
+        {
+            Some(first) => first,
+            None => return Ok(()),
+        }
     };
     store.write_access(&row).await.map_err(|e| {
         warn!(error = %e, "camera access not audited; refused");

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 mod alerts;
+pub mod audit;
 mod camera_admin;
 mod cameras;
 mod history;
@@ -67,6 +68,8 @@ pub struct ApiState {
     /// Write rates (the HTTP layer charges bearer callers; Open311's `api_key` callers are
     /// charged here, once known).
     pub limits: Arc<auth::limits::SharedLimiter>,
+    /// Refused camera accesses being folded (see [`audit`]).
+    pub refusals: Arc<std::sync::Mutex<audit::RefusalFolder>>,
 }
 
 impl FromRef<ApiState> for Arc<Authenticator> {

@@ -96,6 +96,9 @@ pub struct StoreConfig {
     pub aggregate_refresh_days: u32,
     /// In-memory history (no database): most readings kept; the oldest go first.
     pub memory_readings: usize,
+    /// Audit rows older than this are deleted (a retention policy, applied by the history
+    /// sink's housekeeping on both layouts). `None` keeps everything.
+    pub audit_retention_days: Option<u32>,
 }
 
 impl Default for StoreConfig {
@@ -110,6 +113,7 @@ impl Default for StoreConfig {
             compress_after_days: 7,
             aggregate_refresh_days: 30,
             memory_readings: 200_000,
+            audit_retention_days: Some(365),
         }
     }
 }

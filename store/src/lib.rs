@@ -228,6 +228,10 @@ pub struct CameraAccess {
     /// Where from (the client address as the server saw it).
     pub remote: Option<String>,
     pub allowed: bool,
+    /// Attempts this row stands for: refused attempts of one caller in a short window are
+    /// folded into one row (with `camera` the first of them), so a flood cannot drown the
+    /// log; 1 for every other row.
+    pub count: u32,
 }
 
 /// A photo of a report.

@@ -39,7 +39,13 @@ struct Inner {
     media_order: std::collections::VecDeque<String>,
     /// Camera image accesses, oldest dropped first past [`ACCESS_CAP`].
     accesses: std::collections::VecDeque<CameraAccess>,
+    /// Refused attempts, apart (and oldest dropped first past [`REFUSED_CAP`]), so that a
+    /// flood of refusals never pushes out the record of what was seen.
+    refused: std::collections::VecDeque<CameraAccess>,
 }
+
+/// Refused-attempt rows the demo keeps.
+const REFUSED_CAP: usize = 10_000;
 
 /// Photos the demo keeps (a few hundred MB at most).
 const MEDIA_CAP: usize = 200;
@@ -116,9 +122,14 @@ impl History for MemoryHistory {
 
     async fn write_access(&self, a: &CameraAccess) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        inner.accesses.push_back(a.clone());
-        while inner.accesses.len() > ACCESS_CAP {
-            inner.accesses.pop_front();
+        let (rows, cap) = if a.allowed {
+            (&mut inner.accesses, ACCESS_CAP)
+        } else {
+            (&mut inner.refused, REFUSED_CAP)
+        };
+        rows.push_back(a.clone());
+        while rows.len() > cap {
+            rows.pop_front();
         }
         Ok(())
     }
@@ -129,14 +140,19 @@ impl History for MemoryHistory {
         limit: usize,
     ) -> Result<Vec<CameraAccess>, StoreError> {
         let inner = self.lock();
-        Ok(inner
-            .accesses
-            .iter()
-            .rev()
-            .filter(|a| camera.is_none_or(|c| a.camera == c))
-            .take(limit)
-            .cloned()
-            .collect())
+        let pick = |rows: &std::collections::VecDeque<CameraAccess>| -> Vec<CameraAccess> {
+            rows.iter()
+                .rev()
+                .filter(|a| camera.is_none_or(|c| a.camera == c))
+                .take(limit)
+                .cloned()
+                .collect()
+        };
+        let mut all = pick(&inner.accesses);
+        all.extend(pick(&inner.refused));
+        all.sort_by(|a, b| b.at.cmp(&a.at));
+        all.truncate(limit);
+        Ok(all)
     }
 
     async fn put_media(&self, m: &Media) -> Result<(), StoreError> {

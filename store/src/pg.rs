@@ -397,10 +397,21 @@ impl PgStore {
     /// Plain PostgreSQL: deletes rows past the configured retention (TimescaleDB does this
     /// with its own policies). Returns the rows deleted.
     pub async fn enforce_retention(&self) -> Result<u64, StoreError> {
-        if *self.ready_flavor()? != Flavor::Postgres {
-            return Ok(0);
-        }
+        let flavor = self.ready_flavor()?.clone();
         let mut deleted = 0;
+        // The audit log is a plain table on both layouts: its retention is ours to apply.
+        if let Some(d) = self.config.audit_retention_days {
+            deleted +=
+                sqlx::query("DELETE FROM audit_log WHERE ts < now() - make_interval(days => $1)")
+                    .bind(d as i32)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+        }
+        if flavor != Flavor::Postgres {
+            return Ok(deleted);
+        }
         let plan = [
             ("readings", "ts", self.config.raw_retention_days),
             ("readings_5m", "bucket", self.config.rollup_retention_days),
@@ -736,7 +747,8 @@ impl History for PgStore {
         self.ready_flavor()?;
         sqlx::query(
             "INSERT INTO audit_log (ts, subject, role, action, target, remote, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, jsonb_build_object('allowed', $7::boolean))",
+             VALUES ($1, $2, $3, $4, $5, $6,
+                     jsonb_build_object('allowed', $7::boolean, 'count', $8::integer))",
         )
         .bind(a.at)
         .bind(&a.subject)
@@ -745,6 +757,7 @@ impl History for PgStore {
         .bind(format!("camera:{}", a.camera))
         .bind(&a.remote)
         .bind(a.allowed)
+        .bind(i32::try_from(a.count).unwrap_or(i32::MAX))
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -765,10 +778,12 @@ impl History for PgStore {
             String,
             Option<String>,
             bool,
+            i32,
         );
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT ts, subject, role, substr(target, 8), substr(action, 8), remote,
-                    coalesce((detail->>'allowed')::boolean, false)
+                    coalesce((detail->>'allowed')::boolean, false),
+                    coalesce((detail->>'count')::integer, 1)
              FROM audit_log
              WHERE action LIKE 'camera.%' AND ($1::text IS NULL OR target = $1)
              ORDER BY ts DESC, id DESC LIMIT $2",
@@ -781,7 +796,8 @@ impl History for PgStore {
         Ok(rows
             .into_iter()
             .map(
-                |(at, subject, role, camera, action, remote, allowed)| CameraAccess {
+                |(at, subject, role, camera, action, remote, allowed, count)| CameraAccess {
+                    count: u32::try_from(count).unwrap_or(1),
                     at,
                     subject,
                     role,
