@@ -438,6 +438,7 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         media_ticket_ttl: cfg.auth.media_ticket_ttl(),
         limits: limiter.clone(),
         refusals: Default::default(),
+        used_tickets: Default::default(),
         public_url: cfg
             .public_url
             .clone()

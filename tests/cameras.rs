@@ -419,6 +419,12 @@ async fn cameras_are_watched_shown_by_role_audited_and_keep_their_secrets() {
         .unwrap();
     assert!(first.starts_with(b"--frame"));
     drop(r);
+    let again = client.get(ioc.url(&live_url)).send().await.unwrap();
+    assert_eq!(
+        again.status(),
+        401,
+        "a used ticket opened the live view again"
+    );
     let ticket = t["ticket"].as_str().unwrap();
     for (what, path) in [
         (

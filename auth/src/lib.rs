@@ -24,7 +24,7 @@ pub mod limits;
 mod ticket;
 pub use cameras::{CameraUse, Grant};
 use serde::{Deserialize, Serialize};
-pub use ticket::{MediaTicket, TICKET_LEEWAY_S};
+pub use ticket::{MediaTicket, UsedTickets, TICKET_LEEWAY_S};
 
 /// What a caller may do, from least to most privileged in spirit (see DOMAIN.md, Users).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

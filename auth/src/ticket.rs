@@ -110,6 +110,34 @@ impl Authenticator {
     }
 }
 
+/// The tickets used once already (snapshot and MJPEG tickets open one request): a ticket
+/// copied from a page, a log or a proxy cannot be replayed in its remaining seconds. Kept
+/// until the ticket would have expired anyway; bounded, and fails closed when full.
+#[derive(Debug, Default)]
+pub struct UsedTickets {
+    seen: std::sync::Mutex<std::collections::HashMap<u64, i64>>,
+    keys: std::collections::hash_map::RandomState,
+}
+
+/// Tickets remembered at once (far beyond what the write limits let callers ask for).
+const MAX_USED: usize = 200_000;
+
+impl UsedTickets {
+    /// `true` the first time `ticket` (expiring at `exp`) is presented at `now`.
+    pub fn first_use(&self, ticket: &str, exp: i64, now: i64) -> bool {
+        use std::hash::BuildHasher;
+        let key = self.keys.hash_one(ticket);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_USED {
+            seen.retain(|_, e| *e + TICKET_LEEWAY_S as i64 >= now);
+            if seen.len() >= MAX_USED {
+                return false;
+            }
+        }
+        seen.insert(key, exp).is_none()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{Authenticator, CameraUse, Claims, Grant, Role};
@@ -128,6 +156,14 @@ mod tests {
             iat: 0,
             exp: 0,
         }
+    }
+
+    #[test]
+    fn a_ticket_is_used_once() {
+        let used = super::UsedTickets::default();
+        assert!(used.first_use("a.b.c", 100, 50));
+        assert!(!used.first_use("a.b.c", 100, 51), "replayed");
+        assert!(used.first_use("a.b.d", 100, 51));
     }
 
     #[test]

@@ -240,6 +240,14 @@ fn image_caller(
             .map_err(|e| bad_ticket(e.to_string()))?,
     };
     let now = Utc::now().timestamp();
+    if let (TicketSession::None, Some(raw)) = (&session, ticket) {
+        // One request per ticket: a snapshot or one MJPEG stream.
+        if !st.used_tickets.first_use(raw, t.who.exp, now) {
+            return Err(bad_ticket(
+                "the ticket has been used; ask for a new one".into(),
+            ));
+        }
+    }
     if now <= t.who.exp + auth::TICKET_LEEWAY_S as i64 {
         return Ok(t.claims());
     }

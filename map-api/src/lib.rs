@@ -68,6 +68,8 @@ pub struct ApiState {
     /// Write rates (the HTTP layer charges bearer callers; Open311's `api_key` callers are
     /// charged here, once known).
     pub limits: Arc<auth::limits::SharedLimiter>,
+    /// Snapshot and MJPEG tickets already used (each opens one request).
+    pub used_tickets: Arc<auth::UsedTickets>,
     /// Refused camera accesses being folded (see [`audit`]).
     pub refusals: Arc<std::sync::Mutex<audit::RefusalFolder>>,
 }
