@@ -15,10 +15,26 @@ use serde::{Deserialize, Serialize};
 
 /// Hours kept: the NowCast's 12, a whole previous day and its 8-hour ozone windows.
 const KEEP_HOURS: i64 = 50;
-/// Hourly means a 24-hour PM mean needs (75 % of the day).
-const DAY_MIN_HOURS: usize = 18;
-/// Hourly means an 8-hour ozone mean needs (75 % of the window).
-const O3_8H_MIN_HOURS: usize = 6;
+/// How complete a day must be for a daily VN_AQI. Decision 1459/QĐ-TCMT sets no rule; these
+/// are the project's (75 % of the period, as for the NowCast's 2 of 3 hours), configurable
+/// as `core.rules.aqi_completeness`, and every absent index says which rule it missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Completeness {
+    /// Hourly means a 24-hour PM2.5 or PM10 mean needs (of 24).
+    pub day_min_hours: usize,
+    /// Hourly means an 8-hour ozone mean needs (of 8).
+    pub o3_8h_min_hours: usize,
+}
+
+impl Default for Completeness {
+    fn default() -> Self {
+        Self {
+            day_min_hours: 18,
+            o3_8h_min_hours: 6,
+        }
+    }
+}
 const VN_OFFSET_S: i64 = 7 * 3600;
 
 /// Sum and count of one pollutant in one hour.
@@ -28,6 +44,9 @@ type Acc = (f64, u32);
 pub struct AirHours {
     /// Hour start (Unix seconds) -> pollutant -> (sum, count).
     hours: BTreeMap<i64, BTreeMap<Pollutant, Acc>>,
+    /// The completeness rules (configuration, not state).
+    #[serde(skip)]
+    pub completeness: Completeness,
 }
 
 /// What screens see of a station's AQI.
@@ -129,6 +148,11 @@ impl AirHours {
         closed_may_change
     }
 
+    /// No hour holds data.
+    pub fn is_empty(&self) -> bool {
+        self.hours.is_empty()
+    }
+
     fn mean(&self, hour: i64, p: Pollutant) -> Option<f64> {
         self.hours.get(&hour)?.get(&p).map(|(s, n)| s / *n as f64)
     }
@@ -147,9 +171,13 @@ impl AirHours {
     pub fn daily(&self, day: i64) -> Result<Aqi, AqiAbsent> {
         let hours: Vec<i64> = (0..24).map(|i| day + i * 3600).collect();
         let means = |p| -> Vec<f64> { hours.iter().filter_map(|h| self.mean(*h, p)).collect() };
+        let Completeness {
+            day_min_hours,
+            o3_8h_min_hours,
+        } = self.completeness;
         let day_mean = |p| {
             let m = means(p);
-            (m.len() >= DAY_MIN_HOURS).then(|| m.iter().sum::<f64>() / m.len() as f64)
+            (m.len() >= day_min_hours).then(|| m.iter().sum::<f64>() / m.len() as f64)
         };
         let day_max = |p| means(p).into_iter().reduce(f64::max);
         let o3_8h_max = hours
@@ -158,7 +186,7 @@ impl AirHours {
                 let w: Vec<f64> = (0..8)
                     .filter_map(|i| self.mean(end - i * 3600, Pollutant::O3))
                     .collect();
-                (w.len() >= O3_8H_MIN_HOURS).then(|| w.iter().sum::<f64>() / w.len() as f64)
+                (w.len() >= o3_8h_min_hours).then(|| w.iter().sum::<f64>() / w.len() as f64)
             })
             .reduce(f64::max);
         aqi::daily(&DailyInputs {
@@ -172,7 +200,7 @@ impl AirHours {
         })
         .map_err(|e| AqiAbsent {
             reason: format!(
-                "{} (a 24-hour mean needs {DAY_MIN_HOURS} of 24 hourly means)",
+                "{} (a 24-hour mean needs {day_min_hours} of 24 hourly means, an 8-hour ozone mean {o3_8h_min_hours} of 8)",
                 e.reason
             ),
         })
@@ -256,6 +284,30 @@ mod tests {
         // The state survives a restart (serialised into the record).
         let back: AirHours = serde_json::from_value(serde_json::to_value(&a).unwrap()).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn the_completeness_rule_is_configuration() {
+        let day = |rules: Completeness| {
+            let mut a = AirHours {
+                completeness: rules,
+                ..AirHours::default()
+            };
+            for h in 0..12 {
+                a.add(&r(Parameter::Pm10, h, 0, 100.0)); // half a day
+            }
+            a.add(&r(Parameter::Pm10, 24, 0, 100.0));
+            a.add(&r(Parameter::Pm10, 25, 0, 100.0));
+            a.views().unwrap().1
+        };
+        let strict = day(Completeness::default());
+        let why = strict.absent.unwrap();
+        assert!(why.contains("18 of 24") && why.contains("6 of 8"), "{why}");
+        let lenient = day(Completeness {
+            day_min_hours: 12,
+            o3_8h_min_hours: 6,
+        });
+        assert_eq!(lenient.value, Some(75));
     }
 
     #[test]

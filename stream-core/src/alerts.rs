@@ -43,6 +43,9 @@ pub struct RulesConfig {
     /// `video.stats_every_s`) is shown `unknown`, not its last state, and counts as down: a
     /// dead worker must not leave cameras "online" on the map. 0 = never.
     pub camera_silent_after_s: i64,
+    /// How complete a day must be for a daily VN_AQI (the project's rule; Decision 1459
+    /// sets none).
+    pub aqi_completeness: crate::air::Completeness,
 }
 
 impl Default for RulesConfig {
@@ -60,6 +63,7 @@ impl Default for RulesConfig {
             forecast_horizon_h: 24,
             camera_down_after_s: 120,
             camera_silent_after_s: 60,
+            aqi_completeness: Default::default(),
         }
     }
 }

@@ -374,6 +374,7 @@ impl Core {
             let units = self.dir.locate(s.position.lon, s.position.lat);
             let names = self.unit_names(&units);
             let mut state = StationState::new(s, units, names);
+            state.air.completeness = self.alerts.config().aqi_completeness;
             let prior = restored.get(&state.entity());
             if let Some(r) = prior {
                 state.restore(r);
@@ -917,7 +918,8 @@ impl Core {
                 (after != before).then_some(after)
             }
             None => {
-                let state = StationState::new(s, units, names);
+                let mut state = StationState::new(s, units, names);
+                state.air.completeness = self.alerts.config().aqi_completeness;
                 let rec = state.to_record();
                 self.stations.insert(id.clone(), state);
                 Some(rec)

@@ -207,7 +207,7 @@ impl StationState {
             updated: self.updated(),
             properties,
             applied: self.applied.clone(),
-            core: if self.air == AirHours::default() {
+            core: if self.air.is_empty() {
                 Value::Null
             } else {
                 serde_json::json!({ "air": self.air })
@@ -235,7 +235,9 @@ impl StationState {
             .get("air")
             .map(|a| serde_json::from_value(a.clone()))
         {
+            let rules = self.air.completeness;
             self.air = air;
+            self.air.completeness = rules;
         }
         self.applied = record.applied.clone();
     }
