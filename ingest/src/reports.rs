@@ -289,6 +289,11 @@ fn coordinate(inv: &mut Checker, form: &ReportForm, field: &str, limit: f64) -> 
     }
 }
 
+/// Checks an Open311 form as the intake does, without taking it (for fuzzing and tools).
+pub fn check_form(form: &ReportForm) -> Result<(), Invalid> {
+    check(form).map(|_| ())
+}
+
 fn check(form: &ReportForm) -> Result<Checked, Invalid> {
     let mut inv = Checker::default();
     let code = form.one("service_code");

@@ -1,8 +1,9 @@
-//! Refused camera accesses, folded: the first refusal of a caller (subject, role, action,
-//! address) in a window is written at once; the rest of the window's refusals are counted
+//! Refused camera accesses, folded: the first [`WRITTEN_PER_WINDOW`] refusals of a caller
+//! (subject, role, action, address) in a window are written one by one, as they happen
+//! (an ordinary mistake stays fully visible); the rest of the window's refusals are counted
 //! and written as one row when it ends. A token probing 1,000 made-up camera ids then costs
-//! two rows a minute instead of 1,000, refusals stay visible (with their count), and real
-//! rows are neither evicted nor drowned.
+//! a dozen rows a minute instead of 1,000, refusals stay visible (with their count), and
+//! real rows are neither evicted nor drowned.
 //!
 //! Pure bookkeeping; [`flush_refusals`] writes what is due, on a timer the process runs.
 
@@ -17,6 +18,8 @@ use crate::ApiState;
 
 /// How long refusals of one caller are folded into one row.
 pub const FOLD_WINDOW: Duration = Duration::from_secs(60);
+/// Refusals of one caller written one by one in a window, before the rest are folded.
+pub const WRITTEN_PER_WINDOW: u32 = 10;
 /// Callers tracked at once; past it, further callers' refusals fold into one row per
 /// window under the subject `*` (still counted, never dropped).
 const MAX_CALLERS: usize = 10_000;
@@ -26,6 +29,8 @@ type Key = (String, String, String, Option<String>);
 #[derive(Debug)]
 struct Window {
     started: DateTime<Utc>,
+    /// Refusals written one by one so far.
+    written: u32,
     /// Refusals after the first, not yet written.
     folded: u32,
     /// The first camera of the folded ones.
@@ -53,6 +58,10 @@ impl RefusalFolder {
         }
         let window = chrono::Duration::from_std(FOLD_WINDOW).unwrap_or_default();
         match self.windows.get_mut(&key) {
+            Some(w) if row.at - w.started < window && w.written < WRITTEN_PER_WINDOW => {
+                w.written += 1;
+                Some(row)
+            }
             Some(w) if row.at - w.started < window => {
                 w.folded += 1;
                 w.first.get_or_insert(row.camera);
@@ -63,6 +72,7 @@ impl RefusalFolder {
                     key,
                     Window {
                         started: row.at,
+                        written: 1,
                         folded: 0,
                         first: None,
                     },
@@ -131,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_refusals_is_two_rows_a_window_with_its_count() {
+    fn a_flood_of_refusals_is_a_dozen_rows_a_window_with_its_count() {
         let mut f = RefusalFolder::default();
         let t0 = Utc::now();
         let mut written = 0;
@@ -143,15 +153,18 @@ mod tests {
                 written += 1;
             }
         }
-        assert_eq!(written, 1, "only the first is written at once");
+        assert_eq!(
+            written, WRITTEN_PER_WINDOW,
+            "the first ones are written one by one"
+        );
         assert!(
             f.due(t0 + chrono::Duration::seconds(30)).is_empty(),
             "the window is open"
         );
         let rows = f.due(t0 + chrono::Duration::seconds(61));
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].count, 999);
-        assert_eq!(rows[0].camera, "cam-1");
+        assert_eq!(rows[0].count, 1000 - WRITTEN_PER_WINDOW);
+        assert_eq!(rows[0].camera, "cam-10");
         assert!(!rows[0].allowed);
         // Another caller is not folded into this one, and a new window starts afresh.
         assert!(f.refused(refusal("other", "cam-x", t0)).is_some());

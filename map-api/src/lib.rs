@@ -170,8 +170,14 @@ async fn json_rejections(resp: Response) -> Response {
         .into_response()
 }
 
+/// Checks a zone Feature as `POST /api/v1/zones` does, on this thread (for fuzzing and
+/// tools; the handler runs it off the async workers).
+pub fn check_zone(feature: &Value) -> Result<(), FieldError> {
+    zones::zone_from(feature, None).map(|_| ())
+}
+
 /// `limit`: absent gives `default`; otherwise an integer in `1..=max`.
-fn parse_limit(v: Option<&str>, default: usize, max: usize) -> Result<usize, FieldError> {
+pub fn parse_limit(v: Option<&str>, default: usize, max: usize) -> Result<usize, FieldError> {
     match v.map(str::parse::<usize>) {
         None => Ok(default),
         Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),

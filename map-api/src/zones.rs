@@ -107,7 +107,7 @@ fn rings_closed(geometry: &Value) -> Result<(), FieldError> {
 }
 
 /// Checks a zone Feature and makes the registry entry.
-fn zone_from(feature: &Value, owner: Option<&str>) -> Result<Zone, FieldError> {
+pub(crate) fn zone_from(feature: &Value, owner: Option<&str>) -> Result<Zone, FieldError> {
     // Free text in any script, NFC.
     let name = feature
         .pointer("/properties/name")
