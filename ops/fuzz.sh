@@ -5,7 +5,8 @@
 #
 #   bash ops/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default 60 s, every target)
 #
-# New inputs found are kept in fuzz/corpus/<target> (commit the interesting ones); a crash
+# New inputs found go to fuzz/corpus-run/<target> (not committed; the committed seeds in
+# fuzz/corpus/<target> are read, never written); a crash
 # is saved under fuzz/artifacts/<target>/ and stops that target: add it to the corpus as a
 # regression seed once fixed. A summary line per target (executions, coverage, result) is
 # appended to fuzz/last-run.txt.
@@ -27,9 +28,9 @@ fi
 status=0
 for t in "${targets[@]}"; do
   log "fuzzing $t for ${secs}s"
-  mkdir -p "corpus/$t"
+  mkdir -p "corpus/$t" "corpus-run/$t"
   out="$IOC_RUN_DIR/fuzz-$t.log"
-  if cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 -max_len=65536 >"$out" 2>&1; then
+  if cargo +nightly fuzz run "$t" "corpus-run/$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 -max_len=65536 >"$out" 2>&1; then
     result=ok
   else
     result="FAILED (see $out and fuzz/artifacts/$t)"
