@@ -9,6 +9,7 @@
 //! - `reports`: Open311 report creation against a running server (see `reports.rs`);
 //! - `cameras`: camera workers against `gst-launch-1.0 rtspsrc ! fakesink` (see `cameras.rs`).
 
+mod abuse;
 mod cameras;
 mod history;
 mod media;
@@ -144,6 +145,23 @@ enum Cmd {
         viewers: usize,
         #[arg(long, default_value_t = 20)]
         window: u64,
+    },
+    /// RSS and `/healthz` latency of a running server under each abuse of the security
+    /// review (form floods, unread websocket pings, slow and idle connections, a report
+    /// flood), against the same figures idle.
+    Abuse {
+        /// Base URL of `ioc demo` or `ioc serve` (loopback).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The server's pid (its RSS is read from /proc).
+        #[arg(long)]
+        pid: u32,
+        /// A citizen token (`ioc token --role citizen --sub bench`).
+        #[arg(long)]
+        citizen: String,
+        /// An operator token, for the websocket.
+        #[arg(long)]
+        operator: String,
     },
     /// Series query latency from the 1-hour rollup and from raw rows.
     HistoryQuery {
@@ -583,6 +601,12 @@ async fn main() -> anyhow::Result<()> {
             clients,
             requests,
         } => reports::run(&url, &token, clients, requests).await,
+        Cmd::Abuse {
+            url,
+            pid,
+            citizen,
+            operator,
+        } => abuse::run(&url, pid, &citizen, &operator).await,
         Cmd::Cameras {
             ioc,
             cameras: counts,
