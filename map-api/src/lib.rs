@@ -94,12 +94,21 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/stations/{id}/forecast", get(history::forecast))
         .route("/api/v1/stations/{id}/aqi", get(history::aqi))
         .route("/api/v1/replay", get(history::replay))
+        // Requests take POST; the service list and anything else only GET (so OPTIONS and
+        // 405 answers advertise what each resource really takes).
         .route(
-            "/open311/v2/{file}",
-            get(open311::get_root)
-                .post(open311::post_request)
+            "/open311/v2/requests.json",
+            get(open311::get_requests_json)
+                .post(open311::post_request_json)
                 .layer(axum::extract::DefaultBodyLimit::max(REPORT_BODY_LIMIT)),
         )
+        .route(
+            "/open311/v2/requests.xml",
+            get(open311::get_requests_xml)
+                .post(open311::post_request_xml)
+                .layer(axum::extract::DefaultBodyLimit::max(REPORT_BODY_LIMIT)),
+        )
+        .route("/open311/v2/{file}", get(open311::get_root))
         .route(
             "/open311/v2/services/{file}",
             get(open311::service_definition),

@@ -523,6 +523,42 @@ pub async fn get_request(
     }
 }
 
+/// `GET /open311/v2/requests.json`.
+pub async fn get_requests_json(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    get_root(State(st), Path("requests.json".into()), headers, Query(q)).await
+}
+
+/// `GET /open311/v2/requests.xml`.
+pub async fn get_requests_xml(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    get_root(State(st), Path("requests.xml".into()), headers, Query(q)).await
+}
+
+/// `POST /open311/v2/requests.json`.
+pub async fn post_request_json(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    post_request(State(st), Path("requests.json".into()), headers, request).await
+}
+
+/// `POST /open311/v2/requests.xml`.
+pub async fn post_request_xml(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    post_request(State(st), Path("requests.xml".into()), headers, request).await
+}
+
 /// `POST /open311/v2/requests.{json,xml}`: form-encoded as the spec says, or multipart with
 /// photos in `media` parts.
 ///
