@@ -87,7 +87,9 @@ fn post_flood(addr: SocketAddr, token: Option<&str>, size: usize) -> String {
     };
     let _ = s.set_write_timeout(Some(Duration::from_secs(30)));
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let head = format!(
         "POST /open311/v2/requests.json HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n{auth}Content-Length: {size}\r\nConnection: close\r\n\r\n"
     );
@@ -128,7 +130,10 @@ pub async fn run(url: &str, pid: u32, citizen: &str, operator: &str) -> anyhow::
             let ts: Vec<_> = (0..3)
                 .map(|_| std::thread::spawn(move || post_flood(addr, None, 16 << 20)))
                 .collect();
-            let got: Vec<String> = ts.into_iter().map(|t| t.join().unwrap_or_default()).collect();
+            let got: Vec<String> = ts
+                .into_iter()
+                .map(|t| t.join().unwrap_or_default())
+                .collect();
             Ok(got.join("; "))
         })
         .await?
@@ -136,68 +141,98 @@ pub async fn run(url: &str, pid: u32, citizen: &str, operator: &str) -> anyhow::
     let c = citizen.to_string();
     println!(
         "{}",
-        phase("3 × 16 MB `a&…` forms, citizen token", url, pid, || async move {
-            let ts: Vec<_> = (0..3)
-                .map(|_| {
-                    let c = c.clone();
-                    std::thread::spawn(move || post_flood(addr, Some(&c), 16 << 20))
-                })
-                .collect();
-            let got: Vec<String> = ts.into_iter().map(|t| t.join().unwrap_or_default()).collect();
-            Ok(got.join("; "))
-        })
+        phase(
+            "3 × 16 MB `a&…` forms, citizen token",
+            url,
+            pid,
+            || async move {
+                let ts: Vec<_> = (0..3)
+                    .map(|_| {
+                        let c = c.clone();
+                        std::thread::spawn(move || post_flood(addr, Some(&c), 16 << 20))
+                    })
+                    .collect();
+                let got: Vec<String> = ts
+                    .into_iter()
+                    .map(|t| t.join().unwrap_or_default())
+                    .collect();
+                Ok(got.join("; "))
+            }
+        )
         .await?
     );
     let op = operator.to_string();
     println!(
         "{}",
-        phase("websocket: 10,000 × 60 KB pings, never read", url, pid, || async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?access_token={op}"))
-                .await
-                .context("websocket")?;
-            let ping = serde_json::json!({"op": "ping", "t": "x".repeat(60 * 1024)}).to_string();
-            let mut sent = 0;
-            for _ in 0..10_000 {
-                let send = ws.send(tokio_tungstenite::tungstenite::Message::Text(ping.clone().into()));
-                match tokio::time::timeout(Duration::from_secs(3), send).await {
-                    Ok(Ok(())) => sent += 1,
-                    _ => break,
+        phase(
+            "websocket: 10,000 × 60 KB pings, never read",
+            url,
+            pid,
+            || async move {
+                let (mut ws, _) =
+                    tokio_tungstenite::connect_async(format!("ws://{addr}/ws?access_token={op}"))
+                        .await
+                        .context("websocket")?;
+                let ping =
+                    serde_json::json!({"op": "ping", "t": "x".repeat(60 * 1024)}).to_string();
+                let mut sent = 0;
+                for _ in 0..10_000 {
+                    let send = ws.send(tokio_tungstenite::tungstenite::Message::Text(
+                        ping.clone().into(),
+                    ));
+                    match tokio::time::timeout(Duration::from_secs(3), send).await {
+                        Ok(Ok(())) => sent += 1,
+                        _ => break,
+                    }
                 }
+                Ok(format!(
+                    "{sent} pings sent before the server stopped reading; closed 1008"
+                ))
             }
-            Ok(format!("{sent} pings sent before the server stopped reading; closed 1008"))
-        })
+        )
         .await?
     );
     println!(
         "{}",
-        phase("1,200 half-sent requests + 1,100 idle sockets (127.0.0.2)", url, pid, || async move {
-            let mut held = Vec::new();
-            let mut refused = 0;
-            for i in 0..2300 {
-                let sock = tokio::net::TcpSocket::new_v4()?;
-                sock.bind("127.0.0.2:0".parse()?)?;
-                match sock.connect(addr).await {
-                    Ok(mut s) => {
-                        if i < 1200 {
-                            use tokio::io::AsyncWriteExt;
-                            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+        phase(
+            "1,200 half-sent requests + 1,100 idle sockets (127.0.0.2)",
+            url,
+            pid,
+            || async move {
+                let mut held = Vec::new();
+                let mut refused = 0;
+                for i in 0..2300 {
+                    let sock = tokio::net::TcpSocket::new_v4()?;
+                    sock.bind("127.0.0.2:0".parse()?)?;
+                    match sock.connect(addr).await {
+                        Ok(mut s) => {
+                            if i < 1200 {
+                                use tokio::io::AsyncWriteExt;
+                                let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+                            }
+                            held.push(s);
                         }
-                        held.push(s);
+                        Err(_) => refused += 1,
                     }
-                    Err(_) => refused += 1,
                 }
-            }
-            tokio::time::sleep(Duration::from_secs(12)).await;
-            let mut open = 0;
-            for s in &mut held {
-                use tokio::io::AsyncReadExt;
-                let mut b = [0u8; 64];
-                if tokio::time::timeout(Duration::from_millis(5), s.read(&mut b)).await.is_err() {
-                    open += 1;
+                tokio::time::sleep(Duration::from_secs(12)).await;
+                let mut open = 0;
+                for s in &mut held {
+                    use tokio::io::AsyncReadExt;
+                    let mut b = [0u8; 64];
+                    if tokio::time::timeout(Duration::from_millis(5), s.read(&mut b))
+                        .await
+                        .is_err()
+                    {
+                        open += 1;
+                    }
                 }
+                Ok(format!(
+                    "{} connected, {refused} refused; {open} still open after 12 s",
+                    held.len()
+                ))
             }
-            Ok(format!("{} connected, {refused} refused; {open} still open after 12 s", held.len()))
-        })
+        )
         .await?
     );
     let c = citizen.to_string();
