@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -148,13 +148,7 @@ async fn report_forms_cost_memory_in_proportion_to_their_size_and_nothing_before
 async fn a_websocket_client_that_does_not_read_is_closed_at_its_budget() {
     let ioc = demo(&[("IOC_FEEDS__MAX_OUTBOX_BYTES", "1048576")], None).await;
     let before = rss(&ioc);
-    let t = token(auth::Role::Operator);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
-        "ws://127.0.0.1:{}/ws?access_token={t}",
-        ioc.port
-    ))
-    .await
-    .unwrap();
+    let mut ws = ws_connect(&ioc, &token(auth::Role::Operator)).await;
     let big = "x".repeat(60 * 1024);
     let ping = json!({"op": "ping", "t": big}).to_string();
     let mut sent = 0;
@@ -177,15 +171,7 @@ async fn a_websocket_client_that_does_not_read_is_closed_at_its_budget() {
         grown / MIB
     );
     // Now read: some pongs, then the policy close with its reason.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let close = loop {
-        assert!(Instant::now() < deadline, "no close frame");
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(Message::Close(Some(f))))) => break f,
-            Ok(Some(Ok(_))) => {}
-            other => panic!("the socket ended without a close frame: {other:?}"),
-        }
-    };
+    let close = next_close(&mut ws, Duration::from_secs(30)).await;
     assert_eq!(close.code, CloseCode::Policy);
     assert!(close.reason.contains("outbound budget"), "{}", close.reason);
 
@@ -211,28 +197,11 @@ async fn a_websocket_is_closed_when_its_token_expires() {
         None,
         chrono::Duration::seconds(3),
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
-        "ws://127.0.0.1:{}/ws?access_token={t}",
-        ioc.port
-    ))
-    .await
-    .unwrap();
+    let mut ws = ws_connect(&ioc, &t).await;
     let sub = json!({"op": "subscribe", "id": "live", "layers": ["salinity"]});
-    ws.send(Message::Text(sub.to_string().into()))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let close = loop {
-        assert!(
-            Instant::now() < deadline,
-            "still open 15 s after a 3 s token"
-        );
-        match tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
-            Ok(Some(Ok(Message::Close(Some(f))))) => break f,
-            Ok(Some(Ok(_))) => {}
-            other => panic!("ended without a close frame: {other:?}"),
-        }
-    };
+    ws_send(&mut ws, &sub).await;
+    // Closed within 15 s of a 3 s token.
+    let close = next_close(&mut ws, Duration::from_secs(15)).await;
     assert_eq!(u16::from(close.code), 4001);
     assert!(close.reason.contains("token expired"));
 }
@@ -378,16 +347,9 @@ async fn sensitive_reports_do_not_leak_through_alerts_or_histories() {
         "the environment department reads a public-order alert"
     );
     // Nor in the websocket's alert layer.
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
-        "ws://127.0.0.1:{}/ws?access_token={env_agency}",
-        ioc.port
-    ))
-    .await
-    .unwrap();
+    let mut ws = ws_connect(&ioc, &env_agency).await;
     let sub = json!({"op": "subscribe", "id": "alerts", "layers": ["alerts"]});
-    ws.send(Message::Text(sub.to_string().into()))
-        .await
-        .unwrap();
+    ws_send(&mut ws, &sub).await;
     let snap = next_op(&mut ws, "snapshot", Duration::from_secs(10))
         .await
         .expect("a snapshot");
@@ -766,12 +728,7 @@ async fn sensors_report_only_for_their_stations_and_future_stamps_do_not_win() {
             auth::Role::Operator,
         )
         .await;
-        let latest = v["features"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["id"] == "station:hg-vt-sal-01")
-            .map(|f| f["properties"]["latest"]["salinity"]["value"].clone());
+        let latest = latest_salinity(&v, "station:hg-vt-sal-01");
         if latest == Some(json!(1.2)) {
             break;
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde_json::{json, Value};
+use serde_json::json;
 
 struct Broker(std::process::Child);
 
@@ -165,14 +165,7 @@ async fn a_device_may_publish_only_for_its_own_station() {
         )
         .await
         .unwrap();
-    let latest = |v: &Value, id: &str| {
-        v["features"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["id"] == id)
-            .map(|f| f["properties"]["latest"]["salinity"]["value"].clone())
-    };
+    let latest = latest_salinity;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let v = get_json(

@@ -124,32 +124,20 @@ pub async fn run(url: &str, pid: u32, citizen: &str, operator: &str) -> anyhow::
         })
         .await?
     );
-    println!(
-        "{}",
-        phase("3 × 16 MB `a&…` forms, no token", url, pid, || async move {
-            let ts: Vec<_> = (0..3)
-                .map(|_| std::thread::spawn(move || post_flood(addr, None, 16 << 20)))
-                .collect();
-            let got: Vec<String> = ts
-                .into_iter()
-                .map(|t| t.join().unwrap_or_default())
-                .collect();
-            Ok(got.join("; "))
-        })
-        .await?
-    );
-    let c = citizen.to_string();
-    println!(
-        "{}",
-        phase(
+    for (name, token) in [
+        ("3 × 16 MB `a&…` forms, no token", None),
+        (
             "3 × 16 MB `a&…` forms, citizen token",
-            url,
-            pid,
-            || async move {
+            Some(citizen.to_string()),
+        ),
+    ] {
+        println!(
+            "{}",
+            phase(name, url, pid, || async move {
                 let ts: Vec<_> = (0..3)
                     .map(|_| {
-                        let c = c.clone();
-                        std::thread::spawn(move || post_flood(addr, Some(&c), 16 << 20))
+                        let t = token.clone();
+                        std::thread::spawn(move || post_flood(addr, t.as_deref(), 16 << 20))
                     })
                     .collect();
                 let got: Vec<String> = ts
@@ -157,10 +145,10 @@ pub async fn run(url: &str, pid: u32, citizen: &str, operator: &str) -> anyhow::
                     .map(|t| t.join().unwrap_or_default())
                     .collect();
                 Ok(got.join("; "))
-            }
-        )
-        .await?
-    );
+            })
+            .await?
+        );
+    }
     let op = operator.to_string();
     println!(
         "{}",

@@ -220,20 +220,59 @@ pub async fn get_json(ioc: &Ioc, path: &str, role: auth::Role) -> Value {
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A websocket to `ioc` with `token` (in the URL, as browsers must).
+pub async fn ws_connect(ioc: &Ioc, token: &str) -> Ws {
+    connect_async(format!(
+        "ws://127.0.0.1:{}/ws?access_token={token}",
+        ioc.port
+    ))
+    .await
+    .unwrap()
+    .0
+}
+
+/// Sends one client message.
+pub async fn ws_send(ws: &mut Ws, msg: &Value) {
+    ws.send(Message::Text(msg.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The server's close frame, skipping other messages; panics if the socket ends without
+/// one or none comes within `wait`.
+pub async fn next_close(
+    ws: &mut Ws,
+    wait: Duration,
+) -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("no close frame within {wait:?}"),
+            Ok(Some(Ok(Message::Close(Some(f))))) => return f,
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("the socket ended without a close frame: {other:?}"),
+        }
+    }
+}
+
+/// The latest salinity value of station `id` in a salinity FeatureCollection.
+pub fn latest_salinity(fc: &Value, id: &str) -> Option<Value> {
+    fc["features"]
+        .as_array()?
+        .iter()
+        .find(|f| f["id"] == id)
+        .map(|f| f["properties"]["latest"]["salinity"]["value"].clone())
+}
+
 pub async fn ws_subscribe(
     ioc: &Ioc,
     id: &str,
     layers: &[&str],
     bbox: Option<[f64; 4]>,
 ) -> (Ws, Value) {
-    let t = token(auth::Role::Operator);
-    let (mut ws, _) = connect_async(format!("ws://127.0.0.1:{}/ws?access_token={t}", ioc.port))
-        .await
-        .unwrap();
+    let mut ws = ws_connect(ioc, &token(auth::Role::Operator)).await;
     let msg = serde_json::json!({"op": "subscribe", "id": id, "layers": layers, "bbox": bbox});
-    ws.send(Message::Text(msg.to_string().into()))
-        .await
-        .unwrap();
+    ws_send(&mut ws, &msg).await;
     let snap = next_op(&mut ws, "snapshot", Duration::from_secs(30))
         .await
         .expect("a snapshot");
