@@ -185,9 +185,10 @@ pub fn check_zone(feature: &Value) -> Result<(), FieldError> {
     zones::zone_from(feature, None).map(|_| ())
 }
 
-/// `limit`: absent gives `default`; otherwise an integer in `1..=max`.
+/// `limit`: absent (or empty, as forms send it) gives `default`; otherwise an integer in
+/// `1..=max`.
 pub fn parse_limit(v: Option<&str>, default: usize, max: usize) -> Result<usize, FieldError> {
-    match v.map(str::parse::<usize>) {
+    match v.filter(|v| !v.is_empty()).map(str::parse::<usize>) {
         None => Ok(default),
         Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),
         Some(_) => Err(FieldError::new(

@@ -398,7 +398,13 @@ fn list_requests(
     format: Format,
     q: &[(String, String)],
 ) -> Response {
-    let one = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.trim());
+    // An empty parameter is an absent one (forms send every field).
+    let one = |k: &str| {
+        q.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    };
     let list = |k: &str| -> Option<BTreeSet<String>> {
         one(k).filter(|v| !v.is_empty()).map(|v| {
             v.split(',')
@@ -882,10 +888,17 @@ async fn wait_for(
 /// `GET /open311/v2/media/{id}`: an uploaded photo (metadata already stripped).
 pub async fn media(State(st): State<ApiState>, Path(id): Path<String>, caller: Caller) -> Response {
     if caller.role() == Role::Sensor {
-        return StatusCode::FORBIDDEN.into_response();
+        return auth::Rejection::forbidden("sensors may not see photos").into_response();
     }
+    let no_photo = || {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "not_found", "field": "id", "reason": "no such photo"})),
+        )
+            .into_response()
+    };
     let Some(store) = &st.history else {
-        return StatusCode::NOT_FOUND.into_response();
+        return no_photo();
     };
     match store.media(&id).await {
         Ok(Some(m)) => (
@@ -899,8 +912,12 @@ pub async fn media(State(st): State<ApiState>, Path(id): Path<String>, caller: C
             m.bytes,
         )
             .into_response(),
-        Ok(None) => StatusCode::NOT_FOUND.into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        Ok(None) => no_photo(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "unavailable", "reason": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
@@ -939,13 +956,17 @@ pub async fn queue(
         Ok(n) => n,
         Err(e) => return bad_request(e),
     };
-    let agency = match p.agency.as_deref() {
+    let agency = match p.agency.as_deref().filter(|a| !a.is_empty()) {
         Some("mine") | None if claims.role == Role::Agency => claims.agency.clone(),
         Some("mine") => claims.agency.clone(),
         Some(a) => Some(a.to_string()),
         None => None,
     };
-    let which = p.state.as_deref().unwrap_or("open");
+    let which = p
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("open");
     if !["open", "overdue", "all"].contains(&which) {
         return bad_request(model::FieldError::new(
             "state",
