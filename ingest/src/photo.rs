@@ -97,6 +97,12 @@ fn strip_jpeg(b: &[u8]) -> Result<CleanPhoto, PhotoError> {
                 });
             }
             0xD9 => return Err(PhotoError::Damaged("JPEG without image data")),
+            // 0xFF00 is a stuffed byte, never a marker; the reserved codes and a second SOI
+            // have no place in a photo. Kept, they would read as scan data after stripping
+            // (found by fuzzing: a stripped photo that no longer stripped the same).
+            0x00 | 0x02..=0xBF | 0xD8 => {
+                return Err(PhotoError::Damaged("JPEG marker not allowed here"))
+            }
             // Standalone markers carry no length.
             0x01 | 0xD0..=0xD7 => {
                 out.extend_from_slice(&b[i..i + 2]);
@@ -337,6 +343,22 @@ pub(crate) mod tests {
         assert!(
             matches!(clean(&png), Err(PhotoError::Damaged(_))),
             "no IEND"
+        );
+    }
+}
+
+#[cfg(test)]
+mod fuzz_findings {
+    use super::*;
+
+    /// Found by `ops/fuzz.sh` (target `photo`): a file whose stripped form did not strip again.
+    #[test]
+    fn a_stripped_photo_strips_to_itself() {
+        let raw = include_bytes!("../../fuzz/corpus/photo/regression-restrip.jpg");
+        // A marker 0xFF00 after a dropped segment: refused, not kept to turn into scan data.
+        assert_eq!(
+            clean(raw).unwrap_err(),
+            PhotoError::Damaged("JPEG marker not allowed here")
         );
     }
 }
