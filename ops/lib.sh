@@ -133,6 +133,12 @@ start_postgres() {
     while read -r db; do psql "$IOC_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
 }
 
+# Independent readers the tests check our output with: exiftool (photo metadata).
+ensure_test_tools() {
+  apt_install libimage-exiftool-perl
+  command -v exiftool >/dev/null || die "exiftool is missing after installing libimage-exiftool-perl"
+}
+
 start_chromium() {
   apt_install chromium
   export IOC_TEST_CHROMIUM="$(command -v chromium)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: installs what the tests need, starts the real services (a Kafka-protocol
 # broker, Mosquitto, PostgreSQL, headless Chromium for the page test, a Python Open311
-# client) and runs every test.
+# client, exiftool for photo metadata) and runs every test.
 # Tests that need a service fail with a message naming it if it is missing; none skip.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_build_deps
@@ -11,6 +11,7 @@ start_kafka
 start_mqtt
 start_postgres
 start_chromium
+ensure_test_tools
 start_python_client
 log "services: kafka=$IOC_TEST_KAFKA mqtt=$IOC_TEST_MQTT chromium=$IOC_TEST_CHROMIUM"
 log "cargo test --workspace"

@@ -963,3 +963,104 @@ async fn refusal_floods_are_folded_and_stream_credentials_refused_anywhere() {
         "the real row is gone"
     );
 }
+
+/// Item 7: a phone photo with GPS in EXIF and XMP, a comment, and a second image appended
+/// (as multi-picture files carry) reaches the store and its readers with none of it, as an
+/// independent reader (exiftool) sees the file.
+#[tokio::test]
+async fn photos_are_stored_and_served_without_any_metadata() {
+    let exiftool = |args: &[&str]| -> String {
+        let out = std::process::Command::new("exiftool")
+            .args(args)
+            .output()
+            .expect("exiftool (Debian libimage-exiftool-perl; ops/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "exiftool {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dir = std::env::temp_dir().join(unique("photo"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let phone = dir.join("phone.jpg");
+    let made = std::process::Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "videotestsrc",
+            "num-buffers=1",
+            "!",
+            "video/x-raw,width=64,height=48",
+            "!",
+            "jpegenc",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", phone.display()))
+        .status()
+        .expect("gst-launch-1.0 (gstreamer1.0-tools)");
+    assert!(made.success());
+    let p = phone.to_str().unwrap();
+    exiftool(&[
+        "-q",
+        "-overwrite_original",
+        "-GPSLatitude=9.7841",
+        "-GPSLatitudeRef=N",
+        "-GPSLongitude=105.4701",
+        "-GPSLongitudeRef=E",
+        "-XMP:Creator=Nguyen Van An",
+        "-Comment=nha rieng",
+        "-Make=PhoneCo",
+        p,
+    ]);
+    let before = exiftool(&["-a", "-G1", "-s", p]);
+    assert!(
+        before.contains("GPSLatitude") && before.contains("Creator") && before.contains("Comment"),
+        "{before}"
+    );
+    let mut bytes = std::fs::read(&phone).unwrap();
+    let second = bytes.clone();
+    bytes.extend_from_slice(&second); // a second image, GPS and all, after the first's end
+
+    let ioc = demo(&[], None).await;
+    let citizen = token_as("an", auth::Role::Citizen, None);
+    let form = reqwest::multipart::Form::new()
+        .text("service_code", "infra.lighting")
+        .text("lat", "9.7841")
+        .text("long", "105.4701")
+        .part(
+            "media",
+            reqwest::multipart::Part::bytes(bytes).file_name("phone.jpg"),
+        );
+    let r = reqwest::Client::new()
+        .post(ioc.url("/open311/v2/requests.json"))
+        .bearer_auth(&citizen)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let id = r.json::<Value>().await.unwrap()[0]["service_request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, _, body) = fetch(&ioc, &format!("/open311/v2/requests/{id}.json"), &citizen).await;
+    let link: Value = serde_json::from_slice(&body).unwrap();
+    let path = link[0]["media_url"]
+        .as_str()
+        .and_then(|u| u.find("/open311/").map(|i| u[i..].to_string()))
+        .expect("a photo link");
+    let (s, ctype, stored) = fetch(&ioc, &path, &citizen).await;
+    assert_eq!((s, ctype.as_str()), (200, "image/jpeg"));
+    let served = dir.join("served.jpg");
+    std::fs::write(&served, &stored).unwrap();
+    let after = exiftool(&["-a", "-G1", "-s", served.to_str().unwrap()]);
+    for tag in ["GPS", "Creator", "Comment", "Make", "XMP", "MPF", "Trailer"] {
+        assert!(!after.contains(tag), "{tag} survived:\n{after}");
+    }
+    assert!(
+        after.contains("ImageWidth") && after.contains(": 64"),
+        "not a picture any more:\n{after}"
+    );
+    assert!(stored.len() < second.len(), "the second image is gone");
+}
