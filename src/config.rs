@@ -259,3 +259,24 @@ pub fn load(file: Option<&Path>, base: Config) -> anyhow::Result<Config> {
     }
     Ok(cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example a province starts from loads, and says what the defaults are.
+    #[test]
+    fn the_example_configuration_loads_with_the_documented_limits() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/ioc.example.toml");
+        let cfg = load(Some(&path), Config::default()).unwrap();
+        let d = Config::default();
+        assert_eq!(cfg.http, d.http);
+        assert_eq!(cfg.limits, d.limits);
+        assert_eq!(cfg.feeds.max_outbox_bytes, d.feeds.max_outbox_bytes);
+        assert_eq!(cfg.store.audit_retention_days, d.store.audit_retention_days);
+        assert_eq!(
+            cfg.core.rules.aqi_completeness,
+            d.core.rules.aqi_completeness
+        );
+    }
+}

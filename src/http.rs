@@ -229,13 +229,14 @@ async fn limit_writes(
 /// The app with the per-request limits: answer deadline, panic catching, security headers,
 /// write rates.
 pub fn harden(app: Router, cfg: &HttpConfig, limits: WriteLimits) -> Router {
+    // Outermost last: every answer (a 408, a caught panic's 500, a 429) gets the headers.
     app.layer(axum::middleware::from_fn_with_state(limits, limit_writes))
-        .layer(axum::middleware::map_response(security_headers))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_s.max(1)),
         ))
+        .layer(axum::middleware::map_response(security_headers))
 }
 
 /// Serves `app` on `listener` until the listener fails.
@@ -299,6 +300,68 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits() -> WriteLimits {
+        WriteLimits {
+            limiter: Arc::new(SharedLimiter::new(&Default::default())),
+            auth: Arc::new(Authenticator::new(&[7u8; 32]).unwrap()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_with_the_security_headers() {
+        async fn boom() -> &'static str {
+            panic!("a handler bug")
+        }
+        let app = harden(
+            Router::new().route("/boom", axum::routing::get(boom)),
+            &HttpConfig::default(),
+            limits(),
+        );
+        let req = axum::http::Request::get("/boom")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains("a handler bug"),
+            "internals leaked"
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_past_the_rate_are_answered_429_with_retry_after() {
+        let cfg = auth::limits::LimitsConfig {
+            write_per_address: auth::limits::Rate::new(2, 1.0),
+            ..Default::default()
+        };
+        let w = WriteLimits {
+            limiter: Arc::new(SharedLimiter::new(&cfg)),
+            ..limits()
+        };
+        let app = harden(
+            Router::new().route("/api/v1/zones", axum::routing::post(|| async { "ok" })),
+            &HttpConfig::default(),
+            w,
+        );
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let mut req = axum::http::Request::post("/api/v1/zones")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            req.extensions_mut().insert(ConnectInfo(
+                "10.0.0.9:5000".parse::<std::net::SocketAddr>().unwrap(),
+            ));
+            let resp = app.clone().oneshot(req).await.unwrap();
+            if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                assert!(resp.headers().contains_key(header::RETRY_AFTER));
+            }
+            statuses.push(resp.status().as_u16());
+        }
+        assert_eq!(statuses, [200, 200, 429]);
+    }
 
     #[test]
     fn connections_are_capped_per_client_and_in_all() {
