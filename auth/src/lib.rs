@@ -1,11 +1,14 @@
 //! Who is calling: roles, signed bearer tokens (HS256 JWT with `sub`, `role`, optional
-//! `agency`, `exp`), and an axum extractor that admits a request only with a valid token.
+//! `agency`, `grants`, `stations`, `exp`), and axum extractors that admit a request only with
+//! a valid token ([`Caller`] from the header; [`WsCaller`] also from a websocket upgrade's URL).
 //!
 //! Media tickets ([`MediaTicket`]) carry one admitted camera access from the API to a video
-//! worker in another process.
+//! worker in another process; [`UsedTickets`] makes them single-use. [`limits`] says how
+//! often a caller may write.
 //!
-//! It owns *authentication* and the role -> layer visibility rule. It must never log or
-//! return a token or the signing secret, and never decide anything from unsigned input.
+//! It owns *authentication* and the rules of what a caller may see: the role -> layer rule,
+//! the camera scope and the sensitive-matter scope. It must never log or return a token or
+//! the signing secret, and never decide anything from unsigned input.
 
 use std::fmt;
 use std::str::FromStr;
