@@ -495,30 +495,7 @@ async fn bad_input_is_refused_by_field_and_never_drops_the_connection() {
     );
 
     // A photo's link starts with the configured public address, whatever the Host header.
-    let jpeg = fixtures_jpeg();
-    let form = reqwest::multipart::Form::new()
-        .text("service_code", "infra.lighting")
-        .text("lat", "9.7841")
-        .text("long", "105.4701")
-        .part(
-            "media",
-            reqwest::multipart::Part::bytes(jpeg).file_name("a.jpg"),
-        );
-    let r = reqwest::Client::new()
-        .post(ioc.url("/open311/v2/requests.json"))
-        .bearer_auth(&citizen)
-        .header("Host", "attacker.example")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let id = r.json::<Value>().await.unwrap()[0]["service_request_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, _, body) = fetch(&ioc, &format!("/open311/v2/requests/{id}.json"), &citizen).await;
-    let v: Value = serde_json::from_slice(&body).unwrap();
+    let v = post_photo(&ioc, &citizen, fixtures_jpeg(), Some("attacker.example")).await;
     let link = v[0]["media_url"].as_str().unwrap();
     assert!(
         link.starts_with("https://ioc.example.gov.vn/open311/v2/media/"),
@@ -549,6 +526,34 @@ async fn bad_input_is_refused_by_field_and_never_drops_the_connection() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["field"], field, "{path}: {v}");
     }
+}
+
+/// Files a lighting report with `photo` (as multipart, optionally with a forged `Host`) and
+/// returns the report as Open311 answers it.
+async fn post_photo(ioc: &Ioc, token: &str, photo: Vec<u8>, host: Option<&str>) -> Value {
+    let form = reqwest::multipart::Form::new()
+        .text("service_code", "infra.lighting")
+        .text("lat", "9.7841")
+        .text("long", "105.4701")
+        .part(
+            "media",
+            reqwest::multipart::Part::bytes(photo).file_name("photo.jpg"),
+        );
+    let mut req = reqwest::Client::new()
+        .post(ioc.url("/open311/v2/requests.json"))
+        .bearer_auth(token)
+        .multipart(form);
+    if let Some(h) = host {
+        req = req.header("Host", h);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()[0]["service_request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, _, body) = fetch(ioc, &format!("/open311/v2/requests/{id}.json"), token).await;
+    serde_json::from_slice(&body).unwrap()
 }
 
 /// A small structurally sound JPEG.
@@ -1024,28 +1029,7 @@ async fn photos_are_stored_and_served_without_any_metadata() {
 
     let ioc = demo(&[], None).await;
     let citizen = token_as("an", auth::Role::Citizen, None);
-    let form = reqwest::multipart::Form::new()
-        .text("service_code", "infra.lighting")
-        .text("lat", "9.7841")
-        .text("long", "105.4701")
-        .part(
-            "media",
-            reqwest::multipart::Part::bytes(bytes).file_name("phone.jpg"),
-        );
-    let r = reqwest::Client::new()
-        .post(ioc.url("/open311/v2/requests.json"))
-        .bearer_auth(&citizen)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let id = r.json::<Value>().await.unwrap()[0]["service_request_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, _, body) = fetch(&ioc, &format!("/open311/v2/requests/{id}.json"), &citizen).await;
-    let link: Value = serde_json::from_slice(&body).unwrap();
+    let link = post_photo(&ioc, &citizen, bytes, None).await;
     let path = link[0]["media_url"]
         .as_str()
         .and_then(|u| u.find("/open311/").map(|i| u[i..].to_string()))
