@@ -725,23 +725,10 @@ async fn sensors_report_only_for_their_stations_and_future_stamps_do_not_win() {
         .await;
         assert_eq!(s, 202, "{v}");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = get_json(
-            &ioc,
-            "/api/v1/layers/salinity/features",
-            auth::Role::Operator,
-        )
-        .await;
-        let latest = latest_salinity(&v, "station:hg-vt-sal-01");
-        if latest == Some(json!(1.2)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the future-stamped 35‰ still holds the station: {latest:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    if let Err(latest) =
+        wait_for_salinity(&ioc, "station:hg-vt-sal-01", 1.2, Duration::from_secs(10)).await
+    {
+        panic!("the future-stamped 35‰ still holds the station: {latest:?}");
     }
 }
 

@@ -165,27 +165,12 @@ async fn a_device_may_publish_only_for_its_own_station() {
         )
         .await
         .unwrap();
-    let latest = latest_salinity;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = get_json(
-            &ioc,
-            "/api/v1/layers/salinity/features",
-            auth::Role::Operator,
-        )
-        .await;
-        if latest(&v, "station:hg-vt-sal-01") == Some(json!(2.5)) {
-            assert_ne!(
-                latest(&v, "station:tg-vam-kenh-sal"),
-                Some(json!(35.0)),
-                "a device's password spoke for another station"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the device's own reading never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let v = wait_for_salinity(&ioc, "station:hg-vt-sal-01", 2.5, Duration::from_secs(20))
+        .await
+        .expect("the device's own reading arrives");
+    assert_ne!(
+        latest_salinity(&v, "station:tg-vam-kenh-sal"),
+        Some(json!(35.0)),
+        "a device's password spoke for another station"
+    );
 }

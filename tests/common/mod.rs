@@ -264,6 +264,33 @@ pub fn latest_salinity(fc: &Value, id: &str) -> Option<Value> {
         .map(|f| f["properties"]["latest"]["salinity"]["value"].clone())
 }
 
+/// Polls the salinity layer until `station` shows `value` and returns the layer then, or
+/// `Err` with the last value seen when `wait` runs out.
+pub async fn wait_for_salinity(
+    ioc: &Ioc,
+    station: &str,
+    value: f64,
+    wait: Duration,
+) -> Result<Value, Option<Value>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let fc = get_json(
+            ioc,
+            "/api/v1/layers/salinity/features",
+            auth::Role::Operator,
+        )
+        .await;
+        let latest = latest_salinity(&fc, station);
+        if latest.as_ref().and_then(Value::as_f64) == Some(value) {
+            return Ok(fc);
+        }
+        if Instant::now() >= deadline {
+            return Err(latest);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn ws_subscribe(
     ioc: &Ioc,
     id: &str,
