@@ -133,6 +133,135 @@ start_postgres() {
     while read -r db; do psql "$IOC_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
 }
 
+# The newest installed PostgreSQL server's bin directory (Debian: /usr/lib/postgresql/N/bin).
+pg_server_bin() {
+  local d best=""
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/pg_ctl" ] && best="$d"
+  done
+  [ -n "$best" ] || die "no PostgreSQL server binaries under /usr/lib/postgresql (Debian package postgresql)"
+  printf '%s\n' "$best"
+}
+
+# run_as_postgres CMD... : the server refuses to run as root.
+run_as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# TimescaleDB for the second history layout, in this order:
+#  1. already installed in the server's own directories (timescaledb.so in its pkglibdir): use it;
+#  2. a source tarball (IOC_TIMESCALEDB_SRC, default ../shared/vendor/timescaledb-*.tar.gz):
+#     built once into a private prefix (a copy of the server's directories with the extension
+#     installed into it, so the system cluster is never touched), cached under IOC_CACHE_DIR and
+#     keyed by the tarball's hash and the server's version;
+#  3. neither: Timescale's Debian repository (needs internet), or fail naming what is missing.
+# Sets IOC_TEST_PG_BIN to a server bin directory that can preload timescaledb.
+ensure_timescaledb() {
+  local bin ver libdir
+  bin=$(pg_server_bin)
+  libdir=$("$bin/pg_config" --pkglibdir)
+  if [ -f "$libdir/timescaledb.so" ]; then
+    log "TimescaleDB is installed for $("$bin/pg_config" --version): using it"
+    export IOC_TEST_PG_BIN="$bin"
+    return 0
+  fi
+  local src="${IOC_TIMESCALEDB_SRC:-}"
+  if [ -z "$src" ]; then
+    src=$(ls "$IOC_ROOT"/../shared/vendor/timescaledb-*.tar.gz 2>/dev/null | sort -V | tail -n1 || true)
+  fi
+  if [ -n "$src" ] && [ -f "$src" ]; then
+    build_timescaledb "$src" "$bin"
+    return 0
+  fi
+  ver=$(basename "$(dirname "$bin")")
+  log "no TimescaleDB source tarball (IOC_TIMESCALEDB_SRC); trying Timescale's Debian repository"
+  if install_timescaledb_from_repo "$ver" && [ -f "$libdir/timescaledb.so" ]; then
+    export IOC_TEST_PG_BIN="$bin"
+    return 0
+  fi
+  die "TimescaleDB is missing: set IOC_TIMESCALEDB_SRC to a TimescaleDB source tarball (e.g. timescaledb-2.28.3.tar.gz for PostgreSQL $ver), or install the Debian package timescaledb-2-postgresql-$ver from Timescale's repository"
+}
+
+# build_timescaledb TARBALL SERVER_BIN: the private prefix of ensure_timescaledb, step 2.
+build_timescaledb() {
+  local src=$1 bin=$2 sum pgv key cache prefix build libsub sharesub
+  apt_install cmake build-essential libkrb5-dev "postgresql-server-dev-$(basename "$(dirname "$bin")")"
+  sum=$(sha256sum "$src" | cut -c1-12)
+  pgv=$("$bin/pg_config" --version | awk '{print $2}')
+  key="$(basename "$src" .tar.gz)-$sum-pg$pgv"
+  cache="${IOC_CACHE_DIR:-/var/tmp/ioc-cache}"
+  prefix="$cache/$key"
+  libsub=$(dirname "$bin")            # /usr/lib/postgresql/N
+  sharesub=$("$bin/pg_config" --sharedir)  # /usr/share/postgresql/N
+  if [ -f "$prefix/.built" ]; then
+    log "TimescaleDB from $(basename "$src"), cached in $prefix"
+  else
+    log "building TimescaleDB from $(basename "$src") into $prefix (a few minutes, once per machine)"
+    rm -rf "$prefix" "$cache/build-$key"
+    mkdir -p "$prefix$libsub" "$prefix$sharesub" "$cache/build-$key"
+    # The server's own directories, copied: Debian's binaries find their files relative to
+    # their own location, so the copy loads the extension installed into it.
+    cp -a "$libsub/." "$prefix$libsub/"
+    cp -a "$sharesub/." "$prefix$sharesub/"
+    tar -xzf "$src" -C "$cache/build-$key" --strip-components=1
+    (
+      cd "$cache/build-$key"
+      ./bootstrap -DPG_CONFIG="$bin/pg_config" -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF \
+        -DWARNINGS_AS_ERRORS=OFF -DLINTER=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DSEND_TELEMETRY_DEFAULT=OFF -DUSE_TELEMETRY=OFF
+      cd build
+      make -j"$(nproc)"
+      make install DESTDIR="$prefix"
+    ) >"$IOC_RUN_DIR/timescaledb-build.log" 2>&1 \
+      || die "building TimescaleDB failed (log: $IOC_RUN_DIR/timescaledb-build.log)"
+    [ -f "$prefix$libsub/lib/timescaledb.so" ] || die "the TimescaleDB build installed no timescaledb.so (log: $IOC_RUN_DIR/timescaledb-build.log)"
+    rm -rf "$cache/build-$key"
+    touch "$prefix/.built"
+  fi
+  export IOC_TEST_PG_BIN="$prefix$libsub/bin"
+}
+
+# Timescale's documented Debian install (step 3 of ensure_timescaledb); fails without internet.
+install_timescaledb_from_repo() {
+  local ver=$1 codename
+  apt_install gnupg curl lsb-release
+  codename=$(lsb_release -cs)
+  curl -fsSL https://packagecloud.io/timescale/timescaledb/gpgkey 2>/dev/null |
+    $SUDO gpg --dearmor -o /etc/apt/trusted.gpg.d/timescaledb.gpg 2>/dev/null || return 1
+  echo "deb https://packagecloud.io/timescale/timescaledb/debian/ $codename main" |
+    $SUDO tee /etc/apt/sources.list.d/timescaledb.list >/dev/null
+  APT_UPDATED=""
+  apt_install "timescaledb-2-postgresql-$ver"
+}
+
+# A private PostgreSQL server preloading TimescaleDB (IOC_TEST_TIMESCALE_URL); the store and
+# history tests run every case on it and on the plain server (IOC_TEST_DATABASE_URL).
+start_timescaledb() {
+  local port=${IOC_TEST_TIMESCALE_PORT:-15433} dir="$IOC_RUN_DIR/timescaledb"
+  ensure_timescaledb
+  if port_open 127.0.0.1 "$port"; then
+    log "a server already listens on 127.0.0.1:$port; using it as the TimescaleDB server"
+  else
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$dir"; fi
+    run_as_postgres "$IOC_TEST_PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync \
+      >"$IOC_RUN_DIR/timescaledb-initdb.log" 2>&1 || die "initdb for TimescaleDB failed (log: $IOC_RUN_DIR/timescaledb-initdb.log)"
+    log "starting PostgreSQL with TimescaleDB on 127.0.0.1:$port"
+    # Every database with the extension runs its own job scheduler: the tests make many.
+    run_as_postgres "$IOC_TEST_PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c shared_preload_libraries=timescaledb -c max_worker_processes=64 -c timescaledb.max_background_workers=48 -c max_connections=300 -c timescaledb.telemetry_level=off" \
+      start >/dev/null || die "PostgreSQL with TimescaleDB did not start (log: $dir/server.log)"
+    TIMESCALE_DATA="$dir/data"
+  fi
+  export IOC_TEST_TIMESCALE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  psql "$IOC_TEST_TIMESCALE_URL" -qc "CREATE EXTENSION IF NOT EXISTS timescaledb" >/dev/null 2>&1 \
+    || die "the TimescaleDB server at $IOC_TEST_TIMESCALE_URL cannot create the timescaledb extension (log: $dir/server.log)"
+  psql "$IOC_TEST_TIMESCALE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'ioc\_t\_%'" 2>/dev/null |
+    while read -r db; do psql "$IOC_TEST_TIMESCALE_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+  log "TimescaleDB $(psql "$IOC_TEST_TIMESCALE_URL" -Atc "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'") on $(psql "$IOC_TEST_TIMESCALE_URL" -Atc 'SHOW server_version')"
+}
+
 # Independent readers the tests check our output with: exiftool (photo metadata).
 ensure_test_tools() {
   apt_install libimage-exiftool-perl
@@ -164,4 +293,8 @@ stop_services() {
     kill "$pid" 2>/dev/null || true
   done
   STARTED_PIDS=()
+  if [ -n "${TIMESCALE_DATA:-}" ]; then
+    run_as_postgres "$IOC_TEST_PG_BIN/pg_ctl" -D "$TIMESCALE_DATA" -m fast -w stop >/dev/null 2>&1 || true
+    TIMESCALE_DATA=""
+  fi
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: installs what the tests need, starts the real services (a Kafka-protocol
-# broker, Mosquitto, PostgreSQL, headless Chromium for the page test, a Python Open311
+# broker, Mosquitto, PostgreSQL, PostgreSQL with TimescaleDB (built once from its source
+# tarball when no package has it), headless Chromium for the page test, a Python Open311
 # client, exiftool for photo metadata) and runs every test.
 # Tests that need a service fail with a message naming it if it is missing; none skip.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -10,10 +11,11 @@ trap stop_services EXIT
 start_kafka
 start_mqtt
 start_postgres
+start_timescaledb
 start_chromium
 ensure_test_tools
 start_python_client
-log "services: kafka=$IOC_TEST_KAFKA mqtt=$IOC_TEST_MQTT chromium=$IOC_TEST_CHROMIUM"
+log "services: kafka=$IOC_TEST_KAFKA mqtt=$IOC_TEST_MQTT postgres=$IOC_TEST_DATABASE_URL timescaledb=$IOC_TEST_TIMESCALE_URL (server binaries $IOC_TEST_PG_BIN) chromium=$IOC_TEST_CHROMIUM"
 log "cargo test --workspace"
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$IOC_RUN_DIR/test-output.log"
 status=${PIPESTATUS[0]}

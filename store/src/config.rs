@@ -91,8 +91,10 @@ pub struct StoreConfig {
     pub rollup_retention_days: Option<u32>,
     /// TimescaleDB: compress readings chunks older than this.
     pub compress_after_days: u32,
-    /// TimescaleDB: continuous aggregates are refreshed over this many days back (late data
-    /// older than that is folded in on the next refresh that covers it).
+    /// TimescaleDB: the aggregates' refresh policies cover this many days back. Rollups never
+    /// depend on it for correctness: rows newer than an aggregate's watermark are read from
+    /// raw in real time, and the writer refreshes the range of any rows it stores below a
+    /// watermark (late or backfilled, however old) before the write is acknowledged.
     pub aggregate_refresh_days: u32,
     /// In-memory history (no database): most readings kept; the oldest go first.
     pub memory_readings: usize,

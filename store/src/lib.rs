@@ -14,6 +14,7 @@ mod memory;
 mod pg;
 pub mod replay;
 pub mod series;
+mod timescale;
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub use config::{DatabaseUrl, StoreConfig, TimescaleMode, WriteMethod};
 pub use memory::MemoryHistory;
 pub use pg::PgStore;
 pub use series::{Bucket, Series, SeriesQuery, SeriesSource};
+pub use timescale::{desired_policies, FailingJob, Policy, PolicyKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -169,6 +171,12 @@ pub trait History: Send + Sync + 'static {
     /// the rows removed.
     async fn housekeeping(&self) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    /// Background jobs of the database (TimescaleDB policies) whose last run failed; the
+    /// store stays exact without them, but `/readyz` and a metric show them.
+    async fn failing_jobs(&self) -> Result<Vec<FailingJob>, StoreError> {
+        Ok(Vec::new())
     }
 
     fn flavor(&self) -> Flavor;

@@ -5,7 +5,8 @@
 //!
 //! - TimescaleDB: `readings` becomes a hypertable; `readings_5m` and `readings_1h` are
 //!   continuous aggregates (real-time) with refresh policies; compression and retention
-//!   policies as configured.
+//!   policies reconciled with the configuration at every start; rows written below an
+//!   aggregate's watermark are refreshed before the write is acknowledged (`timescale`).
 //! - PostgreSQL: a BRIN index on `readings.ts`; `readings_5m` and `readings_1h` are tables the
 //!   writer keeps in the same statement as the raw insert, counting only rows that were new,
 //!   so a replayed batch changes nothing; retention by periodic deletes.
@@ -20,11 +21,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use model::reading::Quality;
 use model::{LocalId, Parameter, Reading};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
 use tracing::{info, warn};
 
 use crate::series::{Bucket, Series, SeriesQuery, ORIGIN_SQL};
+use crate::timescale::{self, FailingJob};
 use crate::{
     AlertEventRow, CameraAccess, Flavor, History, Media, ReadingKey, RegistryRow, ReportEventRow,
     StoreConfig, StoreError, TimescaleMode, WriteMethod, Written,
@@ -40,6 +42,9 @@ pub struct PgStore {
     config: StoreConfig,
     flavor: OnceLock<Flavor>,
     server: OnceLock<String>,
+    /// TimescaleDB: a refresh of rows written below a watermark failed after their insert
+    /// committed; the next write (or housekeeping) settles `rollup_pending` first.
+    pending_dirty: std::sync::atomic::AtomicBool,
 }
 
 /// Maps a sqlx error to transient (retry) or not.
@@ -110,7 +115,9 @@ const STAGE_TABLE: &str = "CREATE TEMP TABLE IF NOT EXISTS readings_stage (
     ON COMMIT DELETE ROWS";
 
 /// One statement that inserts new readings from `source` and (plain PostgreSQL) folds only
-/// the new ones into the rollups; it returns how many rows were new.
+/// the new ones into the rollups, or (TimescaleDB) notes the range of new rows that landed
+/// below an aggregate's watermark; it returns how many rows were new and how many notes
+/// were made (0 or 1).
 fn insert_sql(flavor: &Flavor, source: &str) -> String {
     let mut sql = format!(
         "WITH ins AS (
@@ -124,8 +131,12 @@ fn insert_sql(flavor: &Flavor, source: &str) -> String {
         sql.push_str(&rollup_upsert_sql("readings_5m", "5 minutes"));
         sql.push_str(", ");
         sql.push_str(&rollup_upsert_sql("readings_1h", "1 hour"));
+        sql.push_str(" SELECT (SELECT count(*) FROM ins), 0::int8");
+    } else {
+        sql.push_str(", ");
+        sql.push_str(timescale::NOTE_PENDING_CTE);
+        sql.push_str(" SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM pend)");
     }
-    sql.push_str(" SELECT count(*) FROM ins");
     sql
 }
 
@@ -208,6 +219,7 @@ impl PgStore {
             config: config.clone(),
             flavor: OnceLock::new(),
             server: OnceLock::new(),
+            pending_dirty: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -237,7 +249,9 @@ impl PgStore {
             .execute(&mut *conn)
             .await
             .map_err(map_err)?;
-        let result = self.set_up_flavor().await;
+        // The set-up runs on the connection that holds the lock: with `max_connections = 1`
+        // the pool has no other to give.
+        let result = self.set_up_flavor(&mut conn).await;
         let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(SETUP_LOCK)
             .execute(&mut *conn)
@@ -247,7 +261,16 @@ impl PgStore {
             .fetch_one(&mut *conn)
             .await
             .map_err(map_err)?;
+        drop(conn);
         let _ = self.server.set(version);
+        if flavor == Flavor::Timescale {
+            // Notes an earlier process left (it stopped between insert and refresh).
+            if let Err(e) = timescale::refresh_pending(&self.pool).await {
+                warn!(error = %e, "refreshing rollups noted by an earlier writer failed; the next write retries");
+                self.pending_dirty
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
         let _ = self.flavor.set(flavor.clone());
         info!(
             flavor = ?flavor,
@@ -280,19 +303,16 @@ impl PgStore {
         }
     }
 
-    async fn set_up_flavor(&self) -> Result<Flavor, StoreError> {
-        // Other processes wait on the advisory lock the caller holds; the work itself may run
-        // on any pooled connection.
-        let conn = &self.pool;
+    async fn set_up_flavor(&self, conn: &mut PgConnection) -> Result<Flavor, StoreError> {
         let recorded: Option<String> =
             sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'flavor'")
-                .fetch_optional(conn)
+                .fetch_optional(&mut *conn)
                 .await
                 .map_err(map_err)?;
         let available: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')",
         )
-        .fetch_one(conn)
+        .fetch_one(&mut *conn)
         .await
         .map_err(map_err)?;
         let mode = self.config.timescale;
@@ -314,7 +334,7 @@ impl PgStore {
                 Flavor::Postgres
             }
             None => match sqlx::query("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                .execute(conn)
+                .execute(&mut *conn)
                 .await
             {
                 Ok(_) => Flavor::Timescale,
@@ -330,7 +350,7 @@ impl PgStore {
             },
         };
         let statements = match flavor {
-            Flavor::Timescale => self.timescale_statements().await?,
+            Flavor::Timescale => self.timescale_statements(conn).await?,
             _ => vec![
                 rollup_table_sql("readings_5m"),
                 rollup_table_sql("readings_1h"),
@@ -339,7 +359,15 @@ impl PgStore {
         };
         // One at a time: continuous aggregates may not be created inside a transaction.
         for sql in statements {
-            sqlx::raw_sql(&sql).execute(conn).await.map_err(map_err)?;
+            sqlx::raw_sql(&sql)
+                .execute(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        }
+        if flavor == Flavor::Timescale {
+            timescale::reconcile(conn, &self.config)
+                .await
+                .map_err(map_err)?;
         }
         let name = if flavor == Flavor::Timescale {
             "timescale"
@@ -348,43 +376,32 @@ impl PgStore {
         };
         sqlx::query("INSERT INTO store_meta (key, value) VALUES ('flavor', $1) ON CONFLICT (key) DO NOTHING")
             .bind(name)
-            .execute(conn)
+            .execute(&mut *conn)
             .await
             .map_err(map_err)?;
         Ok(flavor)
     }
 
-    async fn timescale_statements(&self) -> Result<Vec<String>, StoreError> {
-        let conn = &self.pool;
-        let c = &self.config;
+    /// The TimescaleDB objects (policies are reconciled afterwards, not created here).
+    async fn timescale_statements(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Vec<String>, StoreError> {
         let mut s = vec![
             "SELECT create_hypertable('readings', 'ts', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE, migrate_data => TRUE)".to_string(),
             cagg_sql("readings_5m", "5 minutes"),
             cagg_sql("readings_1h", "1 hour"),
-            format!("SELECT add_continuous_aggregate_policy('readings_5m', start_offset => INTERVAL '{} days', end_offset => INTERVAL '5 minutes', schedule_interval => INTERVAL '1 minute', if_not_exists => TRUE)", c.aggregate_refresh_days.max(1)),
-            format!("SELECT add_continuous_aggregate_policy('readings_1h', start_offset => INTERVAL '{} days', end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '10 minutes', if_not_exists => TRUE)", c.aggregate_refresh_days.max(1)),
         ];
         let compressed: bool = sqlx::query_scalar(
             "SELECT coalesce(bool_or(compression_enabled), false) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'",
         )
-        .fetch_one(conn)
+        .fetch_one(&mut *conn)
         .await
         .unwrap_or(false);
         if !compressed {
             s.push("ALTER TABLE readings SET (timescaledb.compress, timescaledb.compress_segmentby = 'station, parameter', timescaledb.compress_orderby = 'ts DESC')".into());
         }
-        s.push(format!(
-            "SELECT add_compression_policy('readings', INTERVAL '{} days', if_not_exists => TRUE)",
-            c.compress_after_days.max(1)
-        ));
-        if let Some(d) = c.raw_retention_days {
-            s.push(format!("SELECT add_retention_policy('readings', INTERVAL '{d} days', if_not_exists => TRUE)"));
-        }
-        if let Some(d) = c.rollup_retention_days {
-            for v in ["readings_5m", "readings_1h"] {
-                s.push(format!("SELECT add_retention_policy('{v}', INTERVAL '{d} days', if_not_exists => TRUE)"));
-            }
-        }
+        s.extend(timescale::BOOKKEEPING.iter().map(|x| x.to_string()));
         Ok(s)
     }
 
@@ -432,7 +449,11 @@ impl PgStore {
         Ok(deleted)
     }
 
-    async fn write_unnest(&self, flavor: &Flavor, rows: &[Reading]) -> Result<i64, StoreError> {
+    async fn write_unnest(
+        &self,
+        flavor: &Flavor,
+        rows: &[Reading],
+    ) -> Result<(i64, i64), StoreError> {
         let mut station = Vec::with_capacity(rows.len());
         let mut parameter = Vec::with_capacity(rows.len());
         let mut ts = Vec::with_capacity(rows.len());
@@ -447,7 +468,7 @@ impl PgStore {
             unit.push(r.unit.symbol());
             quality.push(quality_str(r.quality));
         }
-        sqlx::query_scalar(&insert_sql(flavor, UNNEST_SOURCE))
+        sqlx::query_as(&insert_sql(flavor, UNNEST_SOURCE))
             .bind(station)
             .bind(parameter)
             .bind(ts)
@@ -459,7 +480,11 @@ impl PgStore {
             .map_err(map_err)
     }
 
-    async fn write_copy(&self, flavor: &Flavor, rows: &[Reading]) -> Result<i64, StoreError> {
+    async fn write_copy(
+        &self,
+        flavor: &Flavor,
+        rows: &[Reading],
+    ) -> Result<(i64, i64), StoreError> {
         let mut data = String::with_capacity(rows.len() * 80);
         for r in rows {
             copy_field(&mut data, r.station.as_str());
@@ -489,12 +514,37 @@ impl PgStore {
             .map_err(map_err)?;
         copy.send(data.as_bytes()).await.map_err(map_err)?;
         copy.finish().await.map_err(map_err)?;
-        let inserted: i64 = sqlx::query_scalar(&insert_sql(flavor, "readings_stage AS s"))
+        let written: (i64, i64) = sqlx::query_as(&insert_sql(flavor, "readings_stage AS s"))
             .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(inserted)
+        Ok(written)
+    }
+
+    /// TimescaleDB: refreshes what writes noted below the watermarks. A failure leaves the
+    /// notes for the next try and fails the write, so it is not acknowledged while its
+    /// rollups disagree with its raw rows.
+    async fn settle_pending(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        match timescale::refresh_pending(&self.pool).await {
+            Ok(_) => {
+                self.pending_dirty.store(false, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                self.pending_dirty.store(true, Ordering::Release);
+                Err(map_err(e))
+            }
+        }
+    }
+
+    /// TimescaleDB policy jobs whose last run failed (empty on plain PostgreSQL).
+    pub async fn failing_jobs(&self) -> Result<Vec<FailingJob>, StoreError> {
+        if self.ready_flavor()? != &Flavor::Timescale {
+            return Ok(Vec::new());
+        }
+        timescale::failing_jobs(&self.pool).await.map_err(map_err)
     }
 }
 
@@ -505,10 +555,18 @@ impl History for PgStore {
         if rows.is_empty() {
             return Ok(Written::default());
         }
-        let inserted = match self.config.write_method {
+        let (inserted, noted) = match self.config.write_method {
             WriteMethod::Unnest => self.write_unnest(flavor, rows).await?,
             WriteMethod::Copy => self.write_copy(flavor, rows).await?,
-        } as u64;
+        };
+        if noted > 0
+            || self
+                .pending_dirty
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            self.settle_pending().await?;
+        }
+        let inserted = inserted as u64;
         Ok(Written {
             inserted,
             duplicates: rows.len() as u64 - inserted,
@@ -828,7 +886,20 @@ impl History for PgStore {
     }
 
     async fn housekeeping(&self) -> Result<u64, StoreError> {
+        if self.ready_flavor()? == &Flavor::Timescale {
+            self.settle_pending().await?;
+            let moved = timescale::advance(&self.pool, &self.config)
+                .await
+                .map_err(map_err)?;
+            if !moved.is_empty() {
+                info!(views = ?moved, "continuous aggregates refreshed where their policies lagged");
+            }
+        }
         self.enforce_retention().await
+    }
+
+    async fn failing_jobs(&self) -> Result<Vec<FailingJob>, StoreError> {
+        PgStore::failing_jobs(self).await
     }
 
     fn flavor(&self) -> Flavor {
@@ -862,7 +933,12 @@ mod tests {
             sql.contains("FROM ins GROUP BY"),
             "rollups read the inserted rows only"
         );
-        assert!(!insert_sql(&Flavor::Timescale, UNNEST_SOURCE).contains("readings_5m"));
+        let ts = insert_sql(&Flavor::Timescale, UNNEST_SOURCE);
+        assert!(!ts.contains("INSERT INTO readings_5m"));
+        assert!(
+            ts.contains("INSERT INTO rollup_pending"),
+            "below-watermark rows are noted in the same statement"
+        );
     }
 
     #[test]

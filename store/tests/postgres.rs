@@ -1,11 +1,13 @@
-//! The store against a real PostgreSQL (the test command starts one and sets
-//! `IOC_TEST_DATABASE_URL`). Each test works in a database of its own, created empty.
-//! Which layout ran (TimescaleDB or plain PostgreSQL) is printed, never silently skipped.
+//! The store against real servers, every test on both layouts: plain PostgreSQL
+//! (`IOC_TEST_DATABASE_URL`) and PostgreSQL preloading TimescaleDB (`IOC_TEST_TIMESCALE_URL`);
+//! the test command starts both. Each case works in a database of its own, created empty,
+//! and prints which layout it ran on; a missing server fails the test, never skips it.
+//! Times are relative to now, so the same paths run whatever the date.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use model::reading::Quality;
 use model::{LocalId, Parameter, Reading};
 use rand::{Rng, SeedableRng};
@@ -13,18 +15,31 @@ use sqlx::Connection;
 use store::replay::{ReplayFrame, ReplayRequest};
 use store::{
     DatabaseUrl, Flavor, History, MemoryHistory, PgStore, SeriesQuery, SeriesSource, StoreConfig,
-    WriteMethod,
+    TimescaleMode, WriteMethod,
 };
 
-fn admin_url() -> String {
-    std::env::var("IOC_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!("IOC_TEST_DATABASE_URL is not set: run the tests with `bash ops/test.sh`, which starts PostgreSQL, or point it at a server where this user may CREATE DATABASE")
+/// The two history layouts; every test runs on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Postgres,
+    Timescale,
+}
+
+const LAYOUTS: [Layout; 2] = [Layout::Postgres, Layout::Timescale];
+
+fn admin_url(layout: Layout) -> String {
+    let var = match layout {
+        Layout::Postgres => "IOC_TEST_DATABASE_URL",
+        Layout::Timescale => "IOC_TEST_TIMESCALE_URL",
+    };
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the tests with `bash ops/test.sh`, which starts PostgreSQL and a PostgreSQL preloading TimescaleDB, or point it at a server where this user may CREATE DATABASE")
     })
 }
 
-/// A fresh, empty database; returns its URL.
-async fn fresh_database(tag: &str) -> String {
-    let admin = admin_url();
+/// A fresh, empty database on the layout's server; returns its URL.
+async fn fresh_database(tag: &str, layout: Layout) -> String {
+    let admin = admin_url(layout);
     let name = format!(
         "ioc_t_{tag}_{}_{}",
         std::process::id(),
@@ -45,17 +60,72 @@ async fn fresh_database(tag: &str) -> String {
     format!("{base}/{name}{query}")
 }
 
-async fn store(tag: &str, method: WriteMethod) -> PgStore {
-    let url = fresh_database(tag).await;
-    let cfg = StoreConfig {
+/// `config` for the layout: its server, TimescaleDB required or off.
+fn on_layout(url: String, layout: Layout, config: StoreConfig) -> StoreConfig {
+    StoreConfig {
         database_url: Some(DatabaseUrl::new(url)),
-        write_method: method,
-        ..StoreConfig::default()
+        timescale: match layout {
+            Layout::Postgres => TimescaleMode::Off,
+            Layout::Timescale => TimescaleMode::Require,
+        },
+        ..config
+    }
+}
+
+async fn open_prepared(cfg: &StoreConfig, layout: Layout) -> PgStore {
+    let s = PgStore::open(cfg).unwrap();
+    let flavor = tokio::time::timeout(std::time::Duration::from_secs(60), s.prepare())
+        .await
+        .expect("prepare finished within 60 s")
+        .expect("migrations up");
+    let want = match layout {
+        Layout::Postgres => Flavor::Postgres,
+        Layout::Timescale => Flavor::Timescale,
     };
-    let s = PgStore::open(&cfg).unwrap();
-    let flavor = s.prepare().await.expect("migrations up from empty");
-    println!("store flavour under test: {flavor:?}: {}", s.describe());
+    assert_eq!(
+        flavor, want,
+        "the store set itself up on the layout asked for"
+    );
+    println!("layout under test: {layout:?}: {}", s.describe());
     s
+}
+
+async fn store_with(tag: &str, layout: Layout, config: StoreConfig) -> PgStore {
+    let url = fresh_database(tag, layout).await;
+    open_prepared(&on_layout(url, layout, config), layout).await
+}
+
+async fn store(tag: &str, method: WriteMethod, layout: Layout) -> PgStore {
+    store_with(
+        tag,
+        layout,
+        StoreConfig {
+            write_method: method,
+            ..StoreConfig::default()
+        },
+    )
+    .await
+}
+
+/// What TimescaleDB's refresh policies do when their jobs run: each aggregate materialised up
+/// to now minus its end offset. Nothing to do on plain PostgreSQL.
+async fn policies_ran(s: &PgStore) {
+    if s.flavor() != Flavor::Timescale {
+        return;
+    }
+    for (view, end) in [("readings_5m", "5 minutes"), ("readings_1h", "1 hour")] {
+        sqlx::raw_sql(&format!(
+            "CALL refresh_continuous_aggregate('{view}', NULL, now() - INTERVAL '{end}')"
+        ))
+        .execute(s.pool())
+        .await
+        .unwrap();
+    }
+}
+
+/// The start of the current day minus `days` (UTC): a time relative to now on bucket bounds.
+fn days_ago(days: i64) -> DateTime<Utc> {
+    Utc::now().duration_trunc(Duration::days(1)).unwrap() - Duration::days(days)
 }
 
 fn reading(station: &str, parameter: Parameter, ts: DateTime<Utc>, value: f64) -> Reading {
@@ -74,9 +144,8 @@ async fn count(s: &PgStore, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(s.pool()).await.unwrap()
 }
 
-#[tokio::test]
-async fn migrations_run_up_from_empty_and_again() {
-    let s = store("migr", WriteMethod::Unnest).await;
+async fn migrations_run_up_from_empty_and_again(layout: Layout) {
+    let s = store("migr", WriteMethod::Unnest, layout).await;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
     )
@@ -99,10 +168,11 @@ async fn migrations_run_up_from_empty_and_again() {
     }
     let flavor = s.flavor();
     // A second process starting on the same database changes nothing.
-    let again = PgStore::open(&StoreConfig {
-        database_url: Some(DatabaseUrl::new(fresh_url_of(&s).await)),
-        ..StoreConfig::default()
-    })
+    let again = PgStore::open(&on_layout(
+        fresh_url_of(&s, layout).await,
+        layout,
+        StoreConfig::default(),
+    ))
     .unwrap();
     assert_eq!(again.prepare().await.unwrap(), flavor);
     // 0001 history, 0002 reports: each applied once.
@@ -114,21 +184,20 @@ async fn migrations_run_up_from_empty_and_again() {
     }
 }
 
-async fn fresh_url_of(s: &PgStore) -> String {
+async fn fresh_url_of(s: &PgStore, layout: Layout) -> String {
     let db: String = sqlx::query_scalar("SELECT current_database()::text")
         .fetch_one(s.pool())
         .await
         .unwrap();
-    let admin = admin_url();
+    let admin = admin_url(layout);
     let base = admin.split('?').next().unwrap();
     format!("{}/{db}", &base[..base.rfind('/').unwrap()])
 }
 
+/// Both rollups count every raw row once (TimescaleDB: materialised below the watermark,
+/// real-time above it).
 async fn rollups_hold(s: &PgStore, expected: i64) {
     for table in ["readings_5m", "readings_1h"] {
-        if s.flavor() == Flavor::Timescale {
-            // real-time aggregates: the view answers from raw rows for what is not materialised
-        }
         let n: i64 = sqlx::query_scalar(&format!("SELECT coalesce(sum(n), 0)::int8 FROM {table}"))
             .fetch_one(s.pool())
             .await
@@ -137,11 +206,10 @@ async fn rollups_hold(s: &PgStore, expected: i64) {
     }
 }
 
-#[tokio::test]
-async fn the_same_batch_written_twice_is_stored_once() {
+async fn the_same_batch_written_twice_is_stored_once(layout: Layout) {
     for method in [WriteMethod::Unnest, WriteMethod::Copy] {
-        let s = store("idem", method).await;
-        let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+        let s = store("idem", method, layout).await;
+        let t0 = days_ago(2);
         let rows = |range: std::ops::Range<i64>| -> Vec<Reading> {
             range
                 .map(|i| {
@@ -161,6 +229,8 @@ async fn the_same_batch_written_twice_is_stored_once() {
         let second = s.write_readings(&batch).await.unwrap();
         assert_eq!((second.inserted, second.duplicates), (0, 500), "{method:?}");
         // Half old, half new: only the new half lands, and rollups count it once.
+        // Materialised in between (TimescaleDB): the new half lands below the watermark.
+        policies_ran(&s).await;
         let mixed = rows(250..750);
         let third = s.write_readings(&mixed).await.unwrap();
         assert_eq!((third.inserted, third.duplicates), (250, 250), "{method:?}");
@@ -217,12 +287,11 @@ fn assert_series_eq(got: &store::Series, want: &[(i64, i64, f64, f64, f64)], wha
     }
 }
 
-#[tokio::test]
-async fn series_equal_a_brute_force_computation_over_the_raw_rows() {
-    let s = store("series", WriteMethod::Unnest).await;
+async fn series_equal_a_brute_force_computation_over_the_raw_rows(layout: Layout) {
+    let s = store("series", WriteMethod::Unnest, layout).await;
     let mem = MemoryHistory::new(1_000_000);
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261123);
-    let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    let t0 = days_ago(4);
     let mut rows = Vec::new();
     for station in ["hg-vt-sal-01", "tg-mt-sal-02", "lx-aq-01"] {
         for parameter in [Parameter::Salinity, Parameter::Pm25] {
@@ -238,9 +307,15 @@ async fn series_equal_a_brute_force_computation_over_the_raw_rows() {
             }
         }
     }
-    // Written in uneven batches, some twice (a replay), out of order within batches.
+    // Written in uneven batches, some twice (a replay), out of order within batches; half way
+    // the aggregates are materialised (TimescaleDB), so the rest lands below the watermark.
     let mut i = 0;
+    let mut refreshed = false;
     while i < rows.len() {
+        if !refreshed && i >= rows.len() / 2 {
+            policies_ran(&s).await;
+            refreshed = true;
+        }
         let n = rng.random_range(1..900).min(rows.len() - i);
         let mut batch = rows[i..i + n].to_vec();
         batch.reverse();
@@ -298,11 +373,10 @@ async fn series_equal_a_brute_force_computation_over_the_raw_rows() {
     println!("{checked} buckets equal to the brute-force computation (rollups, raw and memory)");
 }
 
-#[tokio::test]
-async fn replay_reads_the_same_from_postgres_as_from_memory() {
-    let s = Arc::new(store("replay", WriteMethod::Copy).await);
+async fn replay_reads_the_same_from_postgres_as_from_memory(layout: Layout) {
+    let s = Arc::new(store("replay", WriteMethod::Copy, layout).await);
     let mem = Arc::new(MemoryHistory::new(1_000_000));
-    let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
+    let t0 = days_ago(1);
     let rows: Vec<Reading> = (0..12_000)
         .map(|i| {
             reading(
@@ -353,9 +427,8 @@ async fn replay_reads_the_same_from_postgres_as_from_memory() {
     );
 }
 
-#[tokio::test]
-async fn the_registry_table_keeps_the_newest_version_and_removals() {
-    let s = store("registry", WriteMethod::Copy).await;
+async fn the_registry_table_keeps_the_newest_version_and_removals(layout: Layout) {
+    let s = store("registry", WriteMethod::Copy, layout).await;
     let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap();
     let row = |name: &str, at: DateTime<Utc>, removed: bool| store::RegistryRow {
         entity: "station:hg-vt-sal-01".into(),
@@ -393,3 +466,339 @@ async fn the_registry_table_keeps_the_newest_version_and_removals() {
     .unwrap();
     assert_eq!((name.as_str(), removed), ("Cái Lớn – Vị Thanh", true));
 }
+
+/// `n` readings of `station`, one every `every_s` seconds from `from`, values varying.
+fn run_of(station: &str, from: DateTime<Utc>, n: i64, every_s: i64) -> Vec<Reading> {
+    (0..n)
+        .map(|i| {
+            reading(
+                station,
+                Parameter::Salinity,
+                from + Duration::seconds(i * every_s),
+                ((i * 7919) % 4000) as f64 / 100.0,
+            )
+        })
+        .collect()
+}
+
+/// Series over `[from, to)` from each rollup and from raw rows at the same steps (and at one
+/// minute where the range allows) equal the brute-force computation over `rows`.
+async fn series_agree(
+    s: &PgStore,
+    rows: &[Reading],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    what: &str,
+) {
+    let stations: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.station.as_str()).collect();
+    let short = to - from <= Duration::days(10);
+    for station in stations {
+        for (step, source) in [
+            (3600, SeriesSource::Rollup1h),
+            (300, SeriesSource::Rollup5m),
+            (60, SeriesSource::Raw),
+        ] {
+            if step == 60 && !short {
+                continue;
+            }
+            let q = SeriesQuery::new(
+                LocalId::parse("s", station).unwrap(),
+                Parameter::Salinity,
+                from,
+                to,
+                Some(step),
+            )
+            .unwrap();
+            let want = brute_force(rows, &q);
+            let got = s.series(&q).await.unwrap();
+            assert_eq!(got.source, source, "{what}: step {step}");
+            assert_series_eq(&got, &want, &format!("{what}: {station} {source:?}"));
+            let raw = SeriesQuery {
+                raw_only: true,
+                ..q
+            };
+            assert_series_eq(
+                &s.series(&raw).await.unwrap(),
+                &want,
+                &format!("{what}: {station} raw at {step} s"),
+            );
+        }
+    }
+}
+
+async fn nothing_pending(s: &PgStore) {
+    if s.flavor() == Flavor::Timescale {
+        assert_eq!(
+            count(s, "SELECT count(*) FROM rollup_pending").await,
+            0,
+            "every range noted below a watermark was refreshed before the write returned"
+        );
+    }
+}
+
+/// The operator's table of the issue: recent rows, then late rows two days back after a
+/// refresh, then a backfill 40 days back: the rollups equal the raw rows at once, every time,
+/// and a later scheduled refresh counts nothing twice.
+async fn late_rows_and_backfill_reach_the_rollups_at_once(layout: Layout) {
+    let s = store("late", WriteMethod::Copy, layout).await;
+    let now = Utc::now().duration_trunc(Duration::minutes(5)).unwrap();
+    let mut all = Vec::new();
+    // Recent: -3 h to -1 h, two stations, 720 rows.
+    for st in ["hg-vt-sal-01", "hg-nb-sal-02"] {
+        all.extend(run_of(st, now - Duration::hours(3), 360, 20));
+    }
+    s.write_readings(&all).await.unwrap();
+    policies_ran(&s).await;
+    rollups_hold(&s, 720).await;
+    series_agree(&s, &all, now - Duration::hours(4), now, "recent").await;
+    // Late, two days back, just after the refresh: below both watermarks.
+    let late = run_of("hg-vt-sal-01", now - Duration::days(2), 360, 10);
+    assert_eq!(s.write_readings(&late).await.unwrap().inserted, 360);
+    all.extend(late);
+    nothing_pending(&s).await;
+    rollups_hold(&s, 1080).await;
+    series_agree(
+        &s,
+        &all,
+        now - Duration::days(2) - Duration::hours(1),
+        now,
+        "late -2 d",
+    )
+    .await;
+    // Late by an hour and a half, between readings already there: inside both windows.
+    let between = run_of(
+        "hg-nb-sal-02",
+        now - Duration::minutes(100) + Duration::seconds(7),
+        90,
+        20,
+    );
+    assert_eq!(s.write_readings(&between).await.unwrap().inserted, 90);
+    all.extend(between);
+    nothing_pending(&s).await;
+    rollups_hold(&s, 1170).await;
+    series_agree(&s, &all, now - Duration::hours(4), now, "late -100 min").await;
+    // Backfill 40 days back, older than every refresh window.
+    let backfill = run_of("hg-vt-sal-01", now - Duration::days(40), 360, 60);
+    assert_eq!(s.write_readings(&backfill).await.unwrap().inserted, 360);
+    all.extend(backfill);
+    nothing_pending(&s).await;
+    rollups_hold(&s, 1530).await;
+    series_agree(&s, &all, now - Duration::days(41), now, "backfill -40 d").await;
+    // The scheduled refresh comes later and counts nothing twice; housekeeping neither.
+    policies_ran(&s).await;
+    s.housekeeping().await.unwrap();
+    rollups_hold(&s, 1530).await;
+    series_agree(
+        &s,
+        &all,
+        now - Duration::days(41),
+        now,
+        "after the next refresh",
+    )
+    .await;
+    println!("{layout:?}: rollups equal raw rows for recent, late and backfilled data");
+}
+
+/// The policy jobs of a TimescaleDB database: (procedure, relation, interval).
+async fn policy_jobs(s: &PgStore) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT j.proc_name::text, coalesce(c.view_name::text, j.hypertable_name::text),
+                coalesce(j.config->>'start_offset', j.config->>'compress_after', j.config->>'drop_after')::interval::text
+         FROM timescaledb_information.jobs j
+         LEFT JOIN timescaledb_information.continuous_aggregates c
+                ON c.materialization_hypertable_name = j.hypertable_name
+         WHERE j.proc_name LIKE 'policy%' AND j.hypertable_name IS NOT NULL ORDER BY 1, 2",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap()
+}
+
+fn jobs(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    list.iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
+}
+
+/// Restarts with changed settings: the policies (TimescaleDB) or the periodic deletes (plain
+/// PostgreSQL) follow the configuration each time; a removed setting removes its policy.
+async fn policies_follow_the_configuration_at_every_start(layout: Layout) {
+    let first = store("policy", WriteMethod::Copy, layout).await;
+    let url = fresh_url_of(&first, layout).await;
+    let changed = StoreConfig {
+        aggregate_refresh_days: 3,
+        compress_after_days: 2,
+        raw_retention_days: Some(90),
+        rollup_retention_days: Some(400),
+        ..StoreConfig::default()
+    };
+    let restart = |cfg: StoreConfig| {
+        let url = url.clone();
+        async move { open_prepared(&on_layout(url, layout, cfg), layout).await }
+    };
+    match layout {
+        Layout::Timescale => {
+            assert_eq!(
+                policy_jobs(&first).await,
+                jobs(&[
+                    ("policy_compression", "readings", "7 days"),
+                    (
+                        "policy_refresh_continuous_aggregate",
+                        "readings_1h",
+                        "30 days"
+                    ),
+                    (
+                        "policy_refresh_continuous_aggregate",
+                        "readings_5m",
+                        "30 days"
+                    ),
+                ])
+            );
+            let s = restart(changed.clone()).await;
+            assert_eq!(
+                policy_jobs(&s).await,
+                jobs(&[
+                    ("policy_compression", "readings", "2 days"),
+                    (
+                        "policy_refresh_continuous_aggregate",
+                        "readings_1h",
+                        "3 days"
+                    ),
+                    (
+                        "policy_refresh_continuous_aggregate",
+                        "readings_5m",
+                        "3 days"
+                    ),
+                    ("policy_retention", "readings", "90 days"),
+                    ("policy_retention", "readings_1h", "400 days"),
+                    ("policy_retention", "readings_5m", "400 days"),
+                ]),
+                "every changed setting is in the jobs after a restart"
+            );
+            // The same settings again: nothing is replaced (job ids stay).
+            let ids: Vec<i32> =
+                sqlx::query_scalar("SELECT job_id FROM timescaledb_information.jobs ORDER BY 1")
+                    .fetch_all(s.pool())
+                    .await
+                    .unwrap();
+            let again = restart(changed).await;
+            let ids_again: Vec<i32> =
+                sqlx::query_scalar("SELECT job_id FROM timescaledb_information.jobs ORDER BY 1")
+                    .fetch_all(again.pool())
+                    .await
+                    .unwrap();
+            assert_eq!(ids, ids_again, "unchanged policies are kept as they are");
+            let back = restart(StoreConfig::default()).await;
+            assert_eq!(
+                policy_jobs(&back).await,
+                jobs(&[
+                    ("policy_compression", "readings", "7 days"),
+                    (
+                        "policy_refresh_continuous_aggregate",
+                        "readings_1h",
+                        "30 days"
+                    ),
+                    (
+                        "policy_refresh_continuous_aggregate",
+                        "readings_5m",
+                        "30 days"
+                    ),
+                ]),
+                "removing the retention settings removes their policies"
+            );
+        }
+        Layout::Postgres => {
+            let old = run_of("hg-vt-sal-01", days_ago(100), 10, 60);
+            let recent = run_of("hg-vt-sal-01", days_ago(10), 10, 60);
+            first.write_readings(&old).await.unwrap();
+            first.write_readings(&recent).await.unwrap();
+            let kept = restart(StoreConfig::default()).await;
+            kept.housekeeping().await.unwrap();
+            assert_eq!(
+                count(&kept, "SELECT count(*) FROM readings").await,
+                20,
+                "no retention set: nothing deleted"
+            );
+            let s = restart(changed).await;
+            s.housekeeping().await.unwrap();
+            assert_eq!(
+                count(&s, "SELECT count(*) FROM readings").await,
+                10,
+                "raw rows past 90 days deleted"
+            );
+            let old_rollups =
+                "SELECT count(*) FROM readings_1h WHERE bucket < now() - INTERVAL '99 days'";
+            assert!(
+                count(&s, old_rollups).await > 0,
+                "rollups kept for their own 400 days"
+            );
+            let shorter = restart(StoreConfig {
+                rollup_retention_days: Some(30),
+                ..StoreConfig::default()
+            })
+            .await;
+            shorter.housekeeping().await.unwrap();
+            assert_eq!(
+                count(&shorter, old_rollups).await,
+                0,
+                "a shorter rollup retention applies at once"
+            );
+            assert_eq!(count(&shorter, "SELECT count(*) FROM readings").await, 10);
+        }
+    }
+    println!("{layout:?}: policies follow the configuration at every start");
+}
+
+/// `store.max_connections = 1`: the set-up runs on the connection holding the set-up lock.
+async fn one_connection_is_enough(layout: Layout) {
+    let s = store_with(
+        "onecon",
+        layout,
+        StoreConfig {
+            max_connections: 1,
+            ..StoreConfig::default()
+        },
+    )
+    .await;
+    let rows = run_of("hg-vt-sal-01", Utc::now() - Duration::hours(2), 100, 30);
+    assert_eq!(s.write_readings(&rows).await.unwrap().inserted, 100);
+    policies_ran(&s).await;
+    let more = run_of(
+        "hg-vt-sal-01",
+        Utc::now() - Duration::hours(2) + Duration::seconds(11),
+        100,
+        30,
+    );
+    assert_eq!(s.write_readings(&more).await.unwrap().inserted, 100);
+    s.housekeeping().await.unwrap();
+    rollups_hold(&s, 200).await;
+    println!("{layout:?}: one pooled connection sets up, writes and refreshes");
+}
+
+/// One test per case, running it on each layout in turn.
+macro_rules! on_both_layouts {
+    ($($name:ident),* $(,)?) => {
+        mod on_both_layouts {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    for layout in super::LAYOUTS {
+                        super::$name(layout).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_layouts!(
+    migrations_run_up_from_empty_and_again,
+    the_same_batch_written_twice_is_stored_once,
+    series_equal_a_brute_force_computation_over_the_raw_rows,
+    replay_reads_the_same_from_postgres_as_from_memory,
+    the_registry_table_keeps_the_newest_version_and_removals,
+    late_rows_and_backfill_reach_the_rollups_at_once,
+    policies_follow_the_configuration_at_every_start,
+    one_connection_is_enough,
+);
