@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use model::reading::Quality;
 use model::{LocalId, Parameter, Reading};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Executor, Row};
 use tracing::{info, warn};
 
 use crate::series::{Bucket, Series, SeriesQuery, ORIGIN_SQL};
@@ -358,11 +358,10 @@ impl PgStore {
             ],
         };
         // One at a time: continuous aggregates may not be created inside a transaction.
+        // Sent as simple queries (`Executor::execute` on text): `raw_sql` on a borrowed
+        // connection makes the future's `Send` unprovable (rust#102211).
         for sql in statements {
-            sqlx::raw_sql(&sql)
-                .execute(&mut *conn)
-                .await
-                .map_err(map_err)?;
+            conn.execute(sql.as_str()).await.map_err(map_err)?;
         }
         if flavor == Flavor::Timescale {
             timescale::reconcile(conn, &self.config)

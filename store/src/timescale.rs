@@ -17,7 +17,7 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sqlx::postgres::PgConnection;
-use sqlx::{PgPool, Row};
+use sqlx::{Executor, PgPool, Row};
 use tracing::{info, warn};
 
 use crate::StoreConfig;
@@ -259,13 +259,11 @@ pub async fn reconcile(
                 continue;
             }
             if !jobs.is_empty() {
-                sqlx::raw_sql(&proc.remove_sql(relation))
-                    .execute(&mut *conn)
-                    .await?;
+                conn.execute(proc.remove_sql(relation).as_str()).await?;
             }
             match want {
                 Some(p) => {
-                    sqlx::raw_sql(&p.add_sql()).execute(&mut *conn).await?;
+                    conn.execute(p.add_sql().as_str()).await?;
                     changes.push(format!(
                         "{} {relation}: {:?}",
                         if jobs.is_empty() { "added" } else { "replaced" },

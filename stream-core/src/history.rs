@@ -22,7 +22,7 @@ use model::report::{ReportCreated, ReportTransition};
 use model::{Envelope, EventKind, FieldError, Reading};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use store::{AlertEventRow, History, RegistryRow, ReportEventRow, StoreError};
+use store::{AlertEventRow, FailingJob, History, RegistryRow, ReportEventRow, StoreError};
 use tracing::{info, warn};
 
 use crate::core::collect_batch;
@@ -41,8 +41,12 @@ pub struct HistoryConfig {
     pub batch_wait_ms: u64,
     /// Longest wait between retries while the store is failing, ms.
     pub max_backoff_ms: u64,
-    /// How often retention is enforced (plain PostgreSQL), s.
+    /// How often housekeeping runs, s: retention (audit log; plain PostgreSQL's readings and
+    /// rollups), and on TimescaleDB refreshing aggregates whose policies lag.
     pub housekeeping_s: u64,
+    /// How often the database's background jobs are checked for failures (`/readyz`,
+    /// `ioc_history_jobs_failing`), s.
+    pub upkeep_s: u64,
 }
 
 impl Default for HistoryConfig {
@@ -54,6 +58,7 @@ impl Default for HistoryConfig {
             batch_wait_ms: 50,
             max_backoff_ms: 5000,
             housekeeping_s: 3600,
+            upkeep_s: 60,
         }
     }
 }
@@ -66,6 +71,10 @@ pub struct HistoryStatus {
     duplicates: AtomicU64,
     problem: Mutex<Option<String>>,
     backend: Mutex<String>,
+    /// The database's own background jobs (TimescaleDB policies) whose last run failed: the
+    /// store stays exact without them (it refreshes itself), so they do not make the sink
+    /// unready, but operators must see them.
+    jobs_failing: Mutex<Vec<FailingJob>>,
 }
 
 impl HistoryStatus {
@@ -76,6 +85,11 @@ impl HistoryStatus {
     /// The store cannot be reached yet (start-up).
     pub fn waiting(&self, reason: &str) {
         self.set_problem(Some(reason.to_string()));
+    }
+
+    fn set_jobs_failing(&self, jobs: Vec<FailingJob>) {
+        metrics::gauge!("ioc_history_jobs_failing").set(jobs.len() as f64);
+        *self.jobs_failing.lock().unwrap_or_else(|e| e.into_inner()) = jobs;
     }
 
     pub fn set_backend(&self, describe: String) {
@@ -107,6 +121,15 @@ impl HistoryStatus {
         });
         if let Some(p) = problem {
             v["reason"] = p.into();
+        }
+        let jobs = self
+            .jobs_failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !jobs.is_empty() {
+            v["jobs_failing"] = json!(jobs);
+            v["jobs_note"] = "the database's policy jobs are failing; the store refreshes its rollups itself, so history stays exact".into();
         }
         v
     }
@@ -171,6 +194,9 @@ pub async fn run_history(
         max_backoff: Duration::from_millis(config.max_backoff_ms.max(100)),
     };
     let mut last_housekeeping = Instant::now();
+    // Job health once a minute (the first at once); housekeeping when due, even when idle.
+    let mut upkeep = tokio::time::interval(Duration::from_secs(config.upkeep_s.max(1)));
+    upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -210,13 +236,19 @@ pub async fn run_history(
                     sub.applied(m)?;
                 }
             }
-        }
-        if last_housekeeping.elapsed() >= Duration::from_secs(config.housekeeping_s.max(60)) {
-            last_housekeeping = Instant::now();
-            match sink.history.housekeeping().await {
-                Ok(0) => {}
-                Ok(n) => info!(rows = n, "history past retention deleted"),
-                Err(e) => warn!(error = %e, "history retention failed; will retry"),
+            _ = upkeep.tick() => {
+                match sink.history.failing_jobs().await {
+                    Ok(jobs) => sink.status.set_jobs_failing(jobs),
+                    Err(e) => warn!(error = %e, "reading the database's job status failed"),
+                }
+                if last_housekeeping.elapsed() >= Duration::from_secs(config.housekeeping_s.max(config.upkeep_s).max(1)) {
+                    last_housekeeping = Instant::now();
+                    match sink.history.housekeeping().await {
+                        Ok(0) => {}
+                        Ok(n) => info!(rows = n, "history past retention deleted"),
+                        Err(e) => warn!(error = %e, "history housekeeping failed; will retry"),
+                    }
+                }
             }
         }
     }

@@ -1,6 +1,9 @@
 //! A private PostgreSQL server for one test, so the test can stop and start it at will
-//! (the database going down mid-run). Uses the server binaries of the installed PostgreSQL;
-//! when run as root, runs them as the `postgres` user (the server refuses root).
+//! (the database going down mid-run), on either history layout: plain, or preloading
+//! TimescaleDB. Uses the server binaries in `IOC_TEST_PG_BIN` (set by the test command to
+//! binaries that can load TimescaleDB, a private build when the system has none), else the
+//! newest installed PostgreSQL's; when run as root, runs them as the `postgres` user (the
+//! server refuses root).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,10 +11,43 @@ use std::process::Command;
 pub struct PrivatePostgres {
     dir: PathBuf,
     bin: PathBuf,
+    layout: Layout,
     pub port: u16,
 }
 
-fn server_bin() -> PathBuf {
+/// The two history layouts the store supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Postgres,
+    Timescale,
+}
+
+impl Layout {
+    pub const ALL: [Layout; 2] = [Layout::Postgres, Layout::Timescale];
+
+    /// `store.timescale` for a process that must use this layout and nothing else.
+    pub fn store_mode(self) -> &'static str {
+        match self {
+            Layout::Postgres => "off",
+            Layout::Timescale => "require",
+        }
+    }
+}
+
+fn server_bin(layout: Layout) -> PathBuf {
+    if let Ok(dir) = std::env::var("IOC_TEST_PG_BIN") {
+        let bin = PathBuf::from(dir);
+        assert!(
+            bin.join("pg_ctl").exists(),
+            "IOC_TEST_PG_BIN={} has no pg_ctl",
+            bin.display()
+        );
+        return bin;
+    }
+    assert!(
+        layout == Layout::Postgres,
+        "IOC_TEST_PG_BIN is not set: the TimescaleDB layout needs server binaries that can load timescaledb; `bash ops/test.sh` builds them from the TimescaleDB source tarball and sets it"
+    );
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -34,8 +70,14 @@ fn is_root() -> bool {
 }
 
 impl PrivatePostgres {
+    /// A plain PostgreSQL server.
     pub fn start() -> Self {
-        let bin = server_bin();
+        Self::start_layout(Layout::Postgres)
+    }
+
+    /// A server for `layout`: TimescaleDB is preloaded for [`Layout::Timescale`].
+    pub fn start_layout(layout: Layout) -> Self {
+        let bin = server_bin(layout);
         let dir = std::env::temp_dir().join(super::unique("ioc-pg"));
         std::fs::create_dir_all(&dir).unwrap();
         if is_root() {
@@ -52,6 +94,7 @@ impl PrivatePostgres {
         let pg = Self {
             dir,
             bin,
+            layout,
             port: super::free_port(),
         };
         let data = pg.dir.join("data");
@@ -100,11 +143,14 @@ impl PrivatePostgres {
 
     /// Starts the server and waits until it accepts connections.
     pub fn up(&self) {
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.display()
         );
+        if self.layout == Layout::Timescale {
+            opts.push_str(" -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off -c max_worker_processes=32");
+        }
         let log = self.dir.join("server.log").to_string_lossy().into_owned();
         self.run(
             "pg_ctl",
@@ -119,6 +165,10 @@ impl PrivatePostgres {
 
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     pub fn dir(&self) -> &Path {
