@@ -4,29 +4,51 @@
 //!   them, each committed before the next) against `psql \copy` of the same rows into a
 //!   table with the same primary key, in the same database and run (the limit);
 //! - `history-query`: p50/p99 of 30-day series at 1-hour buckets over 1-minute data of 100
-//!   stations, from the 1-hour rollup and from raw rows.
+//!   stations, from the 1-hour rollup and from raw rows, with TimescaleDB's aggregates
+//!   refreshed after loading (what its policies do when they run).
 //!
-//! Each run creates a database of its own and drops it afterwards.
+//! Both run on plain PostgreSQL (`--admin-url`) and, given `--timescale-url`, on the
+//! TimescaleDB layout in the same run. Each run creates a database of its own per server and
+//! drops it afterwards. Data ends a day ago, so times are relative to now as in production.
 
 use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
 use model::reading::Quality;
 use model::{LocalId, Parameter, Reading};
 use rand::{Rng, SeedableRng};
 use sqlx::Connection;
-use store::{DatabaseUrl, History, PgStore, SeriesQuery, StoreConfig, WriteMethod};
+use store::{
+    DatabaseUrl, Flavor, History, PgStore, SeriesQuery, StoreConfig, TimescaleMode, WriteMethod,
+};
+
+/// The layouts of one run: plain PostgreSQL, then TimescaleDB when its server is given.
+fn layouts<'a>(admin: &'a str, timescale: Option<&'a str>) -> Vec<(TimescaleMode, &'a str)> {
+    let mut out = vec![(TimescaleMode::Off, admin)];
+    if let Some(t) = timescale {
+        out.push((TimescaleMode::Require, t));
+    }
+    out
+}
+
+fn layout_name(mode: TimescaleMode) -> &'static str {
+    match mode {
+        TimescaleMode::Require => "TimescaleDB",
+        _ => "PostgreSQL",
+    }
+}
 
 struct BenchDb {
     admin: String,
     name: String,
     url: String,
+    mode: TimescaleMode,
 }
 
 impl BenchDb {
-    async fn create(admin: &str) -> anyhow::Result<Self> {
+    async fn create(admin: &str, mode: TimescaleMode) -> anyhow::Result<Self> {
         let name = format!("ioc_bench_{}", rand::random::<u32>());
         let mut c = sqlx::PgConnection::connect(admin)
             .await
@@ -46,6 +68,7 @@ impl BenchDb {
             admin: admin.to_string(),
             name,
             url,
+            mode,
         })
     }
 
@@ -64,6 +87,7 @@ impl BenchDb {
         let cfg = StoreConfig {
             database_url: Some(DatabaseUrl::new(self.url.clone())),
             write_method: method,
+            timescale: self.mode,
             ..StoreConfig::default()
         };
         let s = PgStore::open(&cfg)?;
@@ -72,8 +96,33 @@ impl BenchDb {
     }
 }
 
+/// What TimescaleDB's refresh policies do when their jobs run (nothing on plain PostgreSQL).
+async fn refresh_aggregates(s: &PgStore) -> anyhow::Result<()> {
+    if s.flavor() != Flavor::Timescale {
+        return Ok(());
+    }
+    for (view, end) in [("readings_5m", "5 minutes"), ("readings_1h", "1 hour")] {
+        sqlx::raw_sql(&format!(
+            "CALL refresh_continuous_aggregate('{view}', NULL, now() - INTERVAL '{end}')"
+        ))
+        .execute(s.pool())
+        .await?;
+    }
+    Ok(())
+}
+
+/// Where the data starts: `days` whole days before yesterday's midnight (UTC).
+fn t0_for(days: i64) -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(Duration::days(1))
+        .unwrap_or_else(|_| Utc.timestamp_opt(0, 0).unwrap())
+        - Duration::days(days + 1)
+}
+
+static T0: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap()
+    *T0.get_or_init(|| t0_for(30))
 }
 
 /// 1-minute salinity readings of `stations` stations, minute by minute, `n` in all.
@@ -95,9 +144,29 @@ fn minute_rows(stations: usize, n: usize) -> Vec<Reading> {
         .collect()
 }
 
-pub async fn write(admin: &str, rows: usize, batch: usize, stations: usize) -> anyhow::Result<()> {
+pub async fn write(
+    admin: &str,
+    timescale: Option<&str>,
+    rows: usize,
+    batch: usize,
+    stations: usize,
+) -> anyhow::Result<()> {
     let data = minute_rows(stations, rows);
-    let db = BenchDb::create(admin).await?;
+    for (mode, url) in layouts(admin, timescale) {
+        println!("== layout: {}", layout_name(mode));
+        write_on(url, mode, &data, batch).await?;
+    }
+    Ok(())
+}
+
+async fn write_on(
+    admin: &str,
+    mode: TimescaleMode,
+    data: &[Reading],
+    batch: usize,
+) -> anyhow::Result<()> {
+    let rows = data.len();
+    let db = BenchDb::create(admin, mode).await?;
     let result = async {
         for method in [WriteMethod::Unnest, WriteMethod::Copy] {
             let s = db.store(method).await?;
@@ -111,7 +180,8 @@ pub async fn write(admin: &str, rows: usize, batch: usize, stations: usize) -> a
             }
             let secs = start.elapsed().as_secs_f64();
             println!(
-                "writer {method:?}: {rows} rows in batches of {batch} (raw + 5-min + 1-hour rollups, idempotent): {secs:.2} s = {:.0} rows/s",
+                "writer {method:?}: {rows} rows in batches of {batch} ({}, idempotent): {secs:.2} s = {:.0} rows/s",
+                if mode == TimescaleMode::Require { "hypertable, below-watermark ranges noted and refreshed" } else { "raw + 5-min + 1-hour rollups" },
                 rows as f64 / secs
             );
         }
@@ -119,7 +189,7 @@ pub async fn write(admin: &str, rows: usize, batch: usize, stations: usize) -> a
         let file = std::env::temp_dir().join(format!("{}.tsv", db.name));
         {
             let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
-            for r in &data {
+            for r in data {
                 writeln!(f, "{}\t{}\t{}\t{:?}\t{}\tgood", r.station, r.parameter.as_str(), r.ts.to_rfc3339(), r.value, r.unit.symbol())?;
             }
         }
@@ -152,8 +222,29 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-pub async fn query(admin: &str, stations: usize, days: i64, queries: usize) -> anyhow::Result<()> {
-    let db = BenchDb::create(admin).await?;
+pub async fn query(
+    admin: &str,
+    timescale: Option<&str>,
+    stations: usize,
+    days: i64,
+    queries: usize,
+) -> anyhow::Result<()> {
+    let _ = T0.set(t0_for(days));
+    for (mode, url) in layouts(admin, timescale) {
+        println!("== layout: {}", layout_name(mode));
+        query_on(url, mode, stations, days, queries).await?;
+    }
+    Ok(())
+}
+
+async fn query_on(
+    admin: &str,
+    mode: TimescaleMode,
+    stations: usize,
+    days: i64,
+    queries: usize,
+) -> anyhow::Result<()> {
+    let db = BenchDb::create(admin, mode).await?;
     let result = async {
         let s = db.store(WriteMethod::Copy).await?;
         let per_day = stations * 1440;
@@ -170,9 +261,15 @@ pub async fn query(admin: &str, stations: usize, days: i64, queries: usize) -> a
                 s.write_readings(chunk).await?;
             }
         }
-        sqlx::raw_sql("VACUUM ANALYZE readings, readings_5m, readings_1h").execute(s.pool()).await?;
         let total = per_day as i64 * days;
         println!("loaded {total} rows ({stations} stations x {days} days x 1440) in {:.1} s", start.elapsed().as_secs_f64());
+        let refresh = Instant::now();
+        refresh_aggregates(&s).await?;
+        if s.flavor() == Flavor::Timescale {
+            println!("aggregates refreshed after loading in {:.1} s", refresh.elapsed().as_secs_f64());
+        }
+        // Every table, the TimescaleDB aggregates' materialisation hypertables included.
+        sqlx::raw_sql("VACUUM ANALYZE").execute(s.pool()).await?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         for raw_only in [false, true] {
             let mut ms = Vec::with_capacity(queries);

@@ -86,8 +86,12 @@ enum Cmd {
     /// History writer rows/s vs `psql \copy` of the same rows (PostgreSQL `--admin-url`
     /// whose user may create databases).
     HistoryWrite {
+        /// A plain PostgreSQL server whose user may create databases.
         #[arg(long)]
         admin_url: String,
+        /// A PostgreSQL preloading TimescaleDB: the same run on the TimescaleDB layout.
+        #[arg(long)]
+        timescale_url: Option<String>,
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
         #[arg(long, default_value_t = 5000)]
@@ -165,8 +169,12 @@ enum Cmd {
     },
     /// Series query latency from the 1-hour rollup and from raw rows.
     HistoryQuery {
+        /// A plain PostgreSQL server whose user may create databases.
         #[arg(long)]
         admin_url: String,
+        /// A PostgreSQL preloading TimescaleDB: the same run on the TimescaleDB layout.
+        #[arg(long)]
+        timescale_url: Option<String>,
         #[arg(long, default_value_t = 100)]
         stations: usize,
         #[arg(long, default_value_t = 30)]
@@ -591,10 +599,11 @@ async fn main() -> anyhow::Result<()> {
         } => run_latency(&brokers, &mqtt, rate, seconds, stations, per_message).await,
         Cmd::HistoryWrite {
             admin_url,
+            timescale_url,
             rows,
             batch,
             stations,
-        } => history::write(&admin_url, rows, batch, stations).await,
+        } => history::write(&admin_url, timescale_url.as_deref(), rows, batch, stations).await,
         Cmd::Reports {
             url,
             token,
@@ -645,9 +654,19 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::HistoryQuery {
             admin_url,
+            timescale_url,
             stations,
             days,
             queries,
-        } => history::query(&admin_url, stations, days, queries).await,
+        } => {
+            history::query(
+                &admin_url,
+                timescale_url.as_deref(),
+                stations,
+                days,
+                queries,
+            )
+            .await
+        }
     }
 }

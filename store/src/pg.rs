@@ -390,6 +390,10 @@ impl PgStore {
             "SELECT create_hypertable('readings', 'ts', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE, migrate_data => TRUE)".to_string(),
             cagg_sql("readings_5m", "5 minutes"),
             cagg_sql("readings_1h", "1 hour"),
+            // The key series queries use, as the plain layout's rollup tables have it (TimescaleDB
+            // indexes each grouping column alone, so one station's month read every station's).
+            "CREATE INDEX IF NOT EXISTS readings_5m_key ON readings_5m (station, parameter, bucket)".into(),
+            "CREATE INDEX IF NOT EXISTS readings_1h_key ON readings_1h (station, parameter, bucket)".into(),
         ];
         let compressed: bool = sqlx::query_scalar(
             "SELECT coalesce(bool_or(compression_enabled), false) FROM timescaledb_information.hypertables WHERE hypertable_name = 'readings'",

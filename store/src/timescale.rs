@@ -296,11 +296,12 @@ pub const BOOKKEEPING: [&str; 2] = [
 ];
 
 /// The CTE the writer appends to its insert: the range of inserted rows that landed below a
-/// watermark of either aggregate, noted in `rollup_pending` in the same statement.
+/// watermark of either aggregate, noted in `rollup_pending` in the same statement. The
+/// watermarks are read once per statement (an uncorrelated subquery), not once per row.
 pub const NOTE_PENDING_CTE: &str = "pend AS (
     INSERT INTO rollup_pending (lo, hi)
     SELECT min(ts), max(ts) FROM ins
-    WHERE ts < greatest(ioc_rollup_watermark('readings_5m'), ioc_rollup_watermark('readings_1h'))
+    WHERE ts < (SELECT greatest(ioc_rollup_watermark('readings_5m'), ioc_rollup_watermark('readings_1h')))
     HAVING count(*) > 0
     RETURNING 1)";
 

@@ -193,7 +193,9 @@ pub async fn run_history(
         status,
         max_backoff: Duration::from_millis(config.max_backoff_ms.max(100)),
     };
-    let mut last_housekeeping = Instant::now();
+    // Housekeeping first at start (an aggregate left behind while the process was down is
+    // caught up at once), then every `housekeeping_s`.
+    let mut last_housekeeping: Option<Instant> = None;
     // Job health once a minute (the first at once); housekeeping when due, even when idle.
     let mut upkeep = tokio::time::interval(Duration::from_secs(config.upkeep_s.max(1)));
     upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -241,8 +243,9 @@ pub async fn run_history(
                     Ok(jobs) => sink.status.set_jobs_failing(jobs),
                     Err(e) => warn!(error = %e, "reading the database's job status failed"),
                 }
-                if last_housekeeping.elapsed() >= Duration::from_secs(config.housekeeping_s.max(config.upkeep_s).max(1)) {
-                    last_housekeeping = Instant::now();
+                let every = Duration::from_secs(config.housekeeping_s.max(config.upkeep_s).max(1));
+                if last_housekeeping.is_none_or(|t| t.elapsed() >= every) {
+                    last_housekeeping = Some(Instant::now());
                     match sink.history.housekeeping().await {
                         Ok(0) => {}
                         Ok(n) => info!(rows = n, "history past retention deleted"),
