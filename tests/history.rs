@@ -453,3 +453,42 @@ on_both_layouts!(
     database_down_mid_run_loses_nothing_and_screens_stay_live,
     a_crash_between_history_write_and_offset_commit_stores_nothing_twice,
 );
+
+/// `store.timescale = "auto"` on a server that has TimescaleDB installed but does not preload
+/// it (the private test servers' binaries have it): plain PostgreSQL, at once, instead of a
+/// `CREATE EXTENSION` that ends the set-up connection; `require` refuses with the reason.
+#[tokio::test]
+async fn auto_on_a_server_without_the_preload_uses_plain_postgres() {
+    let pg = PrivatePostgres::start();
+    let mut c = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    let available: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert!(
+        available,
+        "the test servers' binaries carry TimescaleDB (IOC_TEST_PG_BIN from ops/test.sh)"
+    );
+    let config = |mode| store::StoreConfig {
+        database_url: Some(store::DatabaseUrl::new(pg.url())),
+        timescale: mode,
+        ..Default::default()
+    };
+    let required = store::PgStore::open(&config(store::TimescaleMode::Require)).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), required.prepare())
+        .await
+        .expect("refused at once")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("shared_preload_libraries"),
+        "{err}"
+    );
+    let auto = store::PgStore::open(&config(store::TimescaleMode::Auto)).unwrap();
+    let flavor = tokio::time::timeout(Duration::from_secs(30), auto.prepare())
+        .await
+        .expect("set up at once")
+        .unwrap();
+    assert_eq!(flavor, store::Flavor::Postgres);
+}

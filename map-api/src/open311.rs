@@ -27,7 +27,7 @@ use axum::Json;
 use chrono::{DateTime, Duration as Span, FixedOffset, Utc};
 use ingest::reports::{Filed, IntakeError, ReportForm, Upload};
 use model::report::{attributes, Actor, Report, Step, StepError, SERVICES};
-use model::{EntityId, Envelope, EventKind, Layer, LocalId, StateRecord};
+use model::{EntityId, Envelope, EventKind, LocalId, StateRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::warn;
@@ -279,30 +279,12 @@ fn caller_of(st: &ApiState, headers: &HeaderMap, api_key: Option<&str>) -> Resul
     Ok(claims)
 }
 
-/// A live report: the record's report and who filed it.
-struct Live {
-    report: Report,
-    reporter: String,
-    record: Arc<StateRecord>,
-}
+/// A live report, typed by the replica: its record, the report and who filed it.
+type Live = Arc<replica::LiveReport>;
 
 fn live(st: &ApiState, id: &str) -> Option<Live> {
     let local = LocalId::parse("id", id).ok()?;
-    live_of(st.replica.get(&EntityId::new("report", &local))?)
-}
-
-/// The report a record of the `reports` layer holds.
-fn live_of(record: Arc<StateRecord>) -> Option<Live> {
-    let report = serde_json::from_value(Value::Object(record.properties.clone())).ok()?;
-    let reporter = record.core["reporter"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    Some(Live {
-        report,
-        reporter,
-        record,
-    })
+    st.replica.report(&EntityId::new("report", &local))
 }
 
 /// Who may see a report: anyone who may use field reports sees the non-sensitive ones; a
@@ -461,37 +443,49 @@ fn list_requests(
     if !problems.is_empty() {
         return errors(StatusCode::BAD_REQUEST, format, problems);
     }
-    let query = replica::Query {
-        layers: [Layer::Reports].into_iter().collect(),
-        bbox: None,
-        unit: None,
-        cameras: Default::default(),
-        // Every report; `can_see` decides, with the reporter's own.
-        sensitive: model::report::SensitiveScope::All,
+    // Newest first over the window, stopping at a full page: the walk costs what the answer
+    // holds (and the reports the caller may not see on the way), not the whole book.
+    let matches = |l: &Live| {
+        let r = &l.report;
+        can_see(caller, l)
+            && codes.as_ref().is_none_or(|c| c.contains(&r.service_code))
+            && statuses
+                .as_ref()
+                .is_none_or(|s| s.contains(r.state.open311()))
     };
-    let (_, records) = st.replica.snapshot(&query, usize::MAX);
-    let mut found: Vec<Report> = records
-        .into_iter()
-        .filter_map(live_of)
-        .filter(|l| can_see(caller, l))
-        .map(|l| l.report)
-        .filter(|r| match &ids {
-            // service_request_id overrides every other filter.
-            Some(ids) => ids.contains(r.id.as_str()),
-            None => {
-                let t = r.requested.with_timezone(&Utc);
-                codes.as_ref().is_none_or(|c| c.contains(&r.service_code))
-                    && statuses
-                        .as_ref()
-                        .is_none_or(|s| s.contains(r.state.open311()))
-                    && t >= from
-                    && t <= to
+    let mut found: Vec<Live> = Vec::new();
+    match &ids {
+        // service_request_id overrides every other filter.
+        Some(ids) => {
+            for id in ids {
+                if let Some(l) = live(st, id).filter(|l| can_see(caller, l)) {
+                    found.push(l);
+                }
             }
-        })
-        .collect();
-    found.sort_by(|a, b| b.requested.cmp(&a.requested).then(a.id.cmp(&b.id)));
-    found.truncate(MAX_LIST);
-    let items = found.iter().map(open311_request).collect();
+            found.sort_by(|a, b| {
+                b.report
+                    .requested
+                    .cmp(&a.report.requested)
+                    .then(a.report.id.cmp(&b.report.id))
+            });
+            found.truncate(MAX_LIST);
+        }
+        None => {
+            st.replica
+                .visit_reports(replica::ReportOrder::Newest { from, to }, |l| {
+                    if matches(l) {
+                        found.push(l.clone());
+                    }
+                    if found.len() >= MAX_LIST {
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
+                    }
+                });
+        }
+    }
+    let found: Vec<&Report> = found.iter().map(|l| &l.report).collect();
+    let items = found.into_iter().map(open311_request).collect();
     reply(StatusCode::OK, format, "service_requests", items)
 }
 
@@ -973,35 +967,31 @@ pub async fn queue(
             "must be open, overdue or all",
         ));
     }
-    let query = replica::Query {
-        layers: [Layer::Reports].into_iter().collect(),
-        bbox: None,
-        unit: p.unit,
-        cameras: Default::default(),
-        // Every report; `can_see` decides, with the reporter's own.
-        sensitive: model::report::SensitiveScope::All,
+    // Most urgent first, from the deadline index: the open queue (the default) walks only
+    // open reports; the page is built for the first `limit`, the rest only counted.
+    let order = match which {
+        "all" => replica::ReportOrder::AllByDeadline,
+        _ => replica::ReportOrder::OpenByDeadline,
     };
-    let (seq, records) = st.replica.snapshot(&query, usize::MAX);
-    let mut out: Vec<(DateTime<FixedOffset>, Value)> = records
-        .into_iter()
-        .filter_map(live_of)
-        .filter(|l| can_see(claims, l))
-        .filter(|l| {
-            agency
+    let unit = p.unit.as_deref().filter(|u| !u.is_empty());
+    let mut page: Vec<Live> = Vec::new();
+    let mut total = 0;
+    let (seq, _) = st.replica.visit_reports(order, |l| {
+        let wanted = can_see(claims, l)
+            && unit.is_none_or(|u| l.record.in_unit(u))
+            && agency
                 .as_deref()
                 .is_none_or(|a| l.report.agency.as_ref().map(|x| x.as_str()) == Some(a))
-        })
-        .filter(|l| match which {
-            "open" => l.report.is_open(),
-            "overdue" => l.record.properties["overdue"] == json!(true),
-            _ => true,
-        })
-        .map(|l| (l.report.deadline, full(claims, &l)))
-        .collect();
-    // Most urgent first.
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    let total = out.len();
-    let reports: Vec<Value> = out.into_iter().take(limit).map(|(_, v)| v).collect();
+            && (which != "overdue" || l.overdue());
+        if wanted {
+            total += 1;
+            if page.len() < limit {
+                page.push(l.clone());
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    let reports: Vec<Value> = page.iter().map(|l| full(claims, l)).collect();
     Json(json!({"seq": seq, "total": total, "reports": reports})).into_response()
 }
 

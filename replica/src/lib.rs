@@ -4,12 +4,18 @@
 //! every replica process (one per API/feeds instance) sees the same picture.
 //!
 //! It owns *query and change-feed semantics* (bbox, layers, unit filter; `since` for resume).
-//! It must never change state (only stream-core does). Its live part is kind-agnostic;
-//! [`past::PastView`] rewinds station values to a moment in history, for replays.
+//! It must never change state (only stream-core does). Its live part is kind-agnostic except
+//! for field reports, which it also keeps typed and indexed ([`reports`]) so listing them
+//! costs what a list returns; [`past::PastView`] rewinds station values to a moment in
+//! history, for replays.
 
 pub mod past;
+pub mod reports;
+
+pub use reports::{LiveReport, ReportOrder};
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -79,6 +85,7 @@ pub fn visible_with(cameras: &CameraScope, sensitive: &SensitiveScope, r: &State
 struct State {
     records: HashMap<EntityId, Arc<StateRecord>>,
     index: BoxIndex<EntityId>,
+    reports: reports::ReportBook,
     seq: u64,
     /// (seq, entity) of recent changes, oldest first, for `changes_since`.
     recent: VecDeque<(u64, EntityId)>,
@@ -104,6 +111,7 @@ impl Replica {
             state: RwLock::new(State {
                 records: HashMap::new(),
                 index: BoxIndex::default(),
+                reports: Default::default(),
                 seq: 0,
                 recent: VecDeque::new(),
             }),
@@ -145,6 +153,15 @@ impl Replica {
         }
         st.seq += 1;
         let seq = st.seq;
+        let was_report = st
+            .records
+            .get(&entity)
+            .is_some_and(|r| r.layer == Layer::Reports);
+        let is_report = record.as_ref().is_some_and(|r| r.layer == Layer::Reports);
+        if was_report || is_report {
+            st.reports
+                .apply(&entity, record.as_ref().filter(|_| is_report));
+        }
         match &record {
             Some(r) => {
                 st.index.insert(entity.clone(), r.bbox);
@@ -236,6 +253,29 @@ impl Replica {
 
     pub fn get(&self, entity: &EntityId) -> Option<Arc<StateRecord>> {
         self.read().records.get(entity).cloned()
+    }
+
+    /// One report, typed.
+    pub fn report(&self, entity: &EntityId) -> Option<Arc<LiveReport>> {
+        self.read().reports.get(entity)
+    }
+
+    /// Walks the reports in `order` until `f` breaks, under one read of the replica (keep `f`
+    /// cheap: it holds back writers). Returns the sequence number the walk saw and how many
+    /// reports it visited.
+    pub fn visit_reports(
+        &self,
+        order: ReportOrder,
+        f: impl FnMut(&Arc<LiveReport>) -> ControlFlow<()>,
+    ) -> (u64, usize) {
+        let st = self.read();
+        let visited = st.reports.visit(order, f);
+        (st.seq, visited)
+    }
+
+    /// How many reports the replica holds.
+    pub fn report_count(&self) -> usize {
+        self.read().reports.len()
     }
 
     pub fn seq(&self) -> u64 {

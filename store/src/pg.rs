@@ -315,6 +315,14 @@ impl PgStore {
         .fetch_one(&mut *conn)
         .await
         .map_err(map_err)?;
+        // Creating the extension on a server that does not preload it ends the connection
+        // (FATAL), and this one holds the set-up lock: ask first.
+        let preloaded: bool = sqlx::query_scalar(
+            "SELECT coalesce(current_setting('shared_preload_libraries', true), '') ~ '(^|[ ,])timescaledb([ ,]|$)'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map_err)?;
         let mode = self.config.timescale;
         let flavor = match recorded.as_deref() {
             Some("timescale") => Flavor::Timescale,
@@ -331,6 +339,15 @@ impl PgStore {
                     ));
                 }
                 info!("timescaledb extension not installed: using plain PostgreSQL");
+                Flavor::Postgres
+            }
+            None if !preloaded => {
+                if mode == TimescaleMode::Require {
+                    return Err(StoreError::Failed(
+                        "store.timescale = \"require\", but the server does not preload timescaledb (shared_preload_libraries)".into(),
+                    ));
+                }
+                warn!("timescaledb is installed but not in shared_preload_libraries: using plain PostgreSQL");
                 Flavor::Postgres
             }
             None => match sqlx::query("CREATE EXTENSION IF NOT EXISTS timescaledb")
