@@ -40,15 +40,14 @@ async fn policies_ran(pg: &PrivatePostgres) {
     if pg.layout() != Layout::Timescale {
         return;
     }
-    let mut c = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
-    for (view, end) in [("readings_5m", "5 minutes"), ("readings_1h", "1 hour")] {
-        sqlx::raw_sql(&format!(
-            "CALL refresh_continuous_aggregate('{view}', NULL, now() - INTERVAL '{end}')"
-        ))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    }
+    let s = store::PgStore::open(&store::StoreConfig {
+        database_url: Some(store::DatabaseUrl::new(pg.url())),
+        timescale: store::TimescaleMode::Require,
+        ..Default::default()
+    })
+    .unwrap();
+    s.prepare().await.unwrap();
+    s.refresh_aggregates().await.unwrap();
 }
 
 /// Readings `first..first + n`: alternate stations, one every 10 s of event time.

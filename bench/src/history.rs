@@ -98,17 +98,7 @@ impl BenchDb {
 
 /// What TimescaleDB's refresh policies do when their jobs run (nothing on plain PostgreSQL).
 async fn refresh_aggregates(s: &PgStore) -> anyhow::Result<()> {
-    if s.flavor() != Flavor::Timescale {
-        return Ok(());
-    }
-    for (view, end) in [("readings_5m", "5 minutes"), ("readings_1h", "1 hour")] {
-        sqlx::raw_sql(&format!(
-            "CALL refresh_continuous_aggregate('{view}', NULL, now() - INTERVAL '{end}')"
-        ))
-        .execute(s.pool())
-        .await?;
-    }
-    Ok(())
+    Ok(s.refresh_aggregates().await?)
 }
 
 /// Where the data starts: `days` whole days before yesterday's midnight (UTC).

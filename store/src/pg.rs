@@ -60,10 +60,12 @@ fn map_err(e: sqlx::Error) -> StoreError {
         E::Database(db) => {
             let code = db.code().unwrap_or_default();
             // 08 connection, 53 resources, 57 operator intervention (shutdown, cancel),
-            // 40001/40P01 serialisation failure and deadlock: all worth a retry.
+            // 40001/40P01 serialisation failure and deadlock, 55P03 a lock (a concurrent
+            // aggregate refresh) not available: all worth a retry.
             if ["08", "53", "57"].iter().any(|c| code.starts_with(c))
                 || code == "40001"
                 || code == "40P01"
+                || code == "55P03"
             {
                 StoreError::Unavailable(e.to_string())
             } else {
@@ -557,6 +559,15 @@ impl PgStore {
                 Err(map_err(e))
             }
         }
+    }
+
+    /// TimescaleDB: materialises both aggregates up to where their policies would (now minus
+    /// each end offset), waiting out a concurrent refresh; nothing on plain PostgreSQL.
+    pub async fn refresh_aggregates(&self) -> Result<(), StoreError> {
+        if self.ready_flavor()? != &Flavor::Timescale {
+            return Ok(());
+        }
+        timescale::refresh_all(&self.pool).await.map_err(map_err)
     }
 
     /// TimescaleDB policy jobs whose last run failed (empty on plain PostgreSQL).

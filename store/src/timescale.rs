@@ -328,8 +328,15 @@ async fn watermark(pool: &PgPool, view: &str) -> Result<DateTime<Utc>, sqlx::Err
     Ok(w.unwrap_or(DateTime::<Utc>::MIN_UTC))
 }
 
+/// A refresh of an overlapping window is running (a policy job, or another writer):
+/// SQLSTATE 55P03, worth waiting for.
+pub fn is_concurrent_refresh(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
+}
+
 /// `CALL refresh_continuous_aggregate` sent as a simple query: a procedure that commits
-/// cannot run inside the extended protocol's implicit transaction.
+/// cannot run inside the extended protocol's implicit transaction. Waits out a concurrent
+/// refresh of the same view (up to ~10 s) before giving up.
 async fn refresh(
     pool: &PgPool,
     view: &str,
@@ -341,20 +348,31 @@ async fn refresh(
         start.to_rfc3339(),
         end.to_rfc3339()
     );
-    sqlx::raw_sql(&sql).execute(pool).await.map(|_| ())
+    let mut attempt = 0;
+    loop {
+        match sqlx::raw_sql(&sql).execute(pool).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_concurrent_refresh(&e) && attempt < 40 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Refreshes the ranges the writer noted below the watermarks, then forgets them. Several
 /// writers may do it at once: a refresh is idempotent. Returns how many notes were settled.
 pub async fn refresh_pending(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT min(lo) AS lo, max(hi) AS hi, max(id) AS top FROM rollup_pending")
-            .fetch_one(pool)
-            .await?;
-    let (Some(lo), Some(hi), Some(top)) = (
+    let row = sqlx::query(
+        "SELECT min(lo) AS lo, max(hi) AS hi, array_agg(id) AS ids FROM rollup_pending",
+    )
+    .fetch_one(pool)
+    .await?;
+    let (Some(lo), Some(hi), Some(ids)) = (
         row.try_get::<Option<DateTime<Utc>>, _>("lo")?,
         row.try_get::<Option<DateTime<Utc>>, _>("hi")?,
-        row.try_get::<Option<i64>, _>("top")?,
+        row.try_get::<Option<Vec<i64>>, _>("ids")?,
     ) else {
         return Ok(0);
     };
@@ -364,8 +382,10 @@ pub async fn refresh_pending(pool: &PgPool) -> Result<u64, sqlx::Error> {
             refresh(pool, r.view, start, end).await?;
         }
     }
-    let settled = sqlx::query("DELETE FROM rollup_pending WHERE id <= $1")
-        .bind(top)
+    // Exactly the notes read: another writer's note committed meanwhile (even with a lower
+    // id) stays for its own refresh.
+    let settled = sqlx::query("DELETE FROM rollup_pending WHERE id = ANY($1)")
+        .bind(&ids)
         .execute(pool)
         .await?
         .rows_affected();
@@ -396,6 +416,20 @@ pub async fn advance(
         moved.push(r.view);
     }
     Ok(moved)
+}
+
+/// What the refresh policies do when their jobs run, over all time: each aggregate
+/// materialised up to now minus its end offset (benchmarks and tests, after loading).
+pub async fn refresh_all(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let now = Utc::now();
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    for r in &ROLLUPS {
+        let target = now - Duration::seconds(r.end_offset_s);
+        if let Some((start, end)) = refresh_window(r, epoch, target, target) {
+            refresh(pool, r.view, start, end).await?;
+        }
+    }
+    Ok(())
 }
 
 /// A TimescaleDB job whose last run failed.

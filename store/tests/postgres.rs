@@ -110,17 +110,7 @@ async fn store(tag: &str, method: WriteMethod, layout: Layout) -> PgStore {
 /// What TimescaleDB's refresh policies do when their jobs run: each aggregate materialised up
 /// to now minus its end offset. Nothing to do on plain PostgreSQL.
 async fn policies_ran(s: &PgStore) {
-    if s.flavor() != Flavor::Timescale {
-        return;
-    }
-    for (view, end) in [("readings_5m", "5 minutes"), ("readings_1h", "1 hour")] {
-        sqlx::raw_sql(&format!(
-            "CALL refresh_continuous_aggregate('{view}', NULL, now() - INTERVAL '{end}')"
-        ))
-        .execute(s.pool())
-        .await
-        .unwrap();
-    }
+    s.refresh_aggregates().await.unwrap();
 }
 
 /// The start of the current day minus `days` (UTC): a time relative to now on bucket bounds.
