@@ -605,6 +605,28 @@ async fn policy_jobs(s: &PgStore) -> Vec<(String, String, String)> {
     .unwrap()
 }
 
+/// The policies of the default configuration.
+const DEFAULT_JOBS: &[(&str, &str, &str)] = &[
+    ("policy_compression", "readings", "7 days"),
+    (
+        "policy_refresh_continuous_aggregate",
+        "readings_1h",
+        "30 days",
+    ),
+    (
+        "policy_refresh_continuous_aggregate",
+        "readings_5m",
+        "30 days",
+    ),
+];
+
+async fn job_ids(s: &PgStore) -> Vec<i32> {
+    sqlx::query_scalar("SELECT job_id FROM timescaledb_information.jobs ORDER BY 1")
+        .fetch_all(s.pool())
+        .await
+        .unwrap()
+}
+
 fn jobs(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
     list.iter()
         .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
@@ -629,22 +651,7 @@ async fn policies_follow_the_configuration_at_every_start(layout: Layout) {
     };
     match layout {
         Layout::Timescale => {
-            assert_eq!(
-                policy_jobs(&first).await,
-                jobs(&[
-                    ("policy_compression", "readings", "7 days"),
-                    (
-                        "policy_refresh_continuous_aggregate",
-                        "readings_1h",
-                        "30 days"
-                    ),
-                    (
-                        "policy_refresh_continuous_aggregate",
-                        "readings_5m",
-                        "30 days"
-                    ),
-                ])
-            );
+            assert_eq!(policy_jobs(&first).await, jobs(DEFAULT_JOBS));
             let s = restart(changed.clone()).await;
             assert_eq!(
                 policy_jobs(&s).await,
@@ -667,34 +674,17 @@ async fn policies_follow_the_configuration_at_every_start(layout: Layout) {
                 "every changed setting is in the jobs after a restart"
             );
             // The same settings again: nothing is replaced (job ids stay).
-            let ids: Vec<i32> =
-                sqlx::query_scalar("SELECT job_id FROM timescaledb_information.jobs ORDER BY 1")
-                    .fetch_all(s.pool())
-                    .await
-                    .unwrap();
+            let ids = job_ids(&s).await;
             let again = restart(changed).await;
-            let ids_again: Vec<i32> =
-                sqlx::query_scalar("SELECT job_id FROM timescaledb_information.jobs ORDER BY 1")
-                    .fetch_all(again.pool())
-                    .await
-                    .unwrap();
-            assert_eq!(ids, ids_again, "unchanged policies are kept as they are");
+            assert_eq!(
+                ids,
+                job_ids(&again).await,
+                "unchanged policies are kept as they are"
+            );
             let back = restart(StoreConfig::default()).await;
             assert_eq!(
                 policy_jobs(&back).await,
-                jobs(&[
-                    ("policy_compression", "readings", "7 days"),
-                    (
-                        "policy_refresh_continuous_aggregate",
-                        "readings_1h",
-                        "30 days"
-                    ),
-                    (
-                        "policy_refresh_continuous_aggregate",
-                        "readings_5m",
-                        "30 days"
-                    ),
-                ]),
+                jobs(DEFAULT_JOBS),
                 "removing the retention settings removes their policies"
             );
         }
