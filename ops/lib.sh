@@ -152,8 +152,9 @@ run_as_postgres() {
 #  1. already installed in the server's own directories (timescaledb.so in its pkglibdir): use it;
 #  2. a source tarball (IOC_TIMESCALEDB_SRC, default ../shared/vendor/timescaledb-*.tar.gz):
 #     built once into a private prefix (a copy of the server's directories with the extension
-#     installed into it, so the system cluster is never touched), cached under IOC_CACHE_DIR and
-#     keyed by the tarball's hash and the server's version;
+#     installed into it, so the system cluster is never touched), cached under IOC_CACHE_DIR
+#     (/var/tmp/ioc-cache) and keyed by the tarball's hash and the server's version; without a
+#     tarball, a prefix cached from one for this server version;
 #  3. neither: Timescale's Debian repository (needs internet), or fail naming what is missing.
 # Sets IOC_TEST_PG_BIN to a server bin directory that can preload timescaledb.
 ensure_timescaledb() {
@@ -171,6 +172,17 @@ ensure_timescaledb() {
   fi
   if [ -n "$src" ] && [ -f "$src" ]; then
     build_timescaledb "$src" "$bin"
+    return 0
+  fi
+  # No tarball here (a clone outside the workspace): a build cached from one on this machine.
+  local pgv cached
+  pgv=$("$bin/pg_config" --version | awk '{print $2}')
+  cached=$(ls -d "${IOC_CACHE_DIR:-/var/tmp/ioc-cache}"/timescaledb-*-pg"$pgv"/.built 2>/dev/null | sort -V | tail -n1 || true)
+  if [ -n "$cached" ]; then
+    local prefix
+    prefix=$(dirname "$cached")
+    log "no TimescaleDB source tarball; using the build cached in $prefix"
+    export IOC_TEST_PG_BIN="$prefix$(dirname "$bin")/bin"
     return 0
   fi
   ver=$(basename "$(dirname "$bin")")
@@ -226,8 +238,10 @@ install_timescaledb_from_repo() {
   local ver=$1 codename
   apt_install gnupg curl lsb-release
   codename=$(lsb_release -cs)
-  curl -fsSL https://packagecloud.io/timescale/timescaledb/gpgkey 2>/dev/null |
-    $SUDO gpg --dearmor -o /etc/apt/trusted.gpg.d/timescaledb.gpg 2>/dev/null || return 1
+  local key="$IOC_RUN_DIR/timescaledb.gpgkey"
+  # Nothing is written to apt's configuration unless the key could be fetched.
+  curl -fsSL --max-time 20 https://packagecloud.io/timescale/timescaledb/gpgkey -o "$key" 2>/dev/null || return 1
+  $SUDO gpg --dearmor -o /etc/apt/trusted.gpg.d/timescaledb.gpg <"$key" 2>/dev/null || return 1
   echo "deb https://packagecloud.io/timescale/timescaledb/debian/ $codename main" |
     $SUDO tee /etc/apt/sources.list.d/timescaledb.list >/dev/null
   APT_UPDATED=""
