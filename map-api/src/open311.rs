@@ -484,8 +484,7 @@ fn list_requests(
                 });
         }
     }
-    let found: Vec<&Report> = found.iter().map(|l| &l.report).collect();
-    let items = found.into_iter().map(open311_request).collect();
+    let items = found.iter().map(|l| open311_request(&l.report)).collect();
     reply(StatusCode::OK, format, "service_requests", items)
 }
 
