@@ -146,17 +146,16 @@ impl Replica {
     pub fn apply(&self, entity: EntityId, record: Option<StateRecord>) -> Option<u64> {
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
         let record = record.map(Arc::new);
-        match (&record, st.records.get(&entity)) {
+        let old = st.records.get(&entity);
+        match (&record, old) {
             (Some(new), Some(old)) if **new == **old => return None,
             (None, None) => return None,
             _ => {}
         }
+        // One lookup of the old record on this path (every state change passes here).
+        let was_report = old.is_some_and(|r| r.layer == Layer::Reports);
         st.seq += 1;
         let seq = st.seq;
-        let was_report = st
-            .records
-            .get(&entity)
-            .is_some_and(|r| r.layer == Layer::Reports);
         let is_report = record.as_ref().is_some_and(|r| r.layer == Layer::Reports);
         if was_report || is_report {
             st.reports
