@@ -101,6 +101,9 @@ impl KafkaBus {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
+            // Kafka's own key hashing (the Java client's), so an instance can tell from a key
+            // which partition, and so which instance, an entity belongs to.
+            .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", config.publish_timeout_ms.to_string())
             .create()
             .map_err(|e| BusError::Refused(format!("cannot create producer: {e}")))?;
@@ -313,6 +316,33 @@ impl Bus for KafkaBus {
             ends,
             settle_by: None,
         }))
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<i32, BusError> {
+        let producer = self.producer.clone();
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            let md = producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map_err(unavailable)?;
+            let n = md
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic && t.error().is_none())
+                .map(|t| t.partitions().len())
+                .next()
+                .unwrap_or(0);
+            if n == 0 {
+                return Err(BusError::Unavailable(format!(
+                    "topic {topic} has no partitions (does it exist?)"
+                )));
+            }
+            i32::try_from(n)
+                .map_err(|_| BusError::Refused(format!("topic {topic}: {n} partitions")))
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))?
     }
 
     async fn check_ready(&self) -> Result<(), BusError> {

@@ -9,6 +9,7 @@
 
 mod kafka;
 mod memory;
+mod partition;
 mod topics;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use bytes::Bytes;
 
 pub use kafka::{KafkaBus, KafkaConfig};
 pub use memory::MemoryBus;
+pub use partition::{murmur2, partition_for};
 pub use topics::{TopicSpec, Topics, READINGS_RETENTION_DAYS};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,9 @@ pub trait Bus: Send + Sync + 'static {
     /// Reads every partition of `topics` from the beginning, outside any group: for compacted
     /// topics that a reader rebuilds state from (registry, state replicas).
     async fn read_all(&self, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// How many partitions `topic` has (keys land on them by [`partition_for`]).
+    async fn partition_count(&self, topic: &str) -> Result<i32, BusError>;
 
     /// Succeeds when the bus can serve requests now.
     async fn check_ready(&self) -> Result<(), BusError>;

@@ -198,6 +198,10 @@ impl Bus for MemoryBus {
         Ok(Box::new(self.subscription(None, topics)))
     }
 
+    async fn partition_count(&self, _topic: &str) -> Result<i32, BusError> {
+        Ok(1)
+    }
+
     async fn check_ready(&self) -> Result<(), BusError> {
         Ok(())
     }

@@ -212,7 +212,9 @@ async fn act(
         format!("api:{}", claims.sub),
         serde_json::to_value(&action).unwrap_or_default(),
     );
-    match st.bus.publish(&st.alerts_topic, alert.entity_id().as_str(), Some(env.to_bytes())).await {
+    // Keyed by the entity the alert is about: the core instance that owns that entity reads
+    // this partition, and applies the action once.
+    match st.bus.publish(&st.alerts_topic, alert.entity.as_str(), Some(env.to_bytes())).await {
         Ok(_) => (
             StatusCode::ACCEPTED,
             Json(json!({"alert": alert.id, "requested": verb, "by": claims.sub, "at": now.to_rfc3339()})),

@@ -105,6 +105,15 @@ impl Directory {
             .collect()
     }
 
+    /// The names of `units` (those the registry knows), in order.
+    pub fn unit_names(&self, units: &[LocalId]) -> Vec<String> {
+        units
+            .iter()
+            .filter_map(|u| self.units.get(u))
+            .map(|u| u.name.clone())
+            .collect()
+    }
+
     /// Units containing a point, deepest first.
     pub fn locate(&self, lon: f64, lat: f64) -> Vec<LocalId> {
         self.index.locate(lon, lat)

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use store::{AlertEventRow, FailingJob, History, RegistryRow, ReportEventRow, StoreError};
 use tracing::{info, warn};
 
-use crate::core::collect_batch;
+use crate::input::collect_batch;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

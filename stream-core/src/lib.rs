@@ -17,22 +17,33 @@
 
 mod air;
 mod alerts;
+mod books;
 pub mod cameras;
 mod core;
 mod directory;
+mod effect;
 pub mod forecaster;
 mod history;
+mod input;
+mod ownership;
+mod places;
+mod publisher;
 mod reports;
 mod rivers;
 mod rules;
 mod station;
+mod stations;
 
 pub use history::{run_history, HistoryConfig, HistoryError, HistoryStart, HistoryStatus};
 
 pub use crate::core::{run, Assignment, CoreConfig, CoreError, CoreStatus};
 pub use air::{AirHours, AqiView};
 pub use alerts::{AlertBook, Observation, RulesConfig, Transition};
+pub use books::Books;
 pub use directory::Directory;
+pub use effect::Effect;
+pub use input::{AlertActionIn, Input, Located, ReadingIn, RegistryChange, Rejected};
 pub use model::reading::Latest;
+pub use ownership::Ownership;
 pub use reports::{ReportBook, ReportsConfig, UnitCounts};
 pub use station::{ApplyOutcome, StationProps, StationState};

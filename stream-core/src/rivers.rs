@@ -3,14 +3,16 @@
 //! risk level the 4‰ reach gives (`model::salinity`). One `river:<slug>` record per river in
 //! the `rivers` layer, drawn as a line through its stations from the mouth inland.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use model::salinity::{reach, Reach, RiskBands};
 use model::state::geometry_bbox;
 use model::{EntityId, Layer, LocalId, Parameter, StateRecord};
 use serde_json::{json, Map, Value};
 
+use crate::effect::Effect;
 use crate::station::StationState;
+use crate::stations::StationBook;
 
 /// `Sông Tiền (cửa Tiểu)` -> `song-tien-cua-tieu`.
 pub fn slug(river: &str) -> String {
@@ -149,6 +151,35 @@ pub fn all_rivers(stations: &[&StationState], bands: &RiskBands) -> BTreeMap<Str
         .into_iter()
         .filter_map(|n| river_record(n, stations, bands).map(|r| (n.to_string(), r)))
         .collect()
+}
+
+/// The rivers book: each river's record as last published, republished when the stations
+/// along it change it.
+#[derive(Debug, Default)]
+pub struct RiverBook {
+    published: HashMap<String, StateRecord>,
+}
+
+impl RiverBook {
+    /// Takes back the river records of the state topic.
+    pub fn restore(&mut self, restored: &HashMap<EntityId, StateRecord>) {
+        for r in restored.values().filter(|r| r.layer == Layer::Rivers) {
+            self.published.insert(r.name().to_string(), r.clone());
+        }
+    }
+
+    /// The river records that differ from what was published, from the stations as they are.
+    pub fn refresh(&mut self, stations: &StationBook, bands: &RiskBands) -> Vec<Effect> {
+        let states: Vec<&StationState> = stations.iter().collect();
+        let now = all_rivers(&states, bands);
+        let changed: Vec<Effect> = now
+            .iter()
+            .filter(|(name, rec)| self.published.get(*name) != Some(rec))
+            .map(|(_, rec)| Effect::upsert(rec.clone()))
+            .collect();
+        self.published = now.into_iter().collect();
+        changed
+    }
 }
 
 #[cfg(test)]

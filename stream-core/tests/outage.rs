@@ -57,6 +57,9 @@ impl Bus for Flaky {
     async fn read_all(&self, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError> {
         self.inner.read_all(topics).await
     }
+    async fn partition_count(&self, topic: &str) -> Result<i32, BusError> {
+        self.inner.partition_count(topic).await
+    }
     async fn check_ready(&self) -> Result<(), BusError> {
         self.inner.check_ready().await
     }

@@ -1,0 +1,562 @@
+//! The core's state as one pure machine: [`Books::apply`] takes one [`Input`] and the time,
+//! and returns the [`Effect`]s to publish. No bus, no clock of its own: the run loop
+//! (`core.rs`) feeds it and hands the effects to the publisher, so every rule is unit-tested
+//! here without a broker.
+//!
+//! Each kind of entity keeps its own book: stations (`stations`, with each station's air
+//! hours in `air`), rivers (`rivers`), reports (`reports`), cameras (`cameras`), alerts
+//! (`alerts`), and the places the registry draws (`places`). This module routes inputs to
+//! them and turns what they changed into records, and what the rules saw into alerts.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use model::alert::Alert;
+use model::envelope::Envelope;
+use model::{EntityId, EventKind, Layer, LocalId, StateRecord, StationKind};
+
+use crate::alerts::{AlertBook, RulesConfig, Transition};
+use crate::cameras::CameraBook;
+use crate::directory::Directory;
+use crate::effect::Effect;
+use crate::forecaster::{ForecastView, Target};
+use crate::input::{AlertActionIn, Input, Located, ReadingIn, RegistryChange, Rejected};
+use crate::places::{unit_record, zone_record};
+use crate::reports::{Changed, ReportBook, ReportsConfig};
+use crate::rivers::RiverBook;
+use crate::rules;
+use crate::stations::StationBook;
+
+pub struct Books {
+    dir: Directory,
+    stations: StationBook,
+    rivers: RiverBook,
+    reports: ReportBook,
+    cameras: CameraBook,
+    alerts: AlertBook,
+}
+
+impl Books {
+    /// Empty books; `started` is when stations never heard from begin to count as stale.
+    pub fn new(rules: RulesConfig, reports: ReportsConfig, started: DateTime<Utc>) -> Self {
+        Self {
+            dir: Directory::default(),
+            stations: StationBook::new(started, rules.aqi_completeness),
+            rivers: RiverBook::default(),
+            reports: ReportBook::new(reports),
+            cameras: CameraBook::new(chrono::Duration::seconds(
+                rules.camera_silent_after_s.max(0),
+            )),
+            alerts: AlertBook::new(rules),
+        }
+    }
+
+    fn rules(&self) -> &RulesConfig {
+        self.alerts.config()
+    }
+
+    pub fn station_count(&self) -> usize {
+        self.stations.len()
+    }
+
+    pub fn unit_count(&self) -> usize {
+        self.dir.units.len()
+    }
+
+    pub fn report_count(&self) -> usize {
+        self.reports.len()
+    }
+
+    /// Start-up, before anything is published: the registry and the record of reports are
+    /// folded in, and only what could not be read is returned (as dead letters).
+    pub fn load(&mut self, input: Input, now: DateTime<Utc>) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match input {
+            Input::Registry(Ok(change)) => self.dir_change(change),
+            Input::Registry(Err(r)) => out.push(dead_letter(r, now)),
+            Input::Reports(batch) => {
+                let mut changed = Changed::default();
+                for e in batch {
+                    if let Some(d) = self.report_event(e, now, &mut changed) {
+                        out.push(d);
+                    }
+                }
+            }
+            other => out = self.apply(other, now),
+        }
+        out
+    }
+
+    /// Once the registry and reports are loaded: builds every entity's state, taking live
+    /// values back from `restored` (the state topic as it was), and returns the records that
+    /// differ from it.
+    pub fn start(
+        &mut self,
+        restored: &HashMap<EntityId, StateRecord>,
+        now: DateTime<Utc>,
+    ) -> Vec<Effect> {
+        self.dir.refresh_index();
+        let now_local = now.fixed_offset();
+        let mut out = Vec::new();
+        let mut changed = Vec::new();
+        // Reports closed long ago leave the book before anything is published.
+        self.reports.tick(now_local);
+        for id in self.reports.ids() {
+            if let Some(rec) = self.reports.record(id) {
+                if restored.get(&rec.entity) != Some(&rec) {
+                    changed.push(rec);
+                }
+            }
+        }
+        for r in restored.values().filter(|r| r.layer == Layer::Reports) {
+            let known = LocalId::parse("report", r.entity.local())
+                .is_ok_and(|id| self.reports.get(&id).is_some());
+            if !known {
+                out.push(Effect::tombstone(r.entity.clone()));
+            }
+        }
+        for unit in self.dir.units.values() {
+            let rec = unit_record(unit, &self.dir, self.reports.counts(&unit.id));
+            if restored.get(&rec.entity) != Some(&rec) {
+                changed.push(rec);
+            }
+        }
+        for zone in self.dir.zones.values() {
+            let rec = zone_record(zone);
+            if restored.get(&rec.entity) != Some(&rec) {
+                changed.push(rec);
+            }
+        }
+        for r in restored.values().filter(|r| r.layer == Layer::Cameras) {
+            self.cameras.restore(r);
+        }
+        let cameras: Vec<LocalId> = self.dir.cameras.keys().cloned().collect();
+        for id in cameras {
+            if let Some(rec) = self.camera_record(&id, now) {
+                if restored.get(&rec.entity) != Some(&rec) {
+                    changed.push(rec);
+                }
+            }
+        }
+        for r in restored.values().filter(|r| r.layer == Layer::Alerts) {
+            if let Some(a) = Alert::from_record(r) {
+                self.alerts.restore(a);
+            }
+        }
+        changed.extend(self.stations.start(&self.dir, restored));
+        out.extend(changed.into_iter().map(Effect::upsert));
+        // Rivers as the restored stations give them (republished only where they differ).
+        self.rivers.restore(restored);
+        out.extend(self.refresh_rivers());
+        out
+    }
+
+    /// The river records the stations now give, where they differ from the last published.
+    fn refresh_rivers(&mut self) -> Vec<Effect> {
+        let bands = &self.alerts.config().salinity_risk_bands;
+        self.rivers.refresh(&self.stations, bands)
+    }
+
+    /// The salinity stations to forecast, with their levels, in id order.
+    pub fn forecast_targets(&self) -> Vec<Target> {
+        let mut t: Vec<Target> = self
+            .stations
+            .iter()
+            .filter(|s| s.station.kind == StationKind::Salinity)
+            .map(|s| {
+                let levels = s.station.salinity_levels.unwrap_or_default();
+                Target {
+                    station: s.station.id.clone(),
+                    watch: levels.watch,
+                    warning: levels.warning,
+                }
+            })
+            .collect();
+        t.sort_by(|a, b| a.station.cmp(&b.station));
+        t
+    }
+
+    /// One input at `now`: what to publish.
+    pub fn apply(&mut self, input: Input, now: DateTime<Utc>) -> Vec<Effect> {
+        match input {
+            Input::Registry(Ok(change)) => self.registry(change, now),
+            Input::Registry(Err(r)) => vec![dead_letter(r, now)],
+            Input::Readings(batch) => self.readings(batch, now),
+            Input::Reports(batch) => {
+                let mut out = Vec::new();
+                let mut changed = Changed::default();
+                for e in batch {
+                    out.extend(self.report_event(e, now, &mut changed));
+                }
+                out.extend(self.report_changes(changed, now));
+                out
+            }
+            Input::CameraStatus(Ok(l)) => self.camera_status(l, now),
+            Input::CameraStatus(Err(r)) => vec![dead_letter(r, now)],
+            Input::AlertAction(a) => self.alert_action(a, now),
+            Input::Peer(record) => self.peer(&record),
+            Input::Forecast(station, f) => self.forecast(&station, f, now),
+            Input::Tick => self.tick(now),
+        }
+    }
+
+    fn dir_change(&mut self, change: RegistryChange) {
+        match change {
+            RegistryChange::Upsert(entry) => self.dir.upsert(entry),
+            RegistryChange::Remove(entity) => {
+                if let Ok(local) = LocalId::parse("entity", entity.local()) {
+                    self.dir.remove(entity.kind(), &local);
+                }
+            }
+        }
+    }
+
+    /// A registry change, and the live state it moves.
+    fn registry(&mut self, change: RegistryChange, now: DateTime<Utc>) -> Vec<Effect> {
+        let entity = match &change {
+            RegistryChange::Upsert(e) => e.entity(),
+            RegistryChange::Remove(e) => e.clone(),
+        };
+        self.dir_change(change);
+        let Ok(local) = LocalId::parse("entity", entity.local()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        match entity.kind() {
+            "unit" => {
+                self.dir.refresh_index();
+                match self.dir.units.get(&local) {
+                    Some(u) => out.push(Effect::upsert(unit_record(
+                        u,
+                        &self.dir,
+                        self.reports.counts(&u.id),
+                    ))),
+                    None => out.push(Effect::tombstone(entity.clone())),
+                }
+                // Units moved: every station is placed again.
+                out.extend(
+                    self.stations
+                        .replace_all(&self.dir)
+                        .into_iter()
+                        .map(Effect::upsert),
+                );
+            }
+            "zone" => out.push(match self.dir.zones.get(&local) {
+                Some(z) => Effect::upsert(zone_record(z)),
+                None => Effect::tombstone(entity.clone()),
+            }),
+            "camera" => match self.camera_record(&local, now) {
+                Some(rec) => out.push(Effect::upsert(rec)),
+                None => {
+                    self.cameras.forget(&local);
+                    out.push(Effect::tombstone(entity.clone()));
+                }
+            },
+            "station" => match self.dir.stations.get(&local) {
+                Some(_) => out.extend(self.stations.replace(&self.dir, &local).map(Effect::upsert)),
+                None => {
+                    self.stations.remove(&local);
+                    out.push(Effect::tombstone(entity.clone()));
+                }
+            },
+            _ => {}
+        }
+        out
+    }
+
+    fn readings(
+        &mut self,
+        batch: Vec<Result<ReadingIn, Rejected>>,
+        now: DateTime<Utc>,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let mut dirty = BTreeSet::new();
+        for r in batch {
+            match r {
+                Ok(r) => match self.stations.apply(&r, now) {
+                    Ok(true) => {
+                        dirty.insert(r.reading.station);
+                    }
+                    Ok(false) => {}
+                    Err(rejected) => out.push(dead_letter(rejected, now)),
+                },
+                Err(rejected) => out.push(dead_letter(rejected, now)),
+            }
+        }
+        out.extend(
+            dirty
+                .iter()
+                .filter_map(|id| self.stations.get(id))
+                .map(|s| Effect::upsert(s.to_record())),
+        );
+        let river_changed = dirty.iter().any(|id| {
+            self.stations
+                .get(id)
+                .is_some_and(|s| s.station.river.is_some())
+        });
+        if river_changed {
+            out.extend(self.refresh_rivers());
+        }
+        if self.rules().enabled {
+            let mut transitions = Vec::new();
+            for id in &dirty {
+                let Some(state) = self.stations.get(id) else {
+                    continue;
+                };
+                let at = state.updated().unwrap_or_else(|| now.fixed_offset());
+                let p = state.station.position;
+                let zones = self.dir.zones_at(p.lon, p.lat);
+                for mut o in rules::on_reading(state, self.alerts.config()) {
+                    o.zones = zones.clone();
+                    transitions.extend(self.alerts.observe(o, at));
+                }
+            }
+            out.extend(self.alert_effects(transitions, true, now));
+        }
+        out
+    }
+
+    /// Another instance's station: kept as a copy, so the rivers it lies on stay right.
+    fn peer(&mut self, record: &StateRecord) -> Vec<Effect> {
+        if !self.stations.mirror(record) {
+            return Vec::new();
+        }
+        self.refresh_rivers()
+    }
+
+    /// One event of `ioc.reports` into the book; what it changes goes into `changed`.
+    fn report_event(
+        &mut self,
+        event: Result<Located, Rejected>,
+        now: DateTime<Utc>,
+        changed: &mut Changed,
+    ) -> Option<Effect> {
+        let located = match event {
+            Ok(l) => l,
+            Err(r) => return Some(dead_letter(r, now)),
+        };
+        match self
+            .reports
+            .apply(&located.event, now.fixed_offset(), changed)
+        {
+            Ok(()) => None,
+            Err(e) => Some(dead_letter(located.rejected(vec![e]), now)),
+        }
+    }
+
+    /// Report records (tombstones for those that left), unit counts, the overdue rule.
+    fn report_changes(&mut self, changed: Changed, now: DateTime<Utc>) -> Vec<Effect> {
+        if changed.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Vec<Effect> = changed
+            .reports
+            .iter()
+            .filter_map(|id| self.reports.record(id))
+            .map(Effect::upsert)
+            .collect();
+        out.extend(
+            changed
+                .units
+                .iter()
+                .filter_map(|u| self.dir.units.get(u))
+                .map(|u| Effect::upsert(unit_record(u, &self.dir, self.reports.counts(&u.id)))),
+        );
+        out.extend(
+            changed
+                .removed
+                .iter()
+                .map(|id| Effect::tombstone(EntityId::new("report", id))),
+        );
+        if !self.rules().enabled {
+            return out;
+        }
+        let now = now.fixed_offset();
+        let mut transitions = Vec::new();
+        for id in changed.reports.iter().chain(&changed.removed) {
+            // Gone from the book: its alert, if any, clears.
+            let o = self
+                .reports
+                .observation(id)
+                .unwrap_or_else(|| crate::reports::no_longer_overdue(id));
+            transitions.extend(self.alerts.observe(o, now));
+        }
+        out.extend(self.alert_effects(transitions, true, now.to_utc()));
+        out
+    }
+
+    fn camera_status(&mut self, located: Located, now: DateTime<Utc>) -> Vec<Effect> {
+        match self.cameras.apply(&located.event) {
+            Ok(Some(id)) => self
+                .camera_record(&id, now)
+                .map(Effect::upsert)
+                .into_iter()
+                .collect(),
+            Ok(None) => Vec::new(),
+            Err(e) => vec![dead_letter(located.rejected(vec![e]), now)],
+        }
+    }
+
+    /// A registry camera's record with its latest status; `None` for one not registered.
+    fn camera_record(&self, id: &LocalId, now: DateTime<Utc>) -> Option<StateRecord> {
+        let c = self.dir.cameras.get(id)?;
+        let units = self.dir.locate(c.position.lon, c.position.lat);
+        let names = self.dir.unit_names(&units);
+        Some(self.cameras.record(c, units, names, now.fixed_offset()))
+    }
+
+    /// An acknowledgement or clear from the API (the core's own events change nothing).
+    fn alert_action(&mut self, a: AlertActionIn, now: DateTime<Utc>) -> Vec<Effect> {
+        let t = match a.kind {
+            EventKind::AlertAcked => self.alerts.ack(&a.action),
+            EventKind::AlertCleared if a.action.by != rules::AUTO => self.alerts.clear(&a.action),
+            _ => None,
+        };
+        // The event is on the topic already: only the state changes.
+        self.alert_effects(t.into_iter().collect(), false, now)
+    }
+
+    /// Shows a new forecast on its station and checks the forecast rule.
+    fn forecast(&mut self, station: &LocalId, f: ForecastView, now: DateTime<Utc>) -> Vec<Effect> {
+        let Some(rec) = self.stations.forecast(station, f) else {
+            return Vec::new();
+        };
+        let mut out = vec![Effect::upsert(rec)];
+        let Some(state) = self.stations.get(station).filter(|_| self.rules().enabled) else {
+            return out;
+        };
+        let p = state.station.position;
+        let zones = self.dir.zones_at(p.lon, p.lat);
+        let mut transitions = Vec::new();
+        for mut o in rules::on_reading(state, self.alerts.config())
+            .into_iter()
+            .filter(|o| o.rule == "salinity_forecast")
+        {
+            o.zones = zones.clone();
+            transitions.extend(self.alerts.observe(o, now.fixed_offset()));
+        }
+        out.extend(self.alert_effects(transitions, true, now));
+        out
+    }
+
+    /// The clock: stale stations, cameras down or silent, escalation, report deadlines.
+    fn tick(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
+        if !self.rules().enabled {
+            return Vec::new();
+        }
+        let now_local = now.fixed_offset();
+        let mut out = Vec::new();
+        let mut transitions = Vec::new();
+        for state in self.stations.iter() {
+            let mut o = rules::stale(state, self.alerts.config(), now, self.stations.started());
+            let p = state.station.position;
+            o.zones = self.dir.zones_at(p.lon, p.lat);
+            transitions.extend(self.alerts.observe(o, now_local));
+        }
+        let after = chrono::Duration::seconds(self.rules().camera_down_after_s.max(0));
+        for c in self.dir.cameras.values() {
+            if let Some(o) = self.cameras.observation(c, after, now_local) {
+                transitions.extend(self.alerts.observe(o, now_local));
+            }
+        }
+        // Cameras whose worker went quiet, or spoke again: their records change.
+        for id in self.cameras.silence_changes(now_local) {
+            out.extend(self.camera_record(&id, now).map(Effect::upsert));
+        }
+        transitions.extend(self.alerts.tick(now_local));
+        out.extend(self.alert_effects(transitions, true, now));
+        let changed = self.reports.tick(now_local);
+        out.extend(self.report_changes(changed, now));
+        out
+    }
+
+    /// Alert transitions as effects: the event on `ioc.alerts` (when `with_events`), then
+    /// the alert's state (a tombstone once it leaves the layer), all owned by the entity the
+    /// alert is about.
+    fn alert_effects(
+        &self,
+        transitions: Vec<Transition>,
+        with_events: bool,
+        now: DateTime<Utc>,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for t in transitions {
+            let (kind, alert) = match &t {
+                Transition::Raised(a) => (EventKind::AlertRaised, a),
+                Transition::Updated(a) => (EventKind::AlertUpdated, a),
+                Transition::Acked(a) => (EventKind::AlertAcked, a),
+                Transition::Cleared(a) => (EventKind::AlertCleared, a),
+                Transition::Escalated(a) => (EventKind::AlertEscalated, a),
+                Transition::Expired(a) => {
+                    out.push(Effect::Tombstone {
+                        entity: a.entity_id(),
+                        owner: a.entity.clone(),
+                    });
+                    continue;
+                }
+            };
+            if with_events {
+                let data = match &t {
+                    Transition::Cleared(a) => serde_json::to_value(model::alert::AlertAction {
+                        alert: a.id.clone(),
+                        by: a.cleared_by.clone().unwrap_or_else(|| rules::AUTO.into()),
+                        note: a.clear_note.clone(),
+                        at: a.cleared_at.unwrap_or(a.raised_at),
+                    }),
+                    _ => serde_json::to_value(alert),
+                }
+                .unwrap_or_default();
+                let event = Envelope::new(
+                    kind,
+                    alert.entity_id(),
+                    now.fixed_offset(),
+                    now,
+                    "core:rules",
+                    data,
+                );
+                out.push(Effect::AlertEvent {
+                    subject: alert.entity.clone(),
+                    event,
+                });
+            }
+            let ((lon, lat), units) = self
+                .place_of(&alert.entity)
+                .unwrap_or(((0.0, 0.0), Vec::new()));
+            let geometry = geojson::Geometry::new(geojson::Value::Point(vec![lon, lat]));
+            out.push(Effect::Upsert {
+                record: alert.to_record(geometry, [lon, lat, lon, lat], units),
+                owner: alert.entity.clone(),
+            });
+        }
+        out
+    }
+
+    /// Where an alert's entity is: its point and units.
+    fn place_of(&self, entity: &EntityId) -> Option<((f64, f64), Vec<LocalId>)> {
+        let id = LocalId::parse("entity", entity.local()).ok()?;
+        match entity.kind() {
+            "report" => self.reports.place(&id),
+            "camera" => self.dir.cameras.get(&id).map(|c| {
+                let (lon, lat) = (c.position.lon, c.position.lat);
+                ((lon, lat), self.dir.locate(lon, lat))
+            }),
+            _ => self.stations.get(&id).map(|s| {
+                (
+                    (s.station.position.lon, s.station.position.lat),
+                    s.units.clone(),
+                )
+            }),
+        }
+    }
+}
+
+/// The dead letter of a rejected input.
+fn dead_letter(r: Rejected, now: DateTime<Utc>) -> Effect {
+    tracing::warn!(source = %r.source, errors = ?r.errors, "input dead-lettered");
+    let event = Envelope::dead_letter(&r.source, r.entity, r.errors, r.original, now);
+    Effect::DeadLetter {
+        partition: r.partition,
+        source: r.source,
+        event,
+    }
+}
