@@ -2,7 +2,7 @@
 //! consumers that store offsets only for messages marked applied (auto-committed from the
 //! store), and group-less readers of whole compacted topics.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -253,6 +253,18 @@ impl Bus for KafkaBus {
         topic: &str,
         partitions: Option<&[i32]>,
     ) -> Result<Box<dyn Subscription>, BusError> {
+        self.assign_rewound(group, topic, partitions, &BTreeMap::new(), 0)
+            .await
+    }
+
+    async fn assign_rewound(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: Option<&[i32]>,
+        not_after: &BTreeMap<i32, i64>,
+        max_rewind: i64,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         let consumer = self.committing_consumer(group, false)?;
         let all = tokio::task::spawn_blocking({
             let cfg = self.config.clone();
@@ -271,10 +283,38 @@ impl Bus for KafkaBus {
             chosen = wanted.to_vec();
         }
         chosen.sort_unstable();
+        let mut wanted = TopicPartitionList::new();
+        for p in &chosen {
+            wanted
+                .add_partition_offset(topic, *p, Offset::Stored)
+                .map_err(unavailable)?;
+        }
+        // The group's committed offsets, unless the caller knows it must start earlier.
+        let committed = if not_after.is_empty() {
+            wanted.clone()
+        } else {
+            consumer
+                .committed_offsets(wanted.clone(), Duration::from_secs(10))
+                .map_err(unavailable)?
+        };
         let mut tpl = TopicPartitionList::new();
         for p in &chosen {
-            // Stored = the group's committed offset (auto.offset.reset=earliest when none).
-            tpl.add_partition_offset(topic, *p, Offset::Stored)
+            let stored = committed
+                .find_partition(topic, *p)
+                .map(|e| e.offset())
+                .unwrap_or(Offset::Stored);
+            let start = match (stored, not_after.get(p)) {
+                (Offset::Offset(c), Some(&n)) if n < c && max_rewind > 0 => {
+                    let from = n.max(c - max_rewind);
+                    info!(%group, %topic, partition = p, committed = c, from,
+                        "starting before the committed offset: what it covers was not all kept");
+                    Offset::Offset(from)
+                }
+                // None committed: auto.offset.reset=earliest applies.
+                (Offset::Offset(_), _) => stored,
+                _ => Offset::Stored,
+            };
+            tpl.add_partition_offset(topic, *p, start)
                 .map_err(unavailable)?;
         }
         consumer.assign(&tpl).map_err(unavailable)?;

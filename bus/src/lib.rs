@@ -83,6 +83,23 @@ pub trait Bus: Send + Sync + 'static {
         partitions: Option<&[i32]>,
     ) -> Result<Box<dyn Subscription>, BusError>;
 
+    /// [`Bus::assign`], except that a partition in `not_after` starts at that offset when
+    /// the group's committed offset is past it, by at most `max_rewind` messages: for a
+    /// consumer whose own output records which inputs it covers, so that input committed
+    /// but not covered by any kept output (a crash between the two, or output a broker
+    /// lost) is read again, and a long-silent key does not replay the whole retention.
+    async fn assign_rewound(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: Option<&[i32]>,
+        not_after: &std::collections::BTreeMap<i32, i64>,
+        max_rewind: i64,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let _ = (not_after, max_rewind);
+        self.assign(group, topic, partitions).await
+    }
+
     /// Reads every partition of `topics` from the beginning, outside any group: for compacted
     /// topics that a reader rebuilds state from (registry, state replicas).
     async fn read_all(&self, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError>;

@@ -157,6 +157,14 @@ impl Books {
         self.rivers.refresh(&self.stations, bands)
     }
 
+    /// See [`StationBook::covered_up_to`].
+    pub fn readings_covered_up_to(
+        &self,
+        owns: impl Fn(i32) -> bool,
+    ) -> std::collections::BTreeMap<i32, i64> {
+        self.stations.covered_up_to(owns)
+    }
+
     /// The salinity stations to forecast, with their levels, in id order.
     pub fn forecast_targets(&self) -> Vec<Target> {
         let mut t: Vec<Target> = self
@@ -558,5 +566,319 @@ fn dead_letter(r: Rejected, now: DateTime<Utc>) -> Effect {
         partition: r.partition,
         source: r.source,
         event,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+    use model::alert::{AlertAction, AlertState};
+    use model::reading::Quality;
+    use model::{Parameter, Reading, RegistryEntry, Station};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 20, 3, 0, 0).unwrap()
+    }
+
+    fn rules() -> RulesConfig {
+        RulesConfig {
+            salinity_min_duration_s: 0,
+            ..RulesConfig::default()
+        }
+    }
+
+    /// Books loaded with the fixture registry and started on an empty state topic.
+    fn started() -> (Books, Vec<Effect>) {
+        let mut b = Books::new(rules(), ReportsConfig::default(), now());
+        for e in fixtures::registry() {
+            assert!(b
+                .load(Input::Registry(Ok(RegistryChange::Upsert(e))), now())
+                .is_empty());
+        }
+        let effects = b.start(&HashMap::new(), now());
+        (b, effects)
+    }
+
+    fn salinity_station(b: &Books) -> Station {
+        let mut s: Vec<&crate::station::StationState> = b
+            .stations
+            .iter()
+            .filter(|s| s.station.kind == StationKind::Salinity && s.station.river.is_some())
+            .collect();
+        s.sort_by(|a, b| a.station.id.cmp(&b.station.id));
+        s[0].station.clone()
+    }
+
+    fn reading(
+        s: &Station,
+        value: f64,
+        at: DateTime<Utc>,
+        offset: i64,
+    ) -> Result<ReadingIn, Rejected> {
+        Ok(ReadingIn {
+            reading: Reading {
+                station: s.id.clone(),
+                parameter: Parameter::Salinity,
+                ts: at.fixed_offset(),
+                value,
+                unit: Parameter::Salinity.canonical_unit(),
+                quality: Quality::Good,
+                sent_as: None,
+            },
+            received: at.fixed_offset(),
+            partition: 0,
+            offset,
+        })
+    }
+
+    fn upserts(effects: &[Effect], layer: Layer) -> Vec<&StateRecord> {
+        effects
+            .iter()
+            .filter_map(Effect::record)
+            .filter(|r| r.layer == layer)
+            .collect()
+    }
+
+    #[test]
+    fn start_publishes_every_registered_entity_once_and_nothing_when_restored_equal() {
+        let (b, effects) = started();
+        assert_eq!(upserts(&effects, Layer::Units).len(), b.unit_count());
+        let stations = effects
+            .iter()
+            .filter_map(Effect::record)
+            .filter(|r| r.entity.kind() == "station")
+            .count();
+        assert_eq!(stations, b.station_count());
+        // A restart over what it published publishes nothing again.
+        let restored: HashMap<EntityId, StateRecord> = effects
+            .iter()
+            .filter_map(Effect::record)
+            .map(|r| (r.entity.clone(), r.clone()))
+            .collect();
+        let mut fresh = Books::new(rules(), ReportsConfig::default(), now());
+        for e in fixtures::registry() {
+            fresh.load(Input::Registry(Ok(RegistryChange::Upsert(e))), now());
+        }
+        assert!(fresh.start(&restored, now()).is_empty());
+        // And its clock finds nothing to say at once.
+        assert!(fresh.apply(Input::Tick, now()).is_empty());
+    }
+
+    #[test]
+    fn a_reading_moves_its_station_and_river_and_a_replay_changes_nothing() {
+        let (mut b, _) = started();
+        let s = salinity_station(&b);
+        let effects = b.apply(Input::Readings(vec![reading(&s, 0.5, now(), 7)]), now());
+        let station = upserts(&effects, s_layer(&b, &s));
+        assert_eq!(station.len(), 1);
+        assert_eq!(station[0].properties["readings"], 1);
+        assert_eq!(upserts(&effects, Layer::Rivers).len(), 1, "{effects:?}");
+        // The same message again (a replay after a crash): nothing to publish.
+        let again = b.apply(Input::Readings(vec![reading(&s, 0.5, now(), 7)]), now());
+        assert!(again.is_empty(), "{again:?}");
+    }
+
+    fn s_layer(b: &Books, s: &Station) -> Layer {
+        b.stations.get(&s.id).unwrap().layer()
+    }
+
+    #[test]
+    fn a_restart_knows_which_readings_its_restored_state_covers() {
+        let (mut b, _) = started();
+        let s = salinity_station(&b);
+        let effects = b.apply(Input::Readings(vec![reading(&s, 0.5, now(), 41)]), now());
+        let restored: HashMap<EntityId, StateRecord> = effects
+            .iter()
+            .filter_map(Effect::record)
+            .map(|r| (r.entity.clone(), r.clone()))
+            .collect();
+        let mut again = Books::new(rules(), ReportsConfig::default(), now());
+        for e in fixtures::registry() {
+            again.load(Input::Registry(Ok(RegistryChange::Upsert(e))), now());
+        }
+        again.start(&restored, now());
+        assert_eq!(again.readings_covered_up_to(|_| true).get(&0), Some(&42));
+        assert!(again.readings_covered_up_to(|p| p != 0).is_empty());
+    }
+
+    #[test]
+    fn a_reading_for_an_unknown_station_is_dead_lettered_naming_the_field() {
+        let (mut b, _) = started();
+        let mut s = salinity_station(&b);
+        s.id = LocalId::parse("id", "nowhere-01").unwrap();
+        let effects = b.apply(Input::Readings(vec![reading(&s, 0.5, now(), 3)]), now());
+        let [Effect::DeadLetter {
+            event, partition, ..
+        }] = effects.as_slice()
+        else {
+            panic!("{effects:?}");
+        };
+        assert_eq!(*partition, 0);
+        assert_eq!(event.data["errors"][0]["field"], "station");
+    }
+
+    #[test]
+    fn a_warning_raises_one_alert_owned_by_its_station_and_an_ack_changes_only_its_state() {
+        let (mut b, _) = started();
+        let s = salinity_station(&b);
+        let effects = b.apply(Input::Readings(vec![reading(&s, 50.0, now(), 1)]), now());
+        let events: Vec<&Effect> = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::AlertEvent { .. }))
+            .collect();
+        assert_eq!(events.len(), 1, "{effects:?}");
+        let Effect::AlertEvent { subject, event } = events[0] else {
+            unreachable!()
+        };
+        assert_eq!(subject, &EntityId::station(&s.id));
+        assert_eq!(event.kind, EventKind::AlertRaised);
+        let alert: Alert = event.data_as().unwrap();
+        // Every effect of the alert belongs to the station's owner.
+        for e in effects
+            .iter()
+            .filter(|e| e.record().is_some_and(|r| r.layer == Layer::Alerts))
+        {
+            assert_eq!(e.owner(), Ok(&EntityId::station(&s.id)));
+        }
+        let ack = AlertActionIn {
+            kind: EventKind::AlertAcked,
+            action: AlertAction {
+                alert: alert.id.clone(),
+                by: "op-1".into(),
+                note: None,
+                at: now().fixed_offset(),
+            },
+        };
+        let effects = b.apply(Input::AlertAction(ack.clone()), now());
+        assert_eq!(effects.len(), 1, "{effects:?}");
+        let rec = effects[0].record().unwrap();
+        assert_eq!(
+            Alert::from_record(rec).unwrap().state,
+            AlertState::Acknowledged
+        );
+        // The same action again (read twice) applies once.
+        assert!(b.apply(Input::AlertAction(ack), now()).is_empty());
+    }
+
+    #[test]
+    fn the_clock_raises_stale_for_a_silent_station_and_clears_it_when_it_speaks() {
+        let (mut b, _) = started();
+        let s = salinity_station(&b);
+        let later = now() + Duration::days(2);
+        let effects = b.apply(Input::Tick, later);
+        let raised: Vec<&Envelope> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::AlertEvent { subject, event } if subject == &EntityId::station(&s.id) => {
+                    Some(event)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(raised.len(), 1, "{effects:?}");
+        assert_eq!(raised[0].data["rule"], "stale");
+        b.apply(Input::Readings(vec![reading(&s, 0.5, later, 9)]), later);
+        let effects = b.apply(Input::Tick, later);
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Effect::AlertEvent { subject, event }
+                if subject == &EntityId::station(&s.id) && event.kind == EventKind::AlertCleared)),
+            "{effects:?}"
+        );
+    }
+
+    #[test]
+    fn registry_changes_upsert_rename_and_tombstone_stations() {
+        let (mut b, _) = started();
+        let mut s = salinity_station(&b);
+        s.name = "Trạm đổi tên".into();
+        let effects = b.apply(
+            Input::Registry(Ok(RegistryChange::Upsert(RegistryEntry::Station(
+                s.clone(),
+            )))),
+            now(),
+        );
+        assert_eq!(effects.len(), 1, "{effects:?}");
+        assert_eq!(
+            effects[0].record().unwrap().properties["name"],
+            "Trạm đổi tên"
+        );
+        let effects = b.apply(
+            Input::Registry(Ok(RegistryChange::Remove(EntityId::station(&s.id)))),
+            now(),
+        );
+        assert_eq!(effects, vec![Effect::tombstone(EntityId::station(&s.id))]);
+    }
+
+    #[test]
+    fn another_instances_station_is_mirrored_and_moves_the_river_but_is_never_republished() {
+        let (mut b, _) = started();
+        let s = salinity_station(&b);
+        // What the owner published after a reading of 12‰.
+        let mut owner = Books::new(rules(), ReportsConfig::default(), now());
+        for e in fixtures::registry() {
+            owner.load(Input::Registry(Ok(RegistryChange::Upsert(e))), now());
+        }
+        owner.start(&HashMap::new(), now());
+        let published = owner.apply(Input::Readings(vec![reading(&s, 12.0, now(), 1)]), now());
+        let record = published
+            .iter()
+            .filter_map(Effect::record)
+            .find(|r| r.entity == EntityId::station(&s.id))
+            .unwrap()
+            .clone();
+        let effects = b.apply(Input::Peer(record), now());
+        assert!(!effects.is_empty(), "the river moves");
+        assert!(effects
+            .iter()
+            .filter_map(Effect::record)
+            .all(|r| r.layer == Layer::Rivers));
+    }
+
+    #[test]
+    fn a_camera_status_moves_its_record_and_an_older_one_does_not() {
+        let (mut b, _) = started();
+        let cam = fixtures::cameras::cameras("rtsp://127.0.0.1:8554").remove(0);
+        let effects = b.apply(
+            Input::Registry(Ok(RegistryChange::Upsert(RegistryEntry::Camera(
+                cam.clone(),
+            )))),
+            now(),
+        );
+        assert_eq!(upserts(&effects, Layer::Cameras).len(), 1, "{effects:?}");
+        let status = |at: DateTime<Utc>| {
+            let s = model::camera::CameraStatus {
+                camera: cam.id.clone(),
+                state: model::camera::CameraState::Online,
+                since: at.fixed_offset(),
+                changed: true,
+                reason: None,
+                last_frame: Some(at.fixed_offset()),
+                last_snapshot: None,
+                reconnects: 0,
+                stats: Default::default(),
+            };
+            Ok(Located {
+                event: Envelope::new(
+                    EventKind::CameraStatus,
+                    EntityId::new("camera", &cam.id),
+                    at.fixed_offset(),
+                    at,
+                    "test",
+                    serde_json::to_value(&s).unwrap(),
+                ),
+                source: "bus:cameras/0/1".into(),
+                partition: 0,
+            })
+        };
+        let effects = b.apply(Input::CameraStatus(status(now())), now());
+        assert_eq!(upserts(&effects, Layer::Cameras).len(), 1, "{effects:?}");
+        let effects = b.apply(
+            Input::CameraStatus(status(now() - Duration::minutes(5))),
+            now(),
+        );
+        assert!(effects.is_empty());
     }
 }

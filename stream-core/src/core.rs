@@ -130,10 +130,21 @@ pub async fn run(
     );
 
     let partitions = config.partitions.as_deref();
+    // Each station's state records the readings it covers. Where a station's last kept
+    // state covers less than the group committed (a broker that lost acknowledged state),
+    // reading starts there, a few batches back at most, and what is covered is skipped.
+    let covered = books.readings_covered_up_to(|p| ownership.owns_partition(p));
+    let max_rewind = 8 * config.batch_max.max(1) as i64;
     let readings = match config.assignment {
         Assignment::Static => {
-            bus.assign(&config.group, &topics.readings, partitions)
-                .await?
+            bus.assign_rewound(
+                &config.group,
+                &topics.readings,
+                partitions,
+                &covered,
+                max_rewind,
+            )
+            .await?
         }
         Assignment::Group => bus.join_group(&config.group, &[&topics.readings]).await?,
     };

@@ -163,12 +163,21 @@ pub async fn run_history(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), HistoryError> {
     let mut registry = bus.read_all(&[&topics.registry]).await?;
+    // Several sinks (one beside each core instance) take disjoint partitions of every topic
+    // they write, so each row is written by one of them.
+    let partitions = config.partitions.as_deref();
     let mut alerts = match start {
-        HistoryStart::Committed => bus.assign(&config.group, &topics.alerts, None).await?,
+        HistoryStart::Committed => {
+            bus.assign(&config.group, &topics.alerts, partitions)
+                .await?
+        }
         HistoryStart::Oldest => bus.read_all(&[&topics.alerts]).await?,
     };
     let mut reports = match start {
-        HistoryStart::Committed => bus.assign(&config.group, &topics.reports, None).await?,
+        HistoryStart::Committed => {
+            bus.assign(&config.group, &topics.reports, partitions)
+                .await?
+        }
         HistoryStart::Oldest => bus.read_all(&[&topics.reports]).await?,
     };
     let mut sub = match start {

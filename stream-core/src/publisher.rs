@@ -88,3 +88,75 @@ impl Publisher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bus::MemoryBus;
+    use model::{EntityId, Envelope, Layer, StateRecord};
+
+    fn record(entity: EntityId) -> StateRecord {
+        StateRecord {
+            entity,
+            layer: Layer::Units,
+            bbox: [0.0; 4],
+            geometry: geojson::Geometry::new(geojson::Value::Point(vec![0.0, 0.0])),
+            units: Vec::new(),
+            updated: None,
+            properties: Default::default(),
+            applied: Default::default(),
+            core: serde_json::Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_what_this_instance_owns_reaches_the_bus() {
+        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+        let topics = Topics::default();
+        bus.ensure_topics(&topics.specs(1)).await.unwrap();
+        let ownership = Ownership::of(Some(&[0, 1]), 6);
+        let publisher = Publisher::new(bus.clone(), topics.clone(), ownership.clone());
+        let entities: Vec<EntityId> = (0..60)
+            .map(|i| EntityId::parse(&format!("unit:u-{i}")).unwrap())
+            .collect();
+        let mut effects: Vec<Effect> = entities
+            .iter()
+            .cloned()
+            .map(|e| Effect::upsert(record(e)))
+            .collect();
+        let dead = |partition| Effect::DeadLetter {
+            partition,
+            source: format!("bus:t/{partition}/0"),
+            event: Envelope::dead_letter(
+                "x",
+                None,
+                vec![],
+                serde_json::Value::Null,
+                chrono::Utc::now(),
+            ),
+        };
+        effects.push(dead(1));
+        effects.push(dead(4));
+        publisher.apply(effects).await.unwrap();
+
+        let mut sub = bus
+            .read_all(&[&topics.state, &topics.deadletter])
+            .await
+            .unwrap();
+        let mut keys = Vec::new();
+        while let Some(m) = sub.next_until_caught_up().await.unwrap() {
+            keys.push(m.key.unwrap());
+        }
+        let owned: Vec<String> = entities
+            .iter()
+            .filter(|e| ownership.owns(e))
+            .map(|e| e.to_string())
+            .collect();
+        assert!(!owned.is_empty() && owned.len() < 60);
+        let mut expected = owned.clone();
+        expected.push("bus:t/1/0".into());
+        keys.sort();
+        expected.sort();
+        assert_eq!(keys, expected);
+    }
+}

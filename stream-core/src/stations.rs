@@ -76,6 +76,24 @@ impl StationBook {
         changed
     }
 
+    /// Per partition of the readings topic that `owns` accepts, the first offset not covered
+    /// by every station's state: a restart reads no later than that, whatever was committed.
+    pub fn covered_up_to(
+        &self,
+        owns: impl Fn(i32) -> bool,
+    ) -> std::collections::BTreeMap<i32, i64> {
+        let mut out = std::collections::BTreeMap::new();
+        for s in self.stations.values() {
+            for (&p, &o) in &s.applied {
+                if owns(p) {
+                    let next = out.entry(p).or_insert(o + 1);
+                    *next = (*next).min(o + 1);
+                }
+            }
+        }
+        out
+    }
+
     /// Re-creates a station's state from the directory; `Some(record)` when it changed.
     pub fn replace(&mut self, dir: &Directory, id: &LocalId) -> Option<StateRecord> {
         let s = dir.stations.get(id)?.clone();

@@ -72,6 +72,25 @@ pub fn isolated_env(tag: &str) -> Vec<(String, String)> {
     env
 }
 
+/// The topic names of an [`isolated_env`].
+pub fn topics_of(env: &[(String, String)]) -> bus::Topics {
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == &format!("IOC_TOPICS__{k}"))
+            .map(|(_, v)| v.clone())
+            .expect("an isolated environment names every topic")
+    };
+    bus::Topics {
+        readings: get("READINGS"),
+        cameras: get("CAMERAS"),
+        reports: get("REPORTS"),
+        registry: get("REGISTRY"),
+        alerts: get("ALERTS"),
+        state: get("STATE"),
+        deadletter: get("DEADLETTER"),
+    }
+}
+
 /// A running `ioc` process, killed when dropped.
 pub struct Ioc {
     pub child: Child,
