@@ -11,7 +11,7 @@ use auth::{Authenticator, Role};
 use axum::Router;
 use bus::{Bus, KafkaBus, MemoryBus};
 use chrono::Utc;
-use ingest::{KnownStations, SensorIngest};
+use ingest::{RegistryView, SensorIngest};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use replica::Replica;
 use serde_json::json;
@@ -298,10 +298,11 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
     let mut ingest_handle = None;
     let mut intake = None;
     if roles.ingest {
-        let places = Arc::new(ingest::reports::Places::default());
+        // One registry view for the sensor path and the report intake.
+        let places = Arc::new(RegistryView::default());
         {
             let (p, bus, topic) = (places.clone(), bus.clone(), cfg.topics.registry.clone());
-            spawn(&mut tasks, "report-intake-registry", async move {
+            spawn(&mut tasks, "ingest-registry", async move {
                 p.follow(bus, topic).await.map_err(Into::into)
             });
         }
@@ -325,17 +326,11 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         intake = Some(Arc::new(ingest::reports::ReportIntake::new(
             bus.clone(),
             cfg.topics.reports.clone(),
-            places,
+            places.clone(),
             rcfg,
             history.clone(),
         )));
-        let known = Arc::new(KnownStations::default());
-        {
-            let (known, bus, topic) = (known.clone(), bus.clone(), cfg.topics.registry.clone());
-            spawn(&mut tasks, "ingest-registry", async move {
-                known.follow(bus, topic).await.map_err(Into::into)
-            });
-        }
+        let known = places.clone();
         let k = known.clone();
         checks.push((
             "ingest_registry".into(),

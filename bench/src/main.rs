@@ -23,7 +23,7 @@ use bus::{Bus, KafkaBus, KafkaConfig, MemoryBus, Topics};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use futures::{SinkExt, StreamExt};
-use ingest::{KnownStations, SensorIngest};
+use ingest::{RegistryView, SensorIngest};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -255,7 +255,7 @@ async fn pipeline(bus: Arc<dyn Bus>, n: usize, rules: bool) -> anyhow::Result<Pi
     }
     let replica = Replica::new(replica::DEFAULT_RECENT);
     tokio::spawn(replica.clone().follow(bus.clone(), topics.state.clone()));
-    let known = Arc::new(KnownStations::default());
+    let known = Arc::new(RegistryView::default());
     tokio::spawn(known.clone().follow(bus.clone(), topics.registry.clone()));
     while !replica.is_ready() || !known.is_ready() {
         tokio::time::sleep(Duration::from_millis(20)).await;

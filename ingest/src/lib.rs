@@ -9,6 +9,7 @@
 //! It owns *the edge*: parsing untrusted input, limits, acknowledgements. It must never keep
 //! live state (stream-core does) and never drop an input silently.
 
+mod directory;
 pub mod http;
 pub mod mqtt;
 pub mod photo;
@@ -16,17 +17,18 @@ pub mod poll;
 pub mod registry;
 pub mod reports;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+pub use directory::RegistryView;
+
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use bus::{Bus, BusError, Topics};
 use chrono::Utc;
 use model::reading::{split_payload, RawReading};
-use model::{EntityId, Envelope, EventKind, FieldError, LocalId, Reading, RegistryEntry};
+use model::{EntityId, Envelope, EventKind, FieldError, LocalId, Reading};
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// Why one item of a payload was refused.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -64,14 +66,6 @@ impl From<BusError> for IngestError {
     fn from(e: BusError) -> Self {
         IngestError::BusUnavailable(e.to_string())
     }
-}
-
-/// The stations ingest accepts readings for, kept current from the registry topic.
-#[derive(Default)]
-pub struct KnownStations {
-    /// Each station with its owning agency.
-    ids: RwLock<HashMap<LocalId, Option<LocalId>>>,
-    ready: AtomicBool,
 }
 
 /// Which stations a sender may report for: a device's token names its stations, or its
@@ -124,95 +118,15 @@ impl StationScope {
     }
 }
 
-impl KnownStations {
-    pub fn contains(&self, id: &LocalId) -> bool {
-        self.ids
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(id)
-    }
-
-    /// The owning agency of a known station (`None` if unknown, `Some(None)` if unowned).
-    fn owner(&self, id: &LocalId) -> Option<Option<LocalId>> {
-        self.ids
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    pub fn insert(&self, id: LocalId) {
-        self.insert_owned(id, None);
-    }
-
-    pub fn insert_owned(&self, id: LocalId, agency: Option<LocalId>) {
-        self.ids
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, agency);
-    }
-
-    /// Follows the registry topic; ready once caught up.
-    pub async fn follow(self: Arc<Self>, bus: Arc<dyn Bus>, topic: String) -> Result<(), BusError> {
-        let on_ready = self.clone();
-        bus::replay_and_follow(
-            &*bus,
-            &[&topic],
-            |m| self.apply(&m),
-            move || {
-                let n = on_ready.ids.read().map(|s| s.len()).unwrap_or(0);
-                info!(stations = n, "ingest registry loaded");
-                on_ready.ready.store(true, Ordering::Release);
-            },
-        )
-        .await
-    }
-
-    /// Takes one registry message into account (stations only).
-    fn apply(&self, m: &bus::Message) {
-        let Some(env) = m
-            .payload
-            .as_deref()
-            .and_then(|p| Envelope::from_bytes(p).ok())
-        else {
-            return;
-        };
-        if env.entity.kind() != "station" {
-            return;
-        }
-        let Ok(id) = LocalId::parse("station", env.entity.local()) else {
-            return;
-        };
-        match env.kind {
-            EventKind::RegistryUpsert => {
-                if let Ok(RegistryEntry::Station(s)) = env.data_as::<RegistryEntry>() {
-                    self.insert_owned(id, s.agency);
-                }
-            }
-            EventKind::RegistryRemove => {
-                self.ids
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
-            }
-            _ => {}
-        }
-    }
-}
-
 /// The accept path shared by every transport.
 pub struct SensorIngest {
     bus: Arc<dyn Bus>,
     topics: Topics,
-    stations: Arc<KnownStations>,
+    stations: Arc<RegistryView>,
 }
 
 impl SensorIngest {
-    pub fn new(bus: Arc<dyn Bus>, topics: Topics, stations: Arc<KnownStations>) -> Self {
+    pub fn new(bus: Arc<dyn Bus>, topics: Topics, stations: Arc<RegistryView>) -> Self {
         Self {
             bus,
             topics,
@@ -220,7 +134,7 @@ impl SensorIngest {
         }
     }
 
-    pub fn stations(&self) -> &Arc<KnownStations> {
+    pub fn stations(&self) -> &Arc<RegistryView> {
         &self.stations
     }
 
@@ -285,7 +199,7 @@ impl SensorIngest {
             let result = RawReading(item)
                 .validate(topic_station, now)
                 .map_err(|e| e.errors)
-                .and_then(|r| match self.stations.owner(&r.station) {
+                .and_then(|r| match self.stations.station_owner(&r.station) {
                     None => Err(vec![FieldError::new(
                         "station",
                         format!("{} is not a registered station", r.station),

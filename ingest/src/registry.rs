@@ -544,21 +544,19 @@ async fn publish_events(
 /// The registry as it stands: the latest upsert of every entity not removed since, read from
 /// the start of the topic to its end.
 pub async fn current(bus: &dyn Bus, topic: &str) -> Result<Vec<RegistryEntry>, BusError> {
-    let mut latest: std::collections::BTreeMap<String, RegistryEntry> = Default::default();
+    let mut dir = model::Directory::default();
     let mut sub = bus.read_all(&[topic]).await?;
     while let Some(m) = sub.next_until_caught_up().await? {
-        let Some(key) = m.key else { continue };
         let env = m
             .payload
             .as_deref()
             .and_then(|p| Envelope::from_bytes(p).ok());
-        match env.and_then(|e| e.data_as::<RegistryEntry>().ok()) {
-            Some(entry) => latest.insert(key, entry),
-            // A removal, a tombstone, or what the core dead-letters anyway.
-            None => latest.remove(&key),
-        };
+        // What the core would refuse (and dead-letter) is not part of the registry.
+        if let Some(Ok(Some(change))) = env.map(|e| model::RegistryChange::from_event(&e)) {
+            dir.apply(change);
+        }
     }
-    Ok(latest.into_values().collect())
+    Ok(dir.entries())
 }
 
 /// Cameras as a camera sheet (the columns `ioc registry import` reads), so an inventory can

@@ -5,20 +5,19 @@
 //! topic. The caller answers the citizen only after the bus acknowledged it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use crate::directory::RegistryView;
 use bus::{Bus, BusError};
 use chrono::{DateTime, Utc};
 use model::error::Checker;
-use model::geoindex::UnitIndex;
 use model::report::life::{Contact, Routing};
 use model::report::{attributes, service, ReportCreated, RouteTable};
 use model::text::nfc;
-use model::{EntityId, Envelope, EventKind, FieldError, Invalid, LocalId, RegistryEntry};
+use model::{EntityId, Envelope, EventKind, FieldError, Invalid, LocalId};
 use sha2::{Digest, Sha256};
 use store::{History, Media};
-use tracing::{info, warn};
+use tracing::warn;
 use uuid::Uuid;
 
 use crate::photo::{self, PhotoError};
@@ -61,151 +60,6 @@ pub enum IntakeError {
 impl From<BusError> for IntakeError {
     fn from(e: BusError) -> Self {
         IntakeError::BusUnavailable(e.to_string())
-    }
-}
-
-struct UnitInfo {
-    name: String,
-    level: String,
-}
-
-/// Units and agencies, kept current from the registry topic, for routing.
-#[derive(Default)]
-pub struct Places {
-    units: RwLock<(
-        HashMap<LocalId, UnitInfo>,
-        UnitIndex,
-        HashMap<LocalId, model::AdminUnit>,
-    )>,
-    agencies: RwLock<HashMap<LocalId, String>>,
-    ready: AtomicBool,
-}
-
-impl Places {
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    /// Units containing the point, deepest first, with names.
-    pub fn locate(&self, lon: f64, lat: f64) -> (Vec<LocalId>, Vec<String>) {
-        let g = self.units.read().unwrap_or_else(|e| e.into_inner());
-        let ids = g.1.locate(lon, lat);
-        let names = ids
-            .iter()
-            .map(|id| g.0.get(id).map(|u| u.name.clone()).unwrap_or_default())
-            .collect();
-        (ids, names)
-    }
-
-    fn level(&self, unit: &LocalId) -> Option<String> {
-        let g = self.units.read().unwrap_or_else(|e| e.into_inner());
-        g.0.get(unit).map(|u| u.level.clone())
-    }
-
-    pub fn agency_name(&self, id: &LocalId) -> Option<String> {
-        self.agencies
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
-    }
-
-    /// Follows the registry topic; ready once caught up.
-    pub async fn follow(self: Arc<Self>, bus: Arc<dyn Bus>, topic: String) -> Result<(), BusError> {
-        let on_ready = self.clone();
-        bus::replay_and_follow(
-            &*bus,
-            &[&topic],
-            |m| self.apply(&m),
-            move || {
-                on_ready.reindex();
-                on_ready.ready.store(true, Ordering::Release);
-                info!("report intake registry loaded");
-            },
-        )
-        .await
-    }
-
-    fn apply(&self, m: &bus::Message) {
-        let Some(env) = m
-            .payload
-            .as_deref()
-            .and_then(|p| Envelope::from_bytes(p).ok())
-        else {
-            return;
-        };
-        let Ok(id) = LocalId::parse("id", env.entity.local()) else {
-            return;
-        };
-        let upsert = match env.kind {
-            EventKind::RegistryUpsert => env.data_as::<RegistryEntry>().ok(),
-            EventKind::RegistryRemove => None,
-            _ => return,
-        };
-        match (env.entity.kind(), upsert) {
-            ("unit", Some(RegistryEntry::Unit(u))) => {
-                self.units
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .2
-                    .insert(id, u);
-                self.reindex_if_ready();
-            }
-            ("unit", None) => {
-                self.units
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .2
-                    .remove(&id);
-                self.reindex_if_ready();
-            }
-            ("agency", Some(RegistryEntry::Agency(a))) => {
-                self.agencies
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, a.name);
-            }
-            ("agency", None) => {
-                self.agencies
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
-            }
-            _ => {}
-        }
-    }
-
-    fn reindex_if_ready(&self) {
-        if self.is_ready() {
-            self.reindex();
-        }
-    }
-
-    /// Rebuilds the point-in-polygon index from the units held.
-    fn reindex(&self) {
-        let mut g = self.units.write().unwrap_or_else(|e| e.into_inner());
-        let shapes =
-            g.2.values()
-                .filter_map(|u| {
-                    u.geometry
-                        .to_multipolygon()
-                        .ok()
-                        .map(|mp| (u.id.clone(), u.parent.clone(), mp))
-                })
-                .collect();
-        g.1 = UnitIndex::build(shapes);
-        g.0 =
-            g.2.values()
-                .map(|u| {
-                    (
-                        u.id.clone(),
-                        UnitInfo {
-                            name: u.name.clone(),
-                            level: u.level.clone(),
-                        },
-                    )
-                })
-                .collect();
     }
 }
 
@@ -449,7 +303,7 @@ fn new_id(now: DateTime<Utc>) -> LocalId {
 pub struct ReportIntake {
     bus: Arc<dyn Bus>,
     topic: String,
-    places: Arc<Places>,
+    places: Arc<RegistryView>,
     config: ReportIntakeConfig,
     media: Option<Arc<dyn History>>,
     recent: std::sync::Mutex<RecentReports>,
@@ -543,7 +397,7 @@ impl ReportIntake {
     pub fn new(
         bus: Arc<dyn Bus>,
         topic: String,
-        places: Arc<Places>,
+        places: Arc<RegistryView>,
         config: ReportIntakeConfig,
         media: Option<Arc<dyn History>>,
     ) -> Self {
@@ -557,7 +411,7 @@ impl ReportIntake {
         }
     }
 
-    pub fn places(&self) -> &Arc<Places> {
+    pub fn places(&self) -> &Arc<RegistryView> {
         &self.places
     }
 
@@ -723,7 +577,7 @@ impl ReportIntake {
         };
         let env = Envelope::new(
             EventKind::ReportCreated,
-            EntityId::new("report", &created.id),
+            EntityId::new(model::EntityKind::Report, &created.id),
             created.requested,
             now,
             "open311",

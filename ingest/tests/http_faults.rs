@@ -9,7 +9,7 @@ use std::time::Duration;
 use auth::{Authenticator, Role};
 use bus::{Bus, KafkaBus, KafkaConfig, Topics};
 use ingest::http::{router, HttpIngestConfig, HttpIngestState};
-use ingest::{KnownStations, SensorIngest};
+use ingest::{RegistryView, SensorIngest};
 use rdkafka::mocking::MockCluster;
 use serde_json::{json, Value};
 
@@ -37,9 +37,9 @@ async fn serve(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerConte
             .create_topic(&spec.name, spec.partitions, 1)
             .unwrap();
     }
-    let known = Arc::new(KnownStations::default());
+    let known = Arc::new(RegistryView::default());
     for s in fixtures::stations::stations() {
-        known.insert(s.id);
+        known.upsert(model::RegistryEntry::Station(s));
     }
     // Mark the registry as loaded by following an (empty) registry topic until caught up.
     let follow = tokio::spawn(known.clone().follow(bus.clone(), topics.registry.clone()));

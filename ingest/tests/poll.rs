@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bus::{Bus, MemoryBus, Topics};
 use ingest::poll::{run, PollSource};
-use ingest::{KnownStations, SensorIngest};
+use ingest::{RegistryView, SensorIngest};
 use serde_json::json;
 
 #[tokio::test]
@@ -34,8 +34,12 @@ async fn polling_ingests_each_reading_once() {
 
     let bus = MemoryBus::default();
     let topics = Topics::default();
-    let known = Arc::new(KnownStations::default());
-    known.insert(model::LocalId::parse("station", "hg-vt-sal-01").unwrap());
+    let known = Arc::new(RegistryView::default());
+    let station = fixtures::stations::stations()
+        .into_iter()
+        .find(|s| s.id.as_str() == "hg-vt-sal-01")
+        .unwrap();
+    known.upsert(model::RegistryEntry::Station(station));
     tokio::spawn(
         known
             .clone()

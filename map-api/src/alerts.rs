@@ -154,7 +154,7 @@ async fn act(
     }
     let alert = LocalId::parse("id", &id)
         .ok()
-        .and_then(|l| st.replica.get(&EntityId::new("alert", &l)))
+        .and_then(|l| st.replica.get(&EntityId::new(model::EntityKind::Alert, &l)))
         .filter(|r| replica::visible_with(&caller.0.camera_scope(), &caller.0.sensitive_scope(), r))
         .and_then(|r| Alert::from_record(&r));
     let Some(alert) = alert else {

@@ -81,7 +81,7 @@ pub async fn remove(
         Ok(l) => l,
         Err(r) => return r,
     };
-    let entity = EntityId::new("camera", &local);
+    let entity = EntityId::new(model::EntityKind::Camera, &local);
     if st.replica.get(&entity).is_none() {
         return not_found("camera", &id);
     }

@@ -60,7 +60,9 @@ fn forbidden() -> Response {
 /// The camera's record if the caller may use it this way.
 fn permitted(st: &ApiState, claims: &Claims, id: &str, use_: CameraUse) -> Option<StateRecord> {
     let local = LocalId::parse("camera", id).ok()?;
-    let rec = st.replica.get(&EntityId::new("camera", &local))?;
+    let rec = st
+        .replica
+        .get(&EntityId::new(model::EntityKind::Camera, &local))?;
     let group: CameraGroup = rec.properties.get("group")?.as_str()?.parse().ok()?;
     claims.may_use_camera(&group, use_).then(|| (*rec).clone())
 }

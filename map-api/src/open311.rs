@@ -284,7 +284,8 @@ type Live = Arc<replica::LiveReport>;
 
 fn live(st: &ApiState, id: &str) -> Option<Live> {
     let local = LocalId::parse("id", id).ok()?;
-    st.replica.report(&EntityId::new("report", &local))
+    st.replica
+        .report(&EntityId::new(model::EntityKind::Report, &local))
 }
 
 /// Who may see a report: anyone who may use field reports sees the non-sensitive ones; a
@@ -710,7 +711,7 @@ pub async fn post_request(
     let media_base = format!("{}/open311/v2/media", st.public_url.trim_end_matches('/'));
     match intake.submit(&form, &uploads, &caller, &media_base).await {
         Ok(Filed::Again(id)) => {
-            let entity = EntityId::new("report", &id);
+            let entity = EntityId::new(model::EntityKind::Report, &id);
             wait_for(&st, &entity, |r| r.is_some()).await;
             reply(
                 StatusCode::OK,
@@ -725,7 +726,7 @@ pub async fn post_request(
         }
         Ok(Filed::New(created)) => {
             // Read-your-writes: answer once this process's replica shows it (bounded).
-            let entity = EntityId::new("report", &created.id);
+            let entity = EntityId::new(model::EntityKind::Report, &created.id);
             wait_for(&st, &entity, |r| r.is_some()).await;
             let notice = match &created.routing.agency_name {
                 Some(a) => format!("Đã chuyển {a} xử lý; hạn xử lý {} giờ.", created.deadline_h),
@@ -1134,7 +1135,7 @@ pub async fn transition(
     t.agency_name = agency_name;
     let env = Envelope::new(
         EventKind::ReportTransition,
-        EntityId::new("report", &t.report),
+        EntityId::new(model::EntityKind::Report, &t.report),
         t.at,
         Utc::now(),
         format!("api:{}", claims.role),
@@ -1154,7 +1155,7 @@ pub async fn transition(
             .into_response();
     }
     let seq = t.seq;
-    let entity = EntityId::new("report", &t.report);
+    let entity = EntityId::new(model::EntityKind::Report, &t.report);
     let applied = wait_for(&st, &entity, |r| {
         r.and_then(|r| r.properties.get("seq")?.as_u64())
             .is_some_and(|s| s >= u64::from(seq))

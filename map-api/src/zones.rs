@@ -248,7 +248,7 @@ pub async fn delete(
     }
     let entity = LocalId::parse("id", &id)
         .ok()
-        .map(|l| EntityId::new("zone", &l));
+        .map(|l| EntityId::new(model::EntityKind::Zone, &l));
     let Some(entity) = entity.filter(|e| st.replica.get(e).is_some()) else {
         return not_found("zone", &id);
     };

@@ -110,7 +110,7 @@ pub struct AlertAction {
 impl Alert {
     pub fn entity_id(&self) -> EntityId {
         EntityId::new(
-            "alert",
+            crate::EntityKind::Alert,
             &LocalId::parse("alert", &self.id).expect("alert ids are uuids"),
         )
     }

@@ -59,33 +59,107 @@ impl<'de> Deserialize<'de> for LocalId {
     }
 }
 
+/// What an entity is: the prefix of its [`EntityId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EntityKind {
+    Station,
+    Camera,
+    Unit,
+    Zone,
+    Agency,
+    Report,
+    Alert,
+    River,
+    /// Where a dead letter came from when the input named no entity.
+    Source,
+}
+
+impl EntityKind {
+    pub const ALL: [EntityKind; 9] = [
+        EntityKind::Station,
+        EntityKind::Camera,
+        EntityKind::Unit,
+        EntityKind::Zone,
+        EntityKind::Agency,
+        EntityKind::Report,
+        EntityKind::Alert,
+        EntityKind::River,
+        EntityKind::Source,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Station => "station",
+            EntityKind::Camera => "camera",
+            EntityKind::Unit => "unit",
+            EntityKind::Zone => "zone",
+            EntityKind::Agency => "agency",
+            EntityKind::Report => "report",
+            EntityKind::Alert => "alert",
+            EntityKind::River => "river",
+            EntityKind::Source => "source",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for EntityKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `kind:local`, e.g. `station:hg-vt-sal-01`, `unit:hg-vi-thanh`. The bus key of an entity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct EntityId(pub(crate) String);
 
 impl EntityId {
-    pub fn new(kind: &str, local: &LocalId) -> Self {
-        Self(format!("{kind}:{local}"))
+    pub fn new(kind: EntityKind, local: &LocalId) -> Self {
+        Self(format!("{}:{local}", kind.as_str()))
     }
 
     pub fn station(local: &LocalId) -> Self {
-        Self::new("station", local)
+        Self::new(EntityKind::Station, local)
     }
 
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         let (kind, local) = s
             .split_once(':')
             .ok_or_else(|| FieldError::new("entity", "must look like kind:id"))?;
-        if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_lowercase()) {
-            return Err(FieldError::new("entity", "kind must be lower-case letters"));
+        if EntityKind::parse(kind).is_none() {
+            let known: Vec<&str> = EntityKind::ALL.iter().map(|k| k.as_str()).collect();
+            return Err(FieldError::new(
+                "entity",
+                format!("kind must be one of {}", known.join(", ")),
+            ));
         }
         LocalId::parse("entity", local)?;
         Ok(Self(s.to_string()))
     }
 
-    pub fn kind(&self) -> &str {
-        self.0.split_once(':').map(|(k, _)| k).unwrap_or("")
+    /// The kind (every id is built or parsed with a known one).
+    pub fn kind(&self) -> EntityKind {
+        self.0
+            .split_once(':')
+            .and_then(|(k, _)| EntityKind::parse(k))
+            .unwrap_or(EntityKind::Source)
+    }
+
+    /// True for an entity of `kind`.
+    pub fn is(&self, kind: EntityKind) -> bool {
+        self.kind() == kind
+    }
+
+    /// The local id, when this is an entity of `kind`.
+    pub fn local_of(&self, kind: EntityKind) -> Option<LocalId> {
+        if !self.is(kind) {
+            return None;
+        }
+        LocalId::parse(kind.as_str(), self.local()).ok()
     }
 
     pub fn local(&self) -> &str {
@@ -136,7 +210,7 @@ mod tests {
     #[test]
     fn entity_ids_split_into_kind_and_local() {
         let e = EntityId::parse("station:hg-vt-sal-01").unwrap();
-        assert_eq!(e.kind(), "station");
+        assert_eq!(e.kind(), EntityKind::Station);
         assert_eq!(e.local(), "hg-vt-sal-01");
         assert!(EntityId::parse("station").is_err());
         assert!(EntityId::parse("Station:x").is_err());

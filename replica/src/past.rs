@@ -24,7 +24,7 @@ impl PastView {
     pub fn new(base: &[Arc<StateRecord>]) -> Self {
         let records = base
             .iter()
-            .filter(|r| r.entity.kind() == "station")
+            .filter(|r| r.entity.is(model::EntityKind::Station))
             .map(|r| {
                 let mut r = (**r).clone();
                 r.properties

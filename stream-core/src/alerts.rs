@@ -325,7 +325,10 @@ mod tests {
     fn obs(holds: bool, severity: Severity, title: &str) -> Observation {
         Observation {
             rule: "salinity_warning",
-            entity: EntityId::new("station", &LocalId::parse("s", "hg-vt-sal-01").unwrap()),
+            entity: EntityId::new(
+                model::EntityKind::Station,
+                &LocalId::parse("s", "hg-vt-sal-01").unwrap(),
+            ),
             entity_name: "Cái Lớn – Vị Thanh".into(),
             agency: None,
             holds,

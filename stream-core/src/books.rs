@@ -17,15 +17,16 @@ use model::{EntityId, EventKind, Layer, LocalId, StateRecord, StationKind};
 
 use crate::alerts::{AlertBook, RulesConfig, Transition};
 use crate::cameras::CameraBook;
-use crate::directory::Directory;
 use crate::effect::Effect;
 use crate::forecaster::{ForecastView, Target};
-use crate::input::{AlertActionIn, Input, Located, ReadingIn, RegistryChange, Rejected};
+use crate::input::{AlertActionIn, Input, Located, ReadingIn, Rejected};
 use crate::places::{unit_record, zone_record};
 use crate::reports::{Changed, ReportBook, ReportsConfig};
 use crate::rivers::RiverBook;
 use crate::rules;
 use crate::stations::StationBook;
+use model::Directory;
+use model::{EntityKind, RegistryChange};
 
 pub struct Books {
     dir: Directory,
@@ -95,7 +96,7 @@ impl Books {
         restored: &HashMap<EntityId, StateRecord>,
         now: DateTime<Utc>,
     ) -> Vec<Effect> {
-        self.dir.refresh_index();
+        self.refresh_index();
         let now_local = now.fixed_offset();
         let mut out = Vec::new();
         let mut changed = Vec::new();
@@ -209,30 +210,29 @@ impl Books {
     }
 
     fn dir_change(&mut self, change: RegistryChange) {
-        match change {
-            RegistryChange::Upsert(entry) => self.dir.upsert(entry),
-            RegistryChange::Remove(entity) => {
-                if let Ok(local) = LocalId::parse("entity", entity.local()) {
-                    self.dir.remove(entity.kind(), &local);
-                }
+        self.dir.apply(change);
+    }
+
+    /// Rebuilds the unit index after units changed, saying which units it had to leave out.
+    fn refresh_index(&mut self) {
+        if self.dir.refresh_index() {
+            for (unit, reason) in self.dir.refused_units() {
+                tracing::warn!(%unit, %reason, "unit geometry refused; unit not indexed");
             }
         }
     }
 
     /// A registry change, and the live state it moves.
     fn registry(&mut self, change: RegistryChange, now: DateTime<Utc>) -> Vec<Effect> {
-        let entity = match &change {
-            RegistryChange::Upsert(e) => e.entity(),
-            RegistryChange::Remove(e) => e.clone(),
-        };
+        let entity = change.entity();
         self.dir_change(change);
         let Ok(local) = LocalId::parse("entity", entity.local()) else {
             return Vec::new();
         };
         let mut out = Vec::new();
         match entity.kind() {
-            "unit" => {
-                self.dir.refresh_index();
+            EntityKind::Unit => {
+                self.refresh_index();
                 match self.dir.units.get(&local) {
                     Some(u) => out.push(Effect::upsert(unit_record(
                         u,
@@ -249,18 +249,18 @@ impl Books {
                         .map(Effect::upsert),
                 );
             }
-            "zone" => out.push(match self.dir.zones.get(&local) {
+            EntityKind::Zone => out.push(match self.dir.zones.get(&local) {
                 Some(z) => Effect::upsert(zone_record(z)),
                 None => Effect::tombstone(entity.clone()),
             }),
-            "camera" => match self.camera_record(&local, now) {
+            EntityKind::Camera => match self.camera_record(&local, now) {
                 Some(rec) => out.push(Effect::upsert(rec)),
                 None => {
                     self.cameras.forget(&local);
                     out.push(Effect::tombstone(entity.clone()));
                 }
             },
-            "station" => match self.dir.stations.get(&local) {
+            EntityKind::Station => match self.dir.stations.get(&local) {
                 Some(_) => out.extend(self.stations.replace(&self.dir, &local).map(Effect::upsert)),
                 None => {
                     self.stations.remove(&local);
@@ -374,7 +374,7 @@ impl Books {
             changed
                 .removed
                 .iter()
-                .map(|id| Effect::tombstone(EntityId::new("report", id))),
+                .map(|id| Effect::tombstone(EntityId::new(model::EntityKind::Report, id))),
         );
         if !self.rules().enabled {
             return out;
@@ -543,8 +543,8 @@ impl Books {
     fn place_of(&self, entity: &EntityId) -> Option<((f64, f64), Vec<LocalId>)> {
         let id = LocalId::parse("entity", entity.local()).ok()?;
         match entity.kind() {
-            "report" => self.reports.place(&id),
-            "camera" => self.dir.cameras.get(&id).map(|c| {
+            EntityKind::Report => self.reports.place(&id),
+            EntityKind::Camera => self.dir.cameras.get(&id).map(|c| {
                 let (lon, lat) = (c.position.lon, c.position.lat);
                 ((lon, lat), self.dir.locate(lon, lat))
             }),
@@ -647,7 +647,7 @@ mod tests {
         let stations = effects
             .iter()
             .filter_map(Effect::record)
-            .filter(|r| r.entity.kind() == "station")
+            .filter(|r| r.entity.is(model::EntityKind::Station))
             .count();
         assert_eq!(stations, b.station_count());
         // A restart over what it published publishes nothing again.
@@ -863,7 +863,7 @@ mod tests {
             Ok(Located {
                 event: Envelope::new(
                     EventKind::CameraStatus,
-                    EntityId::new("camera", &cam.id),
+                    EntityId::new(model::EntityKind::Camera, &cam.id),
                     at.fixed_offset(),
                     at,
                     "test",

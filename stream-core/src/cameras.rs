@@ -109,7 +109,7 @@ impl CameraBook {
         let down = silent || matches!(s.state, CameraState::Stalled | CameraState::Offline);
         let mut o = Observation::new(
             "camera_down",
-            EntityId::new("camera", &camera.id),
+            EntityId::new(model::EntityKind::Camera, &camera.id),
             camera.name.clone(),
             camera.agency.clone(),
             down,
@@ -199,7 +199,7 @@ impl CameraBook {
         }
         let (lon, lat) = (camera.position.lon, camera.position.lat);
         StateRecord {
-            entity: EntityId::new("camera", &camera.id),
+            entity: EntityId::new(model::EntityKind::Camera, &camera.id),
             layer: Layer::Cameras,
             geometry: geojson::Geometry::new(geojson::Value::Point(vec![lon, lat])),
             bbox: [lon, lat, lon, lat],
@@ -252,7 +252,7 @@ mod tests {
         };
         Envelope::new(
             EventKind::CameraStatus,
-            EntityId::new("camera", &camera().id),
+            EntityId::new(model::EntityKind::Camera, &camera().id),
             ts,
             Utc::now(),
             "test",

@@ -13,7 +13,7 @@ use chrono::{DateTime, FixedOffset};
 use model::alert::AlertAction;
 use model::envelope::original_value;
 use model::{
-    EntityId, Envelope, EventKind, FieldError, Layer, LocalId, Reading, RegistryEntry, StateRecord,
+    EntityId, Envelope, EventKind, FieldError, Layer, LocalId, Reading, RegistryChange, StateRecord,
 };
 use tokio::sync::mpsc;
 
@@ -87,13 +87,6 @@ impl Located {
     }
 }
 
-/// A change to the registry.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RegistryChange {
-    Upsert(RegistryEntry),
-    Remove(EntityId),
-}
-
 /// An acknowledgement or clear from the API (or the core's own event, which changes nothing).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertActionIn {
@@ -122,30 +115,9 @@ pub fn decode_registry(m: &Message) -> Option<Result<RegistryChange, Rejected>> 
         Ok(e) => e,
         Err(e) => return Some(Err(Rejected::of(m, None, vec![e]))),
     };
-    let entity = env.entity.clone();
-    let reject = |errors| Some(Err(Rejected::of(m, Some(entity.clone()), errors)));
-    if let Err(e) = LocalId::parse("entity", env.entity.local()) {
-        return reject(vec![e]);
-    }
-    match env.kind {
-        EventKind::RegistryUpsert => {
-            let entry = match env.data_as::<RegistryEntry>() {
-                Ok(entry) => entry,
-                Err(e) => return reject(vec![e]),
-            };
-            let checked = match &entry {
-                RegistryEntry::Station(s) => s.validate(),
-                RegistryEntry::Camera(c) => c.validate(),
-                _ => Ok(()),
-            };
-            match checked {
-                Ok(()) => Some(Ok(RegistryChange::Upsert(entry))),
-                Err(invalid) => reject(invalid.errors),
-            }
-        }
-        EventKind::RegistryRemove => Some(Ok(RegistryChange::Remove(env.entity))),
-        _ => None,
-    }
+    RegistryChange::from_event(&env)
+        .map_err(|errors| Rejected::of(m, Some(env.entity.clone()), errors))
+        .transpose()
 }
 
 pub fn decode_reading(m: &Message) -> Result<ReadingIn, Rejected> {
@@ -203,7 +175,7 @@ pub fn decode_peer(m: &Message, ownership: &Ownership) -> Option<StateRecord> {
         return None;
     }
     let r: StateRecord = serde_json::from_slice(m.payload.as_deref()?).ok()?;
-    (r.layer != Layer::Alerts && r.entity.kind() == "station").then_some(r)
+    (r.layer != Layer::Alerts && r.entity.is(model::EntityKind::Station)).then_some(r)
 }
 
 /// Which subscription a message came from, to mark it applied after its effects.

@@ -4,8 +4,8 @@
 use model::state::geometry_bbox;
 use model::{EntityId, Layer, StateRecord};
 
-use crate::directory::Directory;
 use crate::reports::UnitCounts;
+use model::Directory;
 
 /// The state record of a custom zone (the `zones` layer).
 pub fn zone_record(z: &model::Zone) -> StateRecord {
@@ -16,7 +16,7 @@ pub fn zone_record(z: &model::Zone) -> StateRecord {
         z.owner.as_ref().map(|o| o.to_string()).into(),
     );
     StateRecord {
-        entity: EntityId::new("zone", &z.id),
+        entity: EntityId::new(model::EntityKind::Zone, &z.id),
         layer: Layer::Zones,
         bbox: geometry_bbox(&z.geometry.0).unwrap_or([0.0; 4]),
         geometry: z.geometry.0.clone(),
@@ -49,7 +49,7 @@ pub fn unit_record(u: &model::AdminUnit, dir: &Directory, reports: UnitCounts) -
     properties.insert("approximate".into(), u.approximate.into());
     properties.insert("reports".into(), reports.to_json());
     StateRecord {
-        entity: EntityId::new("unit", &u.id),
+        entity: EntityId::new(model::EntityKind::Unit, &u.id),
         layer: Layer::Units,
         bbox: geometry_bbox(&u.geometry.0).unwrap_or([0.0; 4]),
         geometry: u.geometry.0.clone(),

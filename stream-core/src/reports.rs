@@ -333,7 +333,7 @@ impl ReportBook {
                 .map_or(Value::Null, |f| f.to_string().into()),
         );
         Some(StateRecord {
-            entity: EntityId::new("report", id),
+            entity: EntityId::new(model::EntityKind::Report, id),
             layer: Layer::Reports,
             geometry: geojson::Geometry::new(geojson::Value::Point(vec![r.lon, r.lat])),
             bbox: [r.lon, r.lat, r.lon, r.lat],
@@ -353,7 +353,7 @@ impl ReportBook {
         // report if they may see it, and nobody learns more of it from the alert.
         let mut o = Observation::new(
             "report_overdue",
-            EntityId::new("report", id),
+            EntityId::new(model::EntityKind::Report, id),
             format!("{} ({})", r.service_name, r.id),
             r.agency.clone(),
             e.overdue,
@@ -384,7 +384,7 @@ impl ReportBook {
 pub fn no_longer_overdue(id: &LocalId) -> Observation {
     Observation::new(
         "report_overdue",
-        EntityId::new("report", id),
+        EntityId::new(model::EntityKind::Report, id),
         id.to_string(),
         None,
         false,
@@ -434,7 +434,7 @@ mod tests {
         };
         Envelope::new(
             EventKind::ReportCreated,
-            EntityId::new("report", &c.id),
+            EntityId::new(model::EntityKind::Report, &c.id),
             c.requested,
             Utc::now(),
             "test",
@@ -450,7 +450,7 @@ mod tests {
             .unwrap();
         Envelope::new(
             EventKind::ReportTransition,
-            EntityId::new("report", &tr.report),
+            EntityId::new(model::EntityKind::Report, &tr.report),
             tr.at,
             Utc::now(),
             "test",

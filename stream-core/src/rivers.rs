@@ -127,7 +127,7 @@ pub fn river_record(
     properties.insert("risk_vi".into(), risk_vi.into());
     let id = LocalId::parse("river", &slug(river)).ok()?;
     Some(StateRecord {
-        entity: EntityId::new("river", &id),
+        entity: EntityId::new(model::EntityKind::River, &id),
         layer: Layer::Rivers,
         bbox: geometry_bbox(&geometry).unwrap_or([0.0; 4]),
         geometry,

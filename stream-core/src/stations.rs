@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use model::{EntityId, FieldError, LocalId, StateRecord};
 
 use crate::air::Completeness;
-use crate::directory::Directory;
 use crate::input::{ReadingIn, Rejected};
 use crate::station::{ApplyOutcome, StationState};
+use model::Directory;
 
 pub struct StationBook {
     stations: HashMap<LocalId, StationState>,

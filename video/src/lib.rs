@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bus::{Bus, BusError, Message};
-use model::{Camera, CameraState, CameraStatus, Envelope, EventKind, LocalId, RegistryEntry};
+use model::{Camera, CameraState, CameraStatus, Envelope, LocalId, RegistryChange, RegistryEntry};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -175,27 +175,24 @@ impl Fleet {
     }
 
     fn registry_message(&self, m: &Message) {
-        let Some(key) = m.key.as_deref() else { return };
-        let Some(local) = key.strip_prefix("camera:") else {
-            return;
-        };
-        let Ok(id) = LocalId::parse("camera", local) else {
-            return;
-        };
-        let camera = m
+        let Some(env) = m
             .payload
             .as_deref()
             .and_then(|p| Envelope::from_bytes(p).ok())
-            .filter(|e| e.kind == EventKind::RegistryUpsert)
-            .and_then(|e| e.data_as::<RegistryEntry>().ok())
-            .and_then(|e| match e {
-                RegistryEntry::Camera(c) => Some(c),
-                _ => None,
-            });
-        match camera.map(|c| (c.validate().is_ok(), c)) {
-            Some((true, c)) if self.config.owns(c.id.as_str()) => self.start(c),
-            Some((false, c)) => {
-                warn!(camera = %c.id, "camera refused by validation; not started");
+        else {
+            return;
+        };
+        let Some(id) = env.entity.local_of(model::EntityKind::Camera) else {
+            return;
+        };
+        match RegistryChange::from_event(&env) {
+            Ok(Some(RegistryChange::Upsert(RegistryEntry::Camera(c))))
+                if self.config.owns(c.id.as_str()) =>
+            {
+                self.start(c)
+            }
+            Err(errors) => {
+                warn!(camera = %id, ?errors, "camera refused by validation; not started");
                 self.lock().remove(&id);
             }
             // Removed, or another worker's.

@@ -748,7 +748,7 @@ fn build(
 pub(crate) fn status_event(status: &CameraStatus, source: &str) -> Envelope {
     Envelope::new(
         EventKind::CameraStatus,
-        EntityId::new("camera", &status.camera),
+        EntityId::new(model::EntityKind::Camera, &status.camera),
         Utc::now().fixed_offset(),
         Utc::now(),
         source,
