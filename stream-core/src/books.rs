@@ -627,6 +627,7 @@ mod tests {
                 sent_as: None,
             },
             received: at.fixed_offset(),
+            topic: "ioc.readings".into(),
             partition: 0,
             offset,
         })
@@ -716,6 +717,7 @@ mod tests {
         };
         assert_eq!(*partition, 0);
         assert_eq!(event.data["errors"][0]["field"], "station");
+        assert_eq!(event.data["source"], "bus:ioc.readings/0/3");
     }
 
     #[test]

@@ -53,8 +53,17 @@ pub struct ReadingIn {
     pub reading: Reading,
     /// When ingest received it.
     pub received: DateTime<FixedOffset>,
+    /// The topic it was read from (one shared name per batch).
+    pub topic: std::sync::Arc<str>,
     pub partition: i32,
     pub offset: i64,
+}
+
+impl ReadingIn {
+    /// `bus:topic/partition/offset`.
+    pub fn source(&self) -> String {
+        format!("bus:{}/{}/{}", self.topic, self.partition, self.offset)
+    }
 }
 
 /// An event of a topic and where it was read (for its dead letter, should a book refuse it).
@@ -120,7 +129,7 @@ pub fn decode_registry(m: &Message) -> Option<Result<RegistryChange, Rejected>> 
         .transpose()
 }
 
-pub fn decode_reading(m: &Message) -> Result<ReadingIn, Rejected> {
+pub fn decode_reading(m: &Message, topic: &std::sync::Arc<str>) -> Result<ReadingIn, Rejected> {
     m.payload
         .as_deref()
         .ok_or_else(|| FieldError::new("payload", "empty message"))
@@ -135,6 +144,7 @@ pub fn decode_reading(m: &Message) -> Result<ReadingIn, Rejected> {
         .map(|(reading, received)| ReadingIn {
             reading,
             received,
+            topic: topic.clone(),
             partition: m.partition,
             offset: m.offset,
         })
@@ -287,7 +297,8 @@ impl Inputs {
                 Some((station, f)) = forecasts.recv() => Some(Input::Forecast(station, f)),
                 m = readings.next() => {
                     let batch = collect_batch(m?, &mut **readings, max, wait).await?;
-                    let input = Input::Readings(batch.iter().map(decode_reading).collect());
+                    let topic: std::sync::Arc<str> = batch[0].topic.as_str().into();
+                    let input = Input::Readings(batch.iter().map(|m| decode_reading(m, &topic)).collect());
                     pending.extend(batch.into_iter().map(|m| (From::Readings, m)));
                     Some(input)
                 }

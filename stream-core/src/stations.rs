@@ -130,7 +130,7 @@ impl StationBook {
     pub fn apply(&mut self, r: &ReadingIn, now: DateTime<Utc>) -> Result<bool, Rejected> {
         let Some(state) = self.stations.get_mut(&r.reading.station) else {
             return Err(Rejected {
-                source: format!("bus:readings/{}/{}", r.partition, r.offset),
+                source: r.source(),
                 partition: r.partition,
                 entity: Some(EntityId::station(&r.reading.station)),
                 errors: vec![FieldError::new(
