@@ -149,21 +149,6 @@ async fn killing_the_core_mid_stream_loses_and_duplicates_nothing() {
     drop(ingest);
 }
 
-/// Every station feature, as the API serves them.
-async fn station_features(api: &Ioc) -> Vec<Value> {
-    let mut all = Vec::new();
-    for layer in ["salinity", "air_quality"] {
-        let fc = get_json(
-            api,
-            &format!("/api/v1/layers/{layer}/features"),
-            auth::Role::Operator,
-        )
-        .await;
-        all.extend(fc["features"].as_array().unwrap().clone());
-    }
-    all
-}
-
 /// Readings counted over all stations, as the API shows them.
 async fn counted(api: &Ioc) -> u64 {
     station_features(api)

@@ -361,17 +361,3 @@ async fn ack(api: &Ioc, id: &str) -> u16 {
         .status()
         .as_u16()
 }
-
-async fn station_features(api: &Ioc) -> Vec<Value> {
-    let mut all = Vec::new();
-    for layer in ["salinity", "air_quality"] {
-        let fc = get_json(
-            api,
-            &format!("/api/v1/layers/{layer}/features?limit=1000"),
-            auth::Role::Operator,
-        )
-        .await;
-        all.extend(fc["features"].as_array().unwrap().clone());
-    }
-    all
-}

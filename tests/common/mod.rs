@@ -237,6 +237,21 @@ pub async fn get_json(ioc: &Ioc, path: &str, role: auth::Role) -> Value {
         .unwrap()
 }
 
+/// Every station feature (salinity and air quality layers), as the API serves them.
+pub async fn station_features(api: &Ioc) -> Vec<Value> {
+    let mut all = Vec::new();
+    for layer in ["salinity", "air_quality"] {
+        let fc = get_json(
+            api,
+            &format!("/api/v1/layers/{layer}/features?limit=1000"),
+            auth::Role::Operator,
+        )
+        .await;
+        all.extend(fc["features"].as_array().cloned().unwrap_or_default());
+    }
+    all
+}
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A websocket to `ioc` with `token` (in the URL, as browsers must).
