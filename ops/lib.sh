@@ -70,40 +70,31 @@ wait_port() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-# tansu 0.6 from crates.io with its in-memory and sqlite storage engines, built once into the
-# rebuildable cache (`IOC_TANSU` names another build). The sqlite engine keeps topics across
-# a broker restart, for the broker-outage test.
-TANSU_VERSION=0.6.0
-TANSU_ROOT=/var/tmp/ioc-cache/tansu-$TANSU_VERSION-dynostore-libsql
-ensure_tansu() {
-  if [ -n "${IOC_TANSU:-}" ]; then
-    [ -x "$IOC_TANSU" ] || die "IOC_TANSU=$IOC_TANSU is not an executable"
-    return
-  fi
-  if [ ! -x "$TANSU_ROOT/bin/tansu" ]; then
-    log "building the tansu Kafka-protocol broker $TANSU_VERSION (cargo install, about 12 minutes, once)"
-    mkdir -p "$(dirname "$TANSU_ROOT")"
-    cargo install --locked --root "$TANSU_ROOT" tansu --version "$TANSU_VERSION" \
-      --features dynostore,libsql >"$IOC_RUN_DIR/tansu-install.log" 2>&1 \
-      || die "cargo install tansu failed (log: $IOC_RUN_DIR/tansu-install.log)"
-  fi
-  IOC_TANSU="$TANSU_ROOT/bin/tansu"
-}
-
+# A Kafka-protocol broker: the `tansu` broker from crates.io, in-memory storage.
 start_kafka() {
   local port=${IOC_TEST_KAFKA_PORT:-19092}
-  ensure_tansu
-  export IOC_TEST_TANSU="$IOC_TANSU"
+  if ! command -v tansu >/dev/null; then
+    [ -x "$HOME/.cargo/bin/tansu" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! command -v tansu >/dev/null; then
+    log "building the tansu Kafka-protocol broker (cargo install, about 10 minutes, once)"
+    cargo install --locked tansu --features dynostore >"$IOC_RUN_DIR/tansu-install.log" 2>&1 \
+      || die "cargo install tansu failed (log: $IOC_RUN_DIR/tansu-install.log)"
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
   if port_open 127.0.0.1 "$port"; then
     log "a broker already listens on 127.0.0.1:$port; using it"
   else
     log "starting tansu on 127.0.0.1:$port"
-    nohup "$IOC_TANSU" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+    nohup tansu broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
       --storage-engine memory://tansu/ >"$IOC_RUN_DIR/kafka.log" 2>&1 &
     STARTED_PIDS+=($!)
     wait_port 127.0.0.1 "$port" 30 kafka
   fi
   export IOC_TEST_KAFKA="127.0.0.1:$port"
+  # The broker-outage test starts a tansu of its own behind a proxy it can take down.
+  IOC_TEST_TANSU="$(command -v tansu)"
+  export IOC_TEST_TANSU
 }
 
 # Mosquitto on its own port with its own config (no persistence, anonymous on loopback only).

@@ -90,6 +90,26 @@ pub struct KafkaBus {
     producer: FutureProducer,
 }
 
+/// An error librdkafka recovers from by itself (it reconnects and retries): a broker down or
+/// unreachable, a leader moving, a request timing out.
+fn is_transient(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::AllBrokersDown
+                | C::BrokerTransportFailure
+                | C::BrokerNotAvailable
+                | C::NetworkException
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::Resolve
+        )
+    )
+}
+
 fn unavailable(e: KafkaError) -> BusError {
     BusError::Unavailable(e.to_string())
 }
@@ -469,7 +489,19 @@ struct KafkaSubscription {
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn next(&mut self) -> Result<Message, BusError> {
-        let m = self.consumer.recv().await.map_err(unavailable)?;
+        let m = loop {
+            match self.consumer.recv().await {
+                Ok(m) => break m,
+                // librdkafka reports a broker outage as errors on the consumer while it keeps
+                // reconnecting: the reader waits it out instead of ending.
+                Err(e) if is_transient(&e) => {
+                    metrics::counter!("ioc_bus_consume_transient_errors_total").increment(1);
+                    debug!(error = %e, "broker unreachable; the reader waits");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        };
         let msg = Message {
             topic: m.topic().to_string(),
             partition: m.partition(),
