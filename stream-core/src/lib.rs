@@ -1,18 +1,20 @@
-//! The stream core: consumes the registry and sensor readings from the bus, keeps the latest
-//! state of every station in a geo index (each station placed in its administrative units by
-//! point-in-polygon), and publishes every state change to the compacted `ioc.state` topic,
-//! from which read replicas (map-api, ui-feeds) serve clients. What it derives lives there
-//! too: salinity levels, hourly and daily VN_AQI (`air`), the reach of salinity along each
-//! river (`rivers`), salinity forecasts (`forecaster`), and alerts (`rules` observe state,
-//! `alerts` keeps one alert per condition and entity, acknowledgements come from
-//! `ioc.alerts`).
+//! The stream core: consumes the registry, sensor readings, field reports, camera status and
+//! alert actions from the bus and keeps the live picture: every station placed in its
+//! administrative units, with salinity levels, hourly and daily VN_AQI (`air`), the reach of
+//! salinity along each river (`rivers`), forecasts (`forecaster`), reports with their
+//! deadlines (`reports`), cameras (`cameras`) and alerts (`rules` observe, `alerts` keeps
+//! one alert per condition and entity). Each of those is a book; [`Books::apply`] turns one
+//! typed [`Input`] (merged from the topics and the clock in `input`) into [`Effect`]s, purely,
+//! and one publisher writes them to `ioc.state`, `ioc.alerts` and `ioc.deadletter` under one
+//! retry policy, so a broker outage pauses the core and never ends it.
 //!
 //! It owns the *live picture* and its consistency: late or out-of-order readings never move
-//! latest state backwards in event time; offsets are committed only after a reading is
-//! applied and its new state acknowledged by the bus; a restart rebuilds state from
-//! `ioc.state` and skips readings already applied (each state records the input offsets it
-//! covers). The history sink ([`run_history`]) writes every reading to the history store
-//! under its own consumer group, committing only what is durable. It must never talk to
+//! latest state backwards in event time; offsets are committed only after the effects of an
+//! input are acknowledged; a restart rebuilds state from `ioc.state` and skips readings
+//! already applied (each state records the input offsets it covers). Several instances split
+//! the input partitions ([`Ownership`]): each publishes only for the entities whose keys hash
+//! to its partitions. The history sink ([`run_history`]) writes every reading to the history
+//! store under its own consumer group, committing only what is durable. It must never talk to
 //! clients, and reaches the database only through the `store` crate.
 
 mod air;
