@@ -220,3 +220,24 @@ async fn read_all_at_scale_ends_with_the_latest_record_of_every_key() {
         &stale[..stale.len().min(5)]
     );
 }
+
+#[tokio::test]
+async fn keys_land_on_the_partition_partition_for_names() {
+    // Ownership of entities between core instances rests on this: the producer and
+    // `partition_for` must agree for every key.
+    let bus = bus();
+    let name = unique("t");
+    bus.ensure_topics(&[TopicSpec {
+        name: name.clone(),
+        partitions: 6,
+        compacted: false,
+        retention_ms: None,
+    }])
+    .await
+    .unwrap();
+    for i in 0..120 {
+        let key = format!("station:load-{i:06}");
+        let d = bus.publish(&name, &key, Some(b"x".to_vec())).await.unwrap();
+        assert_eq!(d.partition, bus::partition_for(&key, 6), "{key}");
+    }
+}
