@@ -190,7 +190,7 @@ pub fn decode_peer(m: &Message, ownership: &Ownership) -> Option<StateRecord> {
 
 /// Which subscription a message came from, to mark it applied after its effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum From {
+enum ReadFrom {
     Readings,
     AlertActions,
     CameraStatus,
@@ -211,7 +211,7 @@ pub struct Inputs {
     pub batch_max: usize,
     pub batch_wait_ms: u64,
     /// Messages of the last input, to be marked applied.
-    pending: Vec<(From, Message)>,
+    pending: Vec<(ReadFrom, Message)>,
 }
 
 impl Inputs {
@@ -278,13 +278,13 @@ impl Inputs {
                 m = alert_actions.next() => {
                     let m = m?;
                     let input = decode_alert_action(&m).map(Input::AlertAction);
-                    pending.push((From::AlertActions, m));
+                    pending.push((ReadFrom::AlertActions, m));
                     input
                 }
                 m = camera_status.next() => {
                     let m = m?;
                     let input = decode_camera_status(&m).map(Input::CameraStatus);
-                    pending.push((From::CameraStatus, m));
+                    pending.push((ReadFrom::CameraStatus, m));
                     input
                 }
                 _ = tick => Some(Input::Tick),
@@ -299,7 +299,7 @@ impl Inputs {
                     let batch = collect_batch(m?, &mut **readings, max, wait).await?;
                     let topic: std::sync::Arc<str> = batch[0].topic.as_str().into();
                     let input = Input::Readings(batch.iter().map(|m| decode_reading(m, &topic)).collect());
-                    pending.extend(batch.into_iter().map(|m| (From::Readings, m)));
+                    pending.extend(batch.into_iter().map(|m| (ReadFrom::Readings, m)));
                     Some(input)
                 }
             };
@@ -316,9 +316,9 @@ impl Inputs {
     pub fn applied(&mut self) -> Result<(), BusError> {
         for (from, m) in self.pending.drain(..) {
             match from {
-                From::Readings => self.readings.applied(&m)?,
-                From::AlertActions => self.alert_actions.applied(&m)?,
-                From::CameraStatus => self.camera_status.applied(&m)?,
+                ReadFrom::Readings => self.readings.applied(&m)?,
+                ReadFrom::AlertActions => self.alert_actions.applied(&m)?,
+                ReadFrom::CameraStatus => self.camera_status.applied(&m)?,
             }
         }
         Ok(())
