@@ -16,6 +16,13 @@ start_chromium
 ensure_test_tools
 start_python_client
 log "services: kafka=$IOC_TEST_KAFKA mqtt=$IOC_TEST_MQTT postgres=$IOC_TEST_DATABASE_URL timescaledb=$IOC_TEST_TIMESCALE_URL (server binaries $IOC_TEST_PG_BIN) chromium=$IOC_TEST_CHROMIUM"
+# The API builds without GStreamer: it reaches camera images through the media crate.
+log "map-api without GStreamer: cargo build -p map-api, with pkg-config blind to GStreamer"
+if cargo tree -p map-api -e normal,build --prefix none | grep -q '^gstreamer'; then
+  die "map-api depends on GStreamer (cargo tree -p map-api -i gstreamer)"
+fi
+PKG_CONFIG="$IOC_ROOT/ops/pkg-config-without-gstreamer" cargo build -p map-api --locked \
+  || die "map-api does not build without the GStreamer dev packages"
 log "cargo test --workspace"
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$IOC_RUN_DIR/test-output.log"
 status=${PIPESTATUS[0]}

@@ -376,15 +376,16 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
             Arc::new(move || json!({"ready": f.is_ready(), "cameras": f.len()})),
         ));
         app = app.merge(video::media::router(fleet.clone(), auth.clone()));
-        cameras = Some(video::Media::Local(fleet));
+        cameras = Some(fleet as Arc<dyn video::MediaSource>);
     } else if roles.api && !cfg.video.workers.is_empty() {
         let workers =
-            video::RemoteWorkers::new(&cfg.video, auth.clone()).context("video.workers")?;
+            video::RemoteWorkers::new(&cfg.video.workers, cfg.video.max_viewers, auth.clone())
+                .context("video.workers")?;
         info!(
             workers = cfg.video.workers.len(),
             "camera images from the video workers"
         );
-        cameras = Some(video::Media::Remote(Arc::new(workers)));
+        cameras = Some(Arc::new(workers) as Arc<dyn video::MediaSource>);
     }
 
     let replica = if roles.api {

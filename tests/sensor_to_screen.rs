@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::*;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const VI_THANH: [f64; 4] = [105.3, 9.6, 105.6, 9.9];
 const TIEN_GIANG: [f64; 4] = [106.0, 10.2, 106.8, 10.6];
@@ -111,6 +111,69 @@ async fn an_mqtt_reading_reaches_the_websocket_client_whose_bbox_holds_the_stati
         .find(|f| f["id"] == "station:hg-vt-sal-01")
         .unwrap();
     assert_eq!(st["properties"]["latest"]["salinity"]["value"], 3.21);
+
+    // Beyond the bbox: the stations near it, nearest first with their distance, and those in
+    // its ward, from the same replica; nonsense is refused naming the field.
+    let (lon, lat) = (
+        st["geometry"]["coordinates"][0].as_f64().unwrap(),
+        st["geometry"]["coordinates"][1].as_f64().unwrap(),
+    );
+    let near = get_json(
+        &ioc,
+        &format!("/api/v1/layers/salinity/features?near={lon},{lat},20000&limit=3"),
+        auth::Role::Leader,
+    )
+    .await;
+    let near = near["features"].as_array().unwrap();
+    assert_eq!(
+        near[0]["id"], "station:hg-vt-sal-01",
+        "the station itself is nearest"
+    );
+    assert_eq!(near[0]["properties"]["distance_m"], 0.0);
+    let d: Vec<f64> = near
+        .iter()
+        .map(|f| f["properties"]["distance_m"].as_f64().unwrap())
+        .collect();
+    assert!(
+        d.windows(2).all(|w| w[0] <= w[1]) && d.iter().all(|d| *d <= 20000.0),
+        "{d:?}"
+    );
+    let ward = st["properties"]["units"][0].as_str().unwrap();
+    let within = get_json(
+        &ioc,
+        &format!("/api/v1/layers/salinity/features?within={ward}"),
+        auth::Role::Leader,
+    )
+    .await;
+    let in_ward: Vec<&Value> = within["features"].as_array().unwrap().iter().collect();
+    assert!(
+        in_ward.iter().any(|f| f["id"] == "station:hg-vt-sal-01"),
+        "{ward}"
+    );
+    assert!(
+        in_ward.iter().all(|f| f["properties"]["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == ward)),
+        "only stations of {ward}"
+    );
+    for (query, field) in [
+        ("near=105,9", "near"),
+        ("near=105,9,-1", "near"),
+        ("within=nowhere", "within"),
+        ("within=%7B%22type%22%3A%22Point%22%7D", "within"),
+    ] {
+        let r = reqwest::Client::new()
+            .get(ioc.url(&format!("/api/v1/layers/salinity/features?{query}")))
+            .bearer_auth(token(auth::Role::Leader))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["field"], field, "{query}: {body}");
+    }
 
     // Operations: readiness per check, and Prometheus metrics for operators only.
     let ready: serde_json::Value = reqwest::get(ioc.url("/readyz"))

@@ -279,6 +279,7 @@ fn counted(r: &Replica) -> u64 {
         unit: None,
         cameras: Default::default(),
         sensitive: Default::default(),
+        ..Default::default()
     };
     r.snapshot(&q, usize::MAX)
         .1

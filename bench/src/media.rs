@@ -16,7 +16,7 @@ use bus::{Bus, MemoryBus};
 use chrono::Utc;
 use futures::StreamExt;
 use model::{CameraState, LocalId, RegistryEntry};
-use video::{Fleet, Media, RemoteWorkers, VideoConfig};
+use video::{Fleet, MediaSource, RemoteWorkers, VideoConfig};
 
 use crate::cameras::{camera, fleet_config, usage, FixtureServer};
 
@@ -47,7 +47,7 @@ fn id(i: usize) -> LocalId {
 
 /// (requests/s, p50 ms, p99 ms, mean JPEG bytes) of `requests` snapshots over `clients`.
 async fn snapshots(
-    media: &Media,
+    media: &Arc<dyn MediaSource>,
     cameras: usize,
     requests: usize,
     clients: usize,
@@ -91,7 +91,7 @@ async fn snapshots(
 
 /// (frames/s delivered in all, CPU share of a core) for `viewers` MJPEG views over `window`.
 async fn live(
-    media: &Media,
+    media: &Arc<dyn MediaSource>,
     cameras: usize,
     viewers: usize,
     window: Duration,
@@ -168,14 +168,12 @@ pub async fn run(b: MediaBench) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let router = video::media::router(fleet.clone(), auth.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let local = Media::Local(fleet.clone());
-    let remote = Media::Remote(Arc::new(RemoteWorkers::new(
-        &VideoConfig {
-            workers: vec![format!("http://{addr}")],
-            ..config
-        },
+    let local: Arc<dyn MediaSource> = fleet.clone();
+    let remote: Arc<dyn MediaSource> = Arc::new(RemoteWorkers::new(
+        &[format!("http://{addr}")],
+        config.max_viewers,
         auth,
-    )?));
+    )?);
 
     // Warm both paths (connection pool, page cache) before measuring.
     snapshots(&local, b.cameras, 200, b.clients).await?;

@@ -81,6 +81,7 @@ pub async fn list(
         unit: p.unit.clone(),
         cameras: caller.0.camera_scope(),
         sensitive: caller.0.sensitive_scope(),
+        ..Default::default()
     };
     let (seq, records) = st.replica.snapshot(&q, usize::MAX);
     let mut alerts: Vec<(Alert, Value)> = records

@@ -134,9 +134,9 @@ pub(crate) async fn audit_action(
 
 /// The response to a camera with no image to give: what the worker knows, with the state and
 /// last frame time from the map when no worker runs the camera.
-fn no_image(e: video::MediaError, record: &StateRecord) -> Response {
+fn no_image(e: media::MediaError, record: &StateRecord) -> Response {
     let mut body = e.body();
-    if let video::MediaError::NoImage(_) = e {
+    if let media::MediaError::NoImage(_) = e {
         if body["state"].is_null() {
             body["state"] = record
                 .properties
@@ -186,7 +186,7 @@ async fn admit_image(
     id: &str,
     use_: CameraUse,
     remote: &Remote,
-) -> Result<(StateRecord, LocalId, video::Media), Response> {
+) -> Result<(StateRecord, LocalId, std::sync::Arc<dyn media::MediaSource>), Response> {
     let Some(rec) = permitted(st, claims, id, use_) else {
         audit(st, claims, id, use_, remote, false).await?;
         return Err(forbidden());
@@ -353,7 +353,7 @@ pub async fn snapshot(
             Err(r) => return r,
         };
     match media.snapshot(&local, &claims).await {
-        Ok(s) => video::media::snapshot_response(s),
+        Ok(s) => media::snapshot_response(s),
         Err(e) => no_image(e, &rec),
     }
 }
@@ -384,7 +384,7 @@ pub async fn live(
             Err(r) => return r,
         };
     match media.live(&local, &claims).await {
-        Ok(parts) => video::media::mjpeg_response(parts),
+        Ok(parts) => media::mjpeg_response(parts),
         Err(e) => no_image(e, &rec),
     }
 }
@@ -475,7 +475,7 @@ pub async fn hls(
             .hls_sessions
             .fetch(&id, &caller.0.sub, media.max_viewers())
         {
-            Err(n) => return no_image(video::MediaError::TooManyViewers(n), &rec),
+            Err(n) => return no_image(media::MediaError::TooManyViewers(n), &rec),
             Ok(true) => {
                 if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, true).await
                 {
@@ -489,9 +489,9 @@ pub async fn hls(
     match media.hls_file(&local, &file, &caller.0).await {
         Ok(Some(bytes)) if playlist && q.ticket.is_some() => {
             let ticket = q.ticket.as_deref().unwrap_or_default();
-            video::media::hls_response(&file, Some(with_ticket(&bytes, ticket)))
+            media::hls_response(&file, Some(with_ticket(&bytes, ticket)))
         }
-        Ok(bytes) => video::media::hls_response(&file, bytes),
+        Ok(bytes) => media::hls_response(&file, bytes),
         Err(e) => no_image(e, &rec),
     }
 }

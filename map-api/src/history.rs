@@ -340,6 +340,7 @@ pub fn replay_setup(
         unit: p.unit.clone(),
         cameras: Default::default(),
         sensitive: Default::default(),
+        ..Default::default()
     };
     let (_, base) = st.replica.snapshot(&q, REPLAY_STATIONS);
     let view = PastView::new(&base);

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bus::Bus;
+use model::spatial::{Near, WithinSpec};
 use model::state::parse_bbox;
 use model::{FieldError, Layer};
 use replica::Replica;
@@ -58,7 +59,7 @@ pub struct ApiState {
     pub report_locks: Arc<open311::ReportLocks>,
     /// Where camera images come from: the workers of this process or the `ioc video`
     /// processes (`None`: neither; images answer 503).
-    pub cameras: Option<video::Media>,
+    pub cameras: Option<Arc<dyn media::MediaSource>>,
     pub hls_sessions: Arc<cameras::HlsSessions>,
     /// How long a browser's media ticket may wait before its first use.
     pub media_ticket_ttl: chrono::Duration,
@@ -286,6 +287,10 @@ struct FeatureParams {
     bbox: Option<String>,
     limit: Option<String>,
     unit: Option<String>,
+    /// `lon,lat,radius_m`: what reaches into that disc, nearest first, with `distance_m`.
+    near: Option<String>,
+    /// A unit id, `zone:<id>`, or a GeoJSON Polygon or MultiPolygon geometry.
+    within: Option<String>,
 }
 
 async fn features(
@@ -316,14 +321,35 @@ async fn features(
         Ok(n) => n,
         Err(e) => return bad_request(e),
     };
+    let near = match p.near.as_deref().map(Near::parse).transpose() {
+        Ok(n) => n,
+        Err(e) => return bad_request(e),
+    };
+    let cameras = caller.0.camera_scope();
+    let sensitive = caller.0.sensitive_scope();
+    let within = match p.within.as_deref().map(WithinSpec::parse).transpose() {
+        Ok(None) => None,
+        Ok(Some(w)) => {
+            let may_see = |r: &model::StateRecord| {
+                caller.0.role.can_view(r.layer) && replica::visible_with(&cameras, &sensitive, r)
+            };
+            match st.replica.resolve_within(&w, may_see) {
+                Ok(w) => Some(w),
+                Err(e) => return bad_request(e),
+            }
+        }
+        Err(e) => return bad_request(e),
+    };
     let q = replica::Query {
         layers: [layer].into_iter().collect(),
         bbox,
         unit: p.unit,
-        cameras: caller.0.camera_scope(),
-        sensitive: caller.0.sensitive_scope(),
+        cameras,
+        sensitive,
+        near,
+        within,
     };
-    let (seq, records) = st.replica.snapshot(&q, limit + 1);
+    let (seq, records) = st.replica.hits(&q, limit + 1);
     let truncated = records.len() > limit;
     let mut foreign = serde_json::Map::new();
     foreign.insert("seq".into(), seq.into());

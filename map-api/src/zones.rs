@@ -61,7 +61,7 @@ async fn check_off_the_runtime(
     };
     // What is cheap to refuse is refused at once, without waiting for a heavy check's turn.
     if let Some(g) = feature.get("geometry") {
-        if let Err(e) = rings_closed(g) {
+        if let Err(e) = model::place::rings_closed(g) {
             return Ok(Err(e));
         }
     }
@@ -81,31 +81,6 @@ async fn check_off_the_runtime(
     }
 }
 
-/// Every ring of a GeoJSON Polygon or MultiPolygon ends where it starts (RFC 7946 §3.1.6);
-/// geo would close an open ring silently.
-fn rings_closed(geometry: &Value) -> Result<(), FieldError> {
-    let polygons: Vec<&Value> = match geometry.get("type").and_then(Value::as_str) {
-        Some("Polygon") => geometry.get("coordinates").into_iter().collect(),
-        Some("MultiPolygon") => geometry
-            .get("coordinates")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().collect())
-            .unwrap_or_default(),
-        _ => return Ok(()), // the conversion names the type
-    };
-    for rings in polygons.iter().filter_map(|p| p.as_array()) {
-        for ring in rings.iter().filter_map(|r| r.as_array()) {
-            if ring.len() < 4 || ring.first() != ring.last() {
-                return Err(FieldError::new(
-                    "geometry",
-                    "every ring must be closed (its last position equal to its first) and have at least 4 positions",
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Checks a zone Feature and makes the registry entry.
 pub(crate) fn zone_from(feature: &Value, owner: Option<&str>) -> Result<Zone, FieldError> {
     // Free text in any script, NFC.
@@ -119,7 +94,7 @@ pub(crate) fn zone_from(feature: &Value, owner: Option<&str>) -> Result<Zone, Fi
         return Err(FieldError::new("properties.name", reason));
     }
     if let Some(g) = feature.get("geometry") {
-        rings_closed(g)?;
+        model::place::rings_closed(g)?;
     }
     let geometry: geojson::Geometry = feature
         .get("geometry")
@@ -350,6 +325,7 @@ pub async fn summary(
             unit: None,
             cameras: caller.0.camera_scope(),
             sensitive: caller.0.sensitive_scope(),
+            ..Default::default()
         };
         st.replica.snapshot(&q, usize::MAX).1
     };

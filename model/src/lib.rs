@@ -19,6 +19,7 @@ pub mod reading;
 pub mod registry;
 pub mod report;
 pub mod salinity;
+pub mod spatial;
 pub mod state;
 pub mod text;
 

@@ -171,3 +171,29 @@ impl Station {
         c.finish(|| ())
     }
 }
+
+/// Every ring of a GeoJSON Polygon or MultiPolygon ends where it starts (RFC 7946 §3.1.6);
+/// geo would close an open ring silently.
+pub fn rings_closed(geometry: &serde_json::Value) -> Result<(), FieldError> {
+    let polygons: Vec<&serde_json::Value> =
+        match geometry.get("type").and_then(serde_json::Value::as_str) {
+            Some("Polygon") => geometry.get("coordinates").into_iter().collect(),
+            Some("MultiPolygon") => geometry
+                .get("coordinates")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| a.iter().collect())
+                .unwrap_or_default(),
+            _ => return Ok(()), // the conversion names the type
+        };
+    for rings in polygons.iter().filter_map(|p| p.as_array()) {
+        for ring in rings.iter().filter_map(|r| r.as_array()) {
+            if ring.len() < 4 || ring.first() != ring.last() {
+                return Err(FieldError::new(
+                    "geometry",
+                    "every ring must be closed (its last position equal to its first) and have at least 4 positions",
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -22,7 +22,8 @@ use std::sync::{Arc, RwLock};
 use bus::{Bus, BusError};
 use model::geoindex::BoxIndex;
 use model::report::SensitiveScope;
-use model::{CameraGroup, CameraScope, EntityId, Layer, StateRecord};
+use model::spatial::{bbox_meet, Near, Within, WithinSpec};
+use model::{CameraGroup, CameraScope, EntityId, EntityKind, Layer, StateRecord};
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
@@ -47,14 +48,68 @@ pub struct Query {
     /// Which sensitive matters (public-order reports, alerts about them) the client may see
     /// (the default: none).
     pub sensitive: SensitiveScope,
+    /// Only entities reaching into this disc; a snapshot lists them nearest first.
+    pub near: Option<Near>,
+    /// Only entities lying in this area, wholly or in part.
+    pub within: Option<Arc<Within>>,
 }
 
 impl Query {
     pub fn matches(&self, r: &StateRecord) -> bool {
-        self.layers.contains(&r.layer)
+        self.matching(r).is_some()
+    }
+
+    /// `Some(distance from near's centre, if near is asked)` when `r` matches.
+    fn matching(&self, r: &StateRecord) -> Option<Option<f64>> {
+        let cheap = self.layers.contains(&r.layer)
             && self.bbox.is_none_or(|b| r.intersects(&b))
             && self.unit.as_deref().is_none_or(|u| r.in_unit(u))
             && visible_with(&self.cameras, &self.sensitive, r)
+            && self.within.as_ref().is_none_or(|w| r.intersects(&w.bbox()))
+            && self.near.is_none_or(|n| r.intersects(&n.bbox()));
+        if !cheap || !self.within.as_ref().is_none_or(|w| w.holds(&r.geometry)) {
+            return None;
+        }
+        match &self.near {
+            None => Some(None),
+            Some(n) => n.reach(&r.geometry).map(Some),
+        }
+    }
+
+    /// The box the index is asked for: bbox, within's and near's boxes together; `Err(())`
+    /// when they do not meet (nothing can match), `Ok(None)` when the query is unbounded.
+    fn search_box(&self) -> Result<Option<[f64; 4]>, ()> {
+        let boxes = self
+            .bbox
+            .into_iter()
+            .chain(self.within.as_ref().map(|w| w.bbox()))
+            .chain(self.near.map(|n| n.bbox()));
+        let mut out: Option<[f64; 4]> = None;
+        for b in boxes {
+            out = Some(match out {
+                None => b,
+                Some(a) => bbox_meet(&a, &b).ok_or(())?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One record a snapshot found, with its distance when the query asked `near`.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub record: Arc<StateRecord>,
+    pub distance_m: Option<f64>,
+}
+
+impl Hit {
+    /// The record as a Feature, with `distance_m` (to the metre) when the query asked `near`.
+    pub fn to_feature(&self) -> geojson::Feature {
+        let mut f = self.record.to_feature();
+        if let (Some(d), Some(props)) = (self.distance_m, f.properties.as_mut()) {
+            props.insert("distance_m".into(), serde_json::json!(d.round()));
+        }
+        f
     }
 }
 
@@ -190,26 +245,41 @@ impl Replica {
         self.tx.subscribe()
     }
 
-    /// The current sequence number and the records matching `q`, sorted by entity id,
-    /// at most `limit` of them.
+    /// The current sequence number and the records matching `q`, sorted by entity id
+    /// (nearest first when `q` asks `near`), at most `limit` of them.
     pub fn snapshot(&self, q: &Query, limit: usize) -> (u64, Vec<Arc<StateRecord>>) {
+        let (seq, hits) = self.hits(q, limit);
+        (seq, hits.into_iter().map(|h| h.record).collect())
+    }
+
+    /// As [`Replica::snapshot`], with each record's distance when `q` asks `near`.
+    pub fn hits(&self, q: &Query, limit: usize) -> (u64, Vec<Hit>) {
         let st = self.read();
-        let mut out: Vec<Arc<StateRecord>> = match q.bbox {
-            Some(b) => st
+        let hit = |r: &Arc<StateRecord>| {
+            q.matching(r).map(|distance_m| Hit {
+                record: r.clone(),
+                distance_m,
+            })
+        };
+        let mut out: Vec<Hit> = match q.search_box() {
+            Err(()) => Vec::new(),
+            Ok(Some(b)) => st
                 .index
                 .query(&b)
                 .filter_map(|id| st.records.get(id))
-                .filter(|r| q.matches(r))
-                .cloned()
+                .filter_map(hit)
                 .collect(),
-            None => st
-                .records
-                .values()
-                .filter(|r| q.matches(r))
-                .cloned()
-                .collect(),
+            Ok(None) => st.records.values().filter_map(hit).collect(),
         };
-        out.sort_by(|a, b| a.entity.cmp(&b.entity));
+        if q.near.is_some() {
+            out.sort_by(|a, b| {
+                let d = |h: &Hit| h.distance_m.unwrap_or(f64::INFINITY);
+                d(a).total_cmp(&d(b))
+                    .then_with(|| a.record.entity.cmp(&b.record.entity))
+            });
+        } else {
+            out.sort_by(|a, b| a.record.entity.cmp(&b.record.entity));
+        }
         out.truncate(limit);
         (st.seq, out)
     }
@@ -252,6 +322,31 @@ impl Replica {
 
     pub fn get(&self, entity: &EntityId) -> Option<Arc<StateRecord>> {
         self.read().records.get(entity).cloned()
+    }
+
+    /// The area a `within` names: a client's polygon as it is, a unit's or zone's outline
+    /// from its record when `may_see` lets the caller see that record. An unknown id and one
+    /// the caller may not see get the same answer.
+    pub fn resolve_within(
+        &self,
+        spec: &WithinSpec,
+        may_see: impl Fn(&StateRecord) -> bool,
+    ) -> Result<Arc<Within>, model::FieldError> {
+        let (kind, id) = match spec {
+            WithinSpec::Shape(w) => return Ok(Arc::new(w.clone())),
+            WithinSpec::Unit(id) => (EntityKind::Unit, id),
+            WithinSpec::Zone(id) => (EntityKind::Zone, id),
+        };
+        let unknown =
+            || model::FieldError::new("within", format!("no {} {id} is known", kind.as_str()));
+        let local = model::LocalId::parse("within", id).map_err(|_| unknown())?;
+        let record = self
+            .get(&EntityId::new(kind, &local))
+            .filter(|r| may_see(r))
+            .ok_or_else(unknown)?;
+        Within::from_geometry(&record.geometry)
+            .map(Arc::new)
+            .ok_or_else(unknown)
     }
 
     /// One report, typed.
@@ -355,7 +450,120 @@ mod tests {
             unit: None,
             cameras: Default::default(),
             sensitive: Default::default(),
+            ..Default::default()
         }
+    }
+
+    fn square(id: &str, layer: Layer, w: f64, s: f64, e: f64, n: f64) -> StateRecord {
+        let mut r = rec(id, layer, w, s, 0.0);
+        r.geometry = geojson::Geometry::new(geojson::Value::Polygon(vec![vec![
+            vec![w, s],
+            vec![e, s],
+            vec![e, n],
+            vec![w, n],
+            vec![w, s],
+        ]]));
+        r.bbox = [w, s, e, n];
+        r
+    }
+
+    #[test]
+    fn near_lists_what_reaches_the_disc_nearest_first_with_distances() {
+        let r = Replica::new(100);
+        // 0.001° of latitude is about 111 m.
+        for (id, dlat) in [
+            ("station:far", 0.02),
+            ("station:b", 0.002),
+            ("station:a", 0.001),
+        ] {
+            r.apply(
+                EntityId::parse(id).unwrap(),
+                Some(rec(id, Layer::Salinity, 105.0, 9.0 + dlat, 1.0)),
+            );
+        }
+        let mut query = q(&[Layer::Salinity], None);
+        query.near = Some(Near::new(105.0, 9.0, 500.0).unwrap());
+        let (_, hits) = r.hits(&query, 10);
+        let got: Vec<(&str, i64)> = hits
+            .iter()
+            .map(|h| {
+                (
+                    h.record.entity.as_str(),
+                    h.distance_m.unwrap().round() as i64,
+                )
+            })
+            .collect();
+        assert_eq!(got, [("station:a", 111), ("station:b", 222)]);
+        assert_eq!(
+            hits[0].to_feature().property("distance_m"),
+            Some(&serde_json::json!(111.0))
+        );
+        // The limit keeps the nearest; a bbox elsewhere leaves nothing.
+        assert_eq!(r.hits(&query, 1).1.len(), 1);
+        assert_eq!(r.hits(&query, 1).1[0].record.entity.as_str(), "station:a");
+        query.bbox = Some([106.0, 10.0, 107.0, 11.0]);
+        assert!(r.hits(&query, 10).1.is_empty());
+        // A change is matched the same way.
+        query.bbox = None;
+        assert!(query.matches(&rec("station:c", Layer::Salinity, 105.0, 9.003, 1.0)));
+        assert!(!query.matches(&rec("station:d", Layer::Salinity, 105.0, 9.006, 1.0)));
+    }
+
+    #[test]
+    fn within_a_unit_a_zone_or_a_polygon_keeps_what_lies_in_it() {
+        let r = Replica::new(100);
+        r.apply(
+            EntityId::parse("unit:west").unwrap(),
+            Some(square("unit:west", Layer::Units, 105.0, 9.0, 105.5, 9.5)),
+        );
+        r.apply(
+            EntityId::parse("zone:z1").unwrap(),
+            Some(square("zone:z1", Layer::Zones, 105.4, 9.4, 106.0, 10.0)),
+        );
+        for (id, lon, lat) in [
+            ("station:in", 105.2, 9.2),
+            ("station:both", 105.45, 9.45),
+            ("station:out", 105.8, 9.2),
+        ] {
+            r.apply(
+                EntityId::parse(id).unwrap(),
+                Some(rec(id, Layer::Salinity, lon, lat, 1.0)),
+            );
+        }
+        let ids = |w: Arc<Within>| -> Vec<String> {
+            let mut query = q(&[Layer::Salinity], None);
+            query.within = Some(w);
+            r.snapshot(&query, 10)
+                .1
+                .iter()
+                .map(|r| r.entity.to_string())
+                .collect()
+        };
+        let all = |_: &StateRecord| true;
+        let unit = r
+            .resolve_within(&WithinSpec::Unit("west".into()), all)
+            .unwrap();
+        assert_eq!(ids(unit), ["station:both", "station:in"]);
+        let zone = r
+            .resolve_within(&WithinSpec::Zone("z1".into()), all)
+            .unwrap();
+        assert_eq!(ids(zone), ["station:both"]);
+        let WithinSpec::Shape(poly) = WithinSpec::parse(
+            r#"{"type":"Polygon","coordinates":[[[105.7,9.1],[105.9,9.1],[105.9,9.3],[105.7,9.3],[105.7,9.1]]]}"#,
+        )
+        .unwrap() else {
+            panic!("a shape")
+        };
+        assert_eq!(ids(Arc::new(poly)), ["station:out"]);
+        // Unknown and not allowed read the same.
+        let unknown = r
+            .resolve_within(&WithinSpec::Zone("nope".into()), all)
+            .unwrap_err();
+        let hidden = r
+            .resolve_within(&WithinSpec::Zone("z1".into()), |r| r.layer != Layer::Zones)
+            .unwrap_err();
+        assert_eq!(unknown.field, "within");
+        assert_eq!(hidden.reason.replace("z1", "nope"), unknown.reason);
     }
 
     #[test]

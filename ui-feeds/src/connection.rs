@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use indexmap::IndexMap;
-use model::{EntityId, Layer, StateRecord};
+use model::{EntityId, FieldError, Layer, StateRecord};
 use replica::{Change, Query, Replica};
 use tokio::sync::{broadcast, Notify};
 use tracing::debug;
@@ -192,15 +192,25 @@ impl Conn {
         self.control(ServerMsg::Error { id, field, reason });
     }
 
-    /// Checks the layers a subscription asks for, and narrows it to the cameras this caller
-    /// may see.
-    fn admit(&self, spec: &mut SubSpec) -> Result<(), String> {
+    /// Checks the layers a subscription asks for, narrows it to the cameras and sensitive
+    /// matters this caller may see, and resolves its `within` to an area the caller may see.
+    fn admit(&self, spec: &mut SubSpec) -> Result<(), FieldError> {
         spec.query.cameras = self.cameras.clone();
         spec.query.sensitive = self.sensitive.clone();
-        match spec.query.layers.iter().find(|l| !self.role.can_view(**l)) {
-            Some(l) => Err(format!("role {} may not see layer {l}", self.role)),
-            None => Ok(()),
+        if let Some(l) = spec.query.layers.iter().find(|l| !self.role.can_view(**l)) {
+            return Err(FieldError::new(
+                "layers",
+                format!("role {} may not see layer {l}", self.role),
+            ));
         }
+        if let Some(w) = &spec.within {
+            let may_see = |r: &model::StateRecord| {
+                self.role.can_view(r.layer)
+                    && replica::visible_with(&self.cameras, &self.sensitive, r)
+            };
+            spec.query.within = Some(self.replica.resolve_within(w, may_see)?);
+        }
+        Ok(())
     }
 
     /// Adds or replaces subscription `id`, within the per-connection limit.
@@ -220,8 +230,8 @@ impl Conn {
         };
         match op {
             ClientOp::Subscribe(mut spec) | ClientOp::Update(mut spec) => {
-                if let Err(reason) = self.admit(&mut spec) {
-                    return self.error(Some(&spec.id), "layers", &reason);
+                if let Err(e) = self.admit(&mut spec) {
+                    return self.error(Some(&spec.id), &e.field, &e.reason);
                 }
                 self.insert(spec.id, Sub::new(spec.query));
             }
@@ -230,8 +240,8 @@ impl Conn {
                 since,
                 epoch,
             } => {
-                if let Err(reason) = self.admit(&mut spec) {
-                    return self.error(Some(&spec.id), "layers", &reason);
+                if let Err(e) = self.admit(&mut spec) {
+                    return self.error(Some(&spec.id), &e.field, &e.reason);
                 }
                 let mut sub = Sub::new(spec.query);
                 let changes = (epoch == self.replica.epoch())
@@ -289,8 +299,8 @@ impl Conn {
         speed: f64,
     ) {
         let id = spec.id.clone();
-        if let Err(reason) = self.admit(&mut spec) {
-            return self.error(Some(&id), "layers", &reason);
+        if let Err(e) = self.admit(&mut spec) {
+            return self.error(Some(&id), &e.field, &e.reason);
         }
         if let Some(l) = spec
             .query
@@ -384,7 +394,7 @@ impl Conn {
         if let Some(id) = snap_id {
             let query = ob.subs[&id].query.clone();
             drop(ob);
-            let (seq, records) = self.replica.snapshot(&query, self.config.snapshot_limit);
+            let (seq, hits) = self.replica.hits(&query, self.config.snapshot_limit);
             let mut ob = self.lock();
             let sub = ob.subs.get_mut(&id)?;
             if sub.query != query {
@@ -392,7 +402,7 @@ impl Conn {
             }
             sub.needs_snapshot = false;
             sub.pending.retain(|_, (s, _)| *s > seq);
-            sub.visible = records.iter().map(|r| r.entity.clone()).collect();
+            sub.visible = hits.iter().map(|h| h.record.entity.clone()).collect();
             let resync = sub.resync.take();
             drop(ob);
             let snapshot = ServerMsg::Snapshot {
@@ -401,7 +411,7 @@ impl Conn {
                 epoch: self.replica.epoch(),
                 features: geojson::FeatureCollection {
                     bbox: query.bbox.map(|b| b.to_vec()),
-                    features: records.iter().map(|r| r.to_feature()).collect(),
+                    features: hits.iter().map(|h| h.to_feature()).collect(),
                     foreign_members: None,
                 },
             }

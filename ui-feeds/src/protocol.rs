@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use model::spatial::{Near, WithinSpec};
 use model::state::check_bbox;
 use model::{FieldError, Layer};
 use replica::Query;
@@ -15,6 +16,8 @@ use serde_json::Value;
 pub struct SubSpec {
     pub id: String,
     pub query: Query,
+    /// The area asked for, resolved against the replica when the subscription is admitted.
+    pub within: Option<WithinSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +108,14 @@ fn spec(v: &Value) -> Result<SubSpec, FieldError> {
         }
         Some(_) => return Err(FieldError::new("bbox", "must be four numbers [w, s, e, n]")),
     };
+    let near = match v.get("near") {
+        None | Some(Value::Null) => None,
+        Some(n) => Some(Near::from_json(n)?),
+    };
+    let within = match v.get("within") {
+        None | Some(Value::Null) => None,
+        Some(w) => Some(WithinSpec::from_json(w)?),
+    };
     let unit = match v.get("filter").and_then(|f| f.get("unit")) {
         None | Some(Value::Null) => None,
         Some(Value::String(u)) => Some(u.clone()),
@@ -117,9 +128,13 @@ fn spec(v: &Value) -> Result<SubSpec, FieldError> {
             bbox,
             unit,
             // Set from the caller when the subscription is admitted.
+            near,
+            // Set from the caller when the subscription is admitted.
             cameras: Default::default(),
             sensitive: Default::default(),
+            within: None,
         },
+        within,
     })
 }
 

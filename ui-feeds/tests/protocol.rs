@@ -173,6 +173,78 @@ async fn snapshot_then_deltas_within_the_bbox_and_bbox_changes() {
 }
 
 #[tokio::test]
+async fn near_and_within_subscriptions_follow_the_disc_and_the_area() {
+    let s = server(FeedsConfig::default()).await;
+    // 0.001° of latitude is about 111 m.
+    set(&s.replica, station(1, 105.5, 9.801, 1.0));
+    set(&s.replica, station(2, 105.5, 9.803, 1.0));
+    set(&s.replica, station(3, 105.5, 9.9, 1.0));
+    let mut ws = connect(&s, Role::Operator).await;
+    send(
+        &mut ws,
+        json!({"op":"subscribe","id":"n","layers":["salinity"],"near":[105.5, 9.8, 500]}),
+    )
+    .await;
+    let snap = recv_op(&mut ws, "snapshot").await;
+    let f = snap["features"]["features"].as_array().unwrap();
+    let got: Vec<(&str, f64)> = f
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap(),
+                f["properties"]["distance_m"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("station:s1", 111.0), ("station:s2", 334.0)],
+        "nearest first"
+    );
+    // A station moving into the disc is delivered; one far away is not.
+    set(&s.replica, station(3, 105.5, 9.802, 2.0));
+    assert_eq!(
+        ids(&recv_op(&mut ws, "delta").await["upsert"]),
+        vec!["station:s3"]
+    );
+    set(&s.replica, station(4, 105.5, 9.95, 2.0));
+    assert!(quiet(&mut ws, 300).await, "outside the disc");
+
+    // Within a polygon the client sends.
+    let poly = json!({"type":"Polygon","coordinates":[[[105.4,9.85],[105.6,9.85],[105.6,10.0],[105.4,10.0],[105.4,9.85]]]});
+    send(
+        &mut ws,
+        json!({"op":"update","id":"n","layers":["salinity"],"within":poly}),
+    )
+    .await;
+    let snap = recv_op(&mut ws, "snapshot").await;
+    assert_eq!(ids(&snap["features"]["features"]), vec!["station:s4"]);
+
+    // Bad or unknown areas are refused, naming the field.
+    for (bad, why) in [
+        (
+            json!({"op":"subscribe","id":"b","layers":["salinity"],"near":[105.5, 9.8, 0]}),
+            "near",
+        ),
+        (
+            json!({"op":"subscribe","id":"b","layers":["salinity"],"near":"105,9,1"}),
+            "near",
+        ),
+        (
+            json!({"op":"subscribe","id":"b","layers":["salinity"],"within":"zone:nope"}),
+            "within",
+        ),
+        (
+            json!({"op":"subscribe","id":"b","layers":["salinity"],"within":{"type":"Polygon","coordinates":[[[105,9],[106,9],[105,9]]]}}),
+            "within",
+        ),
+    ] {
+        send(&mut ws, bad).await;
+        assert_eq!(recv_op(&mut ws, "error").await["field"], why);
+    }
+}
+
+#[tokio::test]
 async fn resume_sends_only_what_changed_since() {
     let s = server(FeedsConfig::default()).await;
     for i in 0..5 {

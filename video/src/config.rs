@@ -66,16 +66,7 @@ pub struct VideoConfig {
     pub workers: Vec<String>,
 }
 
-/// The shard of `camera` among `shards` workers: FNV-1a of the id, stable across processes and
-/// builds, so the API finds the worker that runs a camera without asking.
-pub fn shard_of(camera: &str, shards: u32) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in camera.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h % shards.max(1)
-}
+pub use ::media::shard_of;
 
 impl Default for VideoConfig {
     fn default() -> Self {

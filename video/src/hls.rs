@@ -67,17 +67,7 @@ impl Drop for HlsMuxer {
     }
 }
 
-/// Is `name` one of the names the muxer writes (`live.m3u8`, `seg-<digits>.ts`)? Anything
-/// else (a path, `..`) is refused before touching the disk.
-pub fn is_hls_file(name: &str) -> bool {
-    name == "live.m3u8"
-        || name
-            .strip_prefix("seg-")
-            .and_then(|r| r.strip_suffix(".ts"))
-            .is_some_and(|d| {
-                !d.is_empty() && d.len() <= 10 && d.bytes().all(|b| b.is_ascii_digit())
-            })
-}
+pub use ::media::is_hls_file;
 
 #[cfg(test)]
 mod tests {

@@ -26,8 +26,8 @@ use model::{Camera, CameraState, CameraStatus, Envelope, LocalId, RegistryChange
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+pub use ::media::{MediaError, MediaSource, RemoteWorkers};
 pub use config::{shard_of, Credential, VideoConfig};
-pub use media::{Media, MediaError, RemoteWorkers};
 use worker::CameraShared;
 pub use worker::{LiveError, LiveView, Snapshot};
 
@@ -75,15 +75,7 @@ impl Drop for Running {
     }
 }
 
-/// Why an image is not available.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NoImage {
-    /// `None` when this worker does not run the camera.
-    pub state: Option<CameraState>,
-    pub reason: Option<String>,
-    /// Seconds since the last good frame, if there ever was one.
-    pub last_frame_age_s: Option<f64>,
-}
+pub use ::media::NoImage;
 
 /// The cameras this process runs.
 pub struct Fleet {

@@ -35,13 +35,7 @@ use crate::jpeg::{self, Codec, LiveDecoder};
 use crate::pace::Pacer;
 use crate::Publisher;
 
-/// The latest snapshot of a camera.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub jpeg: Bytes,
-    /// When the keyframe it was decoded from arrived.
-    pub captured: DateTime<Utc>,
-}
+pub use ::media::Snapshot;
 
 struct Keyframe {
     buffer: gst::Buffer,

@@ -450,7 +450,7 @@ async fn live_view_decoders_are_capped_per_worker_not_per_viewer() {
         .expect("a second viewer of the same camera");
     match r.fleet.live(&id("cam-l2")) {
         Err(Ok(e @ video::LiveError::LiveCapacity(1))) => {
-            let body = video::MediaError::from(Ok::<_, video::NoImage>(e)).body();
+            let body = video::MediaError::from(e).body();
             assert_eq!(body["error"], "live_view_capacity", "{body}");
         }
         other => panic!("a second camera decoded past the cap: {:?}", other.err()),

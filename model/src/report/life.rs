@@ -413,15 +413,7 @@ impl Step {
     }
 }
 
-/// Metres between two points (haversine; good to well under a metre at 50 m).
-pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    let r = 6_371_008.8;
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let dp = (lat2 - lat1).to_radians();
-    let dl = (lon2 - lon1).to_radians();
-    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * r * a.sqrt().asin()
-}
+pub use crate::spatial::distance_m;
 
 /// How close in space and time two reports must be to be likely duplicates.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
