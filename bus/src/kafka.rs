@@ -20,6 +20,10 @@ use tracing::{debug, info};
 
 use crate::{Bus, BusError, Delivered, Message, Subscription, TopicSpec};
 
+/// How many offsets before its resume point an assigned partition is fetched from, so that
+/// the record batch holding the resume point comes whole (see `assign_rewound`): more than a
+/// producer puts in one batch.
+const BATCH_SLACK: i64 = 20_000;
 /// How long a reader past the watermarks waits for stragglers before it counts as caught up.
 const QUIET_WINDOW: Duration = Duration::from_millis(500);
 /// A topic that is never quiet for a `QUIET_WINDOW` (a province's state topic is not) counts
@@ -264,6 +268,7 @@ impl Bus for KafkaBus {
             grouped: true,
             ends: HashMap::new(),
             settle_by: None,
+            skip_below: Vec::new(),
         }))
     }
 
@@ -309,30 +314,39 @@ impl Bus for KafkaBus {
                 .add_partition_offset(topic, *p, Offset::Stored)
                 .map_err(unavailable)?;
         }
-        // The group's committed offsets, unless the caller knows it must start earlier.
-        let committed = if not_after.is_empty() {
-            wanted.clone()
-        } else {
-            consumer
-                .committed_offsets(wanted.clone(), Duration::from_secs(10))
-                .map_err(unavailable)?
-        };
+        // The group's committed offsets: where each partition resumes.
+        let committed = consumer
+            .committed_offsets(wanted.clone(), Duration::from_secs(10))
+            .map_err(unavailable)?;
         let mut tpl = TopicPartitionList::new();
+        let mut skip_below = Vec::new();
         for p in &chosen {
             let stored = committed
                 .find_partition(topic, *p)
                 .map(|e| e.offset())
                 .unwrap_or(Offset::Stored);
-            let start = match (stored, not_after.get(p)) {
+            let resume = match (stored, not_after.get(p)) {
                 (Offset::Offset(c), Some(&n)) if n < c && max_rewind > 0 => {
                     let from = n.max(c - max_rewind);
                     info!(%group, %topic, partition = p, committed = c, from,
                         "starting before the committed offset: what it covers was not all kept");
-                    Offset::Offset(from)
+                    Some(from)
                 }
+                (Offset::Offset(c), _) => Some(c),
                 // None committed: auto.offset.reset=earliest applies.
-                (Offset::Offset(_), _) => stored,
-                _ => Offset::Stored,
+                _ => None,
+            };
+            let start = match resume {
+                // A committed offset usually falls inside a record batch. A fetch from there
+                // returns that whole batch on Apache Kafka, but only the batches after it on
+                // tansu, which would skip the rest of the batch: ask from up to a batch's worth
+                // earlier and drop what precedes `resume` here, as librdkafka does.
+                Some(resume) => {
+                    let low = all.get(&(topic.to_string(), *p)).map_or(0, |(low, _)| *low);
+                    skip_below.push((*p, resume));
+                    Offset::Offset((resume - BATCH_SLACK).max(low).min(resume))
+                }
+                None => Offset::Stored,
             };
             tpl.add_partition_offset(topic, *p, start)
                 .map_err(unavailable)?;
@@ -344,6 +358,7 @@ impl Bus for KafkaBus {
             grouped: true,
             ends: HashMap::new(),
             settle_by: None,
+            skip_below,
         }))
     }
 
@@ -375,6 +390,7 @@ impl Bus for KafkaBus {
             grouped: false,
             ends,
             settle_by: None,
+            skip_below: Vec::new(),
         }))
     }
 
@@ -484,6 +500,9 @@ struct KafkaSubscription {
     ends: HashMap<(String, i32), i64>,
     /// read_all only: when waiting for stragglers past the watermarks must end.
     settle_by: Option<tokio::time::Instant>,
+    /// assign only: (partition, offset) where each partition resumes; what precedes it was
+    /// fetched only to get the whole batch holding it, and is dropped.
+    skip_below: Vec<(i32, i64)>,
 }
 
 #[async_trait]
@@ -491,6 +510,17 @@ impl Subscription for KafkaSubscription {
     async fn next(&mut self) -> Result<Message, BusError> {
         let m = loop {
             match self.consumer.recv().await {
+                Ok(m) if !self.skip_below.is_empty() => {
+                    let (partition, offset) = (m.partition(), m.offset());
+                    match self.skip_below.iter().position(|(p, _)| *p == partition) {
+                        Some(i) if offset < self.skip_below[i].1 => continue,
+                        Some(i) => {
+                            self.skip_below.swap_remove(i);
+                            break m;
+                        }
+                        None => break m,
+                    }
+                }
                 Ok(m) => break m,
                 // librdkafka reports a broker outage as errors on the consumer while it keeps
                 // reconnecting: the reader waits it out instead of ending.

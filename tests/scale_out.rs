@@ -1,6 +1,3 @@
-//! WORK IN PROGRESS, not built (cargo does not compile tests/wip/): passed 3 runs of 4 on
-//! this machine; the failing run (under the full suite) ended with 13 stations of one
-//! partition one reading short, their last reading never applied. See the stop-23 note.
 //! Several `ioc core` instances over the real broker, as README's Scale-out section tells an
 //! operator to run them: three instances on partitions [0,1], [2,3] and [4,5] of 6, 100,000
 //! readings for 200 stations, alert acknowledgements from the API and registry renames during
