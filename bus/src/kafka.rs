@@ -16,7 +16,7 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::{Bus, BusError, Delivered, Message, Subscription, TopicSpec};
 
@@ -91,7 +91,8 @@ impl KafkaConfig {
 /// See the module docs.
 pub struct KafkaBus {
     config: KafkaConfig,
-    producer: FutureProducer,
+    /// Replaced when librdkafka declares it fatally failed (see [`KafkaBus::publish`]).
+    producer: std::sync::RwLock<FutureProducer>,
 }
 
 /// An error librdkafka recovers from by itself (it reconnects and retries): a broker down or
@@ -120,7 +121,16 @@ fn unavailable(e: KafkaError) -> BusError {
 
 impl KafkaBus {
     pub fn connect(config: KafkaConfig) -> Result<Self, BusError> {
-        let producer: FutureProducer = config
+        let producer = Self::new_producer(&config)?;
+        info!(brokers = %config.brokers, "kafka producer created");
+        Ok(Self {
+            config,
+            producer: std::sync::RwLock::new(producer),
+        })
+    }
+
+    fn new_producer(config: &KafkaConfig) -> Result<FutureProducer, BusError> {
+        config
             .client()
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -130,9 +140,42 @@ impl KafkaBus {
             .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", config.publish_timeout_ms.to_string())
             .create()
-            .map_err(|e| BusError::Refused(format!("cannot create producer: {e}")))?;
-        info!(brokers = %config.brokers, "kafka producer created");
-        Ok(Self { config, producer })
+            .map_err(|e| BusError::Refused(format!("cannot create producer: {e}")))
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// An idempotent producer whose records timed out during an outage may be fenced or
+    /// declared fatally failed when the broker returns (tansu answers its new epoch with
+    /// ProducerFenced); librdkafka then refuses every later record. Such a producer is
+    /// replaced by a fresh one, once, whoever notices first; the failed records are the
+    /// caller's to retry.
+    fn renew_producer_if_failed(&self, failed: &FutureProducer, error: &KafkaError) {
+        let fenced = error.rdkafka_error_code() == Some(RDKafkaErrorCode::ProducerFenced);
+        let Some((code, reason)) = failed
+            .client()
+            .fatal_error()
+            .or_else(|| fenced.then(|| (RDKafkaErrorCode::ProducerFenced, error.to_string())))
+        else {
+            return;
+        };
+        let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
+        if current.client().native_ptr() != failed.client().native_ptr() {
+            return; // already replaced
+        }
+        match Self::new_producer(&self.config) {
+            Ok(fresh) => {
+                warn!(?code, %reason, "the producer failed for good; a new one takes over");
+                metrics::counter!("ioc_bus_producer_renewals_total").increment(1);
+                *current = fresh;
+            }
+            Err(e) => warn!(error = %e, "the producer failed for good and cannot be renewed yet"),
+        }
     }
 
     /// A consumer whose offsets are committed (auto-commit of stored offsets only, stored
@@ -196,12 +239,16 @@ impl Bus for KafkaBus {
             record = record.payload(p);
         }
         let queue_wait = Duration::from_millis(self.config.publish_timeout_ms);
-        match self.producer.send(record, queue_wait).await {
+        let producer = self.producer();
+        match producer.send(record, queue_wait).await {
             Ok(d) => Ok(Delivered {
                 partition: d.partition,
                 offset: d.offset,
             }),
-            Err((e, _)) => Err(unavailable(e)),
+            Err((e, _)) => {
+                self.renew_producer_if_failed(&producer, &e);
+                Err(unavailable(e))
+            }
         }
     }
 
@@ -395,7 +442,7 @@ impl Bus for KafkaBus {
     }
 
     async fn partition_count(&self, topic: &str) -> Result<i32, BusError> {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         let topic = topic.to_string();
         tokio::task::spawn_blocking(move || {
             let md = producer
@@ -422,7 +469,7 @@ impl Bus for KafkaBus {
     }
 
     async fn check_ready(&self) -> Result<(), BusError> {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         tokio::task::spawn_blocking(move || {
             producer
                 .client()

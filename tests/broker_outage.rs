@@ -1,6 +1,3 @@
-//! WORK IN PROGRESS, not built (cargo does not compile tests/wip/): the broker-outage test of
-//! issue 16. Behind the proxy the api replica received nothing even before the outage; see
-//! the stop-23 note. Move it back to tests/ once it passes.
 //! A broker outage mid-stream: the test's own broker is taken off the network for 30 s (every
 //! connection dropped, new ones refused) and comes back. `ioc core` and `ioc api` keep
 //! running through it: the core pauses, retries its writes, and resumes by itself; at the end
