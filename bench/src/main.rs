@@ -6,11 +6,13 @@
 //!   bare rdkafka producer and consumer (the limit the pipeline is compared with);
 //! - `latency`: MQTT publish -> websocket delta latency at a fixed reading rate;
 //! - `history-write`, `history-query`: the history store (see `history.rs`);
+//! - `geo`: bbox and near queries on a million points, replica and API, against Redis GEOSEARCH;
 //! - `reports`: Open311 report creation against a running server (see `reports.rs`);
 //! - `cameras`: camera workers against `gst-launch-1.0 rtspsrc ! fakesink` (see `cameras.rs`).
 
 mod abuse;
 mod cameras;
+mod geo;
 mod history;
 mod media;
 mod reports;
@@ -98,6 +100,17 @@ enum Cmd {
         batch: usize,
         #[arg(long, default_value_t = 100)]
         stations: usize,
+    },
+    /// Geo queries on many point entities: the replica in-process and through the layers
+    /// API (bbox and near), against Redis GEOSEARCH on the same points in the same run.
+    Geo {
+        #[arg(long, default_value_t = 1_000_000)]
+        entities: usize,
+        #[arg(long, default_value_t = 2_000)]
+        queries: usize,
+        /// `host:port` of the Redis server that is the peer.
+        #[arg(long, default_value = "127.0.0.1:6379")]
+        redis: String,
     },
     /// Reports created/s through a running server's Open311 endpoint (with routing), p50/p99,
     /// against `GET services.json` on the same server as the peer.
@@ -605,6 +618,18 @@ async fn main() -> anyhow::Result<()> {
             batch,
             stations,
         } => history::write(&admin_url, timescale_url.as_deref(), rows, batch, stations).await,
+        Cmd::Geo {
+            entities,
+            queries,
+            redis,
+        } => {
+            geo::run(geo::GeoBench {
+                entities,
+                queries,
+                redis,
+            })
+            .await
+        }
         Cmd::Reports {
             url,
             token,
