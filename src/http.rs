@@ -140,11 +140,7 @@ pub async fn security_headers(mut resp: Response) -> Response {
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     metrics::counter!("ioc_http_panics_total").increment(1);
     error!("a request handler panicked; answered 500");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(serde_json::json!({"error": "internal", "reason": "internal error"})),
-    )
-        .into_response()
+    api_error::ApiError::internal().into_response()
 }
 
 /// Who may write how often: what the rate-limit middleware needs.
@@ -188,10 +184,8 @@ pub fn too_many(path: &str, l: Limited) -> Response {
         )
             .into_response()
     } else {
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(serde_json::json!({"error": "rate_limited", "reason": reason, "retry_after_s": secs})),
-        )
+        api_error::ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", reason)
+            .with("retry_after_s", secs)
             .into_response()
     };
     resp.headers_mut()

@@ -18,7 +18,6 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use model::Layer;
 
@@ -333,20 +332,19 @@ impl Rejection {
     }
 }
 
+impl From<Rejection> for api_error::ApiError {
+    fn from(r: Rejection) -> Self {
+        if r.status == StatusCode::UNAUTHORIZED {
+            api_error::ApiError::unauthorized(r.reason)
+        } else {
+            api_error::ApiError::forbidden(r.reason)
+        }
+    }
+}
+
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({
-            "error": if self.status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "forbidden" },
-            "reason": self.reason,
-        }));
-        let mut resp = (self.status, body).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-        }
-        resp
+        api_error::ApiError::from(self).into_response()
     }
 }
 

@@ -235,7 +235,12 @@ pub async fn run(b: GeoBench) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, map_api::router(state)).await });
-    let token = auth.issue("bench", auth::Role::Operator, None, chrono::Duration::hours(1));
+    let token = auth.issue(
+        "bench",
+        auth::Role::Operator,
+        None,
+        chrono::Duration::hours(1),
+    );
     let client = reqwest::Client::new();
     for (name, urls) in [
         (
@@ -287,7 +292,13 @@ pub async fn run(b: GeoBench) -> anyhow::Result<()> {
         }
     }
     let used = {
-        redis.send(&["MEMORY".into(), "USAGE".into(), key.clone(), "SAMPLES".into(), "0".into()])?;
+        redis.send(&[
+            "MEMORY".into(),
+            "USAGE".into(),
+            key.clone(),
+            "SAMPLES".into(),
+            "0".into(),
+        ])?;
         match redis.reply()? {
             Reply::Int(n) => n,
             _ => 0,
@@ -308,8 +319,17 @@ pub async fn run(b: GeoBench) -> anyhow::Result<()> {
         let w = model::spatial::distance_m(cy, bx[0], cy, bx[2]);
         let h = model::spatial::distance_m(bx[1], cx, bx[3], cx);
         let args: Vec<String> = [
-            "GEOSEARCH", &key, "FROMLONLAT", &cx.to_string(), &cy.to_string(), "BYBOX",
-            &w.to_string(), &h.to_string(), "m", "COUNT", &LIMIT.to_string(),
+            "GEOSEARCH",
+            &key,
+            "FROMLONLAT",
+            &cx.to_string(),
+            &cy.to_string(),
+            "BYBOX",
+            &w.to_string(),
+            &h.to_string(),
+            "m",
+            "COUNT",
+            &LIMIT.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -326,8 +346,18 @@ pub async fn run(b: GeoBench) -> anyhow::Result<()> {
     let mut n = 0;
     for (lon, lat) in &centres {
         let args: Vec<String> = [
-            "GEOSEARCH", &key, "FROMLONLAT", &lon.to_string(), &lat.to_string(), "BYRADIUS",
-            &NEAR_RADIUS_M.to_string(), "m", "ASC", "COUNT", &LIMIT.to_string(), "WITHDIST",
+            "GEOSEARCH",
+            &key,
+            "FROMLONLAT",
+            &lon.to_string(),
+            &lat.to_string(),
+            "BYRADIUS",
+            &NEAR_RADIUS_M.to_string(),
+            "m",
+            "ASC",
+            "COUNT",
+            &LIMIT.to_string(),
+            "WITHDIST",
         ]
         .iter()
         .map(|s| s.to_string())

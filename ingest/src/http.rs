@@ -5,19 +5,20 @@
 //! - 413 past the body-size or item-count limit (nothing accepted);
 //! - 503 with `Retry-After` when the bus cannot take writes (nothing acknowledged).
 
+use api_error::ApiError;
 use std::sync::Arc;
 
 use auth::{Authenticator, Caller, Rejection};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRef, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
 use model::reading::split_payload;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{IngestError, SensorIngest};
 
@@ -63,23 +64,19 @@ pub fn router(state: HttpIngestState) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, error: &str, reason: String) -> Response {
-    (status, Json(json!({"error": error, "reason": reason}))).into_response()
-}
-
 async fn push(
     State(st): State<HttpIngestState>,
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, ApiError> {
     if !caller.role().can_ingest() {
-        return Rejection::forbidden(format!("role {} may not push readings", caller.role()))
-            .into_response();
+        return Err(
+            Rejection::forbidden(format!("role {} may not push readings", caller.role())).into(),
+        );
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 format!(
@@ -87,48 +84,50 @@ async fn push(
                     st.config.max_body_bytes
                 ),
             )
+        } else {
+            ApiError::new(e.status(), "unreadable_body", e.body_text())
         }
-        Err(e) => return error(e.status(), "unreadable_body", e.body_text()),
-    };
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the body is not JSON: {e}"),
-            )
-        }
-    };
+    })?;
+    let payload: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
     let items = split_payload(&payload).len();
     if items > st.config.max_items {
-        return error(
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_items",
             format!(
                 "{items} readings in one request; the limit is {}",
                 st.config.max_items
             ),
-        );
+        ));
     }
     let source = format!("http:{}", caller.0.sub);
     let scope = crate::StationScope::of(&caller.0);
-    match st.ingest.accept_scoped(&source, &scope, &payload).await {
-        Ok(out) if out.rejected.is_empty() => (StatusCode::ACCEPTED, Json(out)).into_response(),
-        Ok(out) => (StatusCode::BAD_REQUEST, Json(out)).into_response(),
-        Err(e) => {
+    let out = st
+        .ingest
+        .accept_scoped(&source, &scope, &payload)
+        .await
+        .map_err(|e| {
             let code = match e {
                 IngestError::BusUnavailable(_) => "bus_unavailable",
                 IngestError::NotReady => "not_ready",
             };
-            let mut resp = error(
+            ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 code,
                 format!("{e}; nothing was accepted, retry later"),
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, st.config.retry_after_s.into());
-            resp
-        }
-    }
+            )
+            .retry_after(st.config.retry_after_s)
+        })?;
+    let status = if out.rejected.is_empty() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((status, Json(out)).into_response())
 }

@@ -6,6 +6,7 @@
 //! Who may act: operators and admins on every alert; an agency on alerts about its own
 //! stations (acknowledge only). Acting on an alert that has moved on is a 409.
 
+use api_error::ApiError;
 use std::collections::BTreeSet;
 
 use auth::{Caller, Rejection, Role};
@@ -125,11 +126,7 @@ enum Act {
 }
 
 fn conflict(reason: String) -> Response {
-    (
-        StatusCode::CONFLICT,
-        Json(json!({"error": "conflict", "reason": reason})),
-    )
-        .into_response()
+    ApiError::conflict(reason).into_response()
 }
 
 async fn act(
@@ -159,11 +156,7 @@ async fn act(
         .filter(|r| replica::visible_with(&caller.0.camera_scope(), &caller.0.sensitive_scope(), r))
         .and_then(|r| Alert::from_record(&r));
     let Some(alert) = alert else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "not_found", "field": "id", "reason": format!("no alert {id}")})),
-        )
-            .into_response();
+        return ApiError::not_found("id", format!("no alert {id}")).into_response();
     };
     let claims = &caller.0;
     let own_agency = claims.role == Role::Agency
@@ -221,12 +214,7 @@ async fn act(
             Json(json!({"alert": alert.id, "requested": verb, "by": claims.sub, "at": now.to_rfc3339()})),
         )
             .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(axum::http::header::RETRY_AFTER, "5")],
-            Json(json!({"error": "unavailable", "reason": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => ApiError::unavailable(e.to_string(), 5).into_response(),
     }
 }
 

@@ -4,6 +4,7 @@
 //! repeated, every change is written to the camera audit log before it goes to `ioc.registry`,
 //! and the answer (202) comes once the bus has it: the workers and the map follow from there.
 
+use api_error::ApiError;
 use auth::{Caller, Rejection, Role};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -48,10 +49,8 @@ pub async fn put(
                 .first()
                 .cloned()
                 .unwrap_or_else(|| FieldError::new("", "invalid"));
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "bad_request", "field": first.field, "reason": first.reason, "errors": errors})),
-            )
+            return ApiError::from(first)
+                .with("errors", json!(errors))
                 .into_response();
         }
     };

@@ -7,6 +7,7 @@
 //! never a 200 with an empty or stale picture. If the audit log cannot be written, no image
 //! is served.
 
+use api_error::ApiError;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -50,11 +51,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Remote {
 }
 
 fn forbidden() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        Json(json!({"error": "forbidden", "reason": "no access to this camera"})),
-    )
-        .into_response()
+    ApiError::forbidden("no access to this camera").into_response()
 }
 
 /// The camera's record if the caller may use it this way.
@@ -90,10 +87,8 @@ pub(crate) async fn audit_action(
     allowed: bool,
 ) -> Result<(), Response> {
     let unavailable = |reason: String| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "audit_unavailable", "reason": reason})),
-        )
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", reason)
+            .retry_after(5)
             .into_response()
     };
     let Some(store) = &st.history else {
@@ -135,26 +130,25 @@ pub(crate) async fn audit_action(
 /// The response to a camera with no image to give: what the worker knows, with the state and
 /// last frame time from the map when no worker runs the camera.
 fn no_image(e: media::MediaError, record: &StateRecord) -> Response {
-    let mut body = e.body();
-    if let media::MediaError::NoImage(_) = e {
-        if body["state"].is_null() {
-            body["state"] = record
-                .properties
-                .get("state")
-                .cloned()
-                .unwrap_or_else(|| "unknown".into());
+    let mut answer = e.to_api_error();
+    if let media::MediaError::NoImage(n) = &e {
+        if n.state.is_none() {
+            let state = record.properties.get("state").cloned();
+            answer = answer.with("state", state.unwrap_or_else(|| "unknown".into()));
         }
-        body["last_frame"] = record.properties.get("last_frame").cloned().into();
+        let last_frame = record.properties.get("last_frame").cloned();
+        answer = answer.with("last_frame", last_frame.unwrap_or(serde_json::Value::Null));
     }
-    e.respond(body)
+    answer.into_response()
 }
 
 fn no_worker() -> Response {
-    (
+    ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"error": "camera_unavailable", "reason": "no video workers: run them in this process or list them in video.workers"})),
+        "camera_unavailable",
+        "no video workers: run them in this process or list them in video.workers",
     )
-        .into_response()
+    .into_response()
 }
 
 /// `GET /api/v1/cameras/{id}`: the camera as the map shows it.
@@ -227,10 +221,8 @@ fn image_caller(
     session: TicketSession<'_>,
 ) -> Result<Claims, Response> {
     let bad_ticket = |reason: String| {
-        (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "unauthorized", "field": "ticket", "reason": reason})),
-        )
+        ApiError::unauthorized(reason)
+            .field("ticket")
             .into_response()
     };
     let t = match (caller, ticket) {
@@ -542,11 +534,7 @@ pub async fn audit_log(
     };
     match store.accesses(p.camera.as_deref(), limit).await {
         Ok(rows) => Json(json!({"accesses": rows})).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "unavailable", "reason": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => ApiError::unavailable(e.to_string(), 5).into_response(),
     }
 }
 

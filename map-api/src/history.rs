@@ -4,6 +4,7 @@
 //! Times are RFC 3339; output is in Vietnam time (+07:00). Every mistake is a 400 naming
 //! the field; a store that cannot answer now is a 503 with Retry-After.
 
+use api_error::ApiError;
 use std::sync::Arc;
 
 use auth::{Caller, Rejection};
@@ -28,37 +29,36 @@ use crate::{bad_request, ApiState};
 const REPLAY_STATIONS: usize = 20_000;
 
 fn no_history() -> Response {
-    (
+    ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"error": "no_history", "reason": "this process keeps no history: set store.database_url"})),
+        "no_history",
+        "this process keeps no history: set store.database_url",
     )
-        .into_response()
+    .into_response()
 }
 
 fn store_error(e: StoreError) -> Response {
     if e.is_transient() {
-        (
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            Json(json!({"error": "history_unavailable", "reason": e.to_string()})),
+            "history_unavailable",
+            e.to_string(),
         )
-            .into_response()
+        .retry_after(5)
+        .into_response()
     } else {
         tracing::error!(error = %e, "history query failed");
-        (
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": "history_failed", "reason": "the history store refused the query; see the server log"})),
+            "history_failed",
+            "the history store refused the query; see the server log",
         )
-            .into_response()
+        .into_response()
     }
 }
 
 fn not_found(field: &str, reason: String) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": "not_found", "field": field, "reason": reason})),
-    )
-        .into_response()
+    ApiError::not_found(field, reason).into_response()
 }
 
 /// An RFC 3339 time, or `default` when absent.
@@ -428,12 +428,13 @@ pub async fn forecast(
         Err(ForecastError::Store(e)) => return store_error(e),
         Err(ForecastError::Request(e)) => return bad_request(e),
         Err(ForecastError::TooLittle(n)) => {
-            return (
+            return ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"error": "insufficient_history", "field": "days",
-                            "reason": format!("a forecast needs at least {MIN_POINTS} hourly means in the last {days} days; there are {n}")})),
+                "insufficient_history",
+                format!("a forecast needs at least {MIN_POINTS} hourly means in the last {days} days; there are {n}"),
             )
-                .into_response()
+            .field("days")
+            .into_response()
         }
     };
     let at = |t: DateTime<Utc>| t.with_timezone(&vn()).to_rfc3339();

@@ -6,6 +6,7 @@
 //! It owns *request validation and response shapes*. It must never change state; it reads
 //! live state only through the `replica` crate and history only through `store`. Every endpoint but `/healthz` and `/readyz` needs a token.
 
+use api_error::ApiError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,10 +174,8 @@ async fn json_rejections(resp: Response) -> Response {
     } else {
         status
     };
-    (
-        status,
-        Json(json!({"error": "bad_request", "field": field, "reason": reason})),
-    )
+    ApiError::new(status, "bad_request", reason)
+        .field(field)
         .into_response()
 }
 
@@ -201,11 +200,7 @@ pub fn parse_limit(v: Option<&str>, default: usize, max: usize) -> Result<usize,
 
 /// A 400 naming the field.
 fn bad_request(e: FieldError) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"error": "bad_request", "field": e.field, "reason": e.reason})),
-    )
-        .into_response()
+    ApiError::from(e).into_response()
 }
 
 /// The OpenAPI 3 description of this API (no token needed).
@@ -298,47 +293,24 @@ async fn features(
     caller: Caller,
     Path(layer): Path<String>,
     Query(p): Query<FeatureParams>,
-) -> Response {
-    let layer: Layer = match layer.parse() {
-        Ok(l) => l,
-        Err(e) => {
-            let FieldError { reason, .. } = e;
-            return (
-                StatusCode::NOT_FOUND,
-                Json(json!({"error": "not_found", "field": "layer", "reason": reason})),
-            )
-                .into_response();
-        }
-    };
-    if let Err(r) = caller.require_view(layer) {
-        return r.into_response();
-    }
-    let bbox = match p.bbox.as_deref().map(parse_bbox).transpose() {
-        Ok(b) => b,
-        Err(e) => return bad_request(e),
-    };
-    let limit = match parse_limit(p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT) {
-        Ok(n) => n,
-        Err(e) => return bad_request(e),
-    };
-    let near = match p.near.as_deref().map(Near::parse).transpose() {
-        Ok(n) => n,
-        Err(e) => return bad_request(e),
-    };
+) -> Result<Response, ApiError> {
+    let layer: Layer = layer
+        .parse()
+        .map_err(|e: FieldError| ApiError::not_found("layer", e.reason))?;
+    caller.require_view(layer)?;
+    let bbox = p.bbox.as_deref().map(parse_bbox).transpose()?;
+    let limit = parse_limit(p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let near = p.near.as_deref().map(Near::parse).transpose()?;
     let cameras = caller.0.camera_scope();
     let sensitive = caller.0.sensitive_scope();
-    let within = match p.within.as_deref().map(WithinSpec::parse).transpose() {
-        Ok(None) => None,
-        Ok(Some(w)) => {
+    let within = match p.within.as_deref().map(WithinSpec::parse).transpose()? {
+        None => None,
+        Some(w) => {
             let may_see = |r: &model::StateRecord| {
                 caller.0.role.can_view(r.layer) && replica::visible_with(&cameras, &sensitive, r)
             };
-            match st.replica.resolve_within(&w, may_see) {
-                Ok(w) => Some(w),
-                Err(e) => return bad_request(e),
-            }
+            Some(st.replica.resolve_within(&w, may_see)?)
         }
-        Err(e) => return bad_request(e),
     };
     let q = replica::Query {
         layers: [layer].into_iter().collect(),
@@ -359,5 +331,5 @@ async fn features(
         features: records.iter().take(limit).map(|r| r.to_feature()).collect(),
         foreign_members: Some(foreign),
     };
-    ([(header::CONTENT_TYPE, "application/geo+json")], Json(fc)).into_response()
+    Ok(([(header::CONTENT_TYPE, "application/geo+json")], Json(fc)).into_response())
 }

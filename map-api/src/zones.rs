@@ -7,6 +7,7 @@
 //! administrative unit or zone, the stations, their salinity levels and VN_AQI bands, and the
 //! active alerts by severity, from the live state.
 
+use api_error::ApiError;
 use std::collections::BTreeMap;
 
 use auth::{Caller, Rejection, Role};
@@ -51,13 +52,14 @@ async fn check_off_the_runtime(
     owner: Option<String>,
 ) -> Result<Result<Zone, FieldError>, Response> {
     let busy = || {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(axum::http::header::RETRY_AFTER, "10")],
-            Json(json!({"error": "unavailable", "field": "geometry",
-                "reason": format!("the zone could not be checked within {CHECK_BUDGET_S} s; simplify it or retry")})),
+        ApiError::unavailable(
+            format!(
+                "the zone could not be checked within {CHECK_BUDGET_S} s; simplify it or retry"
+            ),
+            10,
         )
-            .into_response()
+        .field("geometry")
+        .into_response()
     };
     // What is cheap to refuse is refused at once, without waiting for a heavy check's turn.
     if let Some(g) = feature.get("geometry") {
@@ -175,14 +177,7 @@ pub(crate) async fn publish(st: &ApiState, env: Envelope) -> Result<(), Response
         )
         .await
         .map(|_| ())
-        .map_err(|e| {
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(axum::http::header::RETRY_AFTER, "5")],
-                Json(json!({"error": "unavailable", "reason": e.to_string()})),
-            )
-                .into_response()
-        })
+        .map_err(|e| ApiError::unavailable(e.to_string(), 5).into_response())
 }
 
 pub async fn create(
@@ -232,11 +227,7 @@ pub async fn delete(
 
 /// 404 for a registry entity that is not there.
 pub(crate) fn not_found(kind: &str, id: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": "not_found", "field": "id", "reason": format!("no {kind} {id}")})),
-    )
-        .into_response()
+    ApiError::not_found("id", format!("no {kind} {id}")).into_response()
 }
 
 /// Puts the removal of `entity` on `ioc.registry`: 202, or the 503 when the bus cannot take it.

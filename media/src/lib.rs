@@ -11,9 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use api_error::ApiError;
 use auth::{Authenticator, CameraUse, Claims};
 use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -72,46 +73,56 @@ impl MediaError {
         }
     }
 
-    /// The JSON body: `error` and `reason`, with the state and the age of the last good frame
-    /// for a camera that is not online, or the viewer count at the limit.
-    pub fn body(&self) -> serde_json::Value {
-        match self {
-            MediaError::NoImage(n) => json!({
-                "error": "camera_unavailable",
-                "state": n.state.map(|s| s.as_str()),
-                "reason": n.reason,
-                "last_frame_age_s": n.last_frame_age_s,
-            }),
-            MediaError::TooManyViewers(n) => json!({
-                "error": "too_many_viewers",
-                "viewers": n,
-                "reason": format!("this camera already has {n} live viewers"),
-            }),
-            MediaError::LiveCapacity(n) => json!({
-                "error": "live_view_capacity",
-                "live_cameras": n,
-                "reason": format!("the video worker already shows {n} cameras live; close one, or use the snapshot"),
-            }),
+    /// The answer: `error` and `reason`, with the state and the age of the last good frame
+    /// for a camera that is not online, or the viewer count at the limit; `Retry-After` on a
+    /// 503.
+    pub fn to_api_error(&self) -> ApiError {
+        let e = match self {
+            MediaError::NoImage(n) => ApiError::new(
+                self.status(),
+                "camera_unavailable",
+                n.reason.clone().unwrap_or_else(|| "the camera is not online".into()),
+            )
+            .with("state", json!(n.state.map(|s| s.as_str())))
+            .with("last_frame_age_s", json!(n.last_frame_age_s)),
+            MediaError::TooManyViewers(n) => ApiError::new(
+                self.status(),
+                "too_many_viewers",
+                format!("this camera already has {n} live viewers"),
+            )
+            .with("viewers", *n),
+            MediaError::LiveCapacity(n) => ApiError::new(
+                self.status(),
+                "live_view_capacity",
+                format!("the video worker already shows {n} cameras live; close one, or use the snapshot"),
+            )
+            .with("live_cameras", *n),
             MediaError::Unavailable(reason) => {
-                json!({"error": "camera_unavailable", "reason": reason})
+                ApiError::new(self.status(), "camera_unavailable", reason.clone())
             }
+        };
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            e.retry_after(5)
+        } else {
+            e
         }
     }
 
-    /// The response for `body`, with `Retry-After` on a 503.
-    pub fn respond(&self, body: serde_json::Value) -> Response {
-        let mut r = (self.status(), Json(body)).into_response();
-        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        r
+    /// The JSON body of [`MediaError::to_api_error`].
+    pub fn body(&self) -> serde_json::Value {
+        self.to_api_error().body()
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(e: MediaError) -> Self {
+        e.to_api_error()
     }
 }
 
 impl IntoResponse for MediaError {
     fn into_response(self) -> Response {
-        self.respond(self.body())
+        self.to_api_error().into_response()
     }
 }
 

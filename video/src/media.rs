@@ -13,16 +13,16 @@ use ::media::{
     hls_response, mjpeg_response, snapshot_response, LiveParts, MediaError, MediaSource, NoImage,
     Snapshot,
 };
+use api_error::ApiError;
 use auth::{Authenticator, CameraUse, Claims};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use bytes::Bytes;
 use futures::stream::StreamExt;
 use model::LocalId;
-use serde_json::json;
 use tracing::debug;
 
 use crate::{Fleet, LiveError, LiveView};
@@ -111,13 +111,7 @@ pub fn router(fleet: Arc<Fleet>, auth: Arc<Authenticator>) -> Router {
 impl MediaServer {
     /// The camera, if the request carries a valid ticket for it and this use.
     fn admit(&self, headers: &HeaderMap, id: &str, use_: CameraUse) -> Result<LocalId, Response> {
-        let refuse = |reason: String| {
-            (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"error": "unauthorized", "reason": reason})),
-            )
-                .into_response()
-        };
+        let refuse = |reason: String| ApiError::unauthorized(reason).into_response();
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -128,13 +122,8 @@ impl MediaServer {
             .verify_ticket(token.trim(), id, use_)
             .map_err(|e| refuse(e.to_string()))?;
         debug!(camera = id, sub = %ticket.who.sub, action = use_.as_str(), "ticketed media request");
-        LocalId::parse("camera", id).map_err(|e| {
-            (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "bad_request", "field": "id", "reason": e.to_string()})),
-            )
-                .into_response()
-        })
+        LocalId::parse("camera", id)
+            .map_err(|e| ApiError::bad_request("id", e.reason).into_response())
     }
 }
 
