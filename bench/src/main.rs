@@ -6,12 +6,14 @@
 //!   bare rdkafka producer and consumer (the limit the pipeline is compared with);
 //! - `latency`: MQTT publish -> websocket delta latency at a fixed reading rate;
 //! - `history-write`, `history-query`: the history store (see `history.rs`);
+//! - `fanout`: websocket clients on district bboxes, against a bare tokio-tungstenite broadcast;
 //! - `geo`: bbox and near queries on a million points, replica and API, against Redis GEOSEARCH;
 //! - `reports`: Open311 report creation against a running server (see `reports.rs`);
 //! - `cameras`: camera workers against `gst-launch-1.0 rtspsrc ! fakesink` (see `cameras.rs`).
 
 mod abuse;
 mod cameras;
+mod fanout;
 mod geo;
 mod history;
 mod media;
@@ -100,6 +102,36 @@ enum Cmd {
         batch: usize,
         #[arg(long, default_value_t = 100)]
         stations: usize,
+    },
+    /// Websocket fan-out: N clients on district bboxes while the state changes `rate`
+    /// entities/s; against a bare tokio-tungstenite broadcast with `--server bare`.
+    Fanout {
+        /// Client counts, one run each (e.g. 1000,5000,10000).
+        #[arg(long, value_delimiter = ',', default_value = "1000")]
+        clients: Vec<usize>,
+        #[arg(long, default_value_t = 2000)]
+        rate: usize,
+        #[arg(long, default_value_t = 20_000)]
+        entities: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Share of clients that never read.
+        #[arg(long, default_value_t = 0.0)]
+        silent: f64,
+        #[arg(long, value_enum, default_value = "ioc")]
+        server: fanout::Server,
+    },
+    /// The server side of `fanout` (run by it as a child process).
+    #[command(hide = true)]
+    FanoutServer {
+        #[arg(long, value_enum)]
+        server: fanout::Server,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        entities: usize,
+        #[arg(long)]
+        rate: usize,
     },
     /// Geo queries on many point entities: the replica in-process and through the layers
     /// API (bbox and near), against Redis GEOSEARCH on the same points in the same run.
@@ -618,6 +650,30 @@ async fn main() -> anyhow::Result<()> {
             batch,
             stations,
         } => history::write(&admin_url, timescale_url.as_deref(), rows, batch, stations).await,
+        Cmd::Fanout {
+            clients,
+            rate,
+            entities,
+            seconds,
+            silent,
+            server,
+        } => {
+            fanout::run(fanout::FanoutBench {
+                clients,
+                rate,
+                entities,
+                seconds,
+                silent,
+                server,
+            })
+            .await
+        }
+        Cmd::FanoutServer {
+            server,
+            port,
+            entities,
+            rate,
+        } => fanout::serve(server, port, entities, rate).await,
         Cmd::Geo {
             entities,
             queries,

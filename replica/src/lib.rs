@@ -17,13 +17,14 @@ pub use reports::{LiveReport, ReportOrder};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bus::{Bus, BusError};
 use model::geoindex::BoxIndex;
 use model::report::SensitiveScope;
 use model::spatial::{bbox_meet, Near, Within, WithinSpec};
 use model::{CameraGroup, CameraScope, EntityId, EntityKind, Layer, StateRecord};
+use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
@@ -33,6 +34,47 @@ pub struct Change {
     pub seq: u64,
     pub entity: EntityId,
     pub record: Option<Arc<StateRecord>>,
+    /// The record as GeoJSON text, made once for every subscriber that sends this change.
+    feature: Arc<OnceLock<Box<RawValue>>>,
+}
+
+impl Change {
+    pub fn new(seq: u64, entity: EntityId, record: Option<Arc<StateRecord>>) -> Self {
+        Self {
+            seq,
+            entity,
+            record,
+            feature: Arc::default(),
+        }
+    }
+
+    /// The record and its shared rendering, to be sent later; `None` for a removal.
+    pub fn rendered(&self) -> Option<Rendered> {
+        Some(Rendered {
+            record: self.record.clone()?,
+            feature: self.feature.clone(),
+        })
+    }
+}
+
+/// A record to send, with its GeoJSON text made at most once however many clients get it.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub record: Arc<StateRecord>,
+    feature: Arc<OnceLock<Box<RawValue>>>,
+}
+
+impl Rendered {
+    /// The record as an RFC 7946 Feature, serialised on first use.
+    pub fn feature_json(&self) -> &RawValue {
+        self.feature.get_or_init(|| {
+            serde_json::value::to_raw_value(&self.record.to_feature()).unwrap_or_else(|e| {
+                // A Feature of JSON values always serialises; keep the frame valid anyway.
+                warn!(entity = %self.record.entity, error = %e, "feature not serialisable");
+                RawValue::NULL.to_owned()
+            })
+        })
+    }
 }
 
 /// What a client asks for.
@@ -231,11 +273,7 @@ impl Replica {
             st.recent.pop_front();
         }
         // No receivers is fine: nobody is watching yet.
-        let _ = self.tx.send(Change {
-            seq,
-            entity,
-            record,
-        });
+        let _ = self.tx.send(Change::new(seq, entity, record));
         Some(seq)
     }
 
@@ -252,36 +290,52 @@ impl Replica {
         (seq, hits.into_iter().map(|h| h.record).collect())
     }
 
-    /// As [`Replica::snapshot`], with each record's distance when `q` asks `near`.
+    /// As [`Replica::snapshot`], with each record's distance when `q` asks `near`. What
+    /// matches is ranked by reference and only the `limit` first are sorted and cloned, so a
+    /// district box holding thousands of entities costs one pass over them, not a sort.
     pub fn hits(&self, q: &Query, limit: usize) -> (u64, Vec<Hit>) {
         let st = self.read();
-        let hit = |r: &Arc<StateRecord>| {
-            q.matching(r).map(|distance_m| Hit {
-                record: r.clone(),
-                distance_m,
-            })
-        };
-        let mut out: Vec<Hit> = match q.search_box() {
+        fn found<'r>(
+            q: &Query,
+            r: &'r Arc<StateRecord>,
+        ) -> Option<(Option<f64>, &'r Arc<StateRecord>)> {
+            q.matching(r).map(|d| (d, r))
+        }
+        let mut out: Vec<(Option<f64>, &Arc<StateRecord>)> = match q.search_box() {
             Err(()) => Vec::new(),
             Ok(Some(b)) => st
                 .index
                 .query(&b)
                 .filter_map(|id| st.records.get(id))
-                .filter_map(hit)
+                .filter_map(|r| found(q, r))
                 .collect(),
-            Ok(None) => st.records.values().filter_map(hit).collect(),
+            Ok(None) => st.records.values().filter_map(|r| found(q, r)).collect(),
         };
-        if q.near.is_some() {
-            out.sort_by(|a, b| {
-                let d = |h: &Hit| h.distance_m.unwrap_or(f64::INFINITY);
-                d(a).total_cmp(&d(b))
-                    .then_with(|| a.record.entity.cmp(&b.record.entity))
-            });
-        } else {
-            out.sort_by(|a, b| a.record.entity.cmp(&b.record.entity));
+        let nearest = q.near.is_some();
+        let order = |a: &(Option<f64>, &Arc<StateRecord>), b: &(Option<f64>, &Arc<StateRecord>)| {
+            let by_id = || a.1.entity.cmp(&b.1.entity);
+            if nearest {
+                let d = |h: &(Option<f64>, _)| h.0.unwrap_or(f64::INFINITY);
+                d(a).total_cmp(&d(b)).then_with(by_id)
+            } else {
+                by_id()
+            }
+        };
+        if limit == 0 {
+            out.clear();
+        } else if out.len() > limit {
+            out.select_nth_unstable_by(limit - 1, order);
+            out.truncate(limit);
         }
-        out.truncate(limit);
-        (st.seq, out)
+        out.sort_by(order);
+        let hits = out
+            .into_iter()
+            .map(|(distance_m, r)| Hit {
+                record: r.clone(),
+                distance_m,
+            })
+            .collect();
+        (st.seq, hits)
     }
 
     /// The entities changed after `since`, each with its current record (`None` if removed),
@@ -299,11 +353,11 @@ impl Replica {
         let mut out = Vec::new();
         for (seq, entity) in st.recent.iter().rev().take_while(|(s, _)| *s > since) {
             if seen.insert(entity.clone()) {
-                out.push(Change {
-                    seq: *seq,
-                    entity: entity.clone(),
-                    record: st.records.get(entity).cloned(),
-                });
+                out.push(Change::new(
+                    *seq,
+                    entity.clone(),
+                    st.records.get(entity).cloned(),
+                ));
             }
         }
         out.reverse();
@@ -507,6 +561,37 @@ mod tests {
         query.bbox = None;
         assert!(query.matches(&rec("station:c", Layer::Salinity, 105.0, 9.003, 1.0)));
         assert!(!query.matches(&rec("station:d", Layer::Salinity, 105.0, 9.006, 1.0)));
+    }
+
+    #[test]
+    fn a_limit_keeps_the_first_by_id_or_the_nearest() {
+        let r = Replica::new(1000);
+        for i in (0..50).rev() {
+            let id = format!("station:s{i:02}");
+            r.apply(
+                EntityId::parse(&id).unwrap(),
+                Some(rec(&id, Layer::Salinity, 105.0 + i as f64 * 1e-4, 9.0, 1.0)),
+            );
+        }
+        let ids = |q: &Query, n| -> Vec<String> {
+            r.hits(q, n)
+                .1
+                .iter()
+                .map(|h| h.record.entity.to_string())
+                .collect()
+        };
+        let mut query = q(&[Layer::Salinity], Some([104.0, 8.0, 106.0, 10.0]));
+        assert_eq!(
+            ids(&query, 3),
+            ["station:s00", "station:s01", "station:s02"]
+        );
+        assert!(ids(&query, 0).is_empty());
+        assert_eq!(ids(&query, 500).len(), 50);
+        query.near = Some(Near::new(105.0049, 9.0, 5_000.0).unwrap());
+        assert_eq!(
+            ids(&query, 3),
+            ["station:s49", "station:s48", "station:s47"]
+        );
     }
 
     #[test]

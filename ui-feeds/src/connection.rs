@@ -18,8 +18,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use indexmap::IndexMap;
-use model::{EntityId, FieldError, Layer, StateRecord};
-use replica::{Change, Query, Replica};
+use model::{EntityId, FieldError, Layer};
+use replica::{Change, Query, Rendered, Replica};
 use tokio::sync::{broadcast, Notify};
 use tracing::debug;
 
@@ -57,8 +57,9 @@ enum Ending {
     Expired,
 }
 
-/// A pending change for one entity: its seq and record (`None` = remove).
-type Pending = IndexMap<EntityId, (u64, Option<Arc<StateRecord>>)>;
+/// A pending change for one entity: its seq and record (`None` = remove), rendered once for
+/// every client that sends it.
+type Pending = IndexMap<EntityId, (u64, Option<Rendered>)>;
 
 struct Sub {
     query: Query,
@@ -88,7 +89,7 @@ impl Sub {
         if !relevant {
             return;
         }
-        let record = if matches { c.record.clone() } else { None };
+        let record = if matches { c.rendered() } else { None };
         match self.pending.get_mut(&c.entity) {
             Some(slot) if slot.0 >= c.seq => {}
             Some(slot) => *slot = (c.seq, record),
@@ -443,7 +444,7 @@ impl Conn {
             match record {
                 Some(r) => {
                     sub.visible.insert(entity);
-                    upsert.push(r.to_feature());
+                    upsert.push(r);
                 }
                 None => {
                     sub.visible.remove(&entity);
@@ -452,6 +453,8 @@ impl Conn {
             }
         }
         drop(ob);
+        let upsert: Vec<&serde_json::value::RawValue> =
+            upsert.iter().map(Rendered::feature_json).collect();
         Some(
             ServerMsg::Delta {
                 sub: &delta_id,

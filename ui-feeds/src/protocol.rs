@@ -202,7 +202,8 @@ pub enum ServerMsg<'a> {
     Delta {
         sub: &'a str,
         seq: u64,
-        upsert: Vec<geojson::Feature>,
+        /// Features as GeoJSON text, each rendered once for all the clients it goes to.
+        upsert: Vec<&'a serde_json::value::RawValue>,
         remove: Vec<String>,
     },
     Resync {
