@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use futures::{SinkExt, StreamExt};
-use model::{EntityId, Layer, LocalId, StateRecord};
+use model::StateRecord;
 use rand::{Rng, SeedableRng};
 use replica::Replica;
 use serde_json::json;
@@ -36,32 +36,10 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
-}
-
 fn station(i: usize, lon: f64, lat: f64, t_ns: u64) -> anyhow::Result<StateRecord> {
-    let mut properties = serde_json::Map::new();
-    properties.insert("name".into(), format!("Trạm {i}").into());
-    properties.insert("t_ns".into(), t_ns.into());
     // About a real station's size on the wire (latest values, level, units).
-    properties.insert("detail".into(), "x".repeat(400).into());
-    Ok(StateRecord {
-        entity: EntityId::parse(&format!("station:f{i}"))?,
-        layer: Layer::Salinity,
-        geometry: geojson::Geometry::new(geojson::Value::Point(vec![lon, lat])),
-        bbox: [lon, lat, lon, lat],
-        units: vec![LocalId::parse("unit", "hg")?],
-        updated: None,
-        properties,
-        applied: Default::default(),
-        core: serde_json::Value::Null,
-    })
+    let extra = [("t_ns", t_ns.into()), ("detail", "x".repeat(400).into())];
+    crate::point_record(&format!("f{i}"), lon, lat, &extra)
 }
 
 /// Which server the child runs.
@@ -216,7 +194,7 @@ pub async fn run(b: FanoutBench) -> anyhow::Result<()> {
             Some(l) if l == "ready" => {}
             other => bail!("fanout-server: {other:?}"),
         }
-        let rss_before = rss_kib(pid)?;
+        let rss_before = crate::rss_kib(pid)?;
         let token = auth::Authenticator::new(&SECRET)?.issue(
             "bench",
             auth::Role::Operator,
@@ -262,7 +240,7 @@ pub async fn run(b: FanoutBench) -> anyhow::Result<()> {
             }));
         }
         tokio::time::sleep(Duration::from_secs(2)).await; // snapshots delivered
-        let rss_after = rss_kib(pid)?;
+        let rss_after = crate::rss_kib(pid)?;
         let stdin = child.stdin.as_mut().context("child stdin")?;
         tokio::io::AsyncWriteExt::write_all(stdin, b"go\n").await?;
         tokio::time::sleep(Duration::from_secs(2)).await; // warm-up

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use model::spatial::Near;
-use model::{EntityId, Layer, LocalId, StateRecord};
+use model::{Layer, StateRecord};
 use rand::{Rng, SeedableRng};
 use replica::{Query, Replica};
 
@@ -36,29 +36,11 @@ pub struct GeoBench {
 }
 
 fn rss_kib() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
+    crate::rss_kib(std::process::id())
 }
 
 fn point(i: usize, lon: f64, lat: f64) -> anyhow::Result<StateRecord> {
-    let mut properties = serde_json::Map::new();
-    properties.insert("name".into(), format!("Trạm {i}").into());
-    properties.insert("kind".into(), "salinity".into());
-    Ok(StateRecord {
-        entity: EntityId::parse(&format!("station:p{i}"))?,
-        layer: Layer::Salinity,
-        geometry: geojson::Geometry::new(geojson::Value::Point(vec![lon, lat])),
-        bbox: [lon, lat, lon, lat],
-        units: vec![LocalId::parse("unit", "hg")?],
-        updated: None,
-        properties,
-        applied: Default::default(),
-        core: serde_json::Value::Null,
-    })
+    crate::point_record(&format!("p{i}"), lon, lat, &[("kind", "salinity".into())])
 }
 
 fn random_box(rng: &mut impl Rng) -> [f64; 4] {
@@ -151,6 +133,14 @@ impl Resp {
         self.send(args)?;
         self.reply()
     }
+}
+
+fn geosearch(key: &str, from: [&str; 2], by: &[&str]) -> Vec<String> {
+    ["GEOSEARCH", key, "FROMLONLAT", from[0], from[1]]
+        .iter()
+        .chain(by)
+        .map(|s| s.to_string())
+        .collect()
 }
 
 pub async fn run(b: GeoBench) -> anyhow::Result<()> {
@@ -311,65 +301,44 @@ pub async fn run(b: GeoBench) -> anyhow::Result<()> {
         used as f64 / 1_048_576.0,
         used as f64 / b.entities as f64
     );
-    let mut us = Vec::new();
-    let mut n = 0;
-    for bx in &boxes {
-        let (cx, cy) = ((bx[0] + bx[2]) / 2.0, (bx[1] + bx[3]) / 2.0);
-        // BYBOX takes a width and height in metres around the centre: the box's extent there.
-        let w = model::spatial::distance_m(cy, bx[0], cy, bx[2]);
-        let h = model::spatial::distance_m(bx[1], cx, bx[3], cx);
-        let args: Vec<String> = [
-            "GEOSEARCH",
-            &key,
-            "FROMLONLAT",
-            &cx.to_string(),
-            &cy.to_string(),
-            "BYBOX",
-            &w.to_string(),
-            &h.to_string(),
-            "m",
-            "COUNT",
-            &LIMIT.to_string(),
-        ]
+    let bybox: Vec<Vec<String>> = boxes
         .iter()
-        .map(|s| s.to_string())
+        .map(|bx| {
+            let (cx, cy) = ((bx[0] + bx[2]) / 2.0, (bx[1] + bx[3]) / 2.0);
+            // BYBOX takes a width and height in metres around the centre: the box's extent.
+            let w = model::spatial::distance_m(cy, bx[0], cy, bx[2]);
+            let h = model::spatial::distance_m(bx[1], cx, bx[3], cx);
+            let (cx, cy, w, h) = (cx.to_string(), cy.to_string(), w.to_string(), h.to_string());
+            geosearch(&key, [&cx, &cy], &["BYBOX", &w, &h, "m", "COUNT", "100"])
+        })
         .collect();
-        let t = Instant::now();
-        let reply = redis.call(&args)?;
-        us.push(t.elapsed().as_secs_f64() * 1e6);
-        if let Reply::Count(c) = reply {
-            n += c;
-        }
-    }
-    summary("redis GEOSEARCH BYBOX COUNT 100", us, n);
-    let mut us = Vec::new();
-    let mut n = 0;
-    for (lon, lat) in &centres {
-        let args: Vec<String> = [
-            "GEOSEARCH",
-            &key,
-            "FROMLONLAT",
-            &lon.to_string(),
-            &lat.to_string(),
-            "BYRADIUS",
-            &NEAR_RADIUS_M.to_string(),
-            "m",
-            "ASC",
-            "COUNT",
-            &LIMIT.to_string(),
-            "WITHDIST",
-        ]
+    let byradius: Vec<Vec<String>> = centres
         .iter()
-        .map(|s| s.to_string())
+        .map(|(lon, lat)| {
+            let (lon, lat, r) = (lon.to_string(), lat.to_string(), NEAR_RADIUS_M.to_string());
+            geosearch(
+                &key,
+                [&lon, &lat],
+                &["BYRADIUS", &r, "m", "ASC", "COUNT", "100", "WITHDIST"],
+            )
+        })
         .collect();
-        let t = Instant::now();
-        let reply = redis.call(&args)?;
-        us.push(t.elapsed().as_secs_f64() * 1e6);
-        if let Reply::Count(c) = reply {
-            n += c;
+    for (name, commands) in [
+        ("redis GEOSEARCH BYBOX COUNT 100", bybox),
+        ("redis GEOSEARCH BYRADIUS ASC 100", byradius),
+    ] {
+        let mut us = Vec::new();
+        let mut n = 0;
+        for args in &commands {
+            let t = Instant::now();
+            let reply = redis.call(args)?;
+            us.push(t.elapsed().as_secs_f64() * 1e6);
+            if let Reply::Count(c) = reply {
+                n += c;
+            }
         }
+        summary(name, us, n);
     }
-    summary("redis GEOSEARCH BYRADIUS ASC 100", us, n);
     redis.call(&["DEL".into(), key])?;
     Ok(())
 }

@@ -229,6 +229,41 @@ enum Cmd {
     },
 }
 
+/// The resident set of process `pid`, KiB.
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// A salinity station's state record at a point, with `extra` properties beside its name.
+pub(crate) fn point_record(
+    id: &str,
+    lon: f64,
+    lat: f64,
+    extra: &[(&str, serde_json::Value)],
+) -> anyhow::Result<model::StateRecord> {
+    let mut properties = serde_json::Map::new();
+    properties.insert("name".into(), format!("Trạm {id}").into());
+    for (k, v) in extra {
+        properties.insert((*k).into(), v.clone());
+    }
+    Ok(model::StateRecord {
+        entity: model::EntityId::parse(&format!("station:{id}"))?,
+        layer: model::Layer::Salinity,
+        geometry: geojson::Geometry::new(geojson::Value::Point(vec![lon, lat])),
+        bbox: [lon, lat, lon, lat],
+        units: vec![model::LocalId::parse("unit", "hg")?],
+        updated: None,
+        properties,
+        applied: Default::default(),
+        core: serde_json::Value::Null,
+    })
+}
+
 /// The `q` quantile of `sorted` (NaN when empty).
 pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted

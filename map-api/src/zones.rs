@@ -108,10 +108,7 @@ pub(crate) fn zone_from(feature: &Value, owner: Option<&str>) -> Result<Zone, Fi
         })?;
     let area = Area(geometry);
     let mp: MultiPolygon<f64> = area.to_multipolygon()?;
-    let vertices: usize =
-        mp.0.iter()
-            .map(|p| p.exterior().0.len() + p.interiors().iter().map(|r| r.0.len()).sum::<usize>())
-            .sum();
+    let vertices = model::place::vertex_count(&mp);
     if vertices > MAX_VERTICES {
         return Err(FieldError::new(
             "geometry",

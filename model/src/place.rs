@@ -172,6 +172,13 @@ impl Station {
     }
 }
 
+/// Positions in every ring of `mp` (exterior and holes): what an area costs to check.
+pub fn vertex_count(mp: &MultiPolygon<f64>) -> usize {
+    mp.0.iter()
+        .map(|p| p.exterior().0.len() + p.interiors().iter().map(|r| r.0.len()).sum::<usize>())
+        .sum()
+}
+
 /// Every ring of a GeoJSON Polygon or MultiPolygon ends where it starts (RFC 7946 §3.1.6);
 /// geo would close an open ring silently.
 pub fn rings_closed(geometry: &serde_json::Value) -> Result<(), FieldError> {

@@ -187,12 +187,7 @@ impl Within {
         let geometry: geojson::Geometry = serde_json::from_value(v.clone())
             .map_err(|e| FieldError::new("within", format!("not a GeoJSON geometry: {e}")))?;
         let shape = Area(geometry).to_multipolygon().map_err(in_field)?;
-        let vertices: usize = shape
-            .0
-            .iter()
-            .map(|p| p.exterior().0.len() + p.interiors().iter().map(|r| r.0.len()).sum::<usize>())
-            .sum();
-        if vertices > MAX_WITHIN_VERTICES {
+        if crate::place::vertex_count(&shape) > MAX_WITHIN_VERTICES {
             return Err(FieldError::new(
                 "within",
                 format!("at most {MAX_WITHIN_VERTICES} positions"),
