@@ -6,6 +6,7 @@
 //!   bare rdkafka producer and consumer (the limit the pipeline is compared with);
 //! - `latency`: MQTT publish -> websocket delta latency at a fixed reading rate;
 //! - `history-write`, `history-query`: the history store (see `history.rs`);
+//! - `cold-start`: `ioc api` and `ioc core` start to ready over a big state topic, against a bare consumer;
 //! - `fanout`: websocket clients on district bboxes, against a bare tokio-tungstenite broadcast;
 //! - `geo`: bbox and near queries on a million points, replica and API, against Redis GEOSEARCH;
 //! - `reports`: Open311 report creation against a running server (see `reports.rs`);
@@ -13,6 +14,7 @@
 
 mod abuse;
 mod cameras;
+mod coldstart;
 mod fanout;
 mod geo;
 mod history;
@@ -102,6 +104,16 @@ enum Cmd {
         batch: usize,
         #[arg(long, default_value_t = 100)]
         stations: usize,
+    },
+    /// Start to `/readyz` ready for `ioc api` and a restarting `ioc core` over a state topic
+    /// of many entities, against a bare rdkafka consumer reading it to its end.
+    ColdStart {
+        #[arg(long, default_value = "127.0.0.1:19092")]
+        brokers: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        entities: usize,
+        #[arg(long, default_value = "target/release/ioc")]
+        ioc: String,
     },
     /// Websocket fan-out: N clients on district bboxes while the state changes `rate`
     /// entities/s; against a bare tokio-tungstenite broadcast with `--server bare`.
@@ -685,6 +697,18 @@ async fn main() -> anyhow::Result<()> {
             batch,
             stations,
         } => history::write(&admin_url, timescale_url.as_deref(), rows, batch, stations).await,
+        Cmd::ColdStart {
+            brokers,
+            entities,
+            ioc,
+        } => {
+            coldstart::run(coldstart::ColdStart {
+                brokers,
+                entities,
+                ioc,
+            })
+            .await
+        }
         Cmd::Fanout {
             clients,
             rate,
