@@ -162,12 +162,17 @@ impl Hit {
 pub fn visible_with(cameras: &CameraScope, sensitive: &SensitiveScope, r: &StateRecord) -> bool {
     let text = |key: &str| r.properties.get(key).and_then(|g| g.as_str());
     let group = |key: &str| text(key).and_then(|g| g.parse::<CameraGroup>().ok());
-    let about_sensitive = match r.layer {
-        Layer::Alerts => r.properties.get("sensitive") == Some(&serde_json::Value::Bool(true)),
-        Layer::Reports => text("service_code").is_none_or(model::report::is_sensitive),
-        _ => false,
+    let visible = match r.layer {
+        // The map knows no reporter: a reporter sees its own report through Open311.
+        Layer::Reports => {
+            model::report::report_visible(text("service_code"), text("agency"), sensitive, false)
+        }
+        Layer::Alerts if r.properties.get("sensitive") == Some(&serde_json::Value::Bool(true)) => {
+            sensitive.allows(text("agency"))
+        }
+        _ => true,
     };
-    if about_sensitive && !sensitive.allows(text("agency")) {
+    if !visible {
         return false;
     }
     match r.layer {

@@ -191,6 +191,20 @@ pub fn is_sensitive(service_code: &str) -> bool {
     service_code.starts_with("order.")
 }
 
+/// Who may see a report, decided here for every reader (the map's reports layer, the
+/// Open311 reads, the agencies' queues): a report that is not sensitive, anyone who may use
+/// field reports at all (the role decides that, before); a public-order report, those whose
+/// sensitive scope holds the agency handling it, and its reporter. `service_code: None` (a
+/// record that cannot be read) counts as sensitive.
+pub fn report_visible(
+    service_code: Option<&str>,
+    agency: Option<&str>,
+    scope: &SensitiveScope,
+    is_reporter: bool,
+) -> bool {
+    !service_code.is_none_or(is_sensitive) || scope.allows(agency) || is_reporter
+}
+
 /// Which sensitive matters (public-order reports, alerts about them) a caller may see.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum SensitiveScope {
@@ -356,6 +370,42 @@ mod tests {
     use super::*;
     use Actor::*;
     use ReportState::*;
+
+    #[test]
+    fn one_rule_says_who_sees_a_report() {
+        let police = SensitiveScope::Agency(crate::LocalId::parse("agency", "hg-ca").unwrap());
+        let anyone = SensitiveScope::None;
+        // Not sensitive: everyone who may use field reports.
+        assert!(report_visible(Some("env.flooding"), None, &anyone, false));
+        // Public order: the agency's sensitive scope, everything scope, or the reporter.
+        assert!(report_visible(
+            Some("order.noise"),
+            Some("hg-ca"),
+            &police,
+            false
+        ));
+        assert!(!report_visible(
+            Some("order.noise"),
+            Some("hg-ca"),
+            &anyone,
+            false
+        ));
+        assert!(!report_visible(
+            Some("order.noise"),
+            Some("other"),
+            &police,
+            false
+        ));
+        assert!(report_visible(
+            Some("order.noise"),
+            Some("other"),
+            &SensitiveScope::All,
+            false
+        ));
+        assert!(report_visible(Some("order.noise"), None, &anyone, true));
+        // Unreadable: treated as sensitive.
+        assert!(!report_visible(None, None, &anyone, false));
+    }
 
     fn steps() -> Vec<Step> {
         vec![

@@ -34,6 +34,15 @@ use tracing::warn;
 
 use crate::{bad_request, ApiState};
 
+mod form;
+mod format;
+mod queue;
+
+use form::*;
+pub use form::{form_urlencoded, TooManyFields};
+use format::*;
+pub use queue::{one, queue, transition, QueueParams};
+
 /// Serialises writes to one report within this process (others are caught by `seq`).
 #[derive(Default)]
 pub struct ReportLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
@@ -44,119 +53,6 @@ impl ReportLocks {
         m.retain(|_, l| Arc::strong_count(l) > 1);
         m.entry(id.to_string()).or_default().clone()
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Json,
-    Xml,
-}
-
-/// `requests.json` -> ("requests", Json).
-fn split_format(file: &str) -> Option<(&str, Format)> {
-    let (stem, ext) = file.rsplit_once('.')?;
-    match ext {
-        "json" => Some((stem, Format::Json)),
-        "xml" => Some((stem, Format::Xml)),
-        _ => None,
-    }
-}
-
-fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            // XML 1.0 cannot carry it: an old record must not make the answer ill-formed.
-            c if !model::text::allowed_char(c) => o.push('\u{FFFD}'),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-/// Singular element names for Open311's nested lists.
-fn item_name(list: &str) -> &str {
-    match list {
-        "attributes" => "attribute",
-        "values" => "value",
-        "services" => "service",
-        "service_requests" => "request",
-        "errors" => "error",
-        other => other,
-    }
-}
-
-fn xml_value(out: &mut String, name: &str, v: &Value) {
-    match v {
-        Value::Null => out.push_str(&format!("<{name}/>")),
-        Value::Array(items) => {
-            out.push_str(&format!("<{name}>"));
-            for i in items {
-                xml_value(out, item_name(name), i);
-            }
-            out.push_str(&format!("</{name}>"));
-        }
-        Value::Object(m) => {
-            out.push_str(&format!("<{name}>"));
-            for (k, v) in m {
-                xml_value(out, k, v);
-            }
-            out.push_str(&format!("</{name}>"));
-        }
-        Value::String(s) => out.push_str(&format!("<{name}>{}</{name}>", escape(s))),
-        other => out.push_str(&format!("<{name}>{other}</{name}>")),
-    }
-}
-
-/// An Open311 answer: a list of objects under `root` (JSON: the bare array).
-fn reply(status: StatusCode, format: Format, root: &str, items: Vec<Value>) -> Response {
-    match format {
-        Format::Json => (status, Json(Value::Array(items))).into_response(),
-        Format::Xml => {
-            let mut out = String::from(r#"<?xml version="1.0" encoding="utf-8"?>"#);
-            xml_value(&mut out, root, &Value::Array(items));
-            (
-                status,
-                [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-                out,
-            )
-                .into_response()
-        }
-    }
-}
-
-/// One object answer (a service definition): JSON object, or XML under `root`.
-fn reply_one(format: Format, root: &str, v: Value) -> Response {
-    match format {
-        Format::Json => Json(v).into_response(),
-        Format::Xml => {
-            let mut out = String::from(r#"<?xml version="1.0" encoding="utf-8"?>"#);
-            xml_value(&mut out, root, &v);
-            ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], out).into_response()
-        }
-    }
-}
-
-/// The spec's error answer: `[{"code": 400, "description": "field: reason"}, ...]`.
-fn errors(status: StatusCode, format: Format, descriptions: Vec<String>) -> Response {
-    let items = descriptions
-        .into_iter()
-        .map(|d| json!({"code": status.as_u16(), "description": d}))
-        .collect();
-    reply(status, format, "errors", items)
-}
-
-fn error(status: StatusCode, format: Format, description: impl Into<String>) -> Response {
-    errors(status, format, vec![description.into()])
-}
-
-fn not_found(format: Format, what: &str) -> Response {
-    error(StatusCode::NOT_FOUND, format, format!("{what} not found"))
 }
 
 /// `GET /open311/v2/{file}`: `services.{json,xml}` (no token needed) or
@@ -288,14 +184,17 @@ fn live(st: &ApiState, id: &str) -> Option<Live> {
         .report(&EntityId::new(model::EntityKind::Report, &local))
 }
 
-/// Who may see a report: anyone who may use field reports sees the non-sensitive ones; a
-/// public-order report only those whose sensitive scope holds its agency, and its reporter.
+/// Who may see a report: a role that uses field reports, then the one rule
+/// ([`model::report::report_visible`]) with the caller's sensitive scope and whether it
+/// filed the report.
 fn can_see(c: &Claims, l: &Live) -> bool {
     c.role.can_report()
-        && (!model::report::is_sensitive(&l.report.service_code)
-            || c.sensitive_scope()
-                .allows(l.report.agency.as_ref().map(LocalId::as_str))
-            || is_reporter(c, l))
+        && model::report::report_visible(
+            Some(&l.report.service_code),
+            l.report.agency.as_ref().map(LocalId::as_str),
+            &c.sensitive_scope(),
+            is_reporter(c, l),
+        )
 }
 
 /// Is the caller the report's reporter (same role and subject)?
@@ -789,75 +688,6 @@ fn too_many_fields(format: Format) -> Response {
     )
 }
 
-enum PartError {
-    TooBig,
-    Body(String),
-}
-
-/// One multipart part, read chunk by chunk and refused as soon as it passes `limit`.
-async fn read_part(
-    f: &mut axum::extract::multipart::Field<'_>,
-    limit: usize,
-) -> Result<Vec<u8>, PartError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = f
-        .chunk()
-        .await
-        .map_err(|e| PartError::Body(e.to_string()))?
-    {
-        if out.len() + chunk.len() > limit {
-            return Err(PartError::TooBig);
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-/// A form with more than the allowed number of fields.
-#[derive(Debug, PartialEq)]
-pub struct TooManyFields;
-
-/// `application/x-www-form-urlencoded` pairs (`+` is a space; bad escapes kept as sent), at
-/// most `max_fields` of them: what a form costs is bounded by its size, never a multiple.
-pub fn form_urlencoded(
-    body: &[u8],
-    max_fields: usize,
-) -> Result<Vec<(String, String)>, TooManyFields> {
-    fn decode(b: &[u8]) -> String {
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => {
-                    let hex = |c: u8| (c as char).to_digit(16);
-                    match (hex(b[i + 1]), hex(b[i + 2])) {
-                        (Some(h), Some(l)) => {
-                            out.push((h * 16 + l) as u8);
-                            i += 2;
-                        }
-                        _ => out.push(b'%'),
-                    }
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    let mut pairs = Vec::new();
-    for kv in body.split(|b| *b == b'&').filter(|kv| !kv.is_empty()) {
-        if pairs.len() == max_fields {
-            return Err(TooManyFields);
-        }
-        pairs.push(match kv.iter().position(|b| *b == b'=') {
-            Some(eq) => (decode(&kv[..eq]), decode(&kv[eq + 1..])),
-            None => (decode(kv), String::new()),
-        });
-    }
-    Ok(pairs)
-}
-
 /// Waits (at most 10 s) until the replica's record of `entity` satisfies `done`.
 async fn wait_for(
     st: &ApiState,
@@ -916,280 +746,6 @@ pub async fn media(State(st): State<ApiState>, Path(id): Path<String>, caller: C
 }
 
 // ---- the IOC's report API ---------------------------------------------------------------
-
-/// A report as the IOC's own API shows it to `viewer`: the whole life (as the viewer may
-/// know its actors), flags and links.
-fn full(viewer: &Claims, l: &Live) -> Value {
-    let mut v = Value::Object(l.record.properties.clone());
-    v["history"] = history_for(viewer, l);
-    v["open311"] = open311_request(&l.report);
-    v
-}
-
-#[derive(Debug, Deserialize)]
-pub struct QueueParams {
-    /// `mine` (the caller's agency), or an agency id (operators, admins, leaders).
-    agency: Option<String>,
-    /// `open` (default), `overdue`, `all`.
-    state: Option<String>,
-    unit: Option<String>,
-    limit: Option<String>,
-}
-
-/// `GET /api/v1/reports`: a queue. An agency sees its own by default.
-pub async fn queue(
-    State(st): State<ApiState>,
-    caller: Caller,
-    Query(p): Query<QueueParams>,
-) -> Response {
-    let claims = &caller.0;
-    if matches!(claims.role, Role::Sensor) {
-        return auth::Rejection::forbidden("sensors may not use field reports").into_response();
-    }
-    let limit = match crate::parse_limit(p.limit.as_deref(), 500, 5000) {
-        Ok(n) => n,
-        Err(e) => return bad_request(e),
-    };
-    let agency = match p.agency.as_deref().filter(|a| !a.is_empty()) {
-        Some("mine") | None if claims.role == Role::Agency => claims.agency.clone(),
-        Some("mine") => claims.agency.clone(),
-        Some(a) => Some(a.to_string()),
-        None => None,
-    };
-    let which = p
-        .state
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("open");
-    if !["open", "overdue", "all"].contains(&which) {
-        return bad_request(model::FieldError::new(
-            "state",
-            "must be open, overdue or all",
-        ));
-    }
-    // Most urgent first, from the deadline index: the open queue (the default) walks only
-    // open reports; the page is built for the first `limit`, the rest only counted.
-    let order = match which {
-        "all" => replica::ReportOrder::AllByDeadline,
-        _ => replica::ReportOrder::OpenByDeadline,
-    };
-    let unit = p.unit.as_deref().filter(|u| !u.is_empty());
-    let mut page: Vec<Live> = Vec::new();
-    let mut total = 0;
-    let (seq, _) = st.replica.visit_reports(order, |l| {
-        let wanted = can_see(claims, l)
-            && unit.is_none_or(|u| l.record.in_unit(u))
-            && agency
-                .as_deref()
-                .is_none_or(|a| l.report.agency.as_ref().map(|x| x.as_str()) == Some(a))
-            && (which != "overdue" || l.overdue());
-        if wanted {
-            total += 1;
-            if page.len() < limit {
-                page.push(l.clone());
-            }
-        }
-        std::ops::ControlFlow::Continue(())
-    });
-    let reports: Vec<Value> = page.iter().map(|l| full(claims, l)).collect();
-    Json(json!({"seq": seq, "total": total, "reports": reports})).into_response()
-}
-
-/// `GET /api/v1/reports/{id}`: the report, and its events from the history store.
-pub async fn one(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Response {
-    let Some(l) = live(&st, &id).filter(|l| can_see(&caller.0, l)) else {
-        return report_not_found(&id);
-    };
-    let mut v = full(&caller.0, &l);
-    if let Some(h) = &st.history {
-        if let Ok(events) = h.report_events(&id).await {
-            v["stored_events"] = events.len().into();
-        }
-    }
-    Json(v).into_response()
-}
-
-fn report_not_found(id: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": "not_found", "field": "id", "reason": format!("no report {id}")})),
-    )
-        .into_response()
-}
-
-/// Who the caller is to this report, for the state machine.
-fn actor(c: &Claims, l: &Live) -> Option<Actor> {
-    let own_agency =
-        c.agency.is_some() && c.agency.as_deref() == l.report.agency.as_ref().map(|a| a.as_str());
-    match c.role {
-        Role::Operator | Role::Admin => Some(Actor::Operator),
-        Role::Agency | Role::Police if own_agency => Some(Actor::AssignedAgency),
-        Role::Agency | Role::Police => Some(Actor::OtherAgency),
-        Role::Citizen | Role::School if is_reporter(c, l) => Some(Actor::Reporter),
-        Role::Citizen | Role::School | Role::Leader | Role::Sensor => None,
-    }
-}
-
-/// `POST /api/v1/reports/{id}/transitions` with `{"action": "start" | "assign" | "resolve" |
-/// "reject" | "close" | "reopen", "agency"|"result"|"reason": ..., "note": ...}`.
-pub async fn transition(
-    State(st): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let claims = caller.0;
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return bad_request(model::FieldError::new("body", format!("not JSON: {e}"))),
-    };
-    let note = match body.get("note") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match model::text::refuse_text(s, MAX_STEP_TEXT) {
-            Some(reason) => return bad_request(model::FieldError::new("note", reason)),
-            None => Some(model::text::nfc(s.trim())).filter(|s| !s.is_empty()),
-        },
-        Some(_) => return bad_request(model::FieldError::new("note", "must be text")),
-    };
-    let mut step: Step = match serde_json::from_value(body.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            let msg = e.to_string();
-            let missing = msg
-                .split_once("missing field `")
-                .and_then(|(_, rest)| rest.split_once('`'))
-                .map(|(f, _)| f.to_string());
-            let field = match missing {
-                _ if body.get("action").is_none() || msg.contains("unknown variant") => {
-                    "action".to_string()
-                }
-                Some(f) => f,
-                None => "body".to_string(),
-            };
-            return bad_request(model::FieldError::new(
-                field,
-                format!("{e}; actions: assign (agency), start, resolve (result), reject (reason), close, reopen (reason)"),
-            ));
-        }
-    };
-    // Texts as NFC, the way every other Vietnamese text is kept.
-    let text_field = match step {
-        Step::Resolve { .. } => "result",
-        _ => "reason",
-    };
-    match &mut step {
-        Step::Resolve { result: t } | Step::Reject { reason: t } | Step::Reopen { reason: t } => {
-            if let Some(reason) = model::text::refuse_text(t, MAX_STEP_TEXT) {
-                return bad_request(model::FieldError::new(text_field, reason));
-            }
-            *t = model::text::nfc(t.trim())
-        }
-        Step::Assign { agency } => *agency = agency.trim().to_string(),
-        Step::Start | Step::Close => {}
-    }
-    let lock = st.report_locks.lock_for(&id);
-    let _guard = lock.lock().await;
-    let Some(l) = live(&st, &id).filter(|l| can_see(&claims, l)) else {
-        return report_not_found(&id);
-    };
-    let Some(actor) = actor(&claims, &l) else {
-        return auth::Rejection::forbidden(format!(
-            "role {} may not change this report",
-            claims.role
-        ))
-        .into_response();
-    };
-    let mut agency_name = None;
-    if let Step::Assign { agency } = &step {
-        let known = LocalId::parse("agency", agency)
-            .ok()
-            .and_then(|a| st.intake.as_ref()?.places().agency_name(&a));
-        match known {
-            Some(n) => agency_name = Some(n),
-            None => {
-                return bad_request(model::FieldError::new(
-                    "agency",
-                    format!("{agency:?} is not an agency in the registry"),
-                ))
-            }
-        }
-    }
-    let now = Utc::now().fixed_offset();
-    let mut t = match l
-        .report
-        .transition(step, actor, &claims.sub, claims.role.as_str(), note, now)
-    {
-        Ok(t) => t,
-        Err(StepError::Illegal(r)) => {
-            return (
-                StatusCode::CONFLICT,
-                Json(json!({"error": "conflict", "field": "action", "reason": r, "state": l.report.state})),
-            )
-                .into_response()
-        }
-        Err(StepError::Forbidden(r)) => return auth::Rejection::forbidden(r).into_response(),
-        Err(StepError::Invalid { field, reason }) => {
-            return bad_request(model::FieldError::new(field, reason))
-        }
-    };
-    t.agency_name = agency_name;
-    let env = Envelope::new(
-        EventKind::ReportTransition,
-        EntityId::new(model::EntityKind::Report, &t.report),
-        t.at,
-        Utc::now(),
-        format!("api:{}", claims.role),
-        serde_json::to_value(&t).expect("transitions serialise"),
-    );
-    if let Err(e) = st
-        .bus
-        .publish(&st.reports_topic, env.entity.as_str(), Some(env.to_bytes()))
-        .await
-    {
-        warn!(error = %e, "transition not written");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            Json(json!({"error": "unavailable", "reason": e.to_string()})),
-        )
-            .into_response();
-    }
-    let seq = t.seq;
-    let entity = EntityId::new(model::EntityKind::Report, &t.report);
-    let applied = wait_for(&st, &entity, |r| {
-        r.and_then(|r| r.properties.get("seq")?.as_u64())
-            .is_some_and(|s| s >= u64::from(seq))
-    })
-    .await;
-    let Some(now_live) = live(&st, &id) else {
-        return report_not_found(&id);
-    };
-    if !applied {
-        return (
-            StatusCode::ACCEPTED,
-            Json(json!({"status": "accepted", "seq": seq, "reason": "written; not shown applied within 10 s"})),
-        )
-            .into_response();
-    }
-    let ours = now_live
-        .report
-        .history
-        .iter()
-        .any(|h| h.seq == seq && h.event_id == t.event_id);
-    if !ours {
-        return (
-            StatusCode::CONFLICT,
-            Json(json!({
-                "error": "conflict",
-                "field": "action",
-                "reason": "the report changed meanwhile; look again and retry",
-                "state": now_live.report.state,
-            })),
-        )
-            .into_response();
-    }
-    Json(full(&claims, &now_live)).into_response()
-}
 
 #[cfg(test)]
 mod tests {
