@@ -7,7 +7,8 @@
 //! At the end the picture is what one uninterrupted instance gives on the same input: every
 //! reading counted once, each latest value the newest, each acknowledgement applied once by
 //! the owner of its alert, renamed stations renamed, and no station's count ever moved
-//! backwards on `ioc.state` (every record a screen could have seen).
+//! backwards on `ioc.state` (every record a screen could have seen), and history holds every
+//! reading once.
 
 mod common;
 
@@ -17,11 +18,13 @@ use std::time::Duration;
 
 use bus::{Bus, KafkaBus, KafkaConfig};
 use chrono::{TimeZone, Utc};
+use common::postgres::PrivatePostgres;
 use common::*;
 use model::{
     EntityId, Envelope, EventKind, Parameter, Reading, RegistryEntry, Station, StationKind,
 };
 use serde_json::{json, Value};
+use sqlx::Connection;
 
 const TOTAL: usize = 100_000;
 const LOAD_STATIONS: usize = 179; // + the 21 fixture stations: 200
@@ -41,7 +44,11 @@ fn owner(station: &Station) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_cores_on_split_partitions_give_the_picture_of_one() {
+    // History too: every instance's sink writes its own partitions' readings.
+    let pg = PrivatePostgres::start();
     let mut base = isolated_env("scale");
+    base.push(("IOC_STORE__DATABASE_URL".into(), pg.url()));
+    base.push(("IOC_HISTORY__GROUP".into(), unique("scale-hist")));
     base.retain(|(k, _)| k != "IOC_BUS__PARTITIONS" && k != "IOC_REGISTRY__SEED_FIXTURES");
     base.push(("IOC_BUS__PARTITIONS".into(), PARTITIONS.to_string()));
     base.push(("IOC_DEMO__LOAD_STATIONS".into(), LOAD_STATIONS.to_string()));
@@ -305,6 +312,24 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
         assert_eq!(ours[0]["id"], id.as_str());
         assert_eq!(ours[0]["state"], "acknowledged", "{entity}: {:?}", ours[0]);
     }
+
+    // History holds every reading once: the sinks of the three instances (and the one that
+    // took over) wrote disjoint partitions, and a replayed batch adds nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut rows = None;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(mut c) = sqlx::PgConnection::connect(&pg.url()).await {
+            rows = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM readings")
+                .fetch_one(&mut c)
+                .await
+                .ok();
+        }
+        if rows == Some(TOTAL as i64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(rows, Some(TOTAL as i64), "every reading in history, once");
 
     // Every record of every station on ioc.state, in order: counts never go backwards.
     let mut sub = kafka.read_all(&[&topics.state]).await.unwrap();
