@@ -18,7 +18,7 @@ start_python_client
 log "services: kafka=$IOC_TEST_KAFKA mqtt=$IOC_TEST_MQTT postgres=$IOC_TEST_DATABASE_URL timescaledb=$IOC_TEST_TIMESCALE_URL (server binaries $IOC_TEST_PG_BIN) chromium=$IOC_TEST_CHROMIUM"
 # The API builds without GStreamer: it reaches camera images through the media crate.
 log "map-api without GStreamer: cargo build -p map-api, with pkg-config blind to GStreamer"
-if cargo tree -p map-api -e normal,build --prefix none | grep -q '^gstreamer'; then
+if cargo tree -p map-api -e normal,build --prefix none | grep '^gstreamer' >/dev/null; then
   die "map-api depends on GStreamer (cargo tree -p map-api -i gstreamer)"
 fi
 PKG_CONFIG="$IOC_ROOT/ops/pkg-config-without-gstreamer" cargo build -p map-api --locked \
