@@ -130,46 +130,10 @@ fn main() -> anyhow::Result<()> {
                 roles::run(cfg, Roles::demo()).await
             }
             Command::Serve => roles::run(cfg, Roles::all()).await,
-            Command::Ingest => {
-                roles::run(
-                    cfg,
-                    Roles {
-                        ingest: true,
-                        ..Roles::none()
-                    },
-                )
-                .await
-            }
-            Command::Core => {
-                roles::run(
-                    cfg,
-                    Roles {
-                        core: true,
-                        ..Roles::none()
-                    },
-                )
-                .await
-            }
-            Command::Api => {
-                roles::run(
-                    cfg,
-                    Roles {
-                        api: true,
-                        ..Roles::none()
-                    },
-                )
-                .await
-            }
-            Command::Video => {
-                roles::run(
-                    cfg,
-                    Roles {
-                        video: true,
-                        ..Roles::none()
-                    },
-                )
-                .await
-            }
+            Command::Ingest => roles::run(cfg, Roles::one(roles::ProcessRole::Ingest)).await,
+            Command::Core => roles::run(cfg, Roles::one(roles::ProcessRole::Core)).await,
+            Command::Api => roles::run(cfg, Roles::one(roles::ProcessRole::Api)).await,
+            Command::Video => roles::run(cfg, Roles::one(roles::ProcessRole::Video)).await,
             Command::Migrate => roles::migrate(&cfg).await,
             Command::Token {
                 role,

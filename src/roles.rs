@@ -58,6 +58,64 @@ impl Roles {
             ..Self::all()
         }
     }
+    /// One role alone, as `ioc ingest|core|api|video` runs it.
+    pub fn one(role: ProcessRole) -> Self {
+        let mut r = Self::none();
+        match role {
+            ProcessRole::Ingest => r.ingest = true,
+            ProcessRole::Core => r.core = true,
+            ProcessRole::Api => r.api = true,
+            ProcessRole::Video => r.video = true,
+        }
+        r
+    }
+}
+
+/// A role a process can run (not a caller's role, which is `auth::Role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessRole {
+    Ingest,
+    Core,
+    Api,
+    Video,
+}
+
+/// What the roles of a process add up to: their tasks, their routes and their readiness
+/// checks. Each role adds its own ([`core_role`], [`ingest_role`], [`video_role`],
+/// [`api_role`]).
+struct Parts {
+    tasks: Tasks,
+    app: Router,
+    checks: Vec<map_api::Check>,
+}
+
+impl Parts {
+    fn spawn<F>(&mut self, name: &'static str, fut: F)
+    where
+        F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        spawn(&mut self.tasks, name, fut);
+    }
+
+    fn check(&mut self, name: &str, f: impl Fn() -> serde_json::Value + Send + Sync + 'static) {
+        self.checks.push((name.to_string(), Arc::new(f)));
+    }
+
+    fn route(&mut self, routes: Router) {
+        self.app = std::mem::replace(&mut self.app, Router::new()).merge(routes);
+    }
+}
+
+/// What every role is built from.
+struct Shared {
+    cfg: Config,
+    roles: Roles,
+    bus: Arc<dyn Bus>,
+    auth: Arc<Authenticator>,
+    /// "memory" or "kafka".
+    mode: String,
+    history: Option<Arc<dyn History>>,
+    core_status: Arc<stream_core::CoreStatus>,
 }
 
 pub fn init_logging(cfg: &LogConfig) {
@@ -114,8 +172,7 @@ fn authenticator(cfg: &Config, demo: bool) -> anyhow::Result<Arc<Authenticator>>
 fn history_backend(
     cfg: &Config,
     roles: Roles,
-    tasks: &mut Tasks,
-    checks: &mut Vec<map_api::Check>,
+    parts: &mut Parts,
     bus: &Arc<dyn Bus>,
 ) -> anyhow::Result<Option<Arc<dyn History>>> {
     let pg = match &cfg.store.database_url {
@@ -137,14 +194,14 @@ fn history_backend(
         let status = Arc::new(HistoryStatus::default());
         status.waiting("starting");
         let s = status.clone();
-        checks.push(("history".into(), Arc::new(move || s.report())));
+        parts.check("history", move || s.report());
         let mut hcfg = cfg.history.clone();
         // Several core instances split the partitions; each writes the history of its own.
         if hcfg.partitions.is_none() {
             hcfg.partitions = cfg.core.partitions.clone();
         }
         let (bus, topics, h) = (bus.clone(), cfg.topics.clone(), history.clone());
-        spawn(tasks, "history", async move {
+        parts.spawn("history", async move {
             let start = match pg {
                 Some(p) => {
                     p.prepare_with_retry(|e| status.waiting(&e.to_string()))
@@ -161,10 +218,10 @@ fn history_backend(
     } else if let Some(p) = pg {
         // Read-only use (API): set up in the background; queries answer 503 until then.
         let ready = p.clone();
-        checks.push((
-            "history".into(),
-            Arc::new(move || json!({"ready": ready.is_prepared(), "backend": ready.describe()})),
-        ));
+        parts.check(
+            "history",
+            move || json!({"ready": ready.is_prepared(), "backend": ready.describe()}),
+        );
         tokio::spawn(async move {
             if let Err(e) = p.prepare_with_retry(|_| {}).await {
                 error!(error = %e, "history store cannot be used");
@@ -274,200 +331,50 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
         info!(entries = %ingest::registry::summary(&entries), "registry files published");
     }
 
-    let mut tasks: Tasks = JoinSet::new();
-    let mut app = Router::new();
-    let mut checks: Vec<map_api::Check> = Vec::new();
-
-    let history = history_backend(&cfg, roles, &mut tasks, &mut checks, &bus)?;
-    let core_status = Arc::new(stream_core::CoreStatus::default());
-    if roles.core {
-        let (bus, topics) = (bus.clone(), cfg.topics.clone());
-        let (core_cfg, status, h) = (cfg.core.clone(), core_status.clone(), history.clone());
-        spawn(&mut tasks, "stream-core", async move {
-            stream_core::run(bus, topics, core_cfg, status, h, std::future::pending())
-                .await
-                .map_err(Into::into)
-        });
-        let s = core_status.clone();
-        checks.push((
-            "stream_core".into(),
-            Arc::new(move || json!({"ready": s.is_started()})),
-        ));
-    }
-
-    let mut ingest_handle = None;
-    let mut intake = None;
-    if roles.ingest {
-        // One registry view for the sensor path and the report intake.
-        let places = Arc::new(RegistryView::default());
-        {
-            let (p, bus, topic) = (places.clone(), bus.clone(), cfg.topics.registry.clone());
-            spawn(&mut tasks, "ingest-registry", async move {
-                p.follow(bus, topic).await.map_err(Into::into)
-            });
-        }
-        let mut rcfg = cfg.reports.clone();
-        if rcfg.routing.routes.is_empty() && (cfg.registry.seed_fixtures || roles.simulate) {
-            let fixture = fixtures::reports::routes();
-            rcfg.routing.routes = fixture.routes;
-            if rcfg.routing.deadlines.is_empty() {
-                rcfg.routing.deadlines = fixture.deadlines;
-            }
-            info!(
-                routes = rcfg.routing.routes.len(),
-                "field reports routed by the fixture table"
-            );
-        }
-        let p = places.clone();
-        checks.push((
-            "report_intake".into(),
-            Arc::new(move || json!({"ready": p.is_ready()})),
-        ));
-        intake = Some(Arc::new(ingest::reports::ReportIntake::new(
-            bus.clone(),
-            cfg.topics.reports.clone(),
-            places.clone(),
-            rcfg,
-            history.clone(),
-        )));
-        let known = places.clone();
-        let k = known.clone();
-        checks.push((
-            "ingest_registry".into(),
-            Arc::new(move || json!({"ready": k.is_ready()})),
-        ));
-        let ing = Arc::new(SensorIngest::new(bus.clone(), cfg.topics.clone(), known));
-        app = app.merge(ingest::http::router(ingest::http::HttpIngestState {
-            ingest: ing.clone(),
-            auth: auth.clone(),
-            config: cfg.ingest.http.clone(),
-        }));
-        if let Some(m) = cfg.ingest.mqtt.clone() {
-            let ing = ing.clone();
-            spawn(&mut tasks, "ingest-mqtt", async move {
-                ingest::mqtt::run(m, ing).await.map_err(Into::into)
-            });
-        }
-        for src in cfg.ingest.poll.clone() {
-            let ing = ing.clone();
-            tokio::spawn(ingest::poll::run(src, ing));
-        }
-        ingest_handle = Some(ing);
-    }
-
-    // Camera workers pull from the field and write to the bus, like ingest; an API process
-    // without them fetches images from the `ioc video` processes listed in video.workers.
-    let mut cameras = None;
-    if roles.video && cfg.video.enabled {
-        let fleet = video::Fleet::new(
-            cfg.video.clone(),
-            bus.clone(),
-            cfg.topics.cameras.clone(),
-            "video",
-        )
-        .context("starting the camera workers")?;
-        let (f, bus, topic) = (fleet.clone(), bus.clone(), cfg.topics.registry.clone());
-        spawn(&mut tasks, "video", async move {
-            f.follow(bus, topic).await.map_err(Into::into)
-        });
-        let f = fleet.clone();
-        checks.push((
-            "video".into(),
-            Arc::new(move || json!({"ready": f.is_ready(), "cameras": f.len()})),
-        ));
-        app = app.merge(video::media::router(fleet.clone(), auth.clone()));
-        cameras = Some(fleet as Arc<dyn video::MediaSource>);
-    } else if roles.api && !cfg.video.workers.is_empty() {
-        let workers =
-            video::RemoteWorkers::new(&cfg.video.workers, cfg.video.max_viewers, auth.clone())
-                .context("video.workers")?;
-        info!(
-            workers = cfg.video.workers.len(),
-            "camera images from the video workers"
-        );
-        cameras = Some(Arc::new(workers) as Arc<dyn video::MediaSource>);
-    }
-
-    let replica = if roles.api {
-        let replica = Replica::new(replica::DEFAULT_RECENT);
-        let (r, bus, topic) = (replica.clone(), bus.clone(), cfg.topics.state.clone());
-        let (status, wait_for_core) = (core_status.clone(), roles.core);
-        spawn(&mut tasks, "replica", async move {
-            // In one process, follow the state only once the core has published it, so
-            // that "caught up" means "has the whole picture".
-            while wait_for_core && !status.is_started() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            r.follow(bus, topic).await.map_err(Into::into)
-        });
-        app = app.merge(ui_feeds::router(ui_feeds::FeedsState {
-            replica: replica.clone(),
-            auth: auth.clone(),
-            config: cfg.feeds.clone(),
-            mode: mode.clone(),
-            history: history.clone(),
-        }));
-        replica
-    } else {
-        // Ingest- or core-only processes serve health, readiness and metrics over an
-        // empty state.
-        let replica = Replica::new(1);
-        replica.set_ready();
-        replica
+    let mut parts = Parts {
+        tasks: JoinSet::new(),
+        app: Router::new(),
+        checks: Vec::new(),
     };
-    let render = recorder.clone();
-    let api_state = map_api::ApiState {
-        replica,
-        auth: auth.clone(),
+    let history = history_backend(&cfg, roles, &mut parts, &bus)?;
+    let shared = Shared {
+        cfg: cfg.clone(),
+        roles,
         bus: bus.clone(),
-        checks: checks.clone(),
-        metrics: Arc::new(move || render.render()),
-        mode: mode.clone(),
-        history: history.clone(),
-        alerts_topic: cfg.topics.alerts.clone(),
-        registry_topic: cfg.topics.registry.clone(),
-        reports_topic: cfg.topics.reports.clone(),
-        intake,
-        report_locks: Default::default(),
-        cameras,
-        hls_sessions: Default::default(),
-        media_ticket_ttl: cfg.auth.media_ticket_ttl(),
-        limits: limiter.clone(),
-        refusals: Default::default(),
-        used_tickets: Default::default(),
-        public_url: cfg
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", cfg.listen.replace("0.0.0.0", "127.0.0.1"))),
+        auth: auth.clone(),
+        mode,
+        history,
+        core_status: Arc::new(stream_core::CoreStatus::default()),
     };
-    {
-        let st = api_state.clone();
-        spawn(&mut tasks, "audit-folds", async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                map_api::audit::flush_refusals(&st).await;
-            }
-        });
+    if roles.core {
+        core_role(&shared, &mut parts);
     }
-    app = app.merge(map_api::router(api_state));
-
+    let ingest = roles.ingest.then(|| ingest_role(&shared, &mut parts));
+    let cameras = video_role(&shared, &mut parts)?;
+    let intake = ingest.as_ref().map(|i| i.intake.clone());
+    api_role(
+        &shared,
+        &mut parts,
+        intake,
+        cameras,
+        limiter.clone(),
+        recorder,
+    );
     if roles.simulate {
-        if let Some(ing) = ingest_handle.clone() {
-            spawn(
-                &mut tasks,
+        if let Some(ing) = ingest.as_ref().map(|i| i.sensors.clone()) {
+            parts.spawn(
                 "simulator",
                 simulate(ing.clone(), cfg.demo.interval_s, cfg.demo.backfill_hours),
             );
             if cfg.demo.load_stations > 0 && cfg.demo.load_rate > 0.0 {
-                spawn(
-                    &mut tasks,
+                parts.spawn(
                     "load",
                     load(ing, cfg.demo.load_stations, cfg.demo.load_rate),
                 );
             }
         }
     }
+    let Parts { mut tasks, app, .. } = parts;
 
     let addr: SocketAddr = cfg
         .listen
@@ -515,6 +422,189 @@ pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// The stream core and its readiness.
+fn core_role(s: &Shared, parts: &mut Parts) {
+    let (bus, topics) = (s.bus.clone(), s.cfg.topics.clone());
+    let (core_cfg, status, h) = (s.cfg.core.clone(), s.core_status.clone(), s.history.clone());
+    parts.spawn("stream-core", async move {
+        stream_core::run(bus, topics, core_cfg, status, h, std::future::pending())
+            .await
+            .map_err(Into::into)
+    });
+    let st = s.core_status.clone();
+    parts.check("stream_core", move || json!({"ready": st.is_started()}));
+}
+
+/// What ingest gives the other roles of its process.
+struct Ingest {
+    sensors: Arc<SensorIngest>,
+    intake: Arc<ingest::reports::ReportIntake>,
+}
+
+/// Sensor ingest (HTTP, MQTT, polls) and the report intake, on one registry view.
+fn ingest_role(s: &Shared, parts: &mut Parts) -> Ingest {
+    let cfg = &s.cfg;
+    let places = Arc::new(RegistryView::default());
+    {
+        let (p, bus, topic) = (places.clone(), s.bus.clone(), cfg.topics.registry.clone());
+        parts.spawn("ingest-registry", async move {
+            p.follow(bus, topic).await.map_err(Into::into)
+        });
+    }
+    let mut rcfg = cfg.reports.clone();
+    if rcfg.routing.routes.is_empty() && (cfg.registry.seed_fixtures || s.roles.simulate) {
+        let fixture = fixtures::reports::routes();
+        rcfg.routing.routes = fixture.routes;
+        if rcfg.routing.deadlines.is_empty() {
+            rcfg.routing.deadlines = fixture.deadlines;
+        }
+        info!(
+            routes = rcfg.routing.routes.len(),
+            "field reports routed by the fixture table"
+        );
+    }
+    let p = places.clone();
+    parts.check("report_intake", move || json!({"ready": p.is_ready()}));
+    let intake = Arc::new(ingest::reports::ReportIntake::new(
+        s.bus.clone(),
+        cfg.topics.reports.clone(),
+        places.clone(),
+        rcfg,
+        s.history.clone(),
+    ));
+    let k = places.clone();
+    parts.check("ingest_registry", move || json!({"ready": k.is_ready()}));
+    let sensors = Arc::new(SensorIngest::new(s.bus.clone(), cfg.topics.clone(), places));
+    parts.route(ingest::http::router(ingest::http::HttpIngestState {
+        ingest: sensors.clone(),
+        auth: s.auth.clone(),
+        config: cfg.ingest.http.clone(),
+    }));
+    if let Some(m) = cfg.ingest.mqtt.clone() {
+        let ing = sensors.clone();
+        parts.spawn("ingest-mqtt", async move {
+            ingest::mqtt::run(m, ing).await.map_err(Into::into)
+        });
+    }
+    for src in cfg.ingest.poll.clone() {
+        tokio::spawn(ingest::poll::run(src, sensors.clone()));
+    }
+    Ingest { sensors, intake }
+}
+
+/// Camera workers pull from the field and write to the bus, like ingest, and serve their
+/// images to API processes; an API process without them fetches images from the `ioc video`
+/// processes listed in `video.workers`. Where the API gets camera images, if anywhere.
+fn video_role(
+    s: &Shared,
+    parts: &mut Parts,
+) -> anyhow::Result<Option<Arc<dyn video::MediaSource>>> {
+    let cfg = &s.cfg;
+    if s.roles.video && cfg.video.enabled {
+        let fleet = video::Fleet::new(
+            cfg.video.clone(),
+            s.bus.clone(),
+            cfg.topics.cameras.clone(),
+            "video",
+        )
+        .context("starting the camera workers")?;
+        let (f, bus, topic) = (fleet.clone(), s.bus.clone(), cfg.topics.registry.clone());
+        parts.spawn("video", async move {
+            f.follow(bus, topic).await.map_err(Into::into)
+        });
+        let f = fleet.clone();
+        parts.check(
+            "video",
+            move || json!({"ready": f.is_ready(), "cameras": f.len()}),
+        );
+        parts.route(video::media::router(fleet.clone(), s.auth.clone()));
+        return Ok(Some(fleet));
+    }
+    if s.roles.api && !cfg.video.workers.is_empty() {
+        let workers =
+            video::RemoteWorkers::new(&cfg.video.workers, cfg.video.max_viewers, s.auth.clone())
+                .context("video.workers")?;
+        info!(
+            workers = cfg.video.workers.len(),
+            "camera images from the video workers"
+        );
+        return Ok(Some(Arc::new(workers)));
+    }
+    Ok(None)
+}
+
+/// The REST API and, where this process runs the api role, the replica and the websocket
+/// feeds. Every process serves health, readiness and metrics (over an empty state when it
+/// runs no api).
+fn api_role(
+    s: &Shared,
+    parts: &mut Parts,
+    intake: Option<Arc<ingest::reports::ReportIntake>>,
+    cameras: Option<Arc<dyn video::MediaSource>>,
+    limiter: Arc<auth::limits::SharedLimiter>,
+    recorder: metrics_exporter_prometheus::PrometheusHandle,
+) {
+    let cfg = &s.cfg;
+    let replica = if s.roles.api {
+        let replica = Replica::new(replica::DEFAULT_RECENT);
+        let (r, bus, topic) = (replica.clone(), s.bus.clone(), cfg.topics.state.clone());
+        let (status, wait_for_core) = (s.core_status.clone(), s.roles.core);
+        parts.spawn("replica", async move {
+            // In one process, follow the state only once the core has published it, so
+            // that "caught up" means "has the whole picture".
+            while wait_for_core && !status.is_started() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r.follow(bus, topic).await.map_err(Into::into)
+        });
+        parts.route(ui_feeds::router(ui_feeds::FeedsState {
+            replica: replica.clone(),
+            auth: s.auth.clone(),
+            config: cfg.feeds.clone(),
+            mode: s.mode.clone(),
+            history: s.history.clone(),
+        }));
+        replica
+    } else {
+        let replica = Replica::new(1);
+        replica.set_ready();
+        replica
+    };
+    let api_state = map_api::ApiState {
+        replica,
+        auth: s.auth.clone(),
+        bus: s.bus.clone(),
+        checks: parts.checks.clone(),
+        metrics: Arc::new(move || recorder.render()),
+        mode: s.mode.clone(),
+        history: s.history.clone(),
+        alerts_topic: cfg.topics.alerts.clone(),
+        registry_topic: cfg.topics.registry.clone(),
+        reports_topic: cfg.topics.reports.clone(),
+        intake,
+        report_locks: Default::default(),
+        cameras,
+        hls_sessions: Default::default(),
+        media_ticket_ttl: cfg.auth.media_ticket_ttl(),
+        limits: limiter,
+        refusals: Default::default(),
+        used_tickets: Default::default(),
+        public_url: cfg
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", cfg.listen.replace("0.0.0.0", "127.0.0.1"))),
+    };
+    let st = api_state.clone();
+    parts.spawn("audit-folds", async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            map_api::audit::flush_refusals(&st).await;
+        }
+    });
+    parts.route(map_api::router(api_state));
 }
 
 fn print_demo_banner(auth: &Authenticator, cfg: &Config, local: SocketAddr) {

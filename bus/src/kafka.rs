@@ -91,7 +91,7 @@ impl KafkaConfig {
 /// See the module docs.
 pub struct KafkaBus {
     config: KafkaConfig,
-    /// Replaced when librdkafka declares it fatally failed (see [`KafkaBus::publish`]).
+    /// Replaced when it is fenced or fatally failed (see `renew_producer_if_failed`).
     producer: std::sync::RwLock<FutureProducer>,
 }
 
