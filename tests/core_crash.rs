@@ -104,10 +104,7 @@ async fn killing_the_core_mid_stream_loses_and_duplicates_nothing() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let features = loop {
         let all = station_features(&api).await;
-        let counted: u64 = all
-            .iter()
-            .map(|f| f["properties"]["readings"].as_u64().unwrap_or(0))
-            .sum();
+        let counted = readings_counted(&all);
         if counted >= total || tokio::time::Instant::now() > deadline {
             assert_eq!(
                 counted, total,

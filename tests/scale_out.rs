@@ -231,10 +231,7 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let features = loop {
         let all = station_features(&api).await;
-        let counted: u64 = all
-            .iter()
-            .map(|f| f["properties"]["readings"].as_u64().unwrap_or(0))
-            .sum();
+        let counted = readings_counted(&all);
         if counted == TOTAL as u64 || tokio::time::Instant::now() > deadline {
             let wrong: Vec<String> = all
                 .iter()

@@ -237,6 +237,14 @@ pub async fn get_json(ioc: &Ioc, path: &str, role: auth::Role) -> Value {
         .unwrap()
 }
 
+/// Readings counted over `features` (each station's `properties.readings`).
+pub fn readings_counted(features: &[Value]) -> u64 {
+    features
+        .iter()
+        .map(|f| f["properties"]["readings"].as_u64().unwrap_or(0))
+        .sum()
+}
+
 /// Every station feature (salinity and air quality layers), as the API serves them.
 pub async fn station_features(api: &Ioc) -> Vec<Value> {
     let mut all = Vec::new();
