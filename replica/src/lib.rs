@@ -34,6 +34,9 @@ pub struct Change {
     pub seq: u64,
     pub entity: EntityId,
     pub record: Option<Arc<StateRecord>>,
+    /// Where the entity was before this change (`None`: it is new, or not known on a resume),
+    /// so that a feed can reach the screens that showed it there.
+    pub previous_bbox: Option<[f64; 4]>,
     /// The record as GeoJSON text, made once for every subscriber that sends this change.
     feature: Arc<OnceLock<Box<RawValue>>>,
 }
@@ -44,8 +47,15 @@ impl Change {
             seq,
             entity,
             record,
+            previous_bbox: None,
             feature: Arc::default(),
         }
+    }
+
+    /// The same change, knowing where the entity was before it.
+    pub fn moved_from(mut self, previous_bbox: Option<[f64; 4]>) -> Self {
+        self.previous_bbox = previous_bbox;
+        self
     }
 
     /// The record and its shared rendering, to be sent later; `None` for a removal.
@@ -118,6 +128,15 @@ impl Query {
         }
     }
 
+    /// Where this query can match anything: a feed indexes its subscriptions by it.
+    pub fn extent(&self) -> Extent {
+        match self.search_box() {
+            Err(()) => Extent::Nowhere,
+            Ok(None) => Extent::Everywhere,
+            Ok(Some(b)) => Extent::Box(b),
+        }
+    }
+
     /// The box the index is asked for: bbox, within's and near's boxes together; `Err(())`
     /// when they do not meet (nothing can match), `Ok(None)` when the query is unbounded.
     fn search_box(&self) -> Result<Option<[f64; 4]>, ()> {
@@ -135,6 +154,14 @@ impl Query {
         }
         Ok(out)
     }
+}
+
+/// Where a [`Query`] can match: nowhere (its boxes do not meet), inside one box, or anywhere.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Extent {
+    Nowhere,
+    Box([f64; 4]),
+    Everywhere,
 }
 
 /// One record a snapshot found, with its distance when the query asked `near`.
@@ -256,6 +283,7 @@ impl Replica {
         }
         // One lookup of the old record on this path (every state change passes here).
         let was_report = old.is_some_and(|r| r.layer == Layer::Reports);
+        let previous_bbox = old.map(|r| r.bbox);
         st.seq += 1;
         let seq = st.seq;
         let is_report = record.as_ref().is_some_and(|r| r.layer == Layer::Reports);
@@ -278,7 +306,9 @@ impl Replica {
             st.recent.pop_front();
         }
         // No receivers is fine: nobody is watching yet.
-        let _ = self.tx.send(Change::new(seq, entity, record));
+        let _ = self
+            .tx
+            .send(Change::new(seq, entity, record).moved_from(previous_bbox));
         Some(seq)
     }
 

@@ -1,7 +1,8 @@
-//! One websocket connection: a reader task (client ops), a pump task (replica changes into
-//! per-subscription pending maps, coalesced per entity) and the writer (this task), which
-//! alone sends, so a slow socket only ever delays its own connection. A subscription whose
-//! pending map grows past `max_pending` is dropped to a `resync` and a fresh snapshot.
+//! One websocket connection: a reader task (client ops), the feeds' hub offering it the
+//! replica changes its subscriptions can show (into per-subscription pending maps, coalesced
+//! per entity) and the writer (this task), which alone sends, so a slow socket only ever
+//! delays its own connection. A subscription whose pending map grows past `max_pending` is
+//! dropped to a `resync` and a fresh snapshot.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,22 +21,19 @@ use futures::{SinkExt, StreamExt};
 use indexmap::IndexMap;
 use model::{EntityId, FieldError, Layer};
 use replica::{Change, Query, Rendered, Replica};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::Notify;
 use tracing::debug;
 
+use crate::hub::Hub;
 use crate::protocol::{self, ClientOp, ServerMsg, SubSpec};
-use crate::{FeedsConfig, FeedsState};
+use crate::{Feeds, FeedsConfig};
 
-pub async fn upgrade(
-    State(st): State<FeedsState>,
-    caller: WsCaller,
-    ws: WebSocketUpgrade,
-) -> Response {
+pub async fn upgrade(State(st): State<Feeds>, caller: WsCaller, ws: WebSocketUpgrade) -> Response {
     if !Layer::ALL.into_iter().any(|l| caller.0.role.can_view(l)) {
         return auth::Rejection::forbidden(format!("role {} has no layer to watch", caller.0.role))
             .into_response();
     }
-    let max = st.config.max_client_message;
+    let max = st.state.config.max_client_message;
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| serve(socket, st, caller.0))
@@ -59,35 +57,47 @@ enum Ending {
 
 /// A pending change for one entity: its seq and record (`None` = remove), rendered once for
 /// every client that sends it.
-type Pending = IndexMap<EntityId, (u64, Option<Rendered>)>;
+type Pending = IndexMap<EntityId, (u64, Option<Rendered>), Hashing>;
+
+/// Every change is looked up in each nearby subscription's sets: a fast hash (randomly
+/// seeded, so ids chosen to collide cannot slow a connection down).
+type Hashing = foldhash::fast::RandomState;
 
 struct Sub {
     query: Query,
     /// Entities the client currently holds (so we know what to remove).
-    visible: HashSet<EntityId>,
+    visible: HashSet<EntityId, Hashing>,
     pending: Pending,
     needs_snapshot: bool,
     /// Why the next snapshot is sent, when it is a resync.
     resync: Option<&'static str>,
+    /// The seq the client's picture already covers (its snapshot's, or its resume point's):
+    /// an older change arriving late from the hub is not sent again.
+    floor: u64,
 }
 
 impl Sub {
     fn new(query: Query) -> Self {
         Self {
             query,
-            visible: HashSet::new(),
-            pending: Pending::new(),
+            visible: HashSet::default(),
+            pending: Pending::default(),
             needs_snapshot: true,
             resync: None,
+            floor: 0,
         }
     }
 
-    fn offer(&mut self, c: &Change, max_pending: usize) {
+    /// Takes `c` if the client shows or should show its entity; `true` if it did.
+    fn offer(&mut self, c: &Change, max_pending: usize) -> bool {
+        if c.seq <= self.floor {
+            return false;
+        }
         let matches = c.record.as_deref().is_some_and(|r| self.query.matches(r));
         let relevant =
             matches || self.visible.contains(&c.entity) || self.pending.contains_key(&c.entity);
         if !relevant {
-            return;
+            return false;
         }
         let record = if matches { c.rendered() } else { None };
         match self.pending.get_mut(&c.entity) {
@@ -103,6 +113,7 @@ impl Sub {
             self.resync = Some("too far behind: pending changes exceeded the limit");
             metrics::counter!("ioc_ws_resyncs_total").increment(1);
         }
+        true
     }
 }
 
@@ -150,7 +161,10 @@ impl Outbox {
     }
 }
 
-struct Conn {
+pub(crate) struct Conn {
+    /// This connection in the hub.
+    id: u64,
+    hub: Arc<Hub>,
     replica: Arc<Replica>,
     history: Option<Arc<dyn store::History>>,
     config: FeedsConfig,
@@ -168,6 +182,10 @@ struct Conn {
 }
 
 impl Conn {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Outbox> {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -214,12 +232,25 @@ impl Conn {
         Ok(())
     }
 
-    /// Adds or replaces subscription `id`, within the per-connection limit.
-    fn insert(&self, id: String, sub: Sub) {
+    /// Adds or replaces subscription `id`, within the per-connection limit, and indexes it
+    /// in the hub. A resumed subscription (`catch_up`) is first brought up to date with the
+    /// changes the hub offered before it was indexed; the outbox stays locked meanwhile, so
+    /// the hub's next offer waits for it.
+    fn insert(&self, id: String, mut sub: Sub, catch_up: bool) {
         let mut ob = self.lock();
         if !ob.subs.contains_key(&id) && ob.subs.len() >= self.config.max_subscriptions {
             drop(ob);
             return self.error(Some(&id), "id", "too many subscriptions on this connection");
+        }
+        self.hub.index_sub(self.id, &id, &sub.query);
+        if catch_up {
+            if let Some((_, changes)) = self.replica.changes_since(sub.floor) {
+                for c in &changes {
+                    sub.offer(c, usize::MAX);
+                }
+            } else {
+                sub.needs_snapshot = true;
+            }
         }
         ob.subs.insert(id, sub);
     }
@@ -234,7 +265,7 @@ impl Conn {
                 if let Err(e) = self.admit(&mut spec) {
                     return self.error(Some(&spec.id), &e.field, &e.reason);
                 }
-                self.insert(spec.id, Sub::new(spec.query));
+                self.insert(spec.id, Sub::new(spec.query), false);
             }
             ClientOp::Resume {
                 mut spec,
@@ -248,7 +279,8 @@ impl Conn {
                 let changes = (epoch == self.replica.epoch())
                     .then(|| self.replica.changes_since(since))
                     .flatten();
-                if let Some((_, changes)) = changes {
+                let resumed = changes.is_some();
+                if let Some((seq, changes)) = changes {
                     // The client holds what matched at `since`; assume it holds what matches now
                     // plus whatever changed since (removals are harmless if it did not).
                     let (_, now) = self
@@ -260,11 +292,13 @@ impl Conn {
                         sub.visible.insert(c.entity.clone());
                         sub.offer(c, usize::MAX);
                     }
+                    sub.floor = seq;
                 }
-                self.insert(spec.id, sub);
+                self.insert(spec.id, sub, resumed);
             }
             ClientOp::Unsubscribe { id } => {
                 let removed = self.lock().subs.remove(&id).is_some();
+                self.hub.unindex_sub(self.id, &id);
                 if removed {
                     self.control(ServerMsg::Unsubscribed { sub: &id });
                 } else {
@@ -345,30 +379,40 @@ impl Conn {
         }
     }
 
-    fn pump(&self, c: &Change) {
-        if let Some(r) = c.record.as_deref() {
-            if r.layer == Layer::Alerts
-                && self.role.can_view(Layer::Alerts)
-                && replica::visible_with(&self.cameras, &self.sensitive, r)
-            {
-                let text = ServerMsg::Alert {
-                    alert: r.to_feature(),
-                }
-                .to_text();
-                // Within the same budget as every other queued message.
-                let over = self.lock().enqueue(text, self.config.max_outbox_bytes);
-                self.queued(over);
+    /// Sends an alert as it is raised or changes, if this caller may see it.
+    pub(crate) fn alert(&self, c: &Change) {
+        let Some(r) = c.record.as_deref() else { return };
+        if r.layer == Layer::Alerts
+            && self.role.can_view(Layer::Alerts)
+            && replica::visible_with(&self.cameras, &self.sensitive, r)
+        {
+            let text = ServerMsg::Alert {
+                alert: r.to_feature(),
             }
+            .to_text();
+            // Within the same budget as every other queued message.
+            let over = self.lock().enqueue(text, self.config.max_outbox_bytes);
+            self.queued(over);
         }
-        let mut ob = self.lock();
-        for sub in ob.subs.values_mut() {
-            sub.offer(c, self.config.max_pending);
-        }
-        drop(ob);
-        self.wake.notify_one();
     }
 
-    fn lagged(&self) {
+    /// Offers a change to the subscriptions `subs` (those the hub found near it); wakes the
+    /// writer only if one of them took it.
+    pub(crate) fn offer(&self, subs: &[Arc<str>], c: &Change) {
+        let mut ob = self.lock();
+        let mut taken = false;
+        for id in subs {
+            if let Some(sub) = ob.subs.get_mut(&**id) {
+                taken |= sub.offer(c, self.config.max_pending);
+            }
+        }
+        drop(ob);
+        if taken {
+            self.wake.notify_one();
+        }
+    }
+
+    pub(crate) fn lagged(&self) {
         let mut ob = self.lock();
         for sub in ob.subs.values_mut() {
             sub.pending.clear();
@@ -402,6 +446,7 @@ impl Conn {
                 return None; // updated meanwhile: the loop takes a new snapshot
             }
             sub.needs_snapshot = false;
+            sub.floor = seq;
             sub.pending.retain(|_, (s, _)| *s > seq);
             sub.visible = hits.iter().map(|h| h.record.entity.clone()).collect();
             let resync = sub.resync.take();
@@ -435,6 +480,7 @@ impl Conn {
             .iter()
             .find(|(_, s)| !s.pending.is_empty())
             .map(|(id, _)| id.clone())?;
+
         let sub = ob.subs.get_mut(&delta_id)?;
         let pending = std::mem::take(&mut sub.pending);
         let seq = pending.values().map(|(s, _)| *s).max().unwrap_or(0);
@@ -467,11 +513,14 @@ impl Conn {
     }
 }
 
-async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
+async fn serve(socket: WebSocket, feeds: Feeds, claims: auth::Claims) {
+    let Feeds { state: st, hub } = feeds;
     let role = claims.role;
     metrics::gauge!("ioc_ws_clients").increment(1.0);
     let (replay_tx, mut replay_rx) = mpsc::channel(4);
-    let conn = Arc::new(Conn {
+    let conn = Arc::new_cyclic(|me| Conn {
+        id: hub.join(me.clone()),
+        hub: hub.clone(),
         replica: st.replica.clone(),
         history: st.history.clone(),
         config: st.config.clone(),
@@ -487,7 +536,6 @@ async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
         .into_iter()
         .filter(|l| role.can_view(*l))
         .collect();
-    let changes = st.replica.subscribe();
     conn.control(ServerMsg::Hello {
         epoch: st.replica.epoch(),
         seq: st.replica.seq(),
@@ -514,20 +562,6 @@ async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
             conn.wake.notify_one();
         })
     };
-    let pump = {
-        let conn = conn.clone();
-        tokio::spawn(async move {
-            let mut changes = changes;
-            loop {
-                match changes.recv().await {
-                    Ok(c) => conn.pump(&c),
-                    Err(broadcast::error::RecvError::Lagged(_)) => conn.lagged(),
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        })
-    };
-
     // The token's end is the connection's: a socket must not outlive the right to it.
     let expires = tokio::time::Instant::now()
         + std::time::Duration::from_secs(
@@ -595,7 +629,10 @@ async fn serve(socket: WebSocket, st: FeedsState, claims: auth::Claims) {
     for (_, h) in conn.lock().replays.drain() {
         h.abort();
     }
-    pump.abort();
+    {
+        let ob = conn.lock();
+        hub.leave(conn.id, ob.subs.keys());
+    }
     if close.is_some() {
         // Until the client answers the close (or a while has passed), drain what it sends.
         let mut reader = reader;

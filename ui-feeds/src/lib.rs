@@ -9,6 +9,7 @@
 //! state, and reads it only through the `replica` crate. Protocol: `PROTOCOL.md`.
 
 mod connection;
+mod hub;
 mod page;
 pub mod protocol;
 
@@ -64,13 +65,30 @@ pub struct FeedsState {
     pub history: Option<Arc<dyn store::History>>,
 }
 
-impl FromRef<FeedsState> for Arc<Authenticator> {
-    fn from_ref(s: &FeedsState) -> Self {
-        s.auth.clone()
+/// What the routes share: the configured state and the one hub that dispatches changes.
+#[derive(Clone)]
+struct Feeds {
+    state: FeedsState,
+    hub: Arc<hub::Hub>,
+}
+
+impl FromRef<Feeds> for Arc<Authenticator> {
+    fn from_ref(s: &Feeds) -> Self {
+        s.state.auth.clone()
     }
 }
 
+impl FromRef<Feeds> for FeedsState {
+    fn from_ref(s: &Feeds) -> Self {
+        s.state.clone()
+    }
+}
+
+/// The feeds' routes. Starts the hub that follows the replica's changes, so it must be
+/// called within a tokio runtime.
 pub fn router(state: FeedsState) -> Router {
+    let hub = hub::Hub::start(&state.replica);
+    let state = Feeds { state, hub };
     Router::new()
         .route("/ws", get(connection::upgrade))
         .route("/", get(page::index))

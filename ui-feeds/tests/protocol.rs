@@ -166,6 +166,17 @@ async fn snapshot_then_deltas_within_the_bbox_and_bbox_changes() {
     let d = recv_op(&mut ws, "delta").await;
     assert_eq!(d["remove"], json!(["station:s2"]));
 
+    // One that enters it is sent, and once removed from the state it goes from the view.
+    set(&s.replica, station(3, 106.5, 10.5, 6.0));
+    assert_eq!(
+        ids(&recv_op(&mut ws, "delta").await["upsert"]),
+        vec!["station:s3"]
+    );
+    s.replica
+        .apply(EntityId::parse("station:s3").unwrap(), None);
+    let d = recv_op(&mut ws, "delta").await;
+    assert_eq!(d["remove"], json!(["station:s3"]));
+
     send(&mut ws, json!({"op":"ping","t":42})).await;
     assert_eq!(recv_op(&mut ws, "pong").await["t"], 42);
     send(&mut ws, json!({"op":"unsubscribe","id":"w"})).await;
