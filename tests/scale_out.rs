@@ -1,12 +1,13 @@
 //! Several `ioc core` instances over the real broker, as README's Scale-out section tells an
 //! operator to run them: three instances on partitions [0,1], [2,3] and [4,5] of 6, 100,000
-//! readings for 200 stations, alert acknowledgements from the API and registry renames during
-//! the run, one instance SIGKILLed twice and restarted, then killed for good and its
+//! readings for 200 stations, field reports worked through their life from the API, alert
+//! acknowledgements from the API and registry renames during the run, one instance SIGKILLed twice and restarted, then killed for good and its
 //! partitions taken over by another (static assignment: restarted with both lists).
 //!
 //! At the end the picture is what one uninterrupted instance gives on the same input: every
 //! reading counted once, each latest value the newest, each acknowledgement applied once by
-//! the owner of its alert, renamed stations renamed, and no station's count ever moved
+//! the owner of its alert, each report transition applied once by the owner of its report,
+//! renamed stations renamed, and no station's count ever moved
 //! backwards on `ioc.state` (every record a screen could have seen), and history holds every
 //! reading once.
 
@@ -105,6 +106,17 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
         .collect();
     assert_eq!(renamed.len(), 4);
 
+    // Nine field reports, three per instance, filed at the start and worked by their agency
+    // during the run: started while every instance is up, resolved while instance 1 is down
+    // (its reports' resolutions wait on its partitions).
+    let reports = scale_reports();
+    let agency = auth::Authenticator::new(SECRET.as_bytes()).unwrap().issue(
+        "qldt-scale",
+        auth::Role::Agency,
+        Some(REPORT_AGENCY),
+        chrono::Duration::hours(1),
+    );
+
     let base_t = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
     let mut expected_count: HashMap<String, u64> = HashMap::new();
     let mut expected_latest: HashMap<String, (i64, f64)> = HashMap::new();
@@ -168,6 +180,31 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
         sent = (sent + CHUNK).min(TOTAL);
         chunk_no += 1;
         match chunk_no {
+            2 => {
+                for (created, _) in &reports {
+                    let env = Envelope::new(
+                        EventKind::ReportCreated,
+                        EntityId::new(model::EntityKind::Report, &created.id),
+                        created.requested,
+                        Utc::now(),
+                        "test:scale",
+                        serde_json::to_value(created).unwrap(),
+                    );
+                    kafka
+                        .publish(&topics.reports, env.entity.as_str(), Some(env.to_bytes()))
+                        .await
+                        .unwrap();
+                }
+            }
+            6 => {
+                let steps = reports.iter().map(|(r, _)| async {
+                    let id = r.id.to_string();
+                    wait_for_report(&api, &id, "assigned").await;
+                    let (s, b) = step(&api, &id, &agency, json!({"action": "start"})).await;
+                    assert_eq!(s, 200, "{id}: {b}");
+                });
+                futures::future::join_all(steps).await;
+            }
             // Every alarm raised by now: acknowledge those of instances 0 and 2.
             8 => {
                 for s in alarms.iter().filter(|s| owner(s) != 1) {
@@ -206,6 +243,20 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
                 ingest::registry::publish(&*kafka, &topics.registry, "test:rename", &entries)
                     .await
                     .unwrap();
+                // Every report resolved: at once where the owner is up, written and not yet
+                // shown (202) where it is instance 1.
+                let steps = reports.iter().map(|(r, owner)| {
+                    let agency = &agency;
+                    let api = &api;
+                    async move {
+                        let id = r.id.to_string();
+                        let body = json!({"action": "resolve", "result": "Đã xử lý xong"});
+                        let (s, b) = step(api, &id, agency, body).await;
+                        let want = if *owner == 1 { 202 } else { 200 };
+                        assert_eq!(s, want, "{id} (instance {owner}): {b}");
+                    }
+                });
+                futures::future::join_all(steps).await;
             }
             20 => {
                 cores[1] = Ioc::start(&["core"], &core_env(&base, lists[1]));
@@ -310,6 +361,24 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
         assert_eq!(ours[0]["state"], "acknowledged", "{entity}: {:?}", ours[0]);
     }
 
+    // Every report resolved, its life exactly created → assign (its routing) → start →
+    // resolve, each step once.
+    for (r, owner) in &reports {
+        let id = r.id.to_string();
+        let v = wait_for_report(&api, &id, "resolved").await;
+        let actions: Vec<&str> = v["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            ["created", "assign", "start", "resolve"],
+            "{id} (instance {owner}): {v}"
+        );
+    }
+
     // History holds every reading once: the sinks of the three instances (and the one that
     // took over) wrote disjoint partitions, and a replayed batch adds nothing.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -350,6 +419,83 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
         records += 1;
     }
     assert!(records > 200, "{records} station records on ioc.state");
+}
+
+const REPORT_AGENCY: &str = "hg-vt-qldt";
+
+/// Nine reports in Vị Thanh routed to its urban-management office, three owned by each
+/// instance, with the instance that owns each.
+fn scale_reports() -> Vec<(model::report::ReportCreated, usize)> {
+    let mut per_owner = [0; 3];
+    let mut out = Vec::new();
+    for i in 0.. {
+        if out.len() == 9 {
+            break;
+        }
+        let id = model::LocalId::parse("report", &format!("pa-20261101-sc{i:04}")).unwrap();
+        let owner = (bus::partition_for(
+            EntityId::new(model::EntityKind::Report, &id).as_str(),
+            PARTITIONS,
+        ) / 2) as usize;
+        if per_owner[owner] == 3 {
+            continue;
+        }
+        per_owner[owner] += 1;
+        let created = model::report::ReportCreated {
+            id,
+            event_id: uuid::Uuid::now_v7(),
+            service_code: "infra.drainage_flooding".into(),
+            description: format!("Ngập sâu đoạn {i}"),
+            lat: 9.7841,
+            lon: 105.4701,
+            address: None,
+            media: vec![],
+            attributes: Default::default(),
+            contact: Default::default(),
+            reporter: "citizen:scale".into(),
+            reporter_role: Some("citizen".into()),
+            requested: Utc::now().fixed_offset(),
+            routing: model::report::life::Routing {
+                units: vec![model::LocalId::parse("unit", "hg-vi-thanh").unwrap()],
+                unit_names: vec!["Vị Thanh".into()],
+                agency: Some(model::LocalId::parse("agency", REPORT_AGENCY).unwrap()),
+                agency_name: Some("Phòng Quản lý đô thị thành phố Vị Thanh".into()),
+                rule: "infra.* tại hg-vi-thanh".into(),
+                level: Some("thành phố".into()),
+            },
+            deadline_h: 72,
+        };
+        out.push((created, owner));
+    }
+    out
+}
+
+/// The report, once the API shows it in `state`.
+async fn wait_for_report(api: &Ioc, id: &str, state: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = get_json(api, &format!("/api/v1/reports/{id}"), auth::Role::Operator).await;
+        if v["state"] == state {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} never {state}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// One step of a report's life from the API: (status, body).
+async fn step(api: &Ioc, id: &str, token: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(api.url(&format!("/api/v1/reports/{id}/transitions")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
 /// The id of the salinity alert on `s`, once the API shows it.
