@@ -51,17 +51,6 @@ async fn get(ioc: &Ioc, path: &str, token: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-async fn step(ioc: &Ioc, id: &str, token: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(ioc.url(&format!("/api/v1/reports/{id}/transitions")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 async fn report(ioc: &Ioc, id: &str) -> Value {
     let (s, b) = get(
         ioc,
@@ -340,7 +329,7 @@ async fn reports_are_taken_routed_worked_to_resolution_and_survive_a_crash() {
     // --- Life: who may do what.
     let agency = token_as("qldt-1", auth::Role::Agency, Some("hg-vt-qldt"));
     let other_agency = token_as("ca-1", auth::Role::Agency, Some("hg-ca"));
-    let (s, _) = step(
+    let (s, _) = report_step(
         &ioc,
         &id,
         &token(auth::Role::Leader),
@@ -348,13 +337,13 @@ async fn reports_are_taken_routed_worked_to_resolution_and_survive_a_crash() {
     )
     .await;
     assert_eq!(s, 403, "leaders watch, they do not work reports");
-    let (s, _) = step(&ioc, &id, &other_agency, json!({"action": "start"})).await;
+    let (s, _) = report_step(&ioc, &id, &other_agency, json!({"action": "start"})).await;
     assert_eq!(s, 403, "another agency");
-    let (s, _) = step(&ioc, &id, &agency, json!({"action": "close"})).await;
+    let (s, _) = report_step(&ioc, &id, &agency, json!({"action": "close"})).await;
     assert_eq!(s, 409, "closing an assigned report");
-    let (s, b) = step(&ioc, &id, &agency, json!({"action": "resolve"})).await;
+    let (s, b) = report_step(&ioc, &id, &agency, json!({"action": "resolve"})).await;
     assert_eq!((s, b["field"].as_str()), (400, Some("result")), "{b}");
-    let (s, b) = step(
+    let (s, b) = report_step(
         &ioc,
         &id,
         &agency,
@@ -365,13 +354,13 @@ async fn reports_are_taken_routed_worked_to_resolution_and_survive_a_crash() {
     assert_eq!(b["state"], "in_progress");
     // Two writers at once: exactly one wins.
     let (a, b2) = tokio::join!(
-        step(
+        report_step(
             &ioc,
             &id,
             &agency,
             json!({"action": "resolve", "result": "Đã nạo vét cống thoát nước"})
         ),
-        step(
+        report_step(
             &ioc,
             &id,
             &operator,
@@ -411,13 +400,13 @@ async fn reports_are_taken_routed_worked_to_resolution_and_survive_a_crash() {
     );
     // Reopen: only by the reporter (or operators).
     let reopen = json!({"action": "reopen", "reason": "Mưa lại ngập như cũ"});
-    let (s, _) = step(&ioc, &id, &other_citizen, reopen.clone()).await;
+    let (s, _) = report_step(&ioc, &id, &other_citizen, reopen.clone()).await;
     assert_eq!(s, 403);
-    let (s, b) = step(&ioc, &id, &citizen, reopen).await;
+    let (s, b) = report_step(&ioc, &id, &citizen, reopen).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["state"], "assigned");
     assert_eq!(b["reopened"], 1);
-    let (s, b) = step(
+    let (s, b) = report_step(
         &ioc,
         &id,
         &agency,
@@ -425,7 +414,7 @@ async fn reports_are_taken_routed_worked_to_resolution_and_survive_a_crash() {
     )
     .await;
     assert_eq!(s, 200, "{b}");
-    let (s, b) = step(&ioc, &id, &operator, json!({"action": "close"})).await;
+    let (s, b) = report_step(&ioc, &id, &operator, json!({"action": "close"})).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["state"], "closed");
 
@@ -492,7 +481,7 @@ async fn reports_are_taken_routed_worked_to_resolution_and_survive_a_crash() {
         .unwrap()
         .to_string();
     let wa = token_as("w", auth::Role::Agency, Some(&waste_agency));
-    let (s, _) = step(
+    let (s, _) = report_step(
         &ioc,
         &dup_a,
         &wa,

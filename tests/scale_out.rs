@@ -200,7 +200,7 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
                 let steps = reports.iter().map(|(r, _)| async {
                     let id = r.id.to_string();
                     wait_for_report(&api, &id, "assigned").await;
-                    let (s, b) = step(&api, &id, &agency, json!({"action": "start"})).await;
+                    let (s, b) = report_step(&api, &id, &agency, json!({"action": "start"})).await;
                     assert_eq!(s, 200, "{id}: {b}");
                 });
                 futures::future::join_all(steps).await;
@@ -251,7 +251,7 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
                     async move {
                         let id = r.id.to_string();
                         let body = json!({"action": "resolve", "result": "Đã xử lý xong"});
-                        let (s, b) = step(api, &id, agency, body).await;
+                        let (s, b) = report_step(api, &id, agency, body).await;
                         let want = if *owner == 1 { 202 } else { 200 };
                         assert_eq!(s, want, "{id} (instance {owner}): {b}");
                     }
@@ -484,18 +484,6 @@ async fn wait_for_report(api: &Ioc, id: &str, state: &str) -> Value {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-/// One step of a report's life from the API: (status, body).
-async fn step(api: &Ioc, id: &str, token: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(api.url(&format!("/api/v1/reports/{id}/transitions")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
 /// The id of the salinity alert on `s`, once the API shows it.

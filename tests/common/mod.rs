@@ -237,6 +237,19 @@ pub async fn get_json(ioc: &Ioc, path: &str, role: auth::Role) -> Value {
         .unwrap()
 }
 
+/// One step of a report's life through `POST /api/v1/reports/{id}/transitions`:
+/// (status, body).
+pub async fn report_step(ioc: &Ioc, id: &str, token: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(ioc.url(&format!("/api/v1/reports/{id}/transitions")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
 /// Readings counted over `features` (each station's `properties.readings`).
 pub fn readings_counted(features: &[Value]) -> u64 {
     features
