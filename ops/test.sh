@@ -23,6 +23,14 @@ if cargo tree -p map-api -e normal,build --prefix none | grep '^gstreamer' >/dev
 fi
 PKG_CONFIG="$IOC_ROOT/ops/pkg-config-without-gstreamer" cargo build -p map-api --locked \
   || die "map-api does not build without the GStreamer dev packages"
+# So does the ioc binary without its `video` feature (an API, ingest or core host needs no
+# GStreamer); the full build below replaces it before the tests run.
+log "ioc without GStreamer: cargo build -p ioc --no-default-features, pkg-config blind to GStreamer"
+if cargo tree -p ioc --no-default-features -e normal,build --prefix none | grep '^gstreamer' >/dev/null; then
+  die "ioc --no-default-features depends on GStreamer (cargo tree -p ioc --no-default-features -i gstreamer)"
+fi
+PKG_CONFIG="$IOC_ROOT/ops/pkg-config-without-gstreamer" cargo build -p ioc --no-default-features --locked \
+  || die "ioc does not build without the video feature and the GStreamer dev packages"
 log "cargo test --workspace"
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$IOC_RUN_DIR/test-output.log"
 status=${PIPESTATUS[0]}

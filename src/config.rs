@@ -42,7 +42,7 @@ pub struct Config {
     pub reports: ingest::reports::ReportIntakeConfig,
     pub registry: RegistryConfig,
     /// Camera workers: liveness, snapshots, live view, stream credentials.
-    pub video: video::VideoConfig,
+    pub video: media::VideoConfig,
     pub demo: DemoConfig,
     pub log: LogConfig,
 }
@@ -64,7 +64,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             reports: Default::default(),
             registry: RegistryConfig::default(),
-            video: video::VideoConfig::default(),
+            video: media::VideoConfig::default(),
             demo: DemoConfig::default(),
             log: LogConfig::default(),
         }

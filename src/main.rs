@@ -9,6 +9,7 @@ mod config;
 mod http;
 mod registry_cli;
 mod roles;
+#[cfg(feature = "video")]
 mod rtsp_fixture;
 
 use std::path::PathBuf;
@@ -92,11 +93,13 @@ enum Command {
     Registry(registry_cli::RegistryCommand),
     /// Serves test cameras from the fixture RTSP server (one pre-encoded clip), controlled
     /// on stdin: `stop|stall|resume <mount>`, `resolution <mount> <w> <h>`.
+    #[cfg(feature = "video")]
     RtspFixture(rtsp_fixture::FixtureArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    #[cfg(feature = "video")]
     if let Command::RtspFixture(args) = cli.command {
         return rtsp_fixture::run(args);
     }
@@ -192,6 +195,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Registry(c) => registry_cli::run(&cfg, c).await,
+            #[cfg(feature = "video")]
             Command::RtspFixture(_) => unreachable!("handled before the runtime starts"),
         }
     })

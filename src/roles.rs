@@ -246,6 +246,7 @@ pub async fn migrate(cfg: &Config) -> anyhow::Result<()> {
 
 /// The demo's cameras: a fixture RTSP server with one mount per fixture camera, behind a
 /// password made for this run (the video workers get it as the `fixture` credential set).
+#[cfg(feature = "video")]
 fn start_demo_cameras(cfg: &mut Config) -> anyhow::Result<fixtures::rtsp::RtspFixture> {
     let password = format!("{:032x}", rand::random::<u128>());
     let server = fixtures::rtsp::RtspFixture::start(fixtures::rtsp::RtspFixtureConfig {
@@ -262,7 +263,7 @@ fn start_demo_cameras(cfg: &mut Config) -> anyhow::Result<fixtures::rtsp::RtspFi
     cfg.registry.fixture_rtsp = server.base_url();
     cfg.video.credentials.insert(
         fixtures::cameras::CREDENTIALS.into(),
-        video::Credential {
+        media::Credential {
             user: "ioc-demo".into(),
             password,
         },
@@ -271,8 +272,11 @@ fn start_demo_cameras(cfg: &mut Config) -> anyhow::Result<fixtures::rtsp::RtspFi
     Ok(server)
 }
 
-pub async fn run(mut cfg: Config, roles: Roles) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
+    #[cfg(feature = "video")]
+    let mut cfg = cfg;
     // Kept alive for the process's life.
+    #[cfg(feature = "video")]
     let _demo_cameras = match roles.simulate && cfg.demo.cameras && cfg.video.enabled {
         true => Some(start_demo_cameras(&mut cfg)?),
         false => None,
@@ -497,11 +501,24 @@ fn ingest_role(s: &Shared, parts: &mut Parts) -> Ingest {
 /// Camera workers pull from the field and write to the bus, like ingest, and serve their
 /// images to API processes; an API process without them fetches images from the `ioc video`
 /// processes listed in `video.workers`. Where the API gets camera images, if anywhere.
+#[cfg_attr(not(feature = "video"), allow(unused_variables))]
 fn video_role(
     s: &Shared,
     parts: &mut Parts,
-) -> anyhow::Result<Option<Arc<dyn video::MediaSource>>> {
+) -> anyhow::Result<Option<Arc<dyn media::MediaSource>>> {
     let cfg = &s.cfg;
+    #[cfg(not(feature = "video"))]
+    if s.roles.video && cfg.video.enabled {
+        // A process that is only a video worker has nothing to do; one with other roles
+        // carries on without cameras of its own.
+        let why = "this ioc was built without the `video` feature (no GStreamer): it runs no \
+                   camera workers; build with default features, or set video.enabled = false";
+        if !(s.roles.api || s.roles.core || s.roles.ingest) {
+            anyhow::bail!(why);
+        }
+        tracing::warn!("{why}");
+    }
+    #[cfg(feature = "video")]
     if s.roles.video && cfg.video.enabled {
         let fleet = video::Fleet::new(
             cfg.video.clone(),
@@ -524,7 +541,7 @@ fn video_role(
     }
     if s.roles.api && !cfg.video.workers.is_empty() {
         let workers =
-            video::RemoteWorkers::new(&cfg.video.workers, cfg.video.max_viewers, s.auth.clone())
+            media::RemoteWorkers::new(&cfg.video.workers, cfg.video.max_viewers, s.auth.clone())
                 .context("video.workers")?;
         info!(
             workers = cfg.video.workers.len(),
@@ -542,7 +559,7 @@ fn api_role(
     s: &Shared,
     parts: &mut Parts,
     intake: Option<Arc<ingest::reports::ReportIntake>>,
-    cameras: Option<Arc<dyn video::MediaSource>>,
+    cameras: Option<Arc<dyn media::MediaSource>>,
     limiter: Arc<auth::limits::SharedLimiter>,
     recorder: metrics_exporter_prometheus::PrometheusHandle,
 ) {

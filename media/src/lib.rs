@@ -3,10 +3,15 @@
 //! none ([`MediaError`], [`NoImage`]), how each goes out over HTTP, and [`MediaSource`], the
 //! one way the API asks for them. `video`'s fleet implements it in the process that runs the
 //! workers; [`RemoteWorkers`] implements it over HTTP for an `ioc api` whose workers run in
-//! `ioc video` processes, sending a media ticket with every request.
+//! `ioc video` processes, sending a media ticket with every request. Also `[video]`'s
+//! configuration ([`config`]), which every process reads whether or not it runs workers.
 //!
 //! It owns the *shape* of media answers. It must never decide who may see a camera (the API
 //! does that, before it asks), never link GStreamer, and never answer 200 without an image.
+
+pub mod config;
+
+pub use config::{Credential, VideoConfig};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,6 @@
 //! URL, a log line, an event or an error, never decode every frame of every camera, and never
 //! let one camera's failure reach another's pipeline or task.
 
-pub mod config;
 pub mod hls;
 pub mod jpeg;
 pub mod media;
@@ -26,8 +25,8 @@ use model::{Camera, CameraState, CameraStatus, Envelope, LocalId, RegistryChange
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+pub use ::media::config::{self, shard_of, Credential, VideoConfig};
 pub use ::media::{MediaError, MediaSource, RemoteWorkers};
-pub use config::{shard_of, Credential, VideoConfig};
 use worker::CameraShared;
 pub use worker::{LiveError, LiveView, Snapshot};
 

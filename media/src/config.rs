@@ -66,7 +66,7 @@ pub struct VideoConfig {
     pub workers: Vec<String>,
 }
 
-pub use ::media::shard_of;
+pub use crate::shard_of;
 
 impl Default for VideoConfig {
     fn default() -> Self {
