@@ -8,9 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -18,7 +20,54 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use crate::{Bus, BusError, Delivered, Message, Subscription, TopicSpec};
+use crate::{Bus, BusError, Delivered, Message, OnAssign, Subscription, TopicSpec};
+
+/// A consumer's context: a watched group member tells its owner which partitions it holds
+/// ([`Bus::join_group_watched`]); other consumers carry none.
+#[derive(Default)]
+struct Watch(Option<OnAssign>);
+
+impl ClientContext for Watch {}
+
+impl ConsumerContext for Watch {
+    /// Before partitions are given up, the owner stops acting on them.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let (Some(tell), Rebalance::Revoke(gone)) = (&self.0, rebalance) {
+            let gone = pairs(gone);
+            let kept: Vec<(String, i32)> = consumer
+                .assignment()
+                .map(|a| pairs(&a))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| !gone.contains(p))
+                .collect();
+            info!(
+                kept = kept.len(),
+                revoked = gone.len(),
+                "group partitions revoked"
+            );
+            tell(&kept);
+        }
+    }
+
+    /// After partitions are taken, the owner acts on them.
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let (Some(tell), Rebalance::Assign(_)) = (&self.0, rebalance) {
+            let held = consumer.assignment().map(|a| pairs(&a)).unwrap_or_default();
+            info!(held = held.len(), "group partitions assigned");
+            tell(&held);
+        }
+    }
+}
+
+fn pairs(list: &TopicPartitionList) -> Vec<(String, i32)> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+type BusConsumer = StreamConsumer<Watch>;
 
 /// How many offsets before its resume point an assigned partition is fetched from, so that
 /// the record batch holding the resume point comes whole (see `assign_rewound`): more than a
@@ -181,7 +230,12 @@ impl KafkaBus {
     /// A consumer whose offsets are committed (auto-commit of stored offsets only, stored
     /// when the caller marks a message applied). With `member`, it joins the group: session,
     /// heartbeat, rebalance timeout and static membership apply.
-    fn committing_consumer(&self, group: &str, member: bool) -> Result<StreamConsumer, BusError> {
+    fn committing_consumer(
+        &self,
+        group: &str,
+        member: bool,
+        watch: Watch,
+    ) -> Result<BusConsumer, BusError> {
         let session = self.config.session_timeout_ms.to_string();
         let heartbeat = (self.config.session_timeout_ms / 4).max(500).to_string();
         let max_poll = self.config.max_poll_interval_ms.to_string();
@@ -201,10 +255,15 @@ impl KafkaBus {
                 settings.push(("group.instance.id", id));
             }
         }
-        self.consumer(group, &settings)
+        self.consumer(group, &settings, watch)
     }
 
-    fn consumer(&self, group: &str, extra: &[(&str, &str)]) -> Result<StreamConsumer, BusError> {
+    fn consumer(
+        &self,
+        group: &str,
+        extra: &[(&str, &str)],
+        watch: Watch,
+    ) -> Result<BusConsumer, BusError> {
         let mut c = self.config.client();
         c.set("group.id", group)
             // No transactions are used: read_uncommitted reads the same records, and tansu's
@@ -221,8 +280,27 @@ impl KafkaBus {
         for (k, v) in extra {
             c.set(*k, *v);
         }
-        c.create()
+        c.create_with_context(watch)
             .map_err(|e| BusError::Refused(format!("cannot create consumer: {e}")))
+    }
+
+    /// A group member on `topics`, its rebalances told through `watch`.
+    async fn join(
+        &self,
+        group: &str,
+        topics: &[&str],
+        watch: Watch,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let consumer = self.committing_consumer(group, true, watch)?;
+        consumer.subscribe(topics).map_err(unavailable)?;
+        info!(%group, ?topics, "joined consumer group");
+        Ok(Box::new(KafkaSubscription {
+            consumer,
+            grouped: true,
+            ends: HashMap::new(),
+            settle_by: None,
+            skip_below: Vec::new(),
+        }))
     }
 }
 
@@ -253,6 +331,21 @@ impl Bus for KafkaBus {
     }
 
     async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<(), BusError> {
+        // Only what is missing is created: topics an operator made beforehand (a principal
+        // without the right to create them, or a broker without CreateTopics) are left be.
+        let existing = tokio::task::spawn_blocking({
+            let cfg = self.config.clone();
+            move || topic_names(&cfg)
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))??;
+        let specs: Vec<&TopicSpec> = specs
+            .iter()
+            .filter(|s| !existing.contains(&s.name))
+            .collect();
+        if specs.is_empty() {
+            return Ok(());
+        }
         let admin: AdminClient<DefaultClientContext> = self
             .config
             .client()
@@ -307,16 +400,16 @@ impl Bus for KafkaBus {
         group: &str,
         topics: &[&str],
     ) -> Result<Box<dyn Subscription>, BusError> {
-        let consumer = self.committing_consumer(group, true)?;
-        consumer.subscribe(topics).map_err(unavailable)?;
-        info!(%group, ?topics, "joined consumer group");
-        Ok(Box::new(KafkaSubscription {
-            consumer,
-            grouped: true,
-            ends: HashMap::new(),
-            settle_by: None,
-            skip_below: Vec::new(),
-        }))
+        self.join(group, topics, Watch::default()).await
+    }
+
+    async fn join_group_watched(
+        &self,
+        group: &str,
+        topics: &[&str],
+        on_assign: OnAssign,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        self.join(group, topics, Watch(Some(on_assign))).await
     }
 
     async fn assign(
@@ -337,7 +430,7 @@ impl Bus for KafkaBus {
         not_after: &BTreeMap<i32, i64>,
         max_rewind: i64,
     ) -> Result<Box<dyn Subscription>, BusError> {
-        let consumer = self.committing_consumer(group, false)?;
+        let consumer = self.committing_consumer(group, false, Watch::default())?;
         let all = tokio::task::spawn_blocking({
             let cfg = self.config.clone();
             let topics = vec![topic.to_string()];
@@ -412,7 +505,8 @@ impl Bus for KafkaBus {
     async fn read_all(&self, topics: &[&str]) -> Result<Box<dyn Subscription>, BusError> {
         // A throwaway group id: librdkafka wants one, but nothing is ever committed to it.
         let group = format!("{}-reader-{}", self.config.client_id, uuid_like());
-        let consumer = self.consumer(&group, &[("enable.auto.commit", "false")])?;
+        let consumer =
+            self.consumer(&group, &[("enable.auto.commit", "false")], Watch::default())?;
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
         let ends = tokio::task::spawn_blocking({
             let consumer_cfg = self.config.clone();
@@ -490,13 +584,30 @@ impl Bus for KafkaBus {
 /// (topic, partition) -> (low, high) watermarks.
 type Watermarks = HashMap<(String, i32), (i64, i64)>;
 
-fn watermarks(cfg: &KafkaConfig, topics: &[String]) -> Result<Watermarks, BusError> {
-    let probe: rdkafka::consumer::BaseConsumer = cfg
-        .client()
+/// A consumer that only asks the cluster about topics (blocking calls).
+fn probe(cfg: &KafkaConfig) -> Result<rdkafka::consumer::BaseConsumer, BusError> {
+    cfg.client()
         .set("group.id", format!("{}-probe", cfg.client_id))
         .set("isolation.level", "read_uncommitted")
         .create()
-        .map_err(|e| BusError::Refused(format!("cannot create consumer: {e}")))?;
+        .map_err(|e| BusError::Refused(format!("cannot create consumer: {e}")))
+}
+
+/// The names of the topics the cluster has.
+fn topic_names(cfg: &KafkaConfig) -> Result<std::collections::HashSet<String>, BusError> {
+    let md = probe(cfg)?
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(unavailable)?;
+    Ok(md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.name().to_string())
+        .collect())
+}
+
+fn watermarks(cfg: &KafkaConfig, topics: &[String]) -> Result<Watermarks, BusError> {
+    let probe = probe(cfg)?;
     let timeout = Duration::from_secs(10);
     let mut out = HashMap::new();
     for t in topics {
@@ -541,7 +652,7 @@ fn uuid_like() -> String {
 }
 
 struct KafkaSubscription {
-    consumer: StreamConsumer,
+    consumer: BusConsumer,
     grouped: bool,
     /// read_all only: (topic, partition) -> high watermark at start, removed once reached
     ends: HashMap<(String, i32), i64>,
@@ -597,9 +708,20 @@ impl Subscription for KafkaSubscription {
 
     fn applied(&mut self, msg: &Message) -> Result<(), BusError> {
         if self.grouped {
-            self.consumer
+            match self
+                .consumer
                 .store_offset(&msg.topic, msg.partition, msg.offset)
-                .map_err(unavailable)?;
+            {
+                Ok(()) => {}
+                // Given up in a rebalance meanwhile: its next holder resumes from the last
+                // commit and applies it again (an owner's books skip what they cover).
+                Err(KafkaError::StoreOffset(
+                    RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition,
+                )) => {
+                    debug!(topic = %msg.topic, partition = msg.partition, "offset of a partition no longer held")
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
         }
         Ok(())
     }

@@ -50,6 +50,9 @@ pub struct Message {
     pub payload: Option<Bytes>,
 }
 
+/// Told the partitions, as (topic, partition), a group member holds after a rebalance.
+pub type OnAssign = std::sync::Arc<dyn Fn(&[(String, i32)]) + Send + Sync>;
+
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Writes one message; resolves when the broker has acknowledged it durably.
@@ -71,6 +74,27 @@ pub trait Bus: Send + Sync + 'static {
         group: &str,
         topics: &[&str],
     ) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// As [`Bus::join_group`], and tells `on_assign` which partitions (topic, partition) this
+    /// member holds whenever that changes: before it gives any up and after it takes new ones,
+    /// so that it never acts on a partition another member holds. A bus without group
+    /// rebalancing holds every partition from the start.
+    async fn join_group_watched(
+        &self,
+        group: &str,
+        topics: &[&str],
+        on_assign: OnAssign,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let sub = self.join_group(group, topics).await?;
+        let mut all = Vec::new();
+        for t in topics {
+            for p in 0..self.partition_count(t).await? {
+                all.push((t.to_string(), p));
+            }
+        }
+        on_assign(&all);
+        Ok(sub)
+    }
 
     /// Consumes `partitions` of `topic` (all when `None`) by static assignment, resuming
     /// after the offsets committed under `group`, with no group membership: no rebalances,

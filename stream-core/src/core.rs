@@ -146,7 +146,23 @@ pub async fn run(
             )
             .await?
         }
-        Assignment::Group => bus.join_group(&config.group, &[&topics.readings]).await?,
+        Assignment::Group => {
+            // The group's assignment is this instance's ownership, changed before partitions
+            // are given up and after new ones are taken (see the loop for what a gain does).
+            let (owned, topic) = (ownership.clone(), topics.readings.clone());
+            let on_assign: bus::OnAssign = Arc::new(move |held: &[(String, i32)]| {
+                owned.hold(held.iter().filter(|(t, _)| *t == topic).map(|(_, p)| *p));
+            });
+            bus.join_group_watched(&config.group, &[&topics.readings], on_assign)
+                .await?
+        }
+    };
+    // The other inputs follow ownership too: statically their partitions are the same as the
+    // readings'; in a group every partition is read and what this instance does not own
+    // now is passed over (`Inputs` checks each key).
+    let partitions = match config.assignment {
+        Assignment::Static => partitions,
+        Assignment::Group => None,
     };
     // Acknowledgements and clears from the API, keyed by the entity an alert is about, so
     // the owner's partitions carry them; the core's own events come back too and change
@@ -208,6 +224,7 @@ pub async fn run(
     );
     status.started.store(true, Ordering::Release);
     tokio::pin!(shutdown);
+    let mut held = (ownership.generation(), ownership.partitions());
     loop {
         let input = tokio::select! {
             biased;
@@ -218,7 +235,33 @@ pub async fn run(
             }
             i = inputs.next() => i?,
         };
-        let registry_changed = matches!(input, Input::Registry(_));
+        // A group rebalance gave this instance partitions: before anything read from them is
+        // applied, the books take the state topic as it is now, as at a restart (the last
+        // owner's records, its open alerts; readings its state covers are then skipped), and
+        // what differs is published by its new owner.
+        let mut registry_changed = matches!(input, Input::Registry(_));
+        if ownership.generation() != held.0 {
+            let now_held = ownership.partitions();
+            let gained = match (&held.1, &now_held) {
+                (Some(before), Some(now)) => now.difference(before).count(),
+                (Some(_), None) => 1,
+                (None, _) => 0,
+            };
+            held = (ownership.generation(), now_held);
+            if gained > 0 {
+                let (restored, _) = read_state(&*bus, &topics.state).await?;
+                let effects = books.start(&restored, Utc::now());
+                info!(
+                    gained,
+                    held = ?held.1,
+                    records = restored.len(),
+                    republished = effects.len(),
+                    "group partitions gained: state taken over"
+                );
+                publisher.apply(effects).await?;
+            }
+            registry_changed = true; // forecast targets follow ownership
+        }
         let effects = books.apply(input, Utc::now());
         publisher.apply(effects).await?;
         inputs.applied()?;
@@ -234,24 +277,26 @@ pub async fn run(
 }
 
 /// Which entities this instance owns: with `core.partitions` naming some of the input
-/// topics' partitions, those whose keys hash there. Every input topic must have as many
-/// partitions as the readings topic, or ownership would differ between them.
+/// topics' partitions, those whose keys hash there; in a consumer group, those of the
+/// partitions the group assigns it (none until it does). Every input topic must have as
+/// many partitions as the readings topic, or ownership would differ between them.
 async fn ownership(
     bus: &dyn Bus,
     topics: &Topics,
     config: &CoreConfig,
 ) -> Result<Ownership, BusError> {
-    if config.assignment == Assignment::Group {
-        if config.partitions.is_some() {
-            warn!("core.partitions is ignored with core.assignment = \"group\"");
+    let count = || bus.partition_count(&topics.readings);
+    let ownership = match (config.assignment, config.partitions.as_deref()) {
+        (Assignment::Group, listed) => {
+            if listed.is_some() {
+                warn!("core.partitions is ignored with core.assignment = \"group\"");
+            }
+            Ownership::grouped(count().await?)
         }
-        return Ok(Ownership::all());
-    }
-    let Some(partitions) = config.partitions.as_deref() else {
-        return Ok(Ownership::all());
+        (Assignment::Static, None) => return Ok(Ownership::all()),
+        (Assignment::Static, Some(partitions)) => Ownership::of(Some(partitions), count().await?),
     };
-    let count = bus.partition_count(&topics.readings).await?;
-    let ownership = Ownership::of(Some(partitions), count);
+    let count = count().await?;
     if ownership.is_partial() {
         for t in [&topics.cameras, &topics.reports, &topics.alerts] {
             let n = bus.partition_count(t).await?;

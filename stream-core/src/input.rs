@@ -273,17 +273,20 @@ impl Inputs {
                     None => std::future::pending().await,
                 }
             };
+            // An action or a camera's status is applied by the owner of its key's partition
+            // (in a consumer group every instance reads every partition of these topics).
+            let owned = |m: &Message| m.key.as_deref().is_some_and(|k| ownership.owns_key(k));
             let input = tokio::select! {
                 biased;
                 m = alert_actions.next() => {
                     let m = m?;
-                    let input = decode_alert_action(&m).map(Input::AlertAction);
+                    let input = owned(&m).then(|| decode_alert_action(&m)).flatten().map(Input::AlertAction);
                     pending.push((ReadFrom::AlertActions, m));
                     input
                 }
                 m = camera_status.next() => {
                     let m = m?;
-                    let input = decode_camera_status(&m).map(Input::CameraStatus);
+                    let input = owned(&m).then(|| decode_camera_status(&m)).flatten().map(Input::CameraStatus);
                     pending.push((ReadFrom::CameraStatus, m));
                     input
                 }
