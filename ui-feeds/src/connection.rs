@@ -482,6 +482,7 @@ impl Conn {
             .map(|(id, _)| id.clone())?;
 
         let sub = ob.subs.get_mut(&delta_id)?;
+        let near = sub.query.near;
         let pending = std::mem::take(&mut sub.pending);
         let seq = pending.values().map(|(s, _)| *s).max().unwrap_or(0);
         let mut upsert = Vec::new();
@@ -499,8 +500,25 @@ impl Conn {
             }
         }
         drop(ob);
-        let upsert: Vec<&serde_json::value::RawValue> =
-            upsert.iter().map(Rendered::feature_json).collect();
+        // A `near` subscription's features carry their distance, as in its snapshot: those
+        // are its own, not the rendering every other client shares.
+        let with_distance: Vec<Box<serde_json::value::RawValue>> = match near {
+            None => Vec::new(),
+            Some(n) => upsert
+                .iter()
+                .filter_map(|r| {
+                    let hit = replica::Hit {
+                        record: r.record.clone(),
+                        distance_m: n.reach(&r.record.geometry),
+                    };
+                    serde_json::value::to_raw_value(&hit.to_feature()).ok()
+                })
+                .collect(),
+        };
+        let upsert: Vec<&serde_json::value::RawValue> = match near {
+            None => upsert.iter().map(Rendered::feature_json).collect(),
+            Some(_) => with_distance.iter().map(|f| &**f).collect(),
+        };
         Some(
             ServerMsg::Delta {
                 sub: &delta_id,

@@ -212,12 +212,11 @@ async fn near_and_within_subscriptions_follow_the_disc_and_the_area() {
         [("station:s1", 111.0), ("station:s2", 334.0)],
         "nearest first"
     );
-    // A station moving into the disc is delivered; one far away is not.
+    // A station moving into the disc is delivered, with its distance; one far away is not.
     set(&s.replica, station(3, 105.5, 9.802, 2.0));
-    assert_eq!(
-        ids(&recv_op(&mut ws, "delta").await["upsert"]),
-        vec!["station:s3"]
-    );
+    let d = recv_op(&mut ws, "delta").await;
+    assert_eq!(ids(&d["upsert"]), vec!["station:s3"]);
+    assert_eq!(d["upsert"][0]["properties"]["distance_m"], 222.0);
     set(&s.replica, station(4, 105.5, 9.95, 2.0));
     assert!(quiet(&mut ws, 300).await, "outside the disc");
 
