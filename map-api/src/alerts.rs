@@ -21,7 +21,7 @@ use model::{EntityId, Envelope, EventKind, FieldError, Layer, LocalId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{bad_request, ApiState};
+use crate::ApiState;
 
 const DEFAULT_LIMIT: usize = 200;
 const MAX_LIMIT: usize = 5000;
@@ -60,22 +60,11 @@ pub async fn list(
     State(st): State<ApiState>,
     caller: Caller,
     Query(p): Query<ListParams>,
-) -> Response {
-    if let Err(r) = caller.require_view(Layer::Alerts) {
-        return r.into_response();
-    }
-    let wanted = match states(p.state.as_deref()) {
-        Ok(s) => s,
-        Err(e) => return bad_request(e),
-    };
-    let bbox = match p.bbox.as_deref().map(parse_bbox).transpose() {
-        Ok(b) => b,
-        Err(e) => return bad_request(e),
-    };
-    let limit = match crate::parse_limit(p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT) {
-        Ok(n) => n,
-        Err(e) => return bad_request(e),
-    };
+) -> Result<Response, ApiError> {
+    caller.require_view(Layer::Alerts)?;
+    let wanted = states(p.state.as_deref())?;
+    let bbox = p.bbox.as_deref().map(parse_bbox).transpose()?;
+    let limit = crate::parse_limit(p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let q = replica::Query {
         layers: [Layer::Alerts].into_iter().collect(),
         bbox,
@@ -110,8 +99,12 @@ pub async fn list(
             v
         })
         .collect();
-    Json(json!({"seq": seq, "total": total, "truncated": total > items.len(), "alerts": items}))
-        .into_response()
+    Ok(
+        Json(
+            json!({"seq": seq, "total": total, "truncated": total > items.len(), "alerts": items}),
+        )
+        .into_response(),
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,21 +118,15 @@ enum Act {
     Clear,
 }
 
-fn conflict(reason: String) -> Response {
-    ApiError::conflict(reason).into_response()
-}
-
 async fn act(
     st: ApiState,
     caller: Caller,
     id: String,
     body: Option<Json<ActionBody>>,
     act: Act,
-) -> Response {
+) -> Result<Response, ApiError> {
     // Who may not see alerts learns nothing of which exist.
-    if let Err(r) = caller.require_view(Layer::Alerts) {
-        return r.into_response();
-    }
+    caller.require_view(Layer::Alerts)?;
     let note = body
         .and_then(|Json(b)| b.note)
         .map(|n| model::text::nfc(n.trim()))
@@ -148,16 +135,14 @@ async fn act(
         .as_deref()
         .and_then(|n| model::text::refuse_text(n, MAX_NOTE))
     {
-        return bad_request(FieldError::new("note", reason));
+        return Err(FieldError::new("note", reason).into());
     }
     let alert = LocalId::parse("id", &id)
         .ok()
         .and_then(|l| st.replica.get(&EntityId::new(model::EntityKind::Alert, &l)))
         .filter(|r| replica::visible_with(&caller.0.camera_scope(), &caller.0.sensitive_scope(), r))
         .and_then(|r| Alert::from_record(&r));
-    let Some(alert) = alert else {
-        return ApiError::not_found("id", format!("no alert {id}")).into_response();
-    };
+    let alert = alert.ok_or_else(|| ApiError::not_found("id", format!("no alert {id}")))?;
     let claims = &caller.0;
     let own_agency = claims.role == Role::Agency
         && claims.agency.is_some()
@@ -167,26 +152,26 @@ async fn act(
         Act::Clear => matches!(claims.role, Role::Operator | Role::Admin),
     };
     if !allowed {
-        return Rejection::forbidden(match act {
+        return Err(Rejection::forbidden(match act {
             Act::Acknowledge => {
                 "alerts are acknowledged by operators, admins, or the agency owning the station"
             }
             Act::Clear => "alerts are cleared by operators and admins",
         })
-        .into_response();
+        .into());
     }
     let (kind, verb) = match act {
         Act::Acknowledge if alert.state != AlertState::Raised => {
-            return conflict(format!(
+            return Err(ApiError::conflict(format!(
                 "alert {id} is {} already",
                 serde_json::to_value(alert.state)
                     .unwrap_or_default()
                     .as_str()
                     .unwrap_or("")
-            ))
+            )))
         }
         Act::Clear if !alert.state.is_active() => {
-            return conflict(format!("alert {id} is cleared already"))
+            return Err(ApiError::conflict(format!("alert {id} is cleared already")))
         }
         Act::Acknowledge => (EventKind::AlertAcked, "acknowledge"),
         Act::Clear => (EventKind::AlertCleared, "clear"),
@@ -208,14 +193,21 @@ async fn act(
     );
     // Keyed by the entity the alert is about: the core instance that owns that entity reads
     // this partition, and applies the action once.
-    match st.bus.publish(&st.alerts_topic, alert.entity.as_str(), Some(env.to_bytes())).await {
-        Ok(_) => (
-            StatusCode::ACCEPTED,
-            Json(json!({"alert": alert.id, "requested": verb, "by": claims.sub, "at": now.to_rfc3339()})),
+    st.bus
+        .publish(
+            &st.alerts_topic,
+            alert.entity.as_str(),
+            Some(env.to_bytes()),
         )
-            .into_response(),
-        Err(e) => ApiError::unavailable(e.to_string(), 5).into_response(),
-    }
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string(), 5))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            json!({"alert": alert.id, "requested": verb, "by": claims.sub, "at": now.to_rfc3339()}),
+        ),
+    )
+        .into_response())
 }
 
 pub async fn acknowledge(
@@ -223,7 +215,7 @@ pub async fn acknowledge(
     caller: Caller,
     Path(id): Path<String>,
     body: Option<Json<ActionBody>>,
-) -> Response {
+) -> Result<Response, ApiError> {
     act(st, caller, id, body, Act::Acknowledge).await
 }
 
@@ -232,6 +224,6 @@ pub async fn clear(
     caller: Caller,
     Path(id): Path<String>,
     body: Option<Json<ActionBody>>,
-) -> Response {
+) -> Result<Response, ApiError> {
     act(st, caller, id, body, Act::Clear).await
 }

@@ -7,7 +7,7 @@
 use api_error::ApiError;
 use std::sync::Arc;
 
-use auth::{Caller, Rejection};
+use auth::Caller;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -23,21 +23,20 @@ use store::replay::ReplayRequest;
 use store::series::{parse_step, vn, MAX_BUCKETS};
 use store::{History, Series, SeriesQuery, StoreError};
 
-use crate::{bad_request, ApiState};
+use crate::ApiState;
 
 /// Most stations one replay follows.
 const REPLAY_STATIONS: usize = 20_000;
 
-fn no_history() -> Response {
+fn no_history() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "no_history",
         "this process keeps no history: set store.database_url",
     )
-    .into_response()
 }
 
-fn store_error(e: StoreError) -> Response {
+fn store_error(e: StoreError) -> ApiError {
     if e.is_transient() {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -45,7 +44,6 @@ fn store_error(e: StoreError) -> Response {
             e.to_string(),
         )
         .retry_after(5)
-        .into_response()
     } else {
         tracing::error!(error = %e, "history query failed");
         ApiError::new(
@@ -53,12 +51,11 @@ fn store_error(e: StoreError) -> Response {
             "history_failed",
             "the history store refused the query; see the server log",
         )
-        .into_response()
     }
 }
 
-fn not_found(field: &str, reason: String) -> Response {
-    ApiError::not_found(field, reason).into_response()
+fn not_found(field: &str, reason: String) -> ApiError {
+    ApiError::not_found(field, reason)
 }
 
 /// An RFC 3339 time, or `default` when absent.
@@ -105,7 +102,7 @@ fn station_for(
     st: &ApiState,
     caller: &Caller,
     id: &str,
-) -> Result<(Arc<dyn History>, LocalId, Arc<model::StateRecord>), Response> {
+) -> Result<(Arc<dyn History>, LocalId, Arc<model::StateRecord>), ApiError> {
     let history = st.history.clone().ok_or_else(no_history)?;
     let local =
         LocalId::parse("id", id).map_err(|_| not_found("id", format!("no station {id:?}")))?;
@@ -113,9 +110,7 @@ fn station_for(
         .replica
         .get(&EntityId::station(&local))
         .ok_or_else(|| not_found("id", format!("no station {local}")))?;
-    caller
-        .require_view(rec.layer)
-        .map_err(Rejection::into_response)?;
+    caller.require_view(rec.layer).map_err(ApiError::from)?;
     Ok((history, local, rec))
 }
 
@@ -181,25 +176,16 @@ pub async fn series(
     caller: Caller,
     Path(id): Path<String>,
     Query(p): Query<SeriesParams>,
-) -> Response {
-    let (history, id, rec) = match station_for(&st, &caller, &id) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let (q, max_points, format) = match series_query(&id, &p) {
-        Ok(x) => x,
-        Err(e) => return bad_request(e),
-    };
-    let mut s = match history.series(&q).await {
-        Ok(s) => s,
-        Err(e) => return store_error(e),
-    };
+) -> Result<Response, ApiError> {
+    let (history, id, rec) = station_for(&st, &caller, &id)?;
+    let (q, max_points, format) = series_query(&id, &p)?;
+    let mut s = history.series(&q).await.map_err(store_error)?;
     if let Some(n) = max_points {
         s.downsample(n);
     }
     let name = rec.name().to_string();
     match format {
-        Format::Json => Json(series_json(&s, &name, &*history)).into_response(),
+        Format::Json => Ok(Json(series_json(&s, &name, &*history)).into_response()),
         Format::Csv => {
             let file = format!(
                 "{}_{}_{}_{}.csv",
@@ -208,7 +194,7 @@ pub async fn series(
                 q.from.with_timezone(&vn()).format("%Y%m%dT%H%M"),
                 q.to.with_timezone(&vn()).format("%Y%m%dT%H%M")
             );
-            (
+            Ok((
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
                     (
@@ -218,7 +204,7 @@ pub async fn series(
                 ],
                 series_csv(&s),
             )
-                .into_response()
+                .into_response())
         }
     }
 }
@@ -278,7 +264,7 @@ pub fn replay_setup(
     st: &ApiState,
     caller: &Caller,
     p: &ReplayParams,
-) -> Result<(Arc<dyn History>, PastView, ReplayRequest), Response> {
+) -> Result<(Arc<dyn History>, PastView, ReplayRequest), ApiError> {
     let history = st.history.clone().ok_or_else(no_history)?;
     let layers = match p.layers.as_deref() {
         None | Some("") => Layer::REPLAYABLE
@@ -299,36 +285,29 @@ pub fn replay_setup(
                     ))
                 }
             })
-            .collect::<Result<_, _>>()
-            .map_err(bad_request)?,
+            .collect::<Result<_, _>>()?,
     };
     let layers: std::collections::BTreeSet<Layer> = layers;
     for l in &layers {
-        caller.require_view(*l).map_err(Rejection::into_response)?;
+        caller.require_view(*l).map_err(ApiError::from)?;
     }
     if layers.is_empty() {
-        return Err(bad_request(FieldError::new(
+        return Err(ApiError::from(FieldError::new(
             "layers",
             "no replayable layer is visible to this role",
         )));
     }
-    let bbox = p
-        .bbox
-        .as_deref()
-        .map(parse_bbox)
-        .transpose()
-        .map_err(bad_request)?;
+    let bbox = p.bbox.as_deref().map(parse_bbox).transpose()?;
     let from = parse_time(
         "from",
         p.from.as_deref(),
         Utc::now() - chrono::Duration::hours(1),
-    )
-    .map_err(bad_request)?;
-    let to = parse_time("to", p.to.as_deref(), Utc::now()).map_err(bad_request)?;
+    )?;
+    let to = parse_time("to", p.to.as_deref(), Utc::now())?;
     let speed = match p.speed.as_deref() {
         None => 60.0,
         Some(s) => s.parse::<f64>().map_err(|_| {
-            bad_request(FieldError::new(
+            ApiError::from(FieldError::new(
                 "speed",
                 "must be a number: event seconds per second (0 = unpaced)",
             ))
@@ -344,7 +323,7 @@ pub fn replay_setup(
     };
     let (_, base) = st.replica.snapshot(&q, REPLAY_STATIONS);
     let view = PastView::new(&base);
-    let req = ReplayRequest::new(view.stations(), from, to, speed).map_err(bad_request)?;
+    let req = ReplayRequest::new(view.stations(), from, to, speed)?;
     Ok((history, view, req))
 }
 
@@ -354,22 +333,19 @@ pub async fn replay(
     State(st): State<ApiState>,
     caller: Caller,
     Query(p): Query<ReplayParams>,
-) -> Response {
-    let (history, view, req) = match replay_setup(&st, &caller, &p) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let (history, view, req) = replay_setup(&st, &caller, &p)?;
     let lines = view.play(history, req, "http".into());
     let body = futures::stream::unfold(lines, |mut rx| async move {
         let mut line = rx.recv().await?;
         line.push('\n');
         Some((Ok::<_, std::convert::Infallible>(line), rx))
     });
-    (
+    Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(body),
     )
-        .into_response()
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -404,37 +380,33 @@ pub async fn forecast(
     caller: Caller,
     Path(id): Path<String>,
     Query(p): Query<ForecastParams>,
-) -> Response {
+) -> Result<Response, ApiError> {
     use model::forecast::MIN_POINTS;
     use store::forecast::ForecastError;
-    let (history, id, rec) = match station_for(&st, &caller, &id) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (history, id, rec) = station_for(&st, &caller, &id)?;
     let parameter: Parameter = match p.param.as_deref().unwrap_or("salinity").parse() {
         Ok(x) => x,
-        Err(e) => return bad_request(FieldError::new("param", e.reason)),
+        Err(e) => return Err(FieldError::new("param", e.reason).into()),
     };
     let (hours, days) = match (
         int_param("hours", p.hours.as_deref(), 72, 1..=72),
         int_param("days", p.days.as_deref(), 14, 3..=60),
     ) {
         (Ok(h), Ok(d)) => (h, d),
-        (Err(e), _) | (_, Err(e)) => return bad_request(e),
+        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
     };
     let now = Utc::now();
     let f = match store::forecast::forecast(&*history, &id, parameter, days, hours as u32, now).await {
         Ok(f) => f,
-        Err(ForecastError::Store(e)) => return store_error(e),
-        Err(ForecastError::Request(e)) => return bad_request(e),
+        Err(ForecastError::Store(e)) => return Err(store_error(e)),
+        Err(ForecastError::Request(e)) => return Err(e.into()),
         Err(ForecastError::TooLittle(n)) => {
-            return ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "insufficient_history",
                 format!("a forecast needs at least {MIN_POINTS} hourly means in the last {days} days; there are {n}"),
             )
-            .field("days")
-            .into_response()
+            .field("days"))
         }
     };
     let at = |t: DateTime<Utc>| t.with_timezone(&vn()).to_rfc3339();
@@ -442,7 +414,7 @@ pub async fn forecast(
     let crossings = (parameter == Parameter::Salinity).then(|| {
         json!({"watch_1": f.first_reaching(1.0).map(at), "warning_4": f.first_reaching(4.0).map(at)})
     });
-    Json(json!({
+    Ok(Json(json!({
         "station": id,
         "name": rec.name(),
         "parameter": parameter,
@@ -459,7 +431,7 @@ pub async fn forecast(
         "first_reaches": crossings,
         "points": f.points.iter().map(|(t, v)| json!({"t": at(*t), "value": v})).collect::<Vec<_>>(),
     }))
-    .into_response()
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -479,31 +451,26 @@ pub async fn aqi(
     caller: Caller,
     Path(id): Path<String>,
     Query(p): Query<AqiParams>,
-) -> Response {
+) -> Result<Response, ApiError> {
     use model::aqi::{hourly_from_means, Pollutant};
-    let (history, id, rec) = match station_for(&st, &caller, &id) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (history, id, rec) = station_for(&st, &caller, &id)?;
     if rec.layer != Layer::AirQuality {
-        return bad_request(FieldError::new(
-            "id",
-            format!("{id} is not an air-quality station"),
-        ));
+        return Err(FieldError::new("id", format!("{id} is not an air-quality station")).into());
     }
     let now = Utc::now();
     let (from, to) = match (parse_time("to", p.to.as_deref(), now), p.from.as_deref()) {
-        (Err(e), _) => return bad_request(e),
+        (Err(e), _) => return Err(e.into()),
         (Ok(to), from) => match parse_time("from", from, to - chrono::Duration::hours(24)) {
             Ok(from) => (from, to),
-            Err(e) => return bad_request(e),
+            Err(e) => return Err(e.into()),
         },
     };
     if from >= to || (to - from).num_days() > AQI_MAX_DAYS {
-        return bad_request(FieldError::new(
+        return Err(FieldError::new(
             "from",
             format!("must be before to, at most {AQI_MAX_DAYS} days earlier"),
-        ));
+        )
+        .into());
     }
     let first = store::series::floor_to_step(from, 3600);
     let last = store::series::floor_to_step(to, 3600);
@@ -519,7 +486,7 @@ pub async fn aqi(
             Some(3600),
         ) {
             Ok(q) => q,
-            Err(e) => return bad_request(e),
+            Err(e) => return Err(e.into()),
         };
         match history.series(&q).await {
             Ok(s) => means.extend(
@@ -527,7 +494,7 @@ pub async fn aqi(
                     .iter()
                     .map(|b| ((pollutant, b.t.timestamp()), b.avg)),
             ),
-            Err(e) => return store_error(e),
+            Err(e) => return Err(store_error(e)),
         }
     }
     let hours: Vec<Value> = (0..(last - first).num_hours())
@@ -547,7 +514,7 @@ pub async fn aqi(
             }
         })
         .collect();
-    Json(json!({
+    Ok(Json(json!({
         "station": id,
         "name": rec.name(),
         "method": "VN_AQI, Decision 1459/QĐ-TCMT: hourly, NowCast (12 h) for PM10 and PM2.5",
@@ -555,5 +522,5 @@ pub async fn aqi(
         "to": last.with_timezone(&vn()).to_rfc3339(),
         "hours": hours,
     }))
-    .into_response()
+    .into_response())
 }
