@@ -14,7 +14,7 @@ use std::time::Duration;
 use bus::{Bus, KafkaBus, KafkaConfig};
 use chrono::{TimeZone, Utc};
 use common::*;
-use model::{EntityId, Envelope, EventKind, Parameter, Reading, StationKind};
+use model::{EntityId, Parameter, Reading, StationKind};
 use rdkafka::mocking::MockCluster;
 
 const PARTITIONS: i32 = 6;
@@ -80,20 +80,12 @@ async fn a_group_member_takes_over_the_partitions_of_one_that_died() {
             let entity = EntityId::station(&s.id);
             let e = expected.entry(entity.to_string()).or_default();
             *e = (e.0 + 1, value);
-            let env = Envelope::new(
-                EventKind::SensorReading,
-                entity.clone(),
-                ts,
-                Utc::now(),
+            writes.push(publish_reading(
+                kafka.clone(),
+                topics.readings.clone(),
+                r,
                 "test:group",
-                serde_json::to_value(&r).unwrap(),
-            );
-            let (kafka, topic) = (kafka.clone(), topics.readings.clone());
-            writes.push(async move {
-                kafka
-                    .publish(&topic, entity.as_str(), Some(env.to_bytes()))
-                    .await
-            });
+            ));
         }
         writes
     };

@@ -159,20 +159,12 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
             if secs >= e.0 {
                 *e = (secs, value);
             }
-            let env = Envelope::new(
-                EventKind::SensorReading,
-                entity.clone(),
-                ts,
-                Utc::now(),
+            writes.push(publish_reading(
+                kafka.clone(),
+                topics.readings.clone(),
+                r,
                 "test:scale",
-                serde_json::to_value(&r).unwrap(),
-            );
-            let (kafka, topic) = (kafka.clone(), topics.readings.clone());
-            writes.push(async move {
-                kafka
-                    .publish(&topic, entity.as_str(), Some(env.to_bytes()))
-                    .await
-            });
+            ));
         }
         for w in futures::future::join_all(writes).await {
             w.expect("the broker took the reading");

@@ -250,6 +250,27 @@ pub async fn report_step(ioc: &Ioc, id: &str, token: &str, body: Value) -> (u16,
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// Publishes `r` to `topic` as a `sensor.reading` envelope keyed by its station, as ingest
+/// does; resolves when the broker has acknowledged it.
+pub async fn publish_reading(
+    bus: std::sync::Arc<dyn bus::Bus>,
+    topic: String,
+    r: model::Reading,
+    source: &'static str,
+) -> Result<bus::Delivered, bus::BusError> {
+    let entity = model::EntityId::station(&r.station);
+    let env = model::Envelope::new(
+        model::EventKind::SensorReading,
+        entity.clone(),
+        r.ts,
+        chrono::Utc::now(),
+        source,
+        serde_json::to_value(&r).unwrap(),
+    );
+    bus.publish(&topic, entity.as_str(), Some(env.to_bytes()))
+        .await
+}
+
 /// Readings counted over `features` (each station's `properties.readings`).
 pub fn readings_counted(features: &[Value]) -> u64 {
     features
