@@ -14,7 +14,7 @@ use std::time::Duration;
 use bus::{Bus, KafkaBus, KafkaConfig};
 use chrono::{TimeZone, Utc};
 use common::*;
-use model::{EntityId, Parameter, Reading, StationKind};
+use model::{EntityId, Parameter, StationKind};
 use rdkafka::mocking::MockCluster;
 
 const PARTITIONS: i32 = 6;
@@ -68,15 +68,7 @@ async fn a_group_member_takes_over_the_partitions_of_one_that_died() {
                 _ => (Parameter::Pm25, 5.0 + (seq % 100) as f64 / 10.0),
             };
             let ts = (base_t + chrono::Duration::seconds(seq as i64)).fixed_offset();
-            let r = Reading {
-                station: s.id.clone(),
-                parameter,
-                ts,
-                value,
-                unit: parameter.canonical_unit(),
-                quality: Default::default(),
-                sent_as: None,
-            };
+            let r = reading(&s.id, parameter, ts, value);
             let entity = EntityId::station(&s.id);
             let e = expected.entry(entity.to_string()).or_default();
             *e = (e.0 + 1, value);

@@ -21,9 +21,7 @@ use bus::{Bus, KafkaBus, KafkaConfig};
 use chrono::{TimeZone, Utc};
 use common::postgres::PrivatePostgres;
 use common::*;
-use model::{
-    EntityId, Envelope, EventKind, Parameter, Reading, RegistryEntry, Station, StationKind,
-};
+use model::{EntityId, Envelope, EventKind, Parameter, RegistryEntry, Station, StationKind};
 use serde_json::{json, Value};
 use sqlx::Connection;
 
@@ -142,15 +140,7 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
                 _ => (Parameter::Pm25, 5.0 + (seq % 100) as f64 / 10.0),
             };
             let ts = (base_t + chrono::Duration::seconds(secs)).fixed_offset();
-            let r = Reading {
-                station: s.id.clone(),
-                parameter,
-                ts,
-                value,
-                unit: parameter.canonical_unit(),
-                quality: Default::default(),
-                sent_as: None,
-            };
+            let r = reading(&s.id, parameter, ts, value);
             let entity = EntityId::station(&s.id);
             *expected_count.entry(entity.to_string()).or_default() += 1;
             let e = expected_latest

@@ -250,6 +250,24 @@ pub async fn report_step(ioc: &Ioc, id: &str, token: &str, body: Value) -> (u16,
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// A good reading of `parameter` in its canonical unit.
+pub fn reading(
+    station: &model::LocalId,
+    parameter: model::Parameter,
+    ts: chrono::DateTime<chrono::FixedOffset>,
+    value: f64,
+) -> model::Reading {
+    model::Reading {
+        station: station.clone(),
+        parameter,
+        ts,
+        value,
+        unit: parameter.canonical_unit(),
+        quality: Default::default(),
+        sent_as: None,
+    }
+}
+
 /// Publishes `r` to `topic` as a `sensor.reading` envelope keyed by its station, as ingest
 /// does; resolves when the broker has acknowledged it.
 pub async fn publish_reading(
