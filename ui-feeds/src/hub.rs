@@ -130,10 +130,13 @@ impl Hub {
             .is_some_and(|r| r.layer == model::Layer::Alerts);
         let (alerted, targets) = {
             let ix = self.lock();
-            let boxes = c.record.as_deref().map(|r| r.bbox).into_iter();
-            let mut keys: Vec<&SubKey> = boxes
-                .chain(c.previous_bbox)
-                .flat_map(|b| ix.subs.query(&b).collect::<Vec<_>>())
+            let now = c.record.as_deref().map(|r| r.bbox);
+            // Most changes leave an entity where it was: its old box is asked only if it moved.
+            let before = c.previous_bbox.filter(|b| Some(*b) != now);
+            let mut keys: Vec<&SubKey> = now
+                .iter()
+                .chain(before.iter())
+                .flat_map(|b| ix.subs.query(b))
                 .collect();
             keys.sort_unstable_by(|a, b| (a.conn, &a.sub).cmp(&(b.conn, &b.sub)));
             keys.dedup();
