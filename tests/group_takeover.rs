@@ -1,9 +1,11 @@
 //! `core.assignment = "group"` over librdkafka's mock cluster (a group coordinator that
 //! rebalances and evicts a member whose session times out, which tansu 0.6 does not): two
 //! `ioc core` processes split the readings' partitions by group membership; one is
-//! SIGKILLed mid-stream and the other takes its partitions over by itself. At the end every
-//! reading is counted once, by the owner of its station at the time, and each station's
-//! latest value is the newest sent.
+//! SIGKILLed mid-stream and the other takes its partitions over by itself. Every salinity
+//! station reads above the warning level, and its alert is acknowledged from the API while
+//! the dead member's partitions have no owner yet. At the end every reading is counted once,
+//! each station's latest value is the newest sent, and every acknowledgement was applied
+//! (those for the dead member's stations by the member that took them over).
 
 mod common;
 
@@ -40,6 +42,10 @@ async fn a_group_member_takes_over_the_partitions_of_one_that_died() {
     base.push(("IOC_BUS__KAFKA__REPLICATION_FACTOR".into(), "1".into()));
     let mut core_env = base.clone();
     core_env.push(("IOC_CORE__ASSIGNMENT".into(), "group".into()));
+    core_env.push((
+        "IOC_CORE__RULES__SALINITY_MIN_DURATION_S".into(),
+        "0".into(),
+    ));
     core_env.retain(|(k, _)| k != "IOC_REGISTRY__SEED_FIXTURES");
     let mut api = Ioc::start(&["api"], &base); // seeds the registry
     api.ready().await;
@@ -64,7 +70,7 @@ async fn a_group_member_takes_over_the_partitions_of_one_that_died() {
         for seq in round * PER_ROUND..(round + 1) * PER_ROUND {
             let s = &stations[seq % stations.len()];
             let (parameter, value) = match s.kind {
-                StationKind::Salinity => (Parameter::Salinity, 0.1 + (seq % 50) as f64 / 100.0),
+                StationKind::Salinity => (Parameter::Salinity, 6.0 + (seq % 50) as f64 / 100.0),
                 _ => (Parameter::Pm25, 5.0 + (seq % 100) as f64 / 10.0),
             };
             let ts = (base_t + chrono::Duration::seconds(seq as i64)).fixed_offset();
@@ -91,8 +97,28 @@ async fn a_group_member_takes_over_the_partitions_of_one_that_died() {
         "both members at work"
     );
 
-    // One member dies; the group evicts it after its session and the other takes over.
+    // The group evicts the dead member after its session and the other takes over.
+    let salinity: Vec<String> = stations
+        .iter()
+        .filter(|s| s.kind == StationKind::Salinity)
+        .map(|s| EntityId::station(&s.id).to_string())
+        .collect();
+    assert!(salinity.len() >= 3, "fixture salinity stations");
+    let alerts = alerts_on(&api, &salinity).await;
+
+    // One member dies; while the group has not yet evicted it, every alert is acknowledged.
     b.kill();
+    for id in &alerts {
+        let status = reqwest::Client::new()
+            .post(api.url(&format!("/api/v1/alerts/{id}/acknowledge")))
+            .bearer_auth(token(auth::Role::Operator))
+            .json(&serde_json::json!({"note": "đã xem"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 202, "{id}");
+    }
     for w in futures::future::join_all(send(1)).await {
         w.expect("the broker took the reading");
     }
@@ -120,8 +146,59 @@ async fn a_group_member_takes_over_the_partitions_of_one_that_died() {
         );
     }
     assert_eq!(readings_counted(&all), 2 * PER_ROUND as u64);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = get_json(
+            &api,
+            "/api/v1/alerts?state=all&limit=1000",
+            auth::Role::Operator,
+        )
+        .await;
+        let waiting: Vec<&str> = list["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| alerts.iter().any(|id| a["id"] == id.as_str()))
+            .filter(|a| a["state"] != "acknowledged")
+            .map(|a| a["entity"].as_str().unwrap_or(""))
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "acknowledgements never applied on {waiting:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     a.kill();
     api.kill();
+}
+
+/// The ids of the salinity-warning alerts on `entities`, once the API shows one on each.
+async fn alerts_on(api: &Ioc, entities: &[String]) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = get_json(api, "/api/v1/alerts?limit=1000", auth::Role::Operator).await;
+        let ids: Vec<String> = list["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["rule"] == "salinity_warning")
+            .filter(|a| entities.iter().any(|e| a["entity"] == e.as_str()))
+            .filter_map(|a| a["id"].as_str().map(String::from))
+            .collect();
+        if ids.len() == entities.len() {
+            return ids;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alerts on {} of {} stations: {list}",
+            ids.len(),
+            entities.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// The station features once they count `total` readings (or after 90 s, as they are).

@@ -167,21 +167,15 @@ pub async fn run(
     // Acknowledgements and clears from the API, keyed by the entity an alert is about, so
     // the owner's partitions carry them; the core's own events come back too and change
     // nothing.
+    let alerts_group = format!("{}-alerts", config.group);
     let alert_actions = bus
-        .assign(
-            &format!("{}-alerts", config.group),
-            &topics.alerts,
-            partitions,
-        )
+        .assign(&alerts_group, &topics.alerts, partitions)
         .await?;
     // Camera states from the video workers (the latest is restored from ioc.state, so a
     // fresh group starts at the end of the topic's retention and skips nothing it needs).
+    let cameras_group = format!("{}-cameras", config.group);
     let camera_status = bus
-        .assign(
-            &format!("{}-cameras", config.group),
-            &topics.cameras,
-            partitions,
-        )
+        .assign(&cameras_group, &topics.cameras, partitions)
         .await?;
     // Salinity forecasts, made beside the loop from the history store, for owned stations.
     let owned_targets = |books: &Books| -> Vec<forecaster::Target> {
@@ -259,6 +253,15 @@ pub async fn run(
                     "group partitions gained: state taken over"
                 );
                 publisher.apply(effects).await?;
+                // Actions and camera statuses of the gained partitions were passed over while
+                // another instance owned them, and those it had not applied when it died
+                // would be lost: read every partition again from the group's commits, which
+                // are the owners' (what this instance applied is committed first). An action
+                // applied twice changes nothing the second time.
+                inputs.alert_actions.commit().await?;
+                inputs.camera_status.commit().await?;
+                inputs.alert_actions = bus.assign(&alerts_group, &topics.alerts, None).await?;
+                inputs.camera_status = bus.assign(&cameras_group, &topics.cameras, None).await?;
             }
             registry_changed = true; // forecast targets follow ownership
         }

@@ -273,20 +273,28 @@ impl Inputs {
                     None => std::future::pending().await,
                 }
             };
-            // An action or a camera's status is applied by the owner of its key's partition
-            // (in a consumer group every instance reads every partition of these topics).
+            // An action or a camera's status is applied, and its offset stored, only by the
+            // owner of its key's partition (in a consumer group every instance reads every
+            // partition of these topics): the group's commits are the owners', and a new
+            // owner resumes from them.
             let owned = |m: &Message| m.key.as_deref().is_some_and(|k| ownership.owns_key(k));
             let input = tokio::select! {
                 biased;
                 m = alert_actions.next() => {
                     let m = m?;
-                    let input = owned(&m).then(|| decode_alert_action(&m)).flatten().map(Input::AlertAction);
+                    if !owned(&m) {
+                        continue;
+                    }
+                    let input = decode_alert_action(&m).map(Input::AlertAction);
                     pending.push((ReadFrom::AlertActions, m));
                     input
                 }
                 m = camera_status.next() => {
                     let m = m?;
-                    let input = owned(&m).then(|| decode_camera_status(&m)).flatten().map(Input::CameraStatus);
+                    if !owned(&m) {
+                        continue;
+                    }
+                    let input = decode_camera_status(&m).map(Input::CameraStatus);
                     pending.push((ReadFrom::CameraStatus, m));
                     input
                 }
