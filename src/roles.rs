@@ -355,7 +355,14 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
     }
     let ingest = roles.ingest.then(|| ingest_role(&shared, &mut parts));
     let cameras = video_role(&shared, &mut parts)?;
-    let intake = ingest.as_ref().map(|i| i.intake.clone());
+    let intake = match &ingest {
+        Some(i) => Some(i.intake.clone()),
+        None if roles.api => {
+            let places = registry_view(&shared, &mut parts, "intake-registry");
+            Some(report_intake(&shared, &mut parts, places))
+        }
+        None => None,
+    };
     api_role(
         &shared,
         &mut parts,
@@ -447,16 +454,25 @@ struct Ingest {
     intake: Arc<ingest::reports::ReportIntake>,
 }
 
-/// Sensor ingest (HTTP, MQTT, polls) and the report intake, on one registry view.
-fn ingest_role(s: &Shared, parts: &mut Parts) -> Ingest {
-    let cfg = &s.cfg;
+/// The registry as ingest and the report intake read it, followed from `ioc.registry`.
+fn registry_view(s: &Shared, parts: &mut Parts, task: &'static str) -> Arc<RegistryView> {
     let places = Arc::new(RegistryView::default());
-    {
-        let (p, bus, topic) = (places.clone(), s.bus.clone(), cfg.topics.registry.clone());
-        parts.spawn("ingest-registry", async move {
-            p.follow(bus, topic).await.map_err(Into::into)
-        });
-    }
+    let (p, bus, topic) = (places.clone(), s.bus.clone(), s.cfg.topics.registry.clone());
+    parts.spawn(task, async move {
+        p.follow(bus, topic).await.map_err(Into::into)
+    });
+    places
+}
+
+/// The field-report intake (checks, routing, photos, writes to `ioc.reports`). It goes with
+/// ingest, and with the api where no ingest runs beside it: `POST /open311/v2/requests` and
+/// report assignment are the api's, whichever process takes the sensors.
+fn report_intake(
+    s: &Shared,
+    parts: &mut Parts,
+    places: Arc<RegistryView>,
+) -> Arc<ingest::reports::ReportIntake> {
+    let cfg = &s.cfg;
     let mut rcfg = cfg.reports.clone();
     if rcfg.routing.routes.is_empty() && (cfg.registry.seed_fixtures || s.roles.simulate) {
         let fixture = fixtures::reports::routes();
@@ -471,13 +487,20 @@ fn ingest_role(s: &Shared, parts: &mut Parts) -> Ingest {
     }
     let p = places.clone();
     parts.check("report_intake", move || json!({"ready": p.is_ready()}));
-    let intake = Arc::new(ingest::reports::ReportIntake::new(
+    Arc::new(ingest::reports::ReportIntake::new(
         s.bus.clone(),
         cfg.topics.reports.clone(),
-        places.clone(),
+        places,
         rcfg,
         s.history.clone(),
-    ));
+    ))
+}
+
+/// Sensor ingest (HTTP, MQTT, polls) and the report intake, on one registry view.
+fn ingest_role(s: &Shared, parts: &mut Parts) -> Ingest {
+    let cfg = &s.cfg;
+    let places = registry_view(s, parts, "ingest-registry");
+    let intake = report_intake(s, parts, places.clone());
     let k = places.clone();
     parts.check("ingest_registry", move || json!({"ready": k.is_ready()}));
     let sensors = Arc::new(SensorIngest::new(s.bus.clone(), cfg.topics.clone(), places));

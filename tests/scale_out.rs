@@ -361,6 +361,33 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
         );
     }
 
+    // The split `ioc api` (no ingest beside it) takes a new report over Open311 and routes
+    // a re-assignment by the registry's agencies, as `ioc serve` does.
+    let filed = reqwest::Client::new()
+        .post(api.url("/open311/v2/requests.json"))
+        .bearer_auth(token(auth::Role::Citizen))
+        .form(&[
+            ("service_code", "infra.drainage_flooding"),
+            ("lat", "9.7841"),
+            ("long", "105.4701"),
+            ("description", "Ngập sau mưa, đường Trần Hưng Đạo"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(filed.status().as_u16(), 201, "Open311 POST to the api alone");
+    let filed: Value = filed.json().await.unwrap();
+    let new_id = filed[0]["service_request_id"].as_str().unwrap().to_string();
+    let (s, b) = report_step(
+        &api,
+        &new_id,
+        &token(auth::Role::Operator),
+        json!({"action": "assign", "agency": "hg-sxd"}),
+    )
+    .await;
+    assert_eq!(s, 200, "assigned by the api alone: {b}");
+    assert_eq!(b["agency"], "hg-sxd", "{b}");
+
     // History holds every reading once: the sinks of the three instances (and the one that
     // took over) wrote disjoint partitions, and a replayed batch adds nothing.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

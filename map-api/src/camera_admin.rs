@@ -16,14 +16,14 @@ use serde_json::{json, Value};
 
 use crate::cameras::{audit_action, Remote};
 use crate::zones::{not_found, publish, publish_removal};
-use crate::{bad_request, ApiState};
+use crate::ApiState;
 
 /// The camera id of an admin's request; `Err` is the 403 or 400 to send.
-fn admin_camera(caller: &Caller, id: &str) -> Result<LocalId, Response> {
+fn admin_camera(caller: &Caller, id: &str) -> Result<LocalId, ApiError> {
     if caller.role() != Role::Admin {
-        return Err(Rejection::forbidden("cameras are registered by admins").into_response());
+        return Err(Rejection::forbidden("cameras are registered by admins").into());
     }
-    LocalId::parse("id", id).map_err(bad_request)
+    Ok(LocalId::parse("id", id)?)
 }
 
 /// `PUT /api/v1/cameras/{id}`: the camera as the registry keeps it (name, position, agency,
@@ -34,39 +34,27 @@ pub async fn put(
     remote: Remote,
     Path(id): Path<String>,
     body: Option<Json<Value>>,
-) -> Response {
-    let local = match admin_camera(&caller, &id) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let local = admin_camera(&caller, &id)?;
     let Some(Json(body)) = body else {
-        return bad_request(FieldError::new("", "send the camera as JSON"));
+        return Err(ApiError::bad_request("", "send the camera as JSON"));
     };
-    let camera = match ingest::registry::camera_from_json(&local, body) {
-        Ok(c) => c,
-        Err(errors) => {
-            let first = errors
-                .first()
-                .cloned()
-                .unwrap_or_else(|| FieldError::new("", "invalid"));
-            return ApiError::from(first)
-                .with("errors", json!(errors))
-                .into_response();
-        }
-    };
-    if let Err(r) = audit_action(&st, &caller.0, &id, "registry_upsert", &remote, true).await {
-        return r;
-    }
+    let camera = ingest::registry::camera_from_json(&local, body).map_err(|errors| {
+        let first = errors
+            .first()
+            .cloned()
+            .unwrap_or_else(|| FieldError::new("", "invalid"));
+        ApiError::from(first).with("errors", json!(errors))
+    })?;
+    audit_action(&st, &caller.0, &id, "registry_upsert", &remote, true).await?;
     let env =
         RegistryEntry::Camera(camera).upsert_event(&format!("api:{}", caller.0.sub), Utc::now());
-    if let Err(r) = publish(&st, env).await {
-        return r;
-    }
-    (
+    publish(&st, env).await?;
+    Ok((
         StatusCode::ACCEPTED,
         Json(json!({"id": id, "entity": format!("camera:{id}"), "requested": "upsert"})),
     )
-        .into_response()
+        .into_response())
 }
 
 /// `DELETE /api/v1/cameras/{id}`: its worker stops, the map drops it.
@@ -75,17 +63,12 @@ pub async fn remove(
     caller: Caller,
     remote: Remote,
     Path(id): Path<String>,
-) -> Response {
-    let local = match admin_camera(&caller, &id) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let local = admin_camera(&caller, &id)?;
     let entity = EntityId::new(model::EntityKind::Camera, &local);
     if st.replica.get(&entity).is_none() {
-        return not_found("camera", &id);
+        return Err(not_found("camera", &id));
     }
-    if let Err(r) = audit_action(&st, &caller.0, &id, "registry_remove", &remote, true).await {
-        return r;
-    }
+    audit_action(&st, &caller.0, &id, "registry_remove", &remote, true).await?;
     publish_removal(&st, &caller, entity, &id).await
 }

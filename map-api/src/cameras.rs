@@ -50,8 +50,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Remote {
     }
 }
 
-fn forbidden() -> Response {
-    ApiError::forbidden("no access to this camera").into_response()
+fn forbidden() -> ApiError {
+    ApiError::forbidden("no access to this camera")
 }
 
 /// The camera's record if the caller may use it this way.
@@ -72,7 +72,7 @@ async fn audit(
     use_: CameraUse,
     remote: &Remote,
     allowed: bool,
-) -> Result<(), Response> {
+) -> Result<(), ApiError> {
     audit_action(st, claims, camera, use_.as_str(), remote, allowed).await
 }
 
@@ -85,11 +85,9 @@ pub(crate) async fn audit_action(
     action: &str,
     remote: &Remote,
     allowed: bool,
-) -> Result<(), Response> {
+) -> Result<(), ApiError> {
     let unavailable = |reason: String| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", reason)
-            .retry_after(5)
-            .into_response()
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", reason).retry_after(5)
     };
     let Some(store) = &st.history else {
         return Err(unavailable(
@@ -129,7 +127,7 @@ pub(crate) async fn audit_action(
 
 /// The response to a camera with no image to give: what the worker knows, with the state and
 /// last frame time from the map when no worker runs the camera.
-fn no_image(e: media::MediaError, record: &StateRecord) -> Response {
+fn no_image(e: media::MediaError, record: &StateRecord) -> ApiError {
     let mut answer = e.to_api_error();
     if let media::MediaError::NoImage(n) = &e {
         if n.state.is_none() {
@@ -139,48 +137,47 @@ fn no_image(e: media::MediaError, record: &StateRecord) -> Response {
         let last_frame = record.properties.get("last_frame").cloned();
         answer = answer.with("last_frame", last_frame.unwrap_or(serde_json::Value::Null));
     }
-    answer.into_response()
+    answer
 }
 
-fn no_worker() -> Response {
+fn no_worker() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "camera_unavailable",
         "no video workers: run them in this process or list them in video.workers",
     )
-    .into_response()
 }
 
 /// `GET /api/v1/cameras/{id}`: the camera as the map shows it.
-pub async fn one(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Response {
-    match permitted(&st, &caller.0, &id, CameraUse::Layer) {
-        Some(rec) => {
-            let images = caller.0.may_use_camera(
-                &rec.properties["group"]
-                    .as_str()
-                    .and_then(|g| g.parse().ok())
-                    .unwrap_or(CameraGroup::Police),
-                CameraUse::Snapshot,
-            );
-            let mut f = rec.to_feature();
-            if let Some(p) = f.properties.as_mut() {
-                p.insert("images_allowed".into(), images.into());
-            }
-            Json(f).into_response()
-        }
-        None => forbidden(),
+pub async fn one(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let rec = permitted(&st, &caller.0, &id, CameraUse::Layer).ok_or_else(forbidden)?;
+    let images = caller.0.may_use_camera(
+        &rec.properties["group"]
+            .as_str()
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(CameraGroup::Police),
+        CameraUse::Snapshot,
+    );
+    let mut f = rec.to_feature();
+    if let Some(p) = f.properties.as_mut() {
+        p.insert("images_allowed".into(), images.into());
     }
+    Ok(Json(f).into_response())
 }
 
 /// The checks before any image: the access matrix (a refusal is audited too), the audit row,
-/// somewhere to get images from. `Err` is the response to send.
+/// somewhere to get images from.
 async fn admit_image(
     st: &ApiState,
     claims: &Claims,
     id: &str,
     use_: CameraUse,
     remote: &Remote,
-) -> Result<(StateRecord, LocalId, std::sync::Arc<dyn media::MediaSource>), Response> {
+) -> Result<(StateRecord, LocalId, std::sync::Arc<dyn media::MediaSource>), ApiError> {
     let Some(rec) = permitted(st, claims, id, use_) else {
         audit(st, claims, id, use_, remote, false).await?;
         return Err(forbidden());
@@ -219,15 +216,11 @@ fn image_caller(
     id: &str,
     use_: CameraUse,
     session: TicketSession<'_>,
-) -> Result<Claims, Response> {
-    let bad_ticket = |reason: String| {
-        ApiError::unauthorized(reason)
-            .field("ticket")
-            .into_response()
-    };
+) -> Result<Claims, ApiError> {
+    let bad_ticket = |reason: String| ApiError::unauthorized(reason).field("ticket");
     let t = match (caller, ticket) {
         (Ok(c), _) => return Ok(c.0),
-        (Err(r), None) => return Err(r.into_response()),
+        (Err(r), None) => return Err(r.into()),
         (Err(_), Some(t)) => st
             .auth
             .verify_ticket_any_age(t, id, use_)
@@ -278,7 +271,7 @@ pub async fn ticket(
     remote: Remote,
     Path(id): Path<String>,
     body: Option<Json<TicketRequest>>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let req = body.as_ref().map(|b| &b.0);
     let format = req.and_then(|b| b.format.as_deref());
     let (use_, file) = match (req.and_then(|b| b.use_.as_deref()), format) {
@@ -286,27 +279,25 @@ pub async fn ticket(
         (Some("live_view"), None | Some("mjpeg")) => (CameraUse::LiveView, "live.mjpeg"),
         (Some("live_view"), Some("hls")) => (CameraUse::LiveView, "hls/live.m3u8"),
         (Some("snapshot" | "live_view"), Some(_)) => {
-            return crate::bad_request(model::FieldError::new(
+            return Err(ApiError::bad_request(
                 "format",
                 "a snapshot is \"jpeg\"; a live view is \"mjpeg\" or \"hls\"",
             ))
         }
         _ => {
-            return crate::bad_request(model::FieldError::new(
+            return Err(ApiError::bad_request(
                 "use",
                 "\"snapshot\" or \"live_view\" is required",
             ))
         }
     };
     if permitted(&st, &caller.0, &id, use_).is_none() {
-        if let Err(r) = audit(&st, &caller.0, &id, use_, &remote, false).await {
-            return r;
-        }
-        return forbidden();
+        audit(&st, &caller.0, &id, use_, &remote, false).await?;
+        return Err(forbidden());
     }
     let ttl = st.media_ticket_ttl;
     let ticket = st.auth.issue_ticket(&caller.0, &id, use_, ttl);
-    (
+    Ok((
         StatusCode::CREATED,
         Json(json!({
             "camera": id,
@@ -316,7 +307,7 @@ pub async fn ticket(
             "ticket": ticket,
         })),
     )
-        .into_response()
+        .into_response())
 }
 
 /// `GET /api/v1/cameras/{id}/snapshot.jpg`: the latest snapshot of an online camera, its
@@ -327,27 +318,20 @@ pub async fn snapshot(
     Query(q): Query<TicketParam>,
     remote: Remote,
     Path(id): Path<String>,
-) -> Response {
-    let claims = match image_caller(
+) -> Result<Response, ApiError> {
+    let claims = image_caller(
         &st,
         caller,
         q.ticket.as_deref(),
         &id,
         CameraUse::Snapshot,
         TicketSession::None,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (rec, local, media) =
-        match admit_image(&st, &claims, &id, CameraUse::Snapshot, &remote).await {
-            Ok(admitted) => admitted,
-            Err(r) => return r,
-        };
-    match media.snapshot(&local, &claims).await {
+    )?;
+    let (rec, local, media) = admit_image(&st, &claims, &id, CameraUse::Snapshot, &remote).await?;
+    Ok(match media.snapshot(&local, &claims).await {
         Ok(s) => media::snapshot_response(s),
-        Err(e) => no_image(e, &rec),
-    }
+        Err(e) => no_image(e, &rec).into_response(),
+    })
 }
 
 /// `GET /api/v1/cameras/{id}/live.mjpeg`: MJPEG (`multipart/x-mixed-replace`) at a few frames
@@ -358,27 +342,20 @@ pub async fn live(
     Query(q): Query<TicketParam>,
     remote: Remote,
     Path(id): Path<String>,
-) -> Response {
-    let claims = match image_caller(
+) -> Result<Response, ApiError> {
+    let claims = image_caller(
         &st,
         caller,
         q.ticket.as_deref(),
         &id,
         CameraUse::LiveView,
         TicketSession::None,
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let (rec, local, media) =
-        match admit_image(&st, &claims, &id, CameraUse::LiveView, &remote).await {
-            Ok(admitted) => admitted,
-            Err(r) => return r,
-        };
-    match media.live(&local, &claims).await {
+    )?;
+    let (rec, local, media) = admit_image(&st, &claims, &id, CameraUse::LiveView, &remote).await?;
+    Ok(match media.live(&local, &claims).await {
         Ok(parts) => media::mjpeg_response(parts),
-        Err(e) => no_image(e, &rec),
-    }
+        Err(e) => no_image(e, &rec).into_response(),
+    })
 }
 
 /// Who has been fetching which camera's HLS stream lately: HLS clients poll the playlist
@@ -438,54 +415,41 @@ pub async fn hls(
     Query(q): Query<TicketParam>,
     remote: Remote,
     Path((id, file)): Path<(String, String)>,
-) -> Response {
-    let caller = match image_caller(
+) -> Result<Response, ApiError> {
+    let claims = image_caller(
         &st,
         caller,
         q.ticket.as_deref(),
         &id,
         CameraUse::LiveView,
         TicketSession::Hls(&st.hls_sessions),
-    ) {
-        Ok(c) => Caller(c),
-        Err(r) => return r,
-    };
+    )?;
     let playlist = file == "live.m3u8";
-    let Some(rec) = permitted(&st, &caller.0, &id, CameraUse::LiveView) else {
+    let Some(rec) = permitted(&st, &claims, &id, CameraUse::LiveView) else {
         if playlist {
-            if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, false).await {
-                return r;
-            }
+            audit(&st, &claims, &id, CameraUse::LiveView, &remote, false).await?;
         }
-        return forbidden();
+        return Err(forbidden());
     };
-    let Some(media) = &st.cameras else {
-        return no_worker();
-    };
+    let media = st.cameras.as_ref().ok_or_else(no_worker)?;
     if playlist {
-        match st
+        let due = st
             .hls_sessions
-            .fetch(&id, &caller.0.sub, media.max_viewers())
-        {
-            Err(n) => return no_image(media::MediaError::TooManyViewers(n), &rec),
-            Ok(true) => {
-                if let Err(r) = audit(&st, &caller.0, &id, CameraUse::LiveView, &remote, true).await
-                {
-                    return r;
-                }
-            }
-            Ok(false) => {}
+            .fetch(&id, &claims.sub, media.max_viewers())
+            .map_err(|n| no_image(media::MediaError::TooManyViewers(n), &rec))?;
+        if due {
+            audit(&st, &claims, &id, CameraUse::LiveView, &remote, true).await?;
         }
     }
-    let local = LocalId::parse("camera", &id).expect("checked by permitted");
-    match media.hls_file(&local, &file, &caller.0).await {
+    let local = LocalId::parse("camera", &id).map_err(|_| forbidden())?;
+    Ok(match media.hls_file(&local, &file, &claims).await {
         Ok(Some(bytes)) if playlist && q.ticket.is_some() => {
             let ticket = q.ticket.as_deref().unwrap_or_default();
             media::hls_response(&file, Some(with_ticket(&bytes, ticket)))
         }
         Ok(bytes) => media::hls_response(&file, bytes),
-        Err(e) => no_image(e, &rec),
-    }
+        Err(e) => no_image(e, &rec).into_response(),
+    })
 }
 
 /// The playlist with `?ticket=` on every segment URI (relative URIs drop the playlist's own
@@ -520,22 +484,20 @@ pub async fn audit_log(
     State(st): State<ApiState>,
     caller: Caller,
     Query(p): Query<AuditParams>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let c = &caller.0;
     if !(c.role == Role::Admin || (c.role == Role::Leader && c.has(Grant::CameraImages))) {
-        return auth::Rejection::forbidden("the camera audit log is for admins").into_response();
+        return Err(ApiError::forbidden("the camera audit log is for admins"));
     }
-    let limit = match crate::parse_limit(p.limit.as_deref(), 100, 10_000) {
-        Ok(n) => n,
-        Err(e) => return crate::bad_request(e),
-    };
-    let Some(store) = &st.history else {
-        return no_worker();
-    };
-    match store.accesses(p.camera.as_deref(), limit).await {
-        Ok(rows) => Json(json!({"accesses": rows})).into_response(),
-        Err(e) => ApiError::unavailable(e.to_string(), 5).into_response(),
-    }
+    let limit = crate::parse_limit(p.limit.as_deref(), 100, 10_000)?;
+    let store = st.history.as_ref().ok_or_else(|| {
+        ApiError::unavailable("no audit log in this process: it needs the history store", 5)
+    })?;
+    let rows = store
+        .accesses(p.camera.as_deref(), limit)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string(), 5))?;
+    Ok(Json(json!({"accesses": rows})).into_response())
 }
 
 #[cfg(test)]

@@ -199,10 +199,6 @@ pub fn parse_limit(v: Option<&str>, default: usize, max: usize) -> Result<usize,
 }
 
 /// A 400 naming the field.
-fn bad_request(e: FieldError) -> Response {
-    ApiError::from(e).into_response()
-}
-
 /// The OpenAPI 3 description of this API (no token needed).
 async fn openapi() -> Response {
     (

@@ -23,16 +23,16 @@ use model::{EntityId, Envelope, FieldError, Layer, LocalId, RegistryEntry, State
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{bad_request, ApiState};
+use crate::ApiState;
 
 /// Most vertices one zone may have.
 const MAX_VERTICES: usize = 20_000;
 
-fn may_edit(caller: &Caller) -> Result<(), Response> {
+fn may_edit(caller: &Caller) -> Result<(), Rejection> {
     if matches!(caller.role(), Role::Operator | Role::Admin) {
         Ok(())
     } else {
-        Err(Rejection::forbidden("zones are drawn by operators and admins").into_response())
+        Err(Rejection::forbidden("zones are drawn by operators and admins"))
     }
 }
 
@@ -45,12 +45,9 @@ static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CHECKS
 
 /// Runs [`zone_from`] on a blocking thread, at most [`CHECKS_AT_ONCE`] at a time, so that a
 /// large polygon's validity check never stalls the async workers that answer everyone else
-/// (`/healthz` stalled 6.5 s under two 20,000-vertex zones when it ran inline). `Err` is the
-/// answer to send when the check did not finish within the budget.
-async fn check_off_the_runtime(
-    feature: Value,
-    owner: Option<String>,
-) -> Result<Result<Zone, FieldError>, Response> {
+/// (`/healthz` stalled 6.5 s under two 20,000-vertex zones when it ran inline): a zone, the
+/// field at fault, or 503 when the check did not finish within the budget.
+async fn check_off_the_runtime(feature: Value, owner: Option<String>) -> Result<Zone, ApiError> {
     let busy = || {
         ApiError::unavailable(
             format!(
@@ -59,13 +56,10 @@ async fn check_off_the_runtime(
             10,
         )
         .field("geometry")
-        .into_response()
     };
     // What is cheap to refuse is refused at once, without waiting for a heavy check's turn.
     if let Some(g) = feature.get("geometry") {
-        if let Err(e) = model::place::rings_closed(g) {
-            return Ok(Err(e));
-        }
+        model::place::rings_closed(g)?;
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(CHECK_BUDGET_S);
     let permit = tokio::time::timeout_at(deadline, CHECKS.acquire())
@@ -78,7 +72,7 @@ async fn check_off_the_runtime(
         zone_from(&feature, owner.as_deref())
     });
     match tokio::time::timeout_at(deadline, task).await {
-        Ok(Ok(result)) => Ok(result),
+        Ok(Ok(result)) => Ok(result?),
         Ok(Err(_)) | Err(_) => Err(busy()),
     }
 }
@@ -165,7 +159,7 @@ pub(crate) fn zone_from(feature: &Value, owner: Option<&str>) -> Result<Zone, Fi
 }
 
 /// Puts a registry event on `ioc.registry`; `Err` is the 503 to send.
-pub(crate) async fn publish(st: &ApiState, env: Envelope) -> Result<(), Response> {
+pub(crate) async fn publish(st: &ApiState, env: Envelope) -> Result<(), ApiError> {
     st.bus
         .publish(
             &st.registry_topic,
@@ -174,57 +168,47 @@ pub(crate) async fn publish(st: &ApiState, env: Envelope) -> Result<(), Response
         )
         .await
         .map(|_| ())
-        .map_err(|e| ApiError::unavailable(e.to_string(), 5).into_response())
+        .map_err(|e| ApiError::unavailable(e.to_string(), 5))
 }
 
 pub async fn create(
     State(st): State<ApiState>,
     caller: Caller,
     body: Option<Json<Value>>,
-) -> Response {
-    if let Err(r) = may_edit(&caller) {
-        return r;
-    }
+) -> Result<Response, ApiError> {
+    may_edit(&caller)?;
     let Some(Json(feature)) = body else {
-        return bad_request(FieldError::new("", "send a GeoJSON Feature as JSON"));
+        return Err(ApiError::bad_request("", "send a GeoJSON Feature as JSON"));
     };
-    let zone = match check_off_the_runtime(feature, caller.0.agency.clone()).await {
-        Ok(Ok(z)) => z,
-        Ok(Err(e)) => return bad_request(e),
-        Err(busy) => return busy,
-    };
+    let zone = check_off_the_runtime(feature, caller.0.agency.clone()).await?;
     let entry = RegistryEntry::Zone(zone.clone());
     let env = entry.upsert_event(&format!("api:{}", caller.0.sub), Utc::now());
-    if let Err(r) = publish(&st, env).await {
-        return r;
-    }
-    (
+    publish(&st, env).await?;
+    Ok((
         StatusCode::CREATED,
         Json(json!({"id": zone.id, "name": zone.name, "entity": format!("zone:{}", zone.id)})),
     )
-        .into_response()
+        .into_response())
 }
 
 pub async fn delete(
     State(st): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = may_edit(&caller) {
-        return r;
-    }
+) -> Result<Response, ApiError> {
+    may_edit(&caller)?;
     let entity = LocalId::parse("id", &id)
         .ok()
         .map(|l| EntityId::new(model::EntityKind::Zone, &l));
     let Some(entity) = entity.filter(|e| st.replica.get(e).is_some()) else {
-        return not_found("zone", &id);
+        return Err(not_found("zone", &id));
     };
     publish_removal(&st, &caller, entity, &id).await
 }
 
 /// 404 for a registry entity that is not there.
-pub(crate) fn not_found(kind: &str, id: &str) -> Response {
-    ApiError::not_found("id", format!("no {kind} {id}")).into_response()
+pub(crate) fn not_found(kind: &str, id: &str) -> ApiError {
+    ApiError::not_found("id", format!("no {kind} {id}"))
 }
 
 /// Puts the removal of `entity` on `ioc.registry`: 202, or the 503 when the bus cannot take it.
@@ -233,16 +217,14 @@ pub(crate) async fn publish_removal(
     caller: &Caller,
     entity: EntityId,
     id: &str,
-) -> Response {
+) -> Result<Response, ApiError> {
     let env = RegistryEntry::remove_event(entity, &format!("api:{}", caller.0.sub), Utc::now());
-    if let Err(r) = publish(st, env).await {
-        return r;
-    }
-    (
+    publish(st, env).await?;
+    Ok((
         StatusCode::ACCEPTED,
         Json(json!({"id": id, "requested": "delete"})),
     )
-        .into_response()
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,11 +282,9 @@ pub async fn summary(
     State(st): State<ApiState>,
     caller: Caller,
     Query(p): Query<SummaryParams>,
-) -> Response {
+) -> Result<Response, ApiError> {
     for l in [Layer::Salinity, Layer::AirQuality, Layer::Alerts] {
-        if let Err(r) = caller.require_view(l) {
-            return r.into_response();
-        }
+        caller.require_view(l)?;
     }
     let all = |layers: &[Layer]| {
         let q = replica::Query {
@@ -366,14 +346,14 @@ pub async fn summary(
             }
         }
         other => {
-            return bad_request(FieldError::new(
+            return Err(ApiError::bad_request(
                 "by",
                 format!("{other:?} is not unit or zone"),
             ))
         }
     }
     let items: Vec<Value> = tallies.iter().map(|(id, t)| t.json(id)).collect();
-    Json(json!({"by": p.by.as_deref().unwrap_or("unit"), "areas": items})).into_response()
+    Ok(Json(json!({"by": p.by.as_deref().unwrap_or("unit"), "areas": items})).into_response())
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::warn;
 
-use crate::{bad_request, ApiState};
+use crate::ApiState;
 
 mod form;
 mod format;

@@ -3,6 +3,7 @@
 //! `seq`.
 
 use super::*;
+use api_error::ApiError;
 
 /// A report as the IOC's own API shows it to `viewer`: the whole life (as the viewer may
 /// know its actors), flags and links.
@@ -28,15 +29,12 @@ pub async fn queue(
     State(st): State<ApiState>,
     caller: Caller,
     Query(p): Query<QueueParams>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let claims = &caller.0;
     if matches!(claims.role, Role::Sensor) {
-        return auth::Rejection::forbidden("sensors may not use field reports").into_response();
+        return Err(ApiError::forbidden("sensors may not use field reports"));
     }
-    let limit = match crate::parse_limit(p.limit.as_deref(), 500, 5000) {
-        Ok(n) => n,
-        Err(e) => return bad_request(e),
-    };
+    let limit = crate::parse_limit(p.limit.as_deref(), 500, 5000)?;
     let agency = match p.agency.as_deref().filter(|a| !a.is_empty()) {
         Some("mine") | None if claims.role == Role::Agency => claims.agency.clone(),
         Some("mine") => claims.agency.clone(),
@@ -49,7 +47,7 @@ pub async fn queue(
         .filter(|s| !s.is_empty())
         .unwrap_or("open");
     if !["open", "overdue", "all"].contains(&which) {
-        return bad_request(model::FieldError::new(
+        return Err(ApiError::bad_request(
             "state",
             "must be open, overdue or all",
         ));
@@ -79,29 +77,56 @@ pub async fn queue(
         std::ops::ControlFlow::Continue(())
     });
     let reports: Vec<Value> = page.iter().map(|l| full(claims, l)).collect();
-    Json(json!({"seq": seq, "total": total, "reports": reports})).into_response()
+    Ok(Json(json!({"seq": seq, "total": total, "reports": reports})).into_response())
 }
 
 /// `GET /api/v1/reports/{id}`: the report, and its events from the history store.
-pub async fn one(State(st): State<ApiState>, caller: Caller, Path(id): Path<String>) -> Response {
-    let Some(l) = live(&st, &id).filter(|l| can_see(&caller.0, l)) else {
-        return report_not_found(&id);
-    };
+pub async fn one(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let l = live(&st, &id)
+        .filter(|l| can_see(&caller.0, l))
+        .ok_or_else(|| report_not_found(&id))?;
     let mut v = full(&caller.0, &l);
     if let Some(h) = &st.history {
         if let Ok(events) = h.report_events(&id).await {
             v["stored_events"] = events.len().into();
         }
     }
-    Json(v).into_response()
+    Ok(Json(v).into_response())
 }
 
-pub(super) fn report_not_found(id: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": "not_found", "field": "id", "reason": format!("no report {id}")})),
-    )
-        .into_response()
+pub(super) fn report_not_found(id: &str) -> ApiError {
+    ApiError::not_found("id", format!("no report {id}"))
+}
+
+/// The step a transition's body asks for. Which field is at fault is read off the body
+/// itself, not off the decoder's message.
+fn step_of(body: &Value) -> Result<Step, ApiError> {
+    const ACTIONS: &str =
+        "actions: assign (agency), start, resolve (result), reject (reason), close, reopen (reason)";
+    let needs = match body.get("action").and_then(Value::as_str) {
+        Some("assign") => Some("agency"),
+        Some("resolve") => Some("result"),
+        Some("reject" | "reopen") => Some("reason"),
+        Some("start" | "close") => None,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "action",
+                format!("{other:?} is not an action; {ACTIONS}"),
+            ))
+        }
+        None => return Err(ApiError::bad_request("action", format!("is required; {ACTIONS}"))),
+    };
+    if let Some(field) = needs {
+        if !body.get(field).is_some_and(Value::is_string) {
+            return Err(ApiError::bad_request(field, "is required: text"));
+        }
+    }
+    serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::bad_request("body", format!("{e}; {ACTIONS}")))
 }
 
 /// Who the caller is to this report, for the state machine.
@@ -124,41 +149,19 @@ pub async fn transition(
     caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     let claims = caller.0;
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return bad_request(model::FieldError::new("body", format!("not JSON: {e}"))),
-    };
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("body", format!("not JSON: {e}")))?;
     let note = match body.get("note") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => match model::text::refuse_text(s, MAX_STEP_TEXT) {
-            Some(reason) => return bad_request(model::FieldError::new("note", reason)),
+            Some(reason) => return Err(ApiError::bad_request("note", reason)),
             None => Some(model::text::nfc(s.trim())).filter(|s| !s.is_empty()),
         },
-        Some(_) => return bad_request(model::FieldError::new("note", "must be text")),
+        Some(_) => return Err(ApiError::bad_request("note", "must be text")),
     };
-    let mut step: Step = match serde_json::from_value(body.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            let msg = e.to_string();
-            let missing = msg
-                .split_once("missing field `")
-                .and_then(|(_, rest)| rest.split_once('`'))
-                .map(|(f, _)| f.to_string());
-            let field = match missing {
-                _ if body.get("action").is_none() || msg.contains("unknown variant") => {
-                    "action".to_string()
-                }
-                Some(f) => f,
-                None => "body".to_string(),
-            };
-            return bad_request(model::FieldError::new(
-                field,
-                format!("{e}; actions: assign (agency), start, resolve (result), reject (reason), close, reopen (reason)"),
-            ));
-        }
-    };
+    let mut step = step_of(&body)?;
     // Texts as NFC, the way every other Vietnamese text is kept.
     let text_field = match step {
         Step::Resolve { .. } => "result",
@@ -167,7 +170,7 @@ pub async fn transition(
     match &mut step {
         Step::Resolve { result: t } | Step::Reject { reason: t } | Step::Reopen { reason: t } => {
             if let Some(reason) = model::text::refuse_text(t, MAX_STEP_TEXT) {
-                return bad_request(model::FieldError::new(text_field, reason));
+                return Err(ApiError::bad_request(text_field, reason));
             }
             *t = model::text::nfc(t.trim())
         }
@@ -176,49 +179,33 @@ pub async fn transition(
     }
     let lock = st.report_locks.lock_for(&id);
     let _guard = lock.lock().await;
-    let Some(l) = live(&st, &id).filter(|l| can_see(&claims, l)) else {
-        return report_not_found(&id);
-    };
-    let Some(actor) = actor(&claims, &l) else {
-        return auth::Rejection::forbidden(format!(
-            "role {} may not change this report",
-            claims.role
-        ))
-        .into_response();
-    };
+    let l = live(&st, &id)
+        .filter(|l| can_see(&claims, l))
+        .ok_or_else(|| report_not_found(&id))?;
+    let actor = actor(&claims, &l).ok_or_else(|| {
+        ApiError::forbidden(format!("role {} may not change this report", claims.role))
+    })?;
     let mut agency_name = None;
     if let Step::Assign { agency } = &step {
         let known = LocalId::parse("agency", agency)
             .ok()
             .and_then(|a| st.intake.as_ref()?.places().agency_name(&a));
-        match known {
-            Some(n) => agency_name = Some(n),
-            None => {
-                return bad_request(model::FieldError::new(
-                    "agency",
-                    format!("{agency:?} is not an agency in the registry"),
-                ))
-            }
-        }
+        let name = known.ok_or_else(|| {
+            ApiError::bad_request("agency", format!("{agency:?} is not an agency in the registry"))
+        })?;
+        agency_name = Some(name);
     }
     let now = Utc::now().fixed_offset();
-    let mut t = match l
+    let mut t = l
         .report
         .transition(step, actor, &claims.sub, claims.role.as_str(), note, now)
-    {
-        Ok(t) => t,
-        Err(StepError::Illegal(r)) => {
-            return (
-                StatusCode::CONFLICT,
-                Json(json!({"error": "conflict", "field": "action", "reason": r, "state": l.report.state})),
-            )
-                .into_response()
-        }
-        Err(StepError::Forbidden(r)) => return auth::Rejection::forbidden(r).into_response(),
-        Err(StepError::Invalid { field, reason }) => {
-            return bad_request(model::FieldError::new(field, reason))
-        }
-    };
+        .map_err(|e| match e {
+            StepError::Illegal(r) => ApiError::conflict(r)
+                .field("action")
+                .with("state", json!(l.report.state)),
+            StepError::Forbidden(r) => ApiError::forbidden(r),
+            StepError::Invalid { field, reason } => ApiError::bad_request(field, reason),
+        })?;
     t.agency_name = agency_name;
     let env = Envelope::new(
         EventKind::ReportTransition,
@@ -228,19 +215,13 @@ pub async fn transition(
         format!("api:{}", claims.role),
         serde_json::to_value(&t).expect("transitions serialise"),
     );
-    if let Err(e) = st
-        .bus
+    st.bus
         .publish(&st.reports_topic, env.entity.as_str(), Some(env.to_bytes()))
         .await
-    {
-        warn!(error = %e, "transition not written");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            Json(json!({"error": "unavailable", "reason": e.to_string()})),
-        )
-            .into_response();
-    }
+        .map_err(|e| {
+            warn!(error = %e, "transition not written");
+            ApiError::unavailable(e.to_string(), 5)
+        })?;
     let seq = t.seq;
     let entity = EntityId::new(model::EntityKind::Report, &t.report);
     let applied = wait_for(&st, &entity, |r| {
@@ -248,15 +229,13 @@ pub async fn transition(
             .is_some_and(|s| s >= u64::from(seq))
     })
     .await;
-    let Some(now_live) = live(&st, &id) else {
-        return report_not_found(&id);
-    };
+    let now_live = live(&st, &id).ok_or_else(|| report_not_found(&id))?;
     if !applied {
-        return (
+        return Ok((
             StatusCode::ACCEPTED,
             Json(json!({"status": "accepted", "seq": seq, "reason": "written; not shown applied within 10 s"})),
         )
-            .into_response();
+            .into_response());
     }
     let ours = now_live
         .report
@@ -264,16 +243,11 @@ pub async fn transition(
         .iter()
         .any(|h| h.seq == seq && h.event_id == t.event_id);
     if !ours {
-        return (
-            StatusCode::CONFLICT,
-            Json(json!({
-                "error": "conflict",
-                "field": "action",
-                "reason": "the report changed meanwhile; look again and retry",
-                "state": now_live.report.state,
-            })),
-        )
-            .into_response();
+        return Err(
+            ApiError::conflict("the report changed meanwhile; look again and retry")
+                .field("action")
+                .with("state", json!(now_live.report.state)),
+        );
     }
-    Json(full(&claims, &now_live)).into_response()
+    Ok(Json(full(&claims, &now_live)).into_response())
 }
