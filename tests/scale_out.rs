@@ -375,7 +375,11 @@ async fn three_cores_on_split_partitions_give_the_picture_of_one() {
         .send()
         .await
         .unwrap();
-    assert_eq!(filed.status().as_u16(), 201, "Open311 POST to the api alone");
+    assert_eq!(
+        filed.status().as_u16(),
+        201,
+        "Open311 POST to the api alone"
+    );
     let filed: Value = filed.json().await.unwrap();
     let new_id = filed[0]["service_request_id"].as_str().unwrap().to_string();
     let (s, b) = report_step(

@@ -89,6 +89,9 @@ impl Role {
             // An agency works its own queue through the reports API, not on the map (the
             // layer carries public-order reports that are police matters).
             Role::Agency => !matches!(layer, Layer::Reports | Layer::Cameras),
+            // Indicators are the leaders' and the control room's; an agency sees its own
+            // (the record filter, `replica::visible_with`), police nothing.
+            Role::Police if layer == Layer::Indicators => false,
             Role::Operator | Role::Police | Role::Leader | Role::Admin => match layer {
                 Layer::Salinity
                 | Layer::AirQuality
@@ -97,7 +100,8 @@ impl Role {
                 | Layer::Rivers
                 | Layer::Zones
                 | Layer::Reports
-                | Layer::Cameras => true,
+                | Layer::Cameras
+                | Layer::Indicators => true,
             },
         }
     }

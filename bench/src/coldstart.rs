@@ -124,6 +124,7 @@ pub async fn run(b: ColdStart) -> anyhow::Result<()> {
         ("READINGS", &topics.readings),
         ("CAMERAS", &topics.cameras),
         ("REPORTS", &topics.reports),
+        ("INDICATORS", &topics.indicators),
         ("REGISTRY", &topics.registry),
         ("ALERTS", &topics.alerts),
         ("STATE", &topics.state),

@@ -295,6 +295,7 @@ fn prefixed_topics(prefix: &str) -> Topics {
         readings: p(&d.readings),
         cameras: p(&d.cameras),
         reports: p(&d.reports),
+        indicators: p(&d.indicators),
         registry: p(&d.registry),
         alerts: p(&d.alerts),
         state: p(&d.state),

@@ -153,6 +153,7 @@ fn check(l: &Located) -> Result<(), Vec<EntryProblem>> {
     let checked = match &l.entry {
         RegistryEntry::Station(s) => s.validate(),
         RegistryEntry::Camera(c) => c.validate(),
+        RegistryEntry::Indicator(i) => i.check(),
         _ => Ok(()),
     };
     checked.map_err(|invalid| {

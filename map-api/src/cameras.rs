@@ -491,7 +491,10 @@ pub async fn audit_log(
     }
     let limit = crate::parse_limit(p.limit.as_deref(), 100, 10_000)?;
     let store = st.history.as_ref().ok_or_else(|| {
-        ApiError::unavailable("no audit log in this process: it needs the history store", 5)
+        ApiError::unavailable(
+            "no audit log in this process: it needs the history store",
+            5,
+        )
     })?;
     let rows = store
         .accesses(p.camera.as_deref(), limit)

@@ -32,7 +32,9 @@ fn may_edit(caller: &Caller) -> Result<(), Rejection> {
     if matches!(caller.role(), Role::Operator | Role::Admin) {
         Ok(())
     } else {
-        Err(Rejection::forbidden("zones are drawn by operators and admins"))
+        Err(Rejection::forbidden(
+            "zones are drawn by operators and admins",
+        ))
     }
 }
 

@@ -52,6 +52,16 @@ pub enum EventKind {
     /// A camera's state changed, or fresh stream statistics (data: [`crate::CameraStatus`]).
     #[serde(rename = "camera.status")]
     CameraStatus,
+    /// A unit's figure for an indicator and period, new or corrected (data:
+    /// [`crate::indicator::IndicatorEvent`]).
+    #[serde(rename = "indicator.value")]
+    IndicatorValue,
+    /// A target for an indicator, unit and period (data: [`crate::indicator::IndicatorEvent`]).
+    #[serde(rename = "indicator.target")]
+    IndicatorTarget,
+    /// An explanation asked for or given (data: [`crate::indicator::IndicatorEvent`]).
+    #[serde(rename = "indicator.explanation")]
+    IndicatorExplanation,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -70,12 +70,18 @@ pub enum EntityKind {
     Report,
     Alert,
     River,
+    /// An indicator of the catalogue (`indicator:{code}`): the key of its values on
+    /// `ioc.indicators`.
+    Indicator,
+    /// One indicator's figures for one unit (`series:{code}@{unit}`), on the `indicators`
+    /// layer.
+    Series,
     /// Where a dead letter came from when the input named no entity.
     Source,
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 9] = [
+    pub const ALL: [EntityKind; 11] = [
         EntityKind::Station,
         EntityKind::Camera,
         EntityKind::Unit,
@@ -84,6 +90,8 @@ impl EntityKind {
         EntityKind::Report,
         EntityKind::Alert,
         EntityKind::River,
+        EntityKind::Indicator,
+        EntityKind::Series,
         EntityKind::Source,
     ];
 
@@ -97,6 +105,8 @@ impl EntityKind {
             EntityKind::Report => "report",
             EntityKind::Alert => "alert",
             EntityKind::River => "river",
+            EntityKind::Indicator => "indicator",
+            EntityKind::Series => "series",
             EntityKind::Source => "source",
         }
     }
@@ -126,6 +136,21 @@ impl EntityId {
         Self::new(EntityKind::Station, local)
     }
 
+    /// `series:{indicator}@{unit}`: one indicator's figures for one unit. `@` is never in a
+    /// local id, so the two parts come back apart unambiguously.
+    pub fn series(indicator: &LocalId, unit: &LocalId) -> Self {
+        Self(format!("series:{indicator}@{unit}"))
+    }
+
+    /// The (indicator, unit) of a series id.
+    pub fn series_parts(&self) -> Option<(LocalId, LocalId)> {
+        let (i, u) = self.0.strip_prefix("series:")?.split_once('@')?;
+        Some((
+            LocalId::parse("indicator", i).ok()?,
+            LocalId::parse("unit", u).ok()?,
+        ))
+    }
+
     pub fn parse(s: &str) -> Result<Self, FieldError> {
         let (kind, local) = s
             .split_once(':')
@@ -137,7 +162,15 @@ impl EntityId {
                 format!("kind must be one of {}", known.join(", ")),
             ));
         }
-        LocalId::parse("entity", local)?;
+        match local.split_once('@') {
+            Some((i, u)) if kind == "series" => {
+                LocalId::parse("entity", i)?;
+                LocalId::parse("entity", u)?;
+            }
+            _ => {
+                LocalId::parse("entity", local)?;
+            }
+        }
         Ok(Self(s.to_string()))
     }
 

@@ -26,10 +26,12 @@ pub enum Layer {
     Reports,
     /// Cameras: position, state, stream statistics, last snapshot time (no images).
     Cameras,
+    /// Indicators per unit: the latest periods' figures against their targets.
+    Indicators,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 8] = [
+    pub const ALL: [Layer; 9] = [
         Layer::Salinity,
         Layer::AirQuality,
         Layer::Units,
@@ -38,6 +40,7 @@ impl Layer {
         Layer::Zones,
         Layer::Reports,
         Layer::Cameras,
+        Layer::Indicators,
     ];
 
     /// Layers a replay can rewind from history (sensor state, for now).
@@ -53,6 +56,7 @@ impl Layer {
             Layer::Zones => "zones",
             Layer::Reports => "reports",
             Layer::Cameras => "cameras",
+            Layer::Indicators => "indicators",
         }
     }
 
@@ -66,6 +70,7 @@ impl Layer {
             Layer::Zones => "Vùng tùy chỉnh",
             Layer::Reports => "Phản ánh hiện trường",
             Layer::Cameras => "Camera",
+            Layer::Indicators => "Chỉ tiêu",
         }
     }
 
@@ -79,6 +84,7 @@ impl Layer {
             Layer::Zones => "Custom zones",
             Layer::Reports => "Field reports",
             Layer::Cameras => "Cameras",
+            Layer::Indicators => "Indicators",
         }
     }
 

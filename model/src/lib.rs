@@ -13,6 +13,7 @@ pub mod error;
 pub mod forecast;
 pub mod geoindex;
 pub mod id;
+pub mod indicator;
 pub mod layer;
 pub mod place;
 pub mod reading;

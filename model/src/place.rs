@@ -96,6 +96,21 @@ pub struct AdminUnit {
     /// True when the boundary is a rough approximation, not surveyed data.
     #[serde(default)]
     pub approximate: bool,
+    /// The first day the unit existed (created or formed by a merger), if after the
+    /// registry's beginning: roll-ups of earlier periods leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<chrono::NaiveDate>,
+    /// The last day the unit existed (merged away or split): roll-ups of later periods
+    /// leave it out, earlier ones still count it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<chrono::NaiveDate>,
+}
+
+impl AdminUnit {
+    /// Did the unit exist at some time between `first` and `last` (inclusive)?
+    pub fn existed_during(&self, first: chrono::NaiveDate, last: chrono::NaiveDate) -> bool {
+        self.valid_from.is_none_or(|f| f <= last) && self.valid_to.is_none_or(|t| t >= first)
+    }
 }
 
 /// A custom area drawn by an operator (e.g. a rice-growing zone).

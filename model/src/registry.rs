@@ -1,4 +1,5 @@
-//! Registry entries: the slowly-changing things (stations, units, agencies, zones, cameras) carried on
+//! Registry entries: the slowly-changing things (stations, units, agencies, zones, cameras,
+//! the indicator catalogue) carried on
 //! the compacted `ioc.registry` topic, keyed by entity id, and the [`Directory`] built from them.
 
 use std::collections::HashMap;
@@ -20,6 +21,8 @@ pub enum RegistryEntry {
     Agency(Agency),
     Zone(Zone),
     Camera(Camera),
+    /// An indicator of the leaders' catalogue.
+    Indicator(crate::indicator::Indicator),
 }
 
 impl RegistryEntry {
@@ -30,6 +33,7 @@ impl RegistryEntry {
             RegistryEntry::Agency(a) => EntityId::new(crate::EntityKind::Agency, &a.id),
             RegistryEntry::Zone(z) => EntityId::new(crate::EntityKind::Zone, &z.id),
             RegistryEntry::Camera(c) => EntityId::new(crate::EntityKind::Camera, &c.id),
+            RegistryEntry::Indicator(i) => EntityId::new(crate::EntityKind::Indicator, &i.code),
         }
     }
 }
@@ -86,6 +90,7 @@ impl RegistryChange {
                 let checked = match &entry {
                     RegistryEntry::Station(s) => s.validate(),
                     RegistryEntry::Camera(c) => c.validate(),
+                    RegistryEntry::Indicator(i) => i.check(),
                     _ => Ok(()),
                 };
                 checked.map_err(|invalid| invalid.errors)?;
@@ -125,6 +130,7 @@ pub struct Directory {
     pub agencies: HashMap<LocalId, Agency>,
     pub zones: HashMap<LocalId, Zone>,
     pub cameras: HashMap<LocalId, Camera>,
+    pub indicators: HashMap<LocalId, crate::indicator::Indicator>,
     index: UnitIndex,
     index_stale: bool,
     /// Zones as polygons, for point-in-zone.
@@ -153,6 +159,9 @@ impl Directory {
             RegistryEntry::Camera(c) => {
                 self.cameras.insert(c.id.clone(), c);
             }
+            RegistryEntry::Indicator(i) => {
+                self.indicators.insert(i.code.clone(), i);
+            }
         }
     }
 
@@ -169,6 +178,7 @@ impl Directory {
             }
             EntityKind::Agency => self.agencies.remove(&id).is_some(),
             EntityKind::Camera => self.cameras.remove(&id).is_some(),
+            EntityKind::Indicator => self.indicators.remove(&id).is_some(),
             EntityKind::Zone => {
                 let had = self.zones.remove(&id).is_some();
                 self.refresh_zones();
@@ -199,6 +209,12 @@ impl Directory {
             .chain(self.agencies.values().cloned().map(RegistryEntry::Agency))
             .chain(self.zones.values().cloned().map(RegistryEntry::Zone))
             .chain(self.cameras.values().cloned().map(RegistryEntry::Camera))
+            .chain(
+                self.indicators
+                    .values()
+                    .cloned()
+                    .map(RegistryEntry::Indicator),
+            )
             .collect();
         out.sort_by_key(|e| e.entity());
         out

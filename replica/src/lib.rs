@@ -184,8 +184,8 @@ impl Hit {
 
 /// May a caller with camera scope `cameras` and sensitive scope `sensitive` see `r`? A
 /// camera only if its group is in scope, an alert about a camera likewise; a public-order
-/// report, or an alert about one, only if its agency is in the sensitive scope; anything else
-/// yes (the role decides the layer). A camera whose group cannot be read is hidden.
+/// report, or an alert about one, and an indicator's figures, only if its agency is in the
+/// sensitive scope; anything else yes (the role decides the layer). A camera whose group cannot be read is hidden.
 pub fn visible_with(cameras: &CameraScope, sensitive: &SensitiveScope, r: &StateRecord) -> bool {
     let text = |key: &str| r.properties.get(key).and_then(|g| g.as_str());
     let group = |key: &str| text(key).and_then(|g| g.parse::<CameraGroup>().ok());
@@ -197,6 +197,8 @@ pub fn visible_with(cameras: &CameraScope, sensitive: &SensitiveScope, r: &State
         Layer::Alerts if r.properties.get("sensitive") == Some(&serde_json::Value::Bool(true)) => {
             sensitive.allows(text("agency"))
         }
+        // An agency sees the indicators it owns; the control room and leaders all.
+        Layer::Indicators => sensitive.allows(text("agency")),
         _ => true,
     };
     if !visible {

@@ -19,6 +19,7 @@ use crate::alerts::{AlertBook, RulesConfig, Transition};
 use crate::cameras::CameraBook;
 use crate::effect::Effect;
 use crate::forecaster::{ForecastView, Target};
+use crate::indicators::{IndicatorBook, Touched};
 use crate::input::{AlertActionIn, Input, Located, ReadingIn, Rejected};
 use crate::places::{unit_record, zone_record};
 use crate::reports::{Changed, ReportBook, ReportsConfig};
@@ -34,6 +35,10 @@ pub struct Books {
     rivers: RiverBook,
     reports: ReportBook,
     cameras: CameraBook,
+    indicators: IndicatorBook,
+    /// The Vietnam date the indicator records were last built for (periods open and close,
+    /// deadlines pass, with the date).
+    indicators_day: Option<chrono::NaiveDate>,
     alerts: AlertBook,
 }
 
@@ -48,6 +53,8 @@ impl Books {
             cameras: CameraBook::new(chrono::Duration::seconds(
                 rules.camera_silent_after_s.max(0),
             )),
+            indicators: IndicatorBook::default(),
+            indicators_day: None,
             alerts: AlertBook::new(rules),
         }
     }
@@ -68,6 +75,10 @@ impl Books {
         self.reports.len()
     }
 
+    pub fn indicator_value_count(&self) -> usize {
+        self.indicators.len()
+    }
+
     /// Start-up, before anything is published: the registry and the record of reports are
     /// folded in, and only what could not be read is returned (as dead letters).
     pub fn load(&mut self, input: Input, now: DateTime<Utc>) -> Vec<Effect> {
@@ -81,6 +92,12 @@ impl Books {
                     if let Some(d) = self.report_event(e, now, &mut changed) {
                         out.push(d);
                     }
+                }
+            }
+            Input::Indicators(batch) => {
+                let mut touched = Touched::new();
+                for e in batch {
+                    out.extend(self.indicator_event(e, now, &mut touched));
                 }
             }
             other => out = self.apply(other, now),
@@ -146,6 +163,16 @@ impl Books {
         }
         changed.extend(self.stations.start(&self.dir, restored));
         out.extend(changed.into_iter().map(Effect::upsert));
+        // Indicators: every series there is, and those the state holds that are gone.
+        let series = self.indicators.all_series(&self.dir);
+        for r in restored.values().filter(|r| r.layer == Layer::Indicators) {
+            let known = r.entity.series_parts().is_some_and(|k| series.contains(&k));
+            if !known {
+                out.push(Effect::tombstone(r.entity.clone()));
+            }
+        }
+        self.indicators_day = Some(model::indicator::period::vietnam_date(now));
+        out.extend(self.indicator_changes(series, Some(restored), now));
         // Rivers as the restored stations give them (republished only where they differ).
         self.rivers.restore(restored);
         out.extend(self.refresh_rivers());
@@ -198,6 +225,15 @@ impl Books {
                     out.extend(self.report_event(e, now, &mut changed));
                 }
                 out.extend(self.report_changes(changed, now));
+                out
+            }
+            Input::Indicators(batch) => {
+                let mut out = Vec::new();
+                let mut touched = Touched::new();
+                for e in batch {
+                    out.extend(self.indicator_event(e, now, &mut touched));
+                }
+                out.extend(self.indicator_changes(touched, None, now));
                 out
             }
             Input::CameraStatus(Ok(l)) => self.camera_status(l, now),
@@ -267,8 +303,87 @@ impl Books {
                     out.push(Effect::tombstone(entity.clone()));
                 }
             },
+            // A catalogue entry changed: its series (and those reading it) are built again;
+            // a removed one's are tombstoned.
+            EntityKind::Indicator => {
+                let touched: Touched = self
+                    .indicators
+                    .all_series(&self.dir)
+                    .into_iter()
+                    .filter(|(c, _)| {
+                        *c == local
+                            || self
+                                .dir
+                                .indicators
+                                .get(c)
+                                .is_some_and(|i| i.rollup.inputs().contains(&&local))
+                    })
+                    .collect();
+                if !self.dir.indicators.contains_key(&local) {
+                    out.extend(
+                        self.indicators
+                            .series_of(&local)
+                            .into_iter()
+                            .map(|u| Effect::tombstone(EntityId::series(&local, &u))),
+                    );
+                }
+                out.extend(self.indicator_changes(touched, None, now));
+            }
             _ => {}
         }
+        out
+    }
+
+    /// One event of `ioc.indicators` into the book; the series it moves go into `touched`.
+    fn indicator_event(
+        &mut self,
+        event: Result<Located, Rejected>,
+        now: DateTime<Utc>,
+        touched: &mut Touched,
+    ) -> Option<Effect> {
+        let located = match event {
+            Ok(l) => l,
+            Err(r) => return Some(dead_letter(r, now)),
+        };
+        let decoded = located
+            .event
+            .data_as::<model::indicator::IndicatorEvent>()
+            .map_err(|e| vec![e]);
+        match decoded.and_then(|e| self.indicators.apply(&self.dir, e)) {
+            Ok(t) => {
+                touched.extend(t);
+                None
+            }
+            Err(errors) => Some(dead_letter(located.rejected(errors), now)),
+        }
+    }
+
+    /// The records of the touched series (those that differ from `restored`, at start-up),
+    /// and the indicator rules on them.
+    fn indicator_changes(
+        &mut self,
+        touched: Touched,
+        restored: Option<&HashMap<EntityId, StateRecord>>,
+        now: DateTime<Utc>,
+    ) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let mut transitions = Vec::new();
+        let at = now.fixed_offset();
+        for (code, unit) in touched {
+            let Some(rec) = self.indicators.record(&self.dir, &code, &unit, now) else {
+                out.push(Effect::tombstone(EntityId::series(&code, &unit)));
+                continue;
+            };
+            if self.rules().enabled {
+                for o in crate::indicators::observations(&rec) {
+                    transitions.extend(self.alerts.observe(o, at));
+                }
+            }
+            if restored.and_then(|r| r.get(&rec.entity)) != Some(&rec) {
+                out.push(Effect::upsert(rec));
+            }
+        }
+        out.extend(self.alert_effects(transitions, true, now));
         out
     }
 
@@ -475,6 +590,13 @@ impl Books {
         out.extend(self.alert_effects(transitions, true, now));
         let changed = self.reports.tick(now_local);
         out.extend(self.report_changes(changed, now));
+        // A new day in Vietnam: periods open and close and deadlines pass.
+        let today = model::indicator::period::vietnam_date(now);
+        if self.indicators_day != Some(today) {
+            self.indicators_day = Some(today);
+            let all = self.indicators.all_series(&self.dir);
+            out.extend(self.indicator_changes(all, None, now));
+        }
         out
     }
 
@@ -541,6 +663,9 @@ impl Books {
 
     /// Where an alert's entity is: its point and units.
     fn place_of(&self, entity: &EntityId) -> Option<((f64, f64), Vec<LocalId>)> {
+        if let Some((_, unit)) = entity.series_parts() {
+            return crate::indicators::place(&self.dir, &unit);
+        }
         let id = LocalId::parse("entity", entity.local()).ok()?;
         match entity.kind() {
             EntityKind::Report => self.reports.place(&id),
@@ -548,6 +673,7 @@ impl Books {
                 let (lon, lat) = (c.position.lon, c.position.lat);
                 ((lon, lat), self.dir.locate(lon, lat))
             }),
+
             _ => self.stations.get(&id).map(|s| {
                 (
                     (s.station.position.lon, s.station.position.lat),
@@ -882,5 +1008,149 @@ mod tests {
             now(),
         );
         assert!(effects.is_empty());
+    }
+
+    fn indicator_input(events: Vec<model::indicator::IndicatorEvent>) -> Input {
+        Input::Indicators(
+            events
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    Ok(Located {
+                        event: Envelope::new(
+                            e.kind(),
+                            EntityId::new(model::EntityKind::Indicator, e.indicator()),
+                            now().fixed_offset(),
+                            now(),
+                            "test",
+                            serde_json::to_value(&e).unwrap(),
+                        ),
+                        source: format!("bus:indicators/0/{i}"),
+                        partition: 0,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn indicators_load_roll_up_judge_and_raise_one_alert_per_missed_series() {
+        let mut b = Books::new(rules(), ReportsConfig::default(), now());
+        for e in fixtures::registry() {
+            b.load(Input::Registry(Ok(RegistryChange::Upsert(e))), now());
+        }
+        let history = fixtures::indicators::history(
+            model::indicator::period::vietnam_date(now()),
+            now().fixed_offset(),
+        );
+        assert!(b.load(indicator_input(history), now()).is_empty(), "nothing refused");
+        let effects = b.start(&HashMap::new(), now());
+        let series = upserts(&effects, Layer::Indicators);
+        // 37 indicators × (8 districts + the province).
+        assert!(series.len() > 300, "{}", series.len());
+        let rate = series
+            .iter()
+            .find(|r| r.entity.as_str() == "series:hcc-tl-dunghan@hg")
+            .expect("the province's on-time rate, rolled up from its districts");
+        let latest = &rate.properties["latest"];
+        assert_eq!(latest["period"], "202610", "October is the last closed month on 20 November");
+        assert_eq!(latest["origin"], "rolled_up");
+        assert_eq!(latest["completeness"], 1.0);
+        let v = latest["value"].as_f64().unwrap();
+        assert!((95.0..100.0).contains(&v), "{v}");
+        // Every missed series raised exactly one alert, to the indicator's agency.
+        let missed: Vec<&&StateRecord> = series
+            .iter()
+            .filter(|r| r.properties["status"] == "missed")
+            .collect();
+        assert!(!missed.is_empty(), "the fixtures miss some targets");
+        let raised: Vec<&Envelope> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::AlertEvent { event, .. } if event.kind == EventKind::AlertRaised => {
+                    Some(event)
+                }
+                _ => None,
+            })
+            .collect();
+        let off: Vec<&&Envelope> = raised
+            .iter()
+            .filter(|e| e.data["rule"] == "indicator_off_target")
+            .collect();
+        assert_eq!(off.len(), missed.len());
+        for r in &missed {
+            let a = off
+                .iter()
+                .find(|e| e.data["entity"] == r.entity.as_str())
+                .unwrap_or_else(|| panic!("no alert for {}", r.entity));
+            assert_eq!(a.data["agency"], r.properties["agency"]);
+        }
+        // Long Mỹ stopped sending its tourism figures: one missing alert per series.
+        let late: Vec<&&Envelope> = raised
+            .iter()
+            .filter(|e| e.data["rule"] == "indicator_missing")
+            .collect();
+        assert!(
+            late.iter()
+                .any(|e| e.data["entity"] == "series:dl-luotkhach@hg-long-my"),
+            "{late:?}"
+        );
+        assert!(late.iter().all(|e| e.data["agency"] == "hg-svhttdl"));
+        // A restart over its own published state publishes nothing again.
+        let restored: HashMap<EntityId, StateRecord> = effects
+            .iter()
+            .filter_map(|e| e.record())
+            .map(|r| (r.entity.clone(), r.clone()))
+            .collect();
+        let mut again = Books::new(rules(), ReportsConfig::default(), now());
+        for e in fixtures::registry() {
+            again.load(Input::Registry(Ok(RegistryChange::Upsert(e))), now());
+        }
+        let history = fixtures::indicators::history(
+            model::indicator::period::vietnam_date(now()),
+            now().fixed_offset(),
+        );
+        again.load(indicator_input(history), now());
+        let effects = again.start(&restored, now());
+        assert!(upserts(&effects, Layer::Indicators).is_empty());
+    }
+
+    #[test]
+    fn a_correction_moves_the_province_and_a_bad_value_is_dead_lettered() {
+        let (mut b, _) = started();
+        let value = |unit: &str, v: f64| {
+            model::indicator::IndicatorEvent::Value(model::indicator::Value {
+                indicator: LocalId::parse("i", "dl-luotkhach").unwrap(),
+                unit: LocalId::parse("u", unit).unwrap(),
+                period: "202610".parse().unwrap(),
+                value: v,
+                note: None,
+                by: "agency:hg-svhttdl".into(),
+                at: now().fixed_offset(),
+            })
+        };
+        let effects = b.apply(indicator_input(vec![value("hg-vi-thanh", 9000.0)]), now());
+        let ids: Vec<&str> = upserts(&effects, Layer::Indicators)
+            .iter()
+            .map(|r| r.entity.as_str())
+            .collect();
+        assert_eq!(ids, ["series:dl-luotkhach@hg", "series:dl-luotkhach@hg-vi-thanh"]);
+        let effects = b.apply(indicator_input(vec![value("hg-vi-thanh", 9500.0)]), now());
+        let province = upserts(&effects, Layer::Indicators)
+            .into_iter()
+            .find(|r| r.entity.as_str() == "series:dl-luotkhach@hg")
+            .unwrap();
+        assert_eq!(province.properties["latest"]["value"], 9500.0);
+        let unit = upserts(&effects, Layer::Indicators)
+            .into_iter()
+            .find(|r| r.entity.as_str() == "series:dl-luotkhach@hg-vi-thanh")
+            .unwrap();
+        assert_eq!(unit.properties["latest"]["revisions"][1]["previous"], 9000.0);
+        // The same value again: nothing to publish.
+        assert!(b
+            .apply(indicator_input(vec![value("hg-vi-thanh", 9500.0)]), now())
+            .is_empty());
+        let effects = b.apply(indicator_input(vec![value("hg-nowhere", 1.0)]), now());
+        assert!(matches!(&effects[..], [Effect::DeadLetter { .. }]), "{effects:?}");
     }
 }

@@ -1,5 +1,5 @@
-//! The stream core's run loop: start-up (the registry, the record of reports and the state
-//! topic, read together), then one input at a time from the merged stream ([`Inputs`]):
+//! The stream core's run loop: start-up (the registry, the records of reports and indicators
+//! and the state topic, read together), then one input at a time from the merged stream ([`Inputs`]):
 //! the books turn it into effects, the publisher publishes those this instance owns, and
 //! only then is the input marked applied so its offsets can be committed.
 
@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::alerts::RulesConfig;
 use crate::books::Books;
 use crate::forecaster;
-use crate::input::{decode_registry, decode_report, Input, Inputs};
+use crate::input::{decode_event, decode_registry, Input, Inputs};
 use crate::ownership::Ownership;
 use crate::publisher::Publisher;
 use crate::reports::ReportsConfig;
@@ -103,9 +103,10 @@ pub async fn run(
     let mut books = Books::new(config.rules.clone(), config.reports.clone(), Utc::now());
     // The three compacted or whole-record topics are read at once: a restart is ready as
     // soon as the slowest of them is caught up, not after the three in a row.
-    let (mut registry, mut reports, (restored, state)) = tokio::try_join!(
+    let (mut registry, mut reports, mut indicators, (restored, state)) = tokio::try_join!(
         read_to_end(&*bus, &topics.registry),
         read_to_end(&*bus, &topics.reports),
+        read_to_end(&*bus, &topics.indicators),
         read_state(&*bus, &topics.state),
     )?;
     let mut effects = Vec::new();
@@ -116,8 +117,11 @@ pub async fn run(
     }
     // Field reports: the whole record of truth, folded again at every start by every
     // instance (each publishes the reports it owns).
-    let batch = reports.0.drain(..).map(|m| decode_report(&m)).collect();
+    let batch = reports.0.drain(..).map(|m| decode_event(&m)).collect();
     effects.extend(books.load(Input::Reports(batch), Utc::now()));
+    // Indicator values and targets: likewise the whole record, folded at every start.
+    let batch = indicators.0.drain(..).map(|m| decode_event(&m)).collect();
+    effects.extend(books.load(Input::Indicators(batch), Utc::now()));
     effects.extend(books.start(&restored, Utc::now()));
     publisher.apply(effects).await?;
     drop(restored);
@@ -125,6 +129,7 @@ pub async fn run(
         stations = books.station_count(),
         units = books.unit_count(),
         reports = books.report_count(),
+        indicator_values = books.indicator_value_count(),
         partial = ownership.is_partial(),
         "stream core started"
     );
@@ -207,6 +212,7 @@ pub async fn run(
     let mut inputs = Inputs::new(
         registry.1,
         reports.1,
+        indicators.1,
         readings,
         alert_actions,
         camera_status,

@@ -108,6 +108,9 @@ pub enum Input {
     Registry(Result<RegistryChange, Rejected>),
     Readings(Vec<Result<ReadingIn, Rejected>>),
     Reports(Vec<Result<Located, Rejected>>),
+    /// Indicator values, corrections, targets and explanations (`ioc.indicators`, read whole
+    /// by every instance like the reports).
+    Indicators(Vec<Result<Located, Rejected>>),
     CameraStatus(Result<Located, Rejected>),
     AlertAction(AlertActionIn),
     /// The state another instance published for an entity it owns (stations only: rivers
@@ -151,7 +154,8 @@ pub fn decode_reading(m: &Message, topic: &std::sync::Arc<str>) -> Result<Readin
         .map_err(|e| Rejected::of(m, None, vec![e]))
 }
 
-pub fn decode_report(m: &Message) -> Result<Located, Rejected> {
+/// An event of a topic read whole (reports, indicators), with where it was read.
+pub fn decode_event(m: &Message) -> Result<Located, Rejected> {
     m.payload
         .as_deref()
         .ok_or_else(|| FieldError::new("payload", "empty message"))
@@ -200,6 +204,7 @@ enum ReadFrom {
 pub struct Inputs {
     pub registry: Box<dyn Subscription>,
     pub reports: Box<dyn Subscription>,
+    pub indicators: Box<dyn Subscription>,
     pub readings: Box<dyn Subscription>,
     pub alert_actions: Box<dyn Subscription>,
     pub camera_status: Box<dyn Subscription>,
@@ -219,6 +224,7 @@ impl Inputs {
     pub fn new(
         registry: Box<dyn Subscription>,
         reports: Box<dyn Subscription>,
+        indicators: Box<dyn Subscription>,
         readings: Box<dyn Subscription>,
         alert_actions: Box<dyn Subscription>,
         camera_status: Box<dyn Subscription>,
@@ -231,6 +237,7 @@ impl Inputs {
         Self {
             registry,
             reports,
+            indicators,
             readings,
             alert_actions,
             camera_status,
@@ -251,6 +258,7 @@ impl Inputs {
             let Self {
                 registry,
                 reports,
+                indicators,
                 readings,
                 alert_actions,
                 camera_status,
@@ -301,7 +309,11 @@ impl Inputs {
                 _ = tick => Some(Input::Tick),
                 m = reports.next() => {
                     let batch = collect_batch(m?, &mut **reports, max, wait).await?;
-                    Some(Input::Reports(batch.iter().map(decode_report).collect()))
+                    Some(Input::Reports(batch.iter().map(decode_event).collect()))
+                }
+                m = indicators.next() => {
+                    let batch = collect_batch(m?, &mut **indicators, max, wait).await?;
+                    Some(Input::Indicators(batch.iter().map(decode_event).collect()))
                 }
                 m = registry.next() => decode_registry(&m?).map(Input::Registry),
                 m = peers => decode_peer(&m?, ownership).map(Input::Peer),

@@ -1,9 +1,10 @@
-//! The stream core: consumes the registry, sensor readings, field reports, camera status and
-//! alert actions from the bus and keeps the live picture: every station placed in its
+//! The stream core: consumes the registry, sensor readings, field reports, indicator values,
+//! camera status and alert actions from the bus and keeps the live picture: every station placed in its
 //! administrative units, with salinity levels, hourly and daily VN_AQI (`air`), the reach of
 //! salinity along each river (`rivers`), forecasts (`forecaster`), reports with their
-//! deadlines (`reports`), cameras (`cameras`) and alerts (`rules` observe, `alerts` keeps
-//! one alert per condition and entity). Each of those is a book; [`Books::apply`] turns one
+//! deadlines (`reports`), cameras (`cameras`), the leaders' indicators against their targets
+//! (`indicators`) and alerts (`rules` observe, `alerts` keeps one alert per condition and
+//! entity). Each of those is a book; [`Books::apply`] turns one
 //! typed [`Input`] (merged from the topics and the clock in `input`) into [`Effect`]s, purely,
 //! and one publisher writes them to `ioc.state`, `ioc.alerts` and `ioc.deadletter` under one
 //! retry policy, so a broker outage pauses the core and never ends it.
@@ -25,6 +26,7 @@ mod core;
 mod effect;
 pub mod forecaster;
 mod history;
+mod indicators;
 mod input;
 mod ownership;
 mod places;

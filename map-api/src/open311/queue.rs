@@ -118,7 +118,12 @@ fn step_of(body: &Value) -> Result<Step, ApiError> {
                 format!("{other:?} is not an action; {ACTIONS}"),
             ))
         }
-        None => return Err(ApiError::bad_request("action", format!("is required; {ACTIONS}"))),
+        None => {
+            return Err(ApiError::bad_request(
+                "action",
+                format!("is required; {ACTIONS}"),
+            ))
+        }
     };
     if let Some(field) = needs {
         if !body.get(field).is_some_and(Value::is_string) {
@@ -191,7 +196,10 @@ pub async fn transition(
             .ok()
             .and_then(|a| st.intake.as_ref()?.places().agency_name(&a));
         let name = known.ok_or_else(|| {
-            ApiError::bad_request("agency", format!("{agency:?} is not an agency in the registry"))
+            ApiError::bad_request(
+                "agency",
+                format!("{agency:?} is not an agency in the registry"),
+            )
         })?;
         agency_name = Some(name);
     }
