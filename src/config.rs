@@ -163,6 +163,9 @@ pub struct RegistryConfig {
     /// `fixture_rtsp` (the demo starts one and sets both).
     pub fixture_cameras: bool,
     pub fixture_rtsp: String,
+    /// Also put two years of the fixture indicators' values and the year's targets on
+    /// `ioc.indicators`, once (when that topic is empty); the demo sets it.
+    pub fixture_indicators: bool,
     /// The province's own registry files (cameras as .csv, any entries as .json/.jsonl),
     /// checked whole and published at start-up; one problem and the process does not start.
     /// `ioc registry import` publishes them without a restart.
@@ -175,6 +178,7 @@ impl Default for RegistryConfig {
             seed_fixtures: false,
             fixture_cameras: false,
             fixture_rtsp: "rtsp://127.0.0.1:8554".into(),
+            fixture_indicators: false,
             files: Vec::new(),
         }
     }

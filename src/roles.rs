@@ -325,6 +325,9 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
             .context("publishing the fixture registry")?;
         info!(entries = entries.len(), "fixture registry published");
     }
+    if cfg.registry.fixture_indicators || roles.simulate {
+        seed_indicators(&bus, &cfg.topics).await?;
+    }
     if !cfg.registry.files.is_empty() {
         // After the fixtures: the province's own entries win where ids meet.
         let entries =
@@ -503,9 +506,19 @@ fn ingest_role(s: &Shared, parts: &mut Parts) -> Ingest {
     let intake = report_intake(s, parts, places.clone());
     let k = places.clone();
     parts.check("ingest_registry", move || json!({"ready": k.is_ready()}));
-    let sensors = Arc::new(SensorIngest::new(s.bus.clone(), cfg.topics.clone(), places));
+    let sensors = Arc::new(SensorIngest::new(
+        s.bus.clone(),
+        cfg.topics.clone(),
+        places.clone(),
+    ));
+    let indicators = Arc::new(ingest::indicators::IndicatorIntake::new(
+        s.bus.clone(),
+        cfg.topics.clone(),
+        places.clone(),
+    ));
     parts.route(ingest::http::router(ingest::http::HttpIngestState {
         ingest: sensors.clone(),
+        indicators,
         auth: s.auth.clone(),
         config: cfg.ingest.http.clone(),
     }));
@@ -623,6 +636,7 @@ fn api_role(
         alerts_topic: cfg.topics.alerts.clone(),
         registry_topic: cfg.topics.registry.clone(),
         reports_topic: cfg.topics.reports.clone(),
+        indicators_topic: cfg.topics.indicators.clone(),
         intake,
         report_locks: Default::default(),
         cameras,
@@ -751,4 +765,32 @@ async fn load(ing: Arc<SensorIngest>, n: usize, rate: f64) -> anyhow::Result<()>
             warn!(error = %e, "load readings not accepted");
         }
     }
+}
+
+/// Puts the fixture indicators' history on `ioc.indicators` unless something is there
+/// already (a restart, or a province's own figures).
+async fn seed_indicators(bus: &Arc<dyn bus::Bus>, topics: &bus::Topics) -> anyhow::Result<()> {
+    let mut sub = bus
+        .read_all(&[&topics.indicators])
+        .await
+        .context("reading the indicators topic")?;
+    if sub.next_until_caught_up().await?.is_some() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let events = fixtures::indicators::history(
+        model::indicator::period::vietnam_date(now),
+        now.fixed_offset(),
+    );
+    let writes = events.iter().map(|e| {
+        let env = ingest::indicators::envelope(e, "fixture:indicators", now);
+        let bytes = env.to_bytes();
+        let key = env.entity.to_string();
+        async move { bus.publish(&topics.indicators, &key, Some(bytes)).await }
+    });
+    for r in futures::future::join_all(writes).await {
+        r.context("publishing the fixture indicators")?;
+    }
+    info!(values = events.len(), "fixture indicators published");
+    Ok(())
 }

@@ -212,6 +212,7 @@ pub async fn run(b: GeoBench) -> anyhow::Result<()> {
         alerts_topic: "alerts".into(),
         registry_topic: "registry".into(),
         reports_topic: "reports".into(),
+        indicators_topic: "indicators".into(),
         intake: None,
         report_locks: Default::default(),
         cameras: None,

@@ -42,6 +42,11 @@ impl RegistryView {
         }
     }
 
+    /// Runs `f` on the registry as it stands (checks that need several of its parts at once).
+    pub fn with<R>(&self, f: impl FnOnce(&Directory) -> R) -> R {
+        f(&self.read())
+    }
+
     pub fn contains_station(&self, id: &LocalId) -> bool {
         self.read().stations.contains_key(id)
     }

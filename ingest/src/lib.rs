@@ -1,7 +1,8 @@
 //! Sensor ingest: readings arrive over MQTT, HTTP push or HTTP poll, are validated and
 //! converted to canonical units (`model`), and are written to the readings topic keyed by
 //! station. Field reports arrive through the Open311 intake ([`reports`]), photos stripped
-//! of their metadata ([`photo`]), and are written to the reports topic. A province's own
+//! of their metadata ([`photo`]), and are written to the reports topic. Indicator figures
+//! arrive as JSON, DHIS2 data value sets or CSV ([`indicators`]) and go to the indicators topic. A province's own
 //! inventory (cameras, stations) arrives as registry files ([`registry`]), checked whole
 //! before anything reaches the registry topic. A sender is acknowledged (HTTP 202, MQTT PUBACK) only after the bus acknowledged
 //! every reading it sent; what cannot be accepted goes to the dead-letter topic with the reason.
@@ -11,6 +12,7 @@
 
 mod directory;
 pub mod http;
+pub mod indicators;
 pub mod mqtt;
 pub mod photo;
 pub mod poll;

@@ -63,7 +63,16 @@ async fn serve(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerConte
         exp: now + 3600,
     });
     let state = HttpIngestState {
-        ingest: Arc::new(SensorIngest::new(bus.clone(), topics.clone(), known)),
+        ingest: Arc::new(SensorIngest::new(
+            bus.clone(),
+            topics.clone(),
+            known.clone(),
+        )),
+        indicators: Arc::new(ingest::indicators::IndicatorIntake::new(
+            bus.clone(),
+            topics.clone(),
+            known,
+        )),
         auth,
         config: HttpIngestConfig {
             max_body_bytes: 64 * 1024,

@@ -30,6 +30,7 @@ pub mod audit;
 mod camera_admin;
 mod cameras;
 mod history;
+mod indicators;
 pub mod open311;
 mod zones;
 
@@ -55,6 +56,8 @@ pub struct ApiState {
     pub registry_topic: String,
     /// Where report transitions go (`ioc.reports`).
     pub reports_topic: String,
+    /// Where explanations and targets go (`ioc.indicators`).
+    pub indicators_topic: String,
     /// Takes new field reports (`None`: this process runs no ingest; POST answers 503).
     pub intake: Option<Arc<ingest::reports::ReportIntake>>,
     pub report_locks: Arc<open311::ReportLocks>,
@@ -91,6 +94,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/zones", post(zones::create))
         .route("/api/v1/zones/{id}", delete(zones::delete))
         .route("/api/v1/summary", get(zones::summary))
+        .route("/api/v1/indicators", get(indicators::list))
+        .route("/api/v1/indicators/{code}", get(indicators::one))
+        .route(
+            "/api/v1/indicators/{code}/explanations",
+            post(indicators::explain),
+        )
+        .route(
+            "/api/v1/indicators/{code}/targets",
+            post(indicators::set_target),
+        )
+        .route("/api/v1/dashboard", get(indicators::dashboard))
         .route("/api/v1/history", get(history::info))
         .route("/api/v1/stations/{id}/series", get(history::series))
         .route("/api/v1/stations/{id}/forecast", get(history::forecast))

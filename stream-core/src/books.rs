@@ -1043,7 +1043,10 @@ mod tests {
             model::indicator::period::vietnam_date(now()),
             now().fixed_offset(),
         );
-        assert!(b.load(indicator_input(history), now()).is_empty(), "nothing refused");
+        assert!(
+            b.load(indicator_input(history), now()).is_empty(),
+            "nothing refused"
+        );
         let effects = b.start(&HashMap::new(), now());
         let series = upserts(&effects, Layer::Indicators);
         // 37 indicators × (8 districts + the province).
@@ -1053,7 +1056,10 @@ mod tests {
             .find(|r| r.entity.as_str() == "series:hcc-tl-dunghan@hg")
             .expect("the province's on-time rate, rolled up from its districts");
         let latest = &rate.properties["latest"];
-        assert_eq!(latest["period"], "202610", "October is the last closed month on 20 November");
+        assert_eq!(
+            latest["period"], "202610",
+            "October is the last closed month on 20 November"
+        );
         assert_eq!(latest["origin"], "rolled_up");
         assert_eq!(latest["completeness"], 1.0);
         let v = latest["value"].as_f64().unwrap();
@@ -1134,7 +1140,10 @@ mod tests {
             .iter()
             .map(|r| r.entity.as_str())
             .collect();
-        assert_eq!(ids, ["series:dl-luotkhach@hg", "series:dl-luotkhach@hg-vi-thanh"]);
+        assert_eq!(
+            ids,
+            ["series:dl-luotkhach@hg", "series:dl-luotkhach@hg-vi-thanh"]
+        );
         let effects = b.apply(indicator_input(vec![value("hg-vi-thanh", 9500.0)]), now());
         let province = upserts(&effects, Layer::Indicators)
             .into_iter()
@@ -1145,12 +1154,18 @@ mod tests {
             .into_iter()
             .find(|r| r.entity.as_str() == "series:dl-luotkhach@hg-vi-thanh")
             .unwrap();
-        assert_eq!(unit.properties["latest"]["revisions"][1]["previous"], 9000.0);
+        assert_eq!(
+            unit.properties["latest"]["revisions"][1]["previous"],
+            9000.0
+        );
         // The same value again: nothing to publish.
         assert!(b
             .apply(indicator_input(vec![value("hg-vi-thanh", 9500.0)]), now())
             .is_empty());
         let effects = b.apply(indicator_input(vec![value("hg-nowhere", 1.0)]), now());
-        assert!(matches!(&effects[..], [Effect::DeadLetter { .. }]), "{effects:?}");
+        assert!(
+            matches!(&effects[..], [Effect::DeadLetter { .. }]),
+            "{effects:?}"
+        );
     }
 }
