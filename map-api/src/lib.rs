@@ -296,6 +296,8 @@ struct FeatureParams {
     near: Option<String>,
     /// A unit id, `zone:<id>`, or a GeoJSON Polygon or MultiPolygon geometry.
     within: Option<String>,
+    /// Indicator figures of one sector.
+    sector: Option<String>,
 }
 
 async fn features(
@@ -322,6 +324,12 @@ async fn features(
             Some(st.replica.resolve_within(&w, may_see)?)
         }
     };
+    let sector = p
+        .sector
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| model::indicator::Sector::parse("sector", s))
+        .transpose()?;
     let q = replica::Query {
         layers: [layer].into_iter().collect(),
         bbox,
@@ -330,6 +338,7 @@ async fn features(
         sensitive,
         near,
         within,
+        sector,
     };
     let (seq, records) = st.replica.hits(&q, limit + 1);
     let truncated = records.len() > limit;

@@ -104,6 +104,8 @@ pub struct Query {
     pub near: Option<Near>,
     /// Only entities lying in this area, wholly or in part.
     pub within: Option<Arc<Within>>,
+    /// Only indicator figures of this sector (other layers are not filtered by it).
+    pub sector: Option<model::indicator::Sector>,
 }
 
 impl Query {
@@ -116,6 +118,10 @@ impl Query {
         let cheap = self.layers.contains(&r.layer)
             && self.bbox.is_none_or(|b| r.intersects(&b))
             && self.unit.as_deref().is_none_or(|u| r.in_unit(u))
+            && self.sector.is_none_or(|s| {
+                r.layer != Layer::Indicators
+                    || r.properties.get("sector").and_then(|v| v.as_str()) == Some(s.as_str())
+            })
             && visible_with(&self.cameras, &self.sensitive, r)
             && self.within.as_ref().is_none_or(|w| r.intersects(&w.bbox()))
             && self.near.is_none_or(|n| r.intersects(&n.bbox()));

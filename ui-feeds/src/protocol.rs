@@ -121,12 +121,18 @@ fn spec(v: &Value) -> Result<SubSpec, FieldError> {
         Some(Value::String(u)) => Some(u.clone()),
         Some(_) => return Err(FieldError::new("filter.unit", "must be a unit id string")),
     };
+    let sector = match v.get("filter").and_then(|f| f.get("sector")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(model::indicator::Sector::parse("filter.sector", s)?),
+        Some(_) => return Err(FieldError::new("filter.sector", "must be a sector name")),
+    };
     Ok(SubSpec {
         id,
         query: Query {
             layers,
             bbox,
             unit,
+            sector,
             // Set from the caller when the subscription is admitted.
             near,
             // Set from the caller when the subscription is admitted.

@@ -1,0 +1,284 @@
+//! The leaders' indicators end to end over the real broker: a department pushes its
+//! figures as JSON, as a DHIS2 data value set and as a CSV sheet; they reach a leader's
+//! websocket and the dashboard answer, rolled up to the province; a correction keeps its
+//! revision; another department's indicator is refused with 403 and a malformed sheet with
+//! every bad row named, neither writing anything; a missed target raises one alert to the
+//! owning department; an explanation is asked for and answered; a restart loses nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use model::indicator::{Frequency, Period};
+use serde_json::{json, Value};
+
+const TOURISM: &str = "hg-svhttdl";
+const DISTRICTS: [&str; 8] = [
+    "hg-vi-thanh",
+    "hg-nga-bay",
+    "hg-long-my-tx",
+    "hg-chau-thanh",
+    "hg-chau-thanh-a",
+    "hg-phung-hiep",
+    "hg-vi-thuy",
+    "hg-long-my",
+];
+
+async fn post(ioc: &Ioc, path: &str, token: &str, ctype: &str, body: String) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(ioc.url(path))
+        .bearer_auth(token)
+        .header("content-type", ctype)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(ioc: &Ioc, path: &str, token: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(ioc.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+/// Polls `path` until `pred` holds of its answer.
+async fn until(ioc: &Ioc, path: &str, token: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = get(ioc, path, token).await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never became as expected: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
+    let env = isolated_env("indicators");
+    let mut ioc = Ioc::start(&["serve"], &env);
+    ioc.ready().await;
+    let today = model::indicator::period::vietnam_date(chrono::Utc::now());
+    let month = Period::containing(today, Frequency::Month, Default::default()).prev();
+    let quarter = Period::containing(today, Frequency::Quarter, Default::default());
+    let department = token_with("tourism-portal", auth::Role::Agency, Some(TOURISM), &[]);
+    let health = token_with("health-officer", auth::Role::Agency, Some("hg-syt"), &[]);
+    let leader = token_with("chu-tich", auth::Role::Leader, None, &[]);
+    let admin = token(auth::Role::Admin);
+
+    // A leader watches the province's tourism figures.
+    let mut ws = ws_connect(&ioc, &leader).await;
+    ws_send(
+        &mut ws,
+        &json!({"op": "subscribe", "id": "t", "layers": ["indicators"],
+                "filter": {"unit": "hg", "sector": "tourism"}}),
+    )
+    .await;
+    let snap = next_op(&mut ws, "snapshot", Duration::from_secs(30))
+        .await
+        .expect("a snapshot");
+    assert_eq!(snap["features"]["features"].as_array().map(Vec::len), Some(0));
+
+    // --- JSON: every district's visitor arrivals for last month.
+    let values: Vec<Value> = DISTRICTS
+        .iter()
+        .enumerate()
+        .map(|(i, d)| json!({"indicator": "dl-luotkhach", "unit": d, "period": month.to_string(), "value": 8000 + 100 * i}))
+        .collect();
+    let (s, b) = post(
+        &ioc,
+        "/ingest/v1/indicators",
+        &department,
+        "application/json",
+        json!(values).to_string(),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["accepted"], 8);
+    let total: f64 = (0..8).map(|i| 8000.0 + 100.0 * i as f64).sum();
+    let province = wait_for_entity(
+        &mut ws,
+        "series:dl-luotkhach@hg",
+        Duration::from_secs(30),
+        |f| f["properties"]["latest"]["completeness"] == 1.0,
+    )
+    .await
+    .expect("the province's arrivals, rolled up, on the leader's websocket");
+    assert_eq!(province["properties"]["latest"]["value"], total);
+    assert_eq!(province["properties"]["latest"]["origin"], "rolled_up");
+    assert_eq!(province["properties"]["latest"]["period"], month.to_string());
+
+    // --- CSV: a correction of Vị Thanh's figure keeps the revision.
+    let sheet = format!(
+        "indicator,unit,period,value,note\ndl-luotkhach,hg-vi-thanh,{month},8250,Bổ sung số liệu lễ hội\n"
+    );
+    let (s, b) = post(&ioc, "/ingest/v1/indicators", &department, "text/csv", sheet.clone()).await;
+    assert_eq!(s, 202, "{b}");
+    let vt = wait_for_entity(
+        &mut ws,
+        "series:dl-luotkhach@hg-vi-thanh",
+        Duration::from_secs(30),
+        |f| f["properties"]["latest"]["value"] == 8250.0,
+    )
+    .await
+    .expect("the corrected figure");
+    let revisions = vt["properties"]["latest"]["revisions"].as_array().unwrap();
+    assert_eq!(revisions.len(), 2, "{revisions:?}");
+    assert_eq!(revisions[1]["previous"], 8000.0);
+    assert_eq!(revisions[1]["note"], "Bổ sung số liệu lễ hội");
+    assert!(revisions[1]["by"].as_str().unwrap().contains("tourism-portal"));
+    // The same sheet again changes nothing.
+    let (s, _) = post(&ioc, "/ingest/v1/indicators", &department, "text/csv", sheet).await;
+    assert_eq!(s, 202);
+
+    // --- DHIS2's data value set shape, values as strings.
+    let set = json!({"period": month.to_string(), "dataValues": [
+        {"dataElement": "dl-khach-qt", "orgUnit": "hg-vi-thanh", "value": "420", "comment": "Khách Hàn Quốc tăng"},
+        {"dataElement": "dl-khach-qt", "orgUnit": "hg-nga-bay", "value": "180"}
+    ]});
+    let (s, b) = post(&ioc, "/ingest/v1/indicators", &department, "application/json", set.to_string()).await;
+    assert_eq!(s, 202, "{b}");
+
+    // --- Another department's indicator: 403, nothing written.
+    let other = json!([{"indicator": "dl-doanhthu", "unit": "hg-vi-thanh", "period": month.to_string(), "value": 5}]);
+    let (s, b) = post(&ioc, "/ingest/v1/indicators", &health, "application/json", other.to_string()).await;
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(b["accepted"], 0);
+    assert_eq!(b["rejected"][0]["forbidden"], true);
+
+    // --- A malformed sheet: every bad row named, nothing written (not even its good row).
+    let bad = format!(
+        "indicator,unit,period,value\n\
+         dl-doanhthu,hg-vi-thanh,{month},61\n\
+         dl-doanhthu,hg-vi-thanh,{quarter},61\n\
+         dl-doanhthu,hg-nowhere,{month},61\n\
+         dl-doanhthu,hg-nga-bay,{month},\"6,5\"\n"
+    );
+    let (s, b) = post(&ioc, "/ingest/v1/indicators", &department, "text/csv", bad).await;
+    assert_eq!(s, 400, "{b}");
+    let lines: Vec<(u64, &str)> = b["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["errors"][0]["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(lines, [(3, "period"), (4, "unit"), (5, "value")]);
+    assert_eq!(b["field"], "values[1].period");
+
+    // --- A target the province misses: one alert, to the tourism department.
+    let (s, b) = post(
+        &ioc,
+        "/api/v1/indicators/dl-luotkhach/targets",
+        &admin,
+        "application/json",
+        json!({"unit": "hg", "period": month.to_string(), "value": 100000, "watch_margin": 1000}).to_string(),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    let alerts = until(&ioc, "/api/v1/alerts", &leader, |v| {
+        v["alerts"].as_array().is_some_and(|a| {
+            a.iter().any(|x| x["rule"] == "indicator_off_target")
+        })
+    })
+    .await;
+    let off: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "indicator_off_target")
+        .collect();
+    assert_eq!(off.len(), 1, "{off:?}");
+    assert_eq!(off[0]["entity"], "series:dl-luotkhach@hg");
+    assert_eq!(off[0]["agency"], TOURISM);
+    // A target set by anyone but an admin is refused.
+    let (s, _) = post(
+        &ioc,
+        "/api/v1/indicators/dl-luotkhach/targets",
+        &leader,
+        "application/json",
+        json!({"unit": "hg", "period": month.to_string(), "value": 1}).to_string(),
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // --- An explanation asked for by the leader and answered by the department.
+    let ask = json!({"unit": "hg", "period": month.to_string(), "note": "Đề nghị giải trình vì sao lượt khách thấp"});
+    let (s, b) = post(&ioc, "/api/v1/indicators/dl-luotkhach/explanations", &leader, "application/json", ask.to_string()).await;
+    assert_eq!(s, 202, "{b}");
+    let answer = json!({"unit": "hg", "period": month.to_string(), "note": "Mưa lớn kéo dài, các lễ hội dời sang tháng sau"});
+    let (s, b) = post(&ioc, "/api/v1/indicators/dl-luotkhach/explanations", &department, "application/json", answer.to_string()).await;
+    assert_eq!(s, 202, "{b}");
+    let (s, _) = post(&ioc, "/api/v1/indicators/dl-luotkhach/explanations", &health, "application/json", answer.to_string()).await;
+    assert_eq!(s, 403, "another department cannot answer");
+    let path = "/api/v1/indicators/dl-luotkhach?unit=hg";
+    let one = until(&ioc, path, &leader, |v| {
+        v["figures"]["explanations"][month.to_string()]
+            .as_array()
+            .is_some_and(|e| e.len() == 2)
+    })
+    .await;
+    let steps: Vec<&str> = one["figures"]["explanations"][month.to_string()]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["request", "answer"]);
+    assert_eq!(one["children"].as_array().unwrap().len(), 8, "{one}");
+    assert_eq!(one["figures"]["status"], "missed");
+
+    // --- The dashboard has it all in one answer.
+    let dash = get(&ioc, "/api/v1/dashboard?unit=hg", &leader).await;
+    let tourism = dash["sectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sector"] == "tourism")
+        .expect("a tourism tile");
+    let arrivals = tourism["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["code"] == "dl-luotkhach")
+        .unwrap();
+    assert_eq!(arrivals["latest"]["value"], total + 250.0);
+    assert_eq!(arrivals["status"], "missed");
+    assert!(dash["attention"]["missed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["entity"] == "series:dl-luotkhach@hg"));
+    // The health department reads only its own indicators; police none.
+    let theirs = get(&ioc, "/api/v1/indicators", &health).await;
+    assert!(theirs["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["agency"] == "hg-syt"));
+    let r = reqwest::Client::new()
+        .get(ioc.url("/api/v1/dashboard"))
+        .bearer_auth(token(auth::Role::Police))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    // --- A restart loses nothing: the same figures, revisions and explanations.
+    let before = get(&ioc, path, &leader).await;
+    ioc.kill();
+    let mut ioc = Ioc::start(&["serve"], &env);
+    ioc.ready().await;
+    let after = until(&ioc, path, &leader, |v| v["figures"] == before["figures"]).await;
+    assert_eq!(after["children"], before["children"]);
+}
