@@ -683,6 +683,11 @@ fn print_demo_banner(auth: &Authenticator, cfg: &Config, local: SocketAddr) {
         "  Wall page (operator):  http://{host}:{}/#token={operator}",
         local.port()
     );
+    let leader = auth.issue("demo-leader", Role::Leader, None, ttl);
+    println!(
+        "  Leaders' page (leader): http://{host}:{}/leader#token={leader}",
+        local.port()
+    );
     println!();
     println!(
         "Access tokens (valid {} h; send as 'Authorization: Bearer <token>'):",

@@ -88,7 +88,10 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
     let snap = next_op(&mut ws, "snapshot", Duration::from_secs(30))
         .await
         .expect("a snapshot");
-    assert_eq!(snap["features"]["features"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        snap["features"]["features"].as_array().map(Vec::len),
+        Some(0)
+    );
 
     // --- JSON: every district's visitor arrivals for last month.
     let values: Vec<Value> = DISTRICTS
@@ -117,13 +120,23 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
     .expect("the province's arrivals, rolled up, on the leader's websocket");
     assert_eq!(province["properties"]["latest"]["value"], total);
     assert_eq!(province["properties"]["latest"]["origin"], "rolled_up");
-    assert_eq!(province["properties"]["latest"]["period"], month.to_string());
+    assert_eq!(
+        province["properties"]["latest"]["period"],
+        month.to_string()
+    );
 
     // --- CSV: a correction of Vị Thanh's figure keeps the revision.
     let sheet = format!(
         "indicator,unit,period,value,note\ndl-luotkhach,hg-vi-thanh,{month},8250,Bổ sung số liệu lễ hội\n"
     );
-    let (s, b) = post(&ioc, "/ingest/v1/indicators", &department, "text/csv", sheet.clone()).await;
+    let (s, b) = post(
+        &ioc,
+        "/ingest/v1/indicators",
+        &department,
+        "text/csv",
+        sheet.clone(),
+    )
+    .await;
     assert_eq!(s, 202, "{b}");
     let vt = wait_for_entity(
         &mut ws,
@@ -137,9 +150,19 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
     assert_eq!(revisions.len(), 2, "{revisions:?}");
     assert_eq!(revisions[1]["previous"], 8000.0);
     assert_eq!(revisions[1]["note"], "Bổ sung số liệu lễ hội");
-    assert!(revisions[1]["by"].as_str().unwrap().contains("tourism-portal"));
+    assert!(revisions[1]["by"]
+        .as_str()
+        .unwrap()
+        .contains("tourism-portal"));
     // The same sheet again changes nothing.
-    let (s, _) = post(&ioc, "/ingest/v1/indicators", &department, "text/csv", sheet).await;
+    let (s, _) = post(
+        &ioc,
+        "/ingest/v1/indicators",
+        &department,
+        "text/csv",
+        sheet,
+    )
+    .await;
     assert_eq!(s, 202);
 
     // --- DHIS2's data value set shape, values as strings.
@@ -147,12 +170,26 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
         {"dataElement": "dl-khach-qt", "orgUnit": "hg-vi-thanh", "value": "420", "comment": "Khách Hàn Quốc tăng"},
         {"dataElement": "dl-khach-qt", "orgUnit": "hg-nga-bay", "value": "180"}
     ]});
-    let (s, b) = post(&ioc, "/ingest/v1/indicators", &department, "application/json", set.to_string()).await;
+    let (s, b) = post(
+        &ioc,
+        "/ingest/v1/indicators",
+        &department,
+        "application/json",
+        set.to_string(),
+    )
+    .await;
     assert_eq!(s, 202, "{b}");
 
     // --- Another department's indicator: 403, nothing written.
     let other = json!([{"indicator": "dl-doanhthu", "unit": "hg-vi-thanh", "period": month.to_string(), "value": 5}]);
-    let (s, b) = post(&ioc, "/ingest/v1/indicators", &health, "application/json", other.to_string()).await;
+    let (s, b) = post(
+        &ioc,
+        "/ingest/v1/indicators",
+        &health,
+        "application/json",
+        other.to_string(),
+    )
+    .await;
     assert_eq!(s, 403, "{b}");
     assert_eq!(b["accepted"], 0);
     assert_eq!(b["rejected"][0]["forbidden"], true);
@@ -171,7 +208,12 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["line"].as_u64().unwrap(), r["errors"][0]["field"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["errors"][0]["field"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(lines, [(3, "period"), (4, "unit"), (5, "value")]);
     assert_eq!(b["field"], "values[1].period");
@@ -182,14 +224,15 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
         "/api/v1/indicators/dl-luotkhach/targets",
         &admin,
         "application/json",
-        json!({"unit": "hg", "period": month.to_string(), "value": 100000, "watch_margin": 1000}).to_string(),
+        json!({"unit": "hg", "period": month.to_string(), "value": 100000, "watch_margin": 1000})
+            .to_string(),
     )
     .await;
     assert_eq!(s, 202, "{b}");
     let alerts = until(&ioc, "/api/v1/alerts", &leader, |v| {
-        v["alerts"].as_array().is_some_and(|a| {
-            a.iter().any(|x| x["rule"] == "indicator_off_target")
-        })
+        v["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["rule"] == "indicator_off_target"))
     })
     .await;
     let off: Vec<&Value> = alerts["alerts"]
@@ -214,12 +257,33 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
 
     // --- An explanation asked for by the leader and answered by the department.
     let ask = json!({"unit": "hg", "period": month.to_string(), "note": "Đề nghị giải trình vì sao lượt khách thấp"});
-    let (s, b) = post(&ioc, "/api/v1/indicators/dl-luotkhach/explanations", &leader, "application/json", ask.to_string()).await;
+    let (s, b) = post(
+        &ioc,
+        "/api/v1/indicators/dl-luotkhach/explanations",
+        &leader,
+        "application/json",
+        ask.to_string(),
+    )
+    .await;
     assert_eq!(s, 202, "{b}");
     let answer = json!({"unit": "hg", "period": month.to_string(), "note": "Mưa lớn kéo dài, các lễ hội dời sang tháng sau"});
-    let (s, b) = post(&ioc, "/api/v1/indicators/dl-luotkhach/explanations", &department, "application/json", answer.to_string()).await;
+    let (s, b) = post(
+        &ioc,
+        "/api/v1/indicators/dl-luotkhach/explanations",
+        &department,
+        "application/json",
+        answer.to_string(),
+    )
+    .await;
     assert_eq!(s, 202, "{b}");
-    let (s, _) = post(&ioc, "/api/v1/indicators/dl-luotkhach/explanations", &health, "application/json", answer.to_string()).await;
+    let (s, _) = post(
+        &ioc,
+        "/api/v1/indicators/dl-luotkhach/explanations",
+        &health,
+        "application/json",
+        answer.to_string(),
+    )
+    .await;
     assert_eq!(s, 403, "another department cannot answer");
     let path = "/api/v1/indicators/dl-luotkhach?unit=hg";
     let one = until(&ioc, path, &leader, |v| {

@@ -54,6 +54,11 @@ impl Readers {
     }
 }
 
+/// The name of an agency, as the registry has it.
+fn agency_name(st: &ApiState, agency: &LocalId) -> Option<String> {
+    st.intake.as_ref()?.places().agency_name(agency)
+}
+
 /// The catalogue as this process knows it.
 fn catalogue(st: &ApiState) -> Result<Vec<Indicator>, ApiError> {
     let registry = st
@@ -71,9 +76,10 @@ fn catalogue(st: &ApiState) -> Result<Vec<Indicator>, ApiError> {
     Ok(out)
 }
 
-fn entry(i: &Indicator) -> Value {
+fn entry(st: &ApiState, i: &Indicator) -> Value {
     let mut v = serde_json::to_value(i).unwrap_or_default();
     v["sector_name"] = i.sector.name_vi().into();
+    v["agency_name"] = agency_name(st, &i.agency).into();
     v
 }
 
@@ -98,7 +104,7 @@ pub async fn list(
     let items: Vec<Value> = catalogue(&st)?
         .iter()
         .filter(|i| readers.may_read(i.agency.as_str()) && sector.is_none_or(|s| i.sector == s))
-        .map(entry)
+        .map(|i| entry(&st, i))
         .collect();
     Ok(Json(json!({"indicators": items})).into_response())
 }
@@ -203,7 +209,7 @@ pub async fn one(
         )
     });
     Ok(Json(json!({
-        "indicator": entry(&ind),
+        "indicator": entry(&st, &ind),
         "unit": unit,
         "figures": own,
         "children": children.iter().map(|r| &r.properties).collect::<Vec<_>>(),

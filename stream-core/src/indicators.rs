@@ -230,10 +230,14 @@ impl IndicatorBook {
             let f = figure(&view, code, unit, &p);
             let judged = match (f.value, target_for(unit_targets.iter().copied(), ind, &p)) {
                 (Some(v), Some(t)) => t.judge(ind, &p, v),
-                _ => Judgement {
+                // No figure: no status, but the (pro-rated) target the period is held to.
+                (None, Some(t)) => Judgement {
                     status: Status::NoTarget,
-                    expected: target_for(unit_targets.iter().copied(), ind, &p)
-                        .and_then(|t| t.value.or(t.low)),
+                    expected: t.judge(ind, &p, 0.0).expected,
+                },
+                (_, None) => Judgement {
+                    status: Status::NoTarget,
+                    expected: None,
                 },
             };
             let reports_here = dir

@@ -1,5 +1,7 @@
-//! The reference wall page and its static files, compiled into the binary (no build step, no
-//! files to lose at deploy time). The page takes a token from `#token=` or asks for one.
+//! The pages and their static files, compiled into the binary (no build step, no files to
+//! lose at deploy time): the reference wall page at `/`, the leaders' tablet page at
+//! `/leader`, and the ES modules they share under `/js/`. A page takes a token from `#token=`
+//! or asks for one.
 
 use axum::extract::State;
 use axum::http::header;
@@ -10,6 +12,12 @@ use crate::FeedsState;
 const INDEX: &str = include_str!("../static/index.html");
 const WALL_JS: &str = include_str!("../static/wall.js");
 const WALL_CSS: &str = include_str!("../static/wall.css");
+const LEADER: &str = include_str!("../static/leader.html");
+const LEADER_JS: &str = include_str!("../static/leader.js");
+const LEADER_CSS: &str = include_str!("../static/leader.css");
+const API_JS: &str = include_str!("../static/js/api.js");
+const FEED_JS: &str = include_str!("../static/js/feed.js");
+const FORMAT_JS: &str = include_str!("../static/js/format.js");
 const LEAFLET_JS: &str = include_str!("../static/vendor/leaflet/leaflet.js");
 const LEAFLET_CSS: &str = include_str!("../static/vendor/leaflet/leaflet.css");
 
@@ -24,11 +32,39 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-pub async fn index(State(st): State<FeedsState>) -> Html<String> {
-    Html(INDEX.replace(
+fn with_mode(page: &str, st: &FeedsState) -> Html<String> {
+    Html(page.replace(
         "{{MODE}}",
         if st.mode == "memory" { "demo" } else { "live" },
     ))
+}
+
+pub async fn index(State(st): State<FeedsState>) -> Html<String> {
+    with_mode(INDEX, &st)
+}
+
+pub async fn leader(State(st): State<FeedsState>) -> Html<String> {
+    with_mode(LEADER, &st)
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+pub async fn leader_js() -> Response {
+    asset(JS, LEADER_JS)
+}
+
+pub async fn leader_css() -> Response {
+    asset("text/css; charset=utf-8", LEADER_CSS)
+}
+
+/// A shared module by name (`/js/{name}`); 404 for any other.
+pub async fn module(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match name.as_str() {
+        "api.js" => asset(JS, API_JS),
+        "feed.js" => asset(JS, FEED_JS),
+        "format.js" => asset(JS, FORMAT_JS),
+        _ => api_error::ApiError::not_found("name", format!("no module {name}")).into_response(),
+    }
 }
 
 pub async fn wall_js() -> Response {

@@ -1,0 +1,172 @@
+//! Headless Chromium for the page tests, driven over the DevTools protocol: start it, open
+//! its page target, evaluate, wait for the DOM to show something, size it, screenshot it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{required_env, unique, Ws};
+
+/// Headless Chromium with a DevTools endpoint; killed on drop.
+pub struct Browser {
+    child: Child,
+    profile: std::path::PathBuf,
+    devtools: String,
+}
+
+impl Browser {
+    pub async fn start() -> Browser {
+        let bin = required_env(
+            "IOC_TEST_CHROMIUM",
+            "headless Chromium (Debian package chromium)",
+        );
+        let profile = std::env::temp_dir().join(unique("chromium-profile"));
+        let child = Command::new(bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+            ])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args([
+                "--window-size=1600,900",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromium");
+        // Chromium writes the port it chose into the profile.
+        let port_file = profile.join("DevToolsActivePort");
+        let mut port = None;
+        for _ in 0..150 {
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.lines().next().map(str::to_string))
+            {
+                port = Some(p);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let port = port.expect("chromium did not open its DevTools port within 15 s");
+        let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let page = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .expect("a page target");
+        Browser {
+            child,
+            profile,
+            devtools: page["webSocketDebuggerUrl"].as_str().unwrap().to_string(),
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A DevTools session on the page target.
+pub struct Page {
+    ws: Ws,
+    next_id: u64,
+}
+
+impl Page {
+    pub async fn open(b: &Browser) -> Page {
+        let (ws, _) = tokio_tungstenite::connect_async(&b.devtools).await.unwrap();
+        Page { ws, next_id: 0 }
+    }
+
+    pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.ws
+            .send(Message::Text(
+                json!({"id": id, "method": method, "params": params})
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .unwrap();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("devtools answer")
+                .unwrap()
+                .unwrap();
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["id"] == id {
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    pub async fn eval(&mut self, expr: &str) -> Value {
+        self.call(
+            "Runtime.evaluate",
+            json!({"expression": expr, "returnByValue": true}),
+        )
+        .await["result"]["value"]
+            .clone()
+    }
+
+    /// Polls `expr` until it equals `want` or `wait` passes; returns the last value.
+    pub async fn wait_for(&mut self, expr: &str, want: &Value, wait: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let v = self.eval(expr).await;
+            if &v == want || tokio::time::Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sets the page's size (CSS pixels) as a device of that screen would have it.
+    pub async fn viewport(&mut self, width: u32, height: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
+    }
+
+    /// Saves a PNG of what the page shows, for a person to look at.
+    pub async fn screenshot(&mut self, path: &std::path::Path) {
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        let data = shot["data"].as_str().expect("a screenshot");
+        use base64::Engine as _;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .expect("base64 PNG");
+        std::fs::write(path, png).expect("writing the screenshot");
+    }
+}

@@ -1,0 +1,171 @@
+//! The leaders' tablet page in a real browser: headless Chromium at a tablet's 1024×768 and
+//! 768×1024 over `ioc demo` (two years of the fixture indicators): every sector tile is
+//! drawn, a tap opens an indicator with its units, a tap on a unit drills down to it, and a
+//! figure pushed meanwhile changes its tile without a reload. Screenshots are saved under
+//! `target/tmp/screenshots/` for a person to look at.
+
+mod common;
+
+use std::time::Duration;
+
+use common::browser::{Browser, Page};
+use common::*;
+use serde_json::{json, Value};
+
+fn shots() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_leader_sees_every_sector_drills_down_and_tiles_move_live() {
+    let env = vec![
+        ("IOC_AUTH__SECRET".to_string(), SECRET.to_string()),
+        ("IOC_DEMO__INTERVAL_S".to_string(), "5".to_string()),
+    ];
+    let mut demo = Ioc::start(&["demo"], &env);
+    demo.ready().await;
+    let leader = token_with("chu-tich", auth::Role::Leader, None, &[]);
+    let dash: Value = reqwest::Client::new()
+        .get(demo.url("/api/v1/dashboard"))
+        .bearer_auth(&leader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sectors = dash["sectors"].as_array().unwrap().len();
+    assert!(sectors >= 10, "{dash}");
+
+    let browser = Browser::start().await;
+    let mut page = Page::open(&browser).await;
+    page.viewport(1024, 768).await;
+    let url = format!("{}#token={leader}", demo.url("/leader"));
+    page.call("Page.navigate", json!({"url": url})).await;
+    let wait = Duration::from_secs(30);
+    let tiles = page
+        .wait_for(
+            "document.querySelectorAll('.tile').length",
+            &json!(sectors),
+            wait,
+        )
+        .await;
+    assert_eq!(tiles, json!(sectors), "one tile per sector");
+    // Every tile has its key figure, a status and a sparkline; the token left the URL.
+    let drawn = page
+        .eval("[...document.querySelectorAll('.tile')].every(t => t.querySelector('.value') && t.querySelector('.status') && t.querySelector('svg.spark'))")
+        .await;
+    assert_eq!(drawn, json!(true));
+    assert_eq!(page.eval("location.hash").await, json!(""));
+    let attention = page
+        .wait_for(
+            "document.getElementById('attention-body').textContent.includes('Không đạt chỉ tiêu')",
+            &json!(true),
+            wait,
+        )
+        .await;
+    assert_eq!(attention, json!(true));
+    let conn = page
+        .wait_for(
+            &"document.getElementById('conn').textContent".to_string(),
+            &json!("đã kết nối"),
+            wait,
+        )
+        .await;
+    assert_eq!(conn, json!("đã kết nối"), "the live feed is connected");
+    assert_eq!(
+        page.eval("document.documentElement.scrollWidth <= 1024")
+            .await,
+        json!(true),
+        "no sideways scrolling on a tablet"
+    );
+    page.screenshot(&shots().join("leader-1024x768.png")).await;
+
+    // A tap on the tourism tile's key figure opens it with its eight districts.
+    page.eval("document.querySelector('.tile[data-sector=tourism] .key-row').click()")
+        .await;
+    let rows = page
+        .wait_for(
+            "document.getElementById('detail').hidden ? -1 : document.querySelectorAll('#d-units tbody tr').length",
+            &json!(8),
+            wait,
+        )
+        .await;
+    assert_eq!(rows, json!(8), "the province's eight district-level units");
+    let chart = page
+        .wait_for(
+            "!!document.querySelector('#d-chart svg')",
+            &json!(true),
+            wait,
+        )
+        .await;
+    assert_eq!(chart, json!(true), "a trend chart");
+    page.screenshot(&shots().join("leader-indicator.png")).await;
+
+    // A tap on a unit drills down to it.
+    page.eval("document.querySelector('#d-units tbody tr').click()")
+        .await;
+    let crumbs = page
+        .wait_for(
+            "document.querySelectorAll('#crumbs button').length",
+            &json!(2),
+            wait,
+        )
+        .await;
+    assert_eq!(crumbs, json!(2), "province › district");
+    let unit = page.eval("window.iocLeader.unit").await;
+    assert!(unit.as_str().unwrap().starts_with("hg-"), "{unit}");
+    // Back to the province from the breadcrumb.
+    page.eval("document.querySelector('#crumbs button').click()")
+        .await;
+    let back = page
+        .wait_for("window.iocLeader.unit", &json!("hg"), wait)
+        .await;
+    assert_eq!(back, json!("hg"));
+
+    // A figure reported now moves its tile, with no reload.
+    page.eval("window.notReloaded = true").await;
+    let code = page
+        .eval("document.querySelector('.tile[data-sector=health] .key-row').dataset.code")
+        .await;
+    let code = code.as_str().unwrap().to_string();
+    let period = dash["sectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["indicators"].as_array().unwrap())
+        .find(|i| i["code"] == code.as_str())
+        .and_then(|i| i["latest"]["period"].as_str())
+        .unwrap()
+        .to_string();
+    let r = reqwest::Client::new()
+        .post(demo.url("/ingest/v1/indicators"))
+        .bearer_auth(token(auth::Role::Operator))
+        .json(&json!({"indicator": code, "unit": "hg", "period": period, "value": 123456}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());
+    let moved = page
+        .wait_for(
+            "document.querySelector('.tile[data-sector=health] .value').textContent",
+            &json!("123.456"),
+            wait,
+        )
+        .await;
+    assert_eq!(moved, json!("123.456"), "the tile shows the new figure");
+    assert_eq!(page.eval("window.notReloaded === true").await, json!(true));
+
+    // Portrait.
+    page.viewport(768, 1024).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        page.eval("document.documentElement.scrollWidth <= 768")
+            .await,
+        json!(true),
+        "no sideways scrolling in portrait"
+    );
+    page.screenshot(&shots().join("leader-768x1024.png")).await;
+}

@@ -1,0 +1,54 @@
+// The websocket client the pages share (PROTOCOL.md): one connection, named subscriptions,
+// snapshot then deltas, `resume` from the last seq after a reconnect (a new epoch means a
+// fresh snapshot), backoff while the server is away, and the token's expiry (close 4001)
+// reported instead of retried.
+
+import { token } from "./api.js";
+
+export class Feed {
+  // onMessage(m) gets every server message; onState(state) "open" | "retrying" | "expired".
+  constructor(onMessage, onState) {
+    this.onMessage = onMessage;
+    this.onState = onState;
+    this.subs = new Map();     // id -> {layers, filter, bbox}
+    this.seq = new Map();      // id -> last seq seen
+    this.epoch = null;
+    this.retry = 500;
+    this.ws = null;
+  }
+
+  subscribe(id, spec) {
+    this.subs.set(id, spec);
+    this.seq.delete(id);
+    this.send({ op: "subscribe", id, ...spec });
+  }
+
+  send(msg) { if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(msg)); }
+
+  connect() {
+    const t = token();
+    if (!t) { this.onState("expired"); return; }
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    const ws = this.ws = new WebSocket(`${proto}://${location.host}/ws?access_token=${encodeURIComponent(t)}`);
+    ws.onopen = () => { this.retry = 500; this.onState("open"); };
+    ws.onmessage = ev => {
+      const m = JSON.parse(ev.data);
+      if (m.op === "hello") {
+        const resume = this.epoch && m.epoch === this.epoch;
+        this.epoch = m.epoch;
+        for (const [id, spec] of this.subs) {
+          const since = this.seq.get(id);
+          this.send(resume && since ? { op: "resume", id, since, epoch: m.epoch, ...spec } : { op: "subscribe", id, ...spec });
+        }
+      }
+      if ((m.op === "snapshot" || m.op === "delta") && m.sub) this.seq.set(m.sub, m.seq);
+      this.onMessage(m);
+    };
+    ws.onclose = ev => {
+      if (ev.code === 4001) { this.onState("expired"); return; }
+      this.onState("retrying");
+      setTimeout(() => this.connect(), this.retry);
+      this.retry = Math.min(this.retry * 2, 10000);
+    };
+  }
+}
