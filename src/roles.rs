@@ -380,6 +380,8 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
                 "simulator",
                 simulate(ing.clone(), cfg.demo.interval_s, cfg.demo.backfill_hours),
             );
+            let (bus, topics) = (shared.bus.clone(), cfg.topics.clone());
+            parts.spawn("indicator-simulator", simulate_indicators(bus, topics));
             if cfg.demo.load_stations > 0 && cfg.demo.load_rate > 0.0 {
                 parts.spawn(
                     "load",
@@ -797,5 +799,31 @@ async fn seed_indicators(bus: &Arc<dyn bus::Bus>, topics: &bus::Topics) -> anyho
         r.context("publishing the fixture indicators")?;
     }
     info!(values = events.len(), "fixture indicators published");
+    Ok(())
+}
+
+/// The demo's departments revising their figures: a correction every 20 s.
+async fn simulate_indicators(bus: Arc<dyn bus::Bus>, topics: bus::Topics) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_secs(20));
+    tick.tick().await;
+    for n in 0.. {
+        tick.tick().await;
+        let now = chrono::Utc::now();
+        let today = model::indicator::period::vietnam_date(now);
+        let Some(e) = fixtures::indicators::correction(n, today, now.fixed_offset()) else {
+            continue;
+        };
+        let env = ingest::indicators::envelope(&e, "fixture:simulator", now);
+        if let Err(err) = bus
+            .publish(
+                &topics.indicators,
+                env.entity.as_str(),
+                Some(env.to_bytes()),
+            )
+            .await
+        {
+            warn!(error = %err, "indicator correction not written");
+        }
+    }
     Ok(())
 }

@@ -18,6 +18,7 @@ mod coldstart;
 mod fanout;
 mod geo;
 mod history;
+mod indicators;
 mod media;
 mod reports;
 
@@ -155,6 +156,26 @@ enum Cmd {
         /// `host:port` of the Redis server that is the peer.
         #[arg(long, default_value = "127.0.0.1:6379")]
         redis: String,
+    },
+    /// Indicator values/s through a running server's intake to a leader's websocket, and
+    /// the dashboard's p50/p99 over that history against `GET /api/v1/layers`.
+    Indicators {
+        /// Base URL of `ioc demo` or `ioc serve`.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An operator token (writes for every unit).
+        #[arg(long)]
+        operator: String,
+        /// A leader token (reads).
+        #[arg(long)]
+        leader: String,
+        /// Periods of history per indicator and unit.
+        #[arg(long, default_value_t = 24)]
+        periods: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
     },
     /// Reports created/s through a running server's Open311 endpoint (with routing), p50/p99,
     /// against `GET services.json` on the same server as the peer.
@@ -752,6 +773,24 @@ async fn main() -> anyhow::Result<()> {
             clients,
             requests,
         } => reports::run(&url, &token, clients, requests).await,
+        Cmd::Indicators {
+            url,
+            operator,
+            leader,
+            periods,
+            batch,
+            requests,
+        } => {
+            indicators::run(indicators::IndicatorBench {
+                url,
+                operator,
+                leader,
+                periods,
+                batch,
+                requests,
+            })
+            .await
+        }
         Cmd::Abuse {
             url,
             pid,

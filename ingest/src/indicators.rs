@@ -270,6 +270,24 @@ pub fn check(
             None
         }
     });
+    // A unit reports only the indicators of its tier (a commune does not send a district's
+    // figure; the district's comes from its own report or its communes').
+    if let (Some(ind), Some(u)) = (indicator, unit.as_ref().and_then(|u| dir.units.get(u))) {
+        let tier = model::indicator::Tier::of_level(&u.level);
+        if !ind.levels.contains(&tier) {
+            let levels: Vec<&str> = ind.levels.iter().map(|t| t.as_str()).collect();
+            errors.push(FieldError::new(
+                "unit",
+                format!(
+                    "{} is a {} unit; {} is reported by {} units",
+                    u.id,
+                    tier.as_str(),
+                    ind.code,
+                    levels.join(", ")
+                ),
+            ));
+        }
+    }
     let period = match (item.period.as_deref(), indicator) {
         (Some(p), Some(i)) => Period::parse_for("period", p, i.frequency)
             .map_err(|e| errors.push(e))
@@ -612,6 +630,10 @@ mod tests {
         assert_eq!(e.errors[0].field, "unit");
         assert!(e.forbidden);
         assert!(check(&d, &Reporter::Any, &item("tg-my-tho"), "x", now()).is_ok());
+        // A ward does not report a district-level indicator; nor does the province itself.
+        let e = check(&d, &Reporter::Any, &item("lx-my-binh"), "x", now()).unwrap_err();
+        assert!(e.errors[0].reason.contains("commune"), "{:?}", e.errors);
+        assert!(!e.forbidden);
         // An agency with no home unit reports for none.
         d.upsert(RegistryEntry::Agency(model::Agency {
             id: LocalId::parse("a", "hg-syt").unwrap(),

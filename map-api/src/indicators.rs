@@ -333,8 +333,14 @@ pub async fn dashboard(
     } else {
         Vec::new()
     };
+    let unit_name = st.intake.as_ref().and_then(|i| {
+        let id = LocalId::parse("unit", &unit).ok()?;
+        i.places()
+            .with(|d| d.units.get(&id).map(|u| u.name.clone()))
+    });
     Ok(Json(json!({
         "unit": unit,
+        "unit_name": unit_name,
         "generated_at": Utc::now().with_timezone(&model::indicator::period::vietnam()).to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         "seq": st.replica.seq(),
         "sectors": tiles,

@@ -129,14 +129,16 @@ async function loadDashboard() {
   state.unit = d.unit;
   state.loads++;
   if (!state.path.length || state.path[state.path.length - 1].id !== d.unit) {
-    const name = await unitName(d.unit);
-    state.path.push({ id: d.unit, name });
+    if (d.unit_name) names.set(d.unit, d.unit_name);
+    state.path.push({ id: d.unit, name: d.unit_name || (await unitName(d.unit)) });
   }
   $("title").textContent = `Chỉ tiêu điều hành — ${state.path[state.path.length - 1].name}`;
   $("fresh").textContent = `cập nhật lúc ${vnDateTime(d.generated_at)}`;
   renderCrumbs();
   renderTiles(d);
   renderAttention(d);
+  // When the first screen was drawn, for the benchmark (navigation start = 0).
+  if (state.firstDraw === undefined) state.firstDraw = performance.now();
   if (!feedStarted) startFeed();
   else feed.subscribe("ind", { layers: ["indicators"], filter: { unit: state.unit } });
 }
