@@ -152,6 +152,8 @@ pub struct IngestConfig {
     pub mqtt: Option<MqttConfig>,
     /// Stations polled over HTTP.
     pub poll: Vec<PollSource>,
+    /// Systems whose indicator figures are polled over HTTP (JSON or CSV).
+    pub indicator_polls: Vec<ingest::indicator_poll::IndicatorPoll>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

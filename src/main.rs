@@ -191,6 +191,10 @@ fn main() -> anyhow::Result<()> {
                     p.url = ingest::poll::redact_url(&p.url);
                     p.bearer_token = p.bearer_token.as_ref().map(|_| "<redacted>".into());
                 }
+                for p in &mut shown.ingest.indicator_polls {
+                    p.url = ingest::poll::redact_url(&p.url);
+                    p.bearer_token = p.bearer_token.as_ref().map(|_| "<redacted>".into());
+                }
                 println!("{}", as_json(&shown)?);
                 Ok(())
             }

@@ -518,6 +518,9 @@ fn ingest_role(s: &Shared, parts: &mut Parts) -> Ingest {
         cfg.topics.clone(),
         places.clone(),
     ));
+    for src in cfg.ingest.indicator_polls.clone() {
+        tokio::spawn(ingest::indicator_poll::run(src, indicators.clone()));
+    }
     parts.route(ingest::http::router(ingest::http::HttpIngestState {
         ingest: sensors.clone(),
         indicators,

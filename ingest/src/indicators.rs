@@ -455,32 +455,7 @@ impl IndicatorIntake {
         let values = match checked {
             Ok(v) => v,
             Err(refused) => {
-                let dead = refused.iter().filter_map(|r| {
-                    let item = items.get(r.index)?;
-                    Some(Envelope::dead_letter(
-                        source,
-                        item.indicator
-                            .as_deref()
-                            .and_then(|c| LocalId::parse("indicator", c).ok())
-                            .map(|c| EntityId::new(EntityKind::Indicator, &c)),
-                        r.errors.clone(),
-                        item.original.clone(),
-                        now,
-                    ))
-                });
-                let writes = dead.map(|env| {
-                    let bytes = env.to_bytes();
-                    async move {
-                        self.bus
-                            .publish(&self.topics.deadletter, source, Some(bytes))
-                            .await
-                    }
-                });
-                for r in futures::future::join_all(writes).await {
-                    r.map_err(IngestError::from)?;
-                }
-                metrics::counter!("ioc_ingest_indicators_total", "outcome" => "refused")
-                    .increment(refused.len() as u64);
+                self.dead_letter(source, items, &refused, now).await?;
                 warn!(%source, refused = refused.len(), "indicator submission refused");
                 return Err(SubmitError::Refused {
                     refused,
@@ -495,6 +470,85 @@ impl IndicatorIntake {
                 rejected: Vec::new(),
             })
             .map_err(Into::into)
+    }
+
+    /// Checks every item and writes the good ones, dead-lettering the rest: for a source
+    /// that cannot be told (a poll), one bad row must not hold back the others.
+    pub async fn submit_each(
+        &self,
+        source: &str,
+        by: &str,
+        reporter: &Reporter,
+        items: &[RawItem],
+    ) -> Result<Submitted, IngestError> {
+        if !self.registry.is_ready() {
+            return Err(IngestError::NotReady);
+        }
+        let now = Utc::now();
+        let (good, refused) = self.registry.with(|dir| {
+            let mut good = Vec::new();
+            let mut refused = Vec::new();
+            for (index, item) in items.iter().enumerate() {
+                match check(dir, reporter, item, by, now) {
+                    Ok(v) => good.push(v),
+                    Err(f) => refused.push(Refused {
+                        index,
+                        line: item.line,
+                        errors: f.errors,
+                        forbidden: f.forbidden,
+                    }),
+                }
+            }
+            (good, refused)
+        });
+        self.dead_letter(source, items, &refused, now).await?;
+        if !refused.is_empty() {
+            warn!(%source, refused = refused.len(), "indicator rows refused and dead-lettered");
+        }
+        let accepted = self
+            .publish(source, good.into_iter().map(IndicatorEvent::Value), now)
+            .await?;
+        Ok(Submitted {
+            accepted,
+            rejected: refused,
+        })
+    }
+
+    /// Writes the refused items to the dead-letter topic, with their reasons.
+    async fn dead_letter(
+        &self,
+        source: &str,
+        items: &[RawItem],
+        refused: &[Refused],
+        now: DateTime<Utc>,
+    ) -> Result<(), IngestError> {
+        let dead = refused.iter().filter_map(|r| {
+            let item = items.get(r.index)?;
+            Some(Envelope::dead_letter(
+                source,
+                item.indicator
+                    .as_deref()
+                    .and_then(|c| LocalId::parse("indicator", c).ok())
+                    .map(|c| EntityId::new(EntityKind::Indicator, &c)),
+                r.errors.clone(),
+                item.original.clone(),
+                now,
+            ))
+        });
+        let writes = dead.map(|env| {
+            let bytes = env.to_bytes();
+            async move {
+                self.bus
+                    .publish(&self.topics.deadletter, source, Some(bytes))
+                    .await
+            }
+        });
+        for r in futures::future::join_all(writes).await {
+            r?;
+        }
+        metrics::counter!("ioc_ingest_indicators_total", "outcome" => "refused")
+            .increment(refused.len() as u64);
+        Ok(())
     }
 
     /// Writes indicator events (checked by the caller) keyed by indicator, once acknowledged.

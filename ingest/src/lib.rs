@@ -12,6 +12,7 @@
 
 mod directory;
 pub mod http;
+pub mod indicator_poll;
 pub mod indicators;
 pub mod mqtt;
 pub mod photo;
