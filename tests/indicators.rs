@@ -14,16 +14,6 @@ use model::indicator::{Frequency, Period};
 use serde_json::{json, Value};
 
 const TOURISM: &str = "hg-svhttdl";
-const DISTRICTS: [&str; 8] = [
-    "hg-vi-thanh",
-    "hg-nga-bay",
-    "hg-long-my-tx",
-    "hg-chau-thanh",
-    "hg-chau-thanh-a",
-    "hg-phung-hiep",
-    "hg-vi-thuy",
-    "hg-long-my",
-];
 
 async fn post(ioc: &Ioc, path: &str, token: &str, ctype: &str, body: String) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -94,7 +84,7 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
     );
 
     // --- JSON: every district's visitor arrivals for last month.
-    let values: Vec<Value> = DISTRICTS
+    let values: Vec<Value> = HG_DISTRICTS
         .iter()
         .enumerate()
         .map(|(i, d)| json!({"indicator": "dl-luotkhach", "unit": d, "period": month.to_string(), "value": 8000 + 100 * i}))

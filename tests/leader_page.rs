@@ -147,17 +147,7 @@ async fn a_leader_sees_every_sector_drills_down_and_tiles_move_live() {
         .unwrap()
         .to_string();
     // Every district reports the same figure: whatever the roll-up, the province shows it.
-    let districts = [
-        "hg-vi-thanh",
-        "hg-nga-bay",
-        "hg-long-my-tx",
-        "hg-chau-thanh",
-        "hg-chau-thanh-a",
-        "hg-phung-hiep",
-        "hg-vi-thuy",
-        "hg-long-my",
-    ];
-    let values: Vec<Value> = districts
+    let values: Vec<Value> = HG_DISTRICTS
         .iter()
         .map(|d| json!({"indicator": code, "unit": d, "period": period, "value": 123456}))
         .collect();

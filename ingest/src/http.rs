@@ -87,6 +87,17 @@ fn body_of(st: &HttpIngestState, body: Result<Bytes, BytesRejection>) -> Result<
     })
 }
 
+/// The body as JSON, or 400 `invalid_json` saying why not.
+fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
 fn unavailable(e: IngestError, retry_after_s: u32) -> ApiError {
     let code = match e {
         IngestError::BusUnavailable(_) => "bus_unavailable",
@@ -111,13 +122,7 @@ async fn push(
         );
     }
     let body = body_of(&st, body)?;
-    let payload: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("the body is not JSON: {e}"),
-        )
-    })?;
+    let payload = json_body(&body)?;
     let items = split_payload(&payload).len();
     if items > st.config.max_items {
         return Err(ApiError::new(
@@ -182,13 +187,7 @@ async fn push_indicators(
             .map_err(|_| ApiError::bad_request("body", "the sheet is not UTF-8 text"))?;
         parse_csv(text)
     } else {
-        let payload: Value = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("the body is not JSON: {e}"),
-            )
-        })?;
+        let payload = json_body(&body)?;
         parse_json(&payload)
     }
     .map_err(|e| ApiError::from(e.0))?;

@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 use tracing::{info, warn};
 
 use crate::indicators::{parse_csv, IndicatorIntake, RawItem, Reporter};
-use crate::poll::redact_url;
+use crate::poll::{redact_url, Fetcher};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -168,15 +168,9 @@ impl IndicatorPoll {
 /// Polls `src` forever, writing through `intake`.
 pub async fn run(src: IndicatorPoll, intake: Arc<IndicatorIntake>) {
     let interval = Duration::from_secs(src.interval_s.max(1));
-    let client = match reqwest::Client::builder()
-        .timeout(interval.min(Duration::from_secs(30)))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(source = %src.name, error = %e, "cannot build HTTP client; indicator poll disabled");
-            return;
-        }
+    let Some(fetcher) = Fetcher::new(&src.name, &src.url, src.bearer_token.clone(), interval)
+    else {
+        return;
     };
     info!(source = %src.name, url = %redact_url(&src.url), every_s = src.interval_s, "polling indicators");
     let source = format!("poll:{}", src.name);
@@ -186,24 +180,8 @@ pub async fn run(src: IndicatorPoll, intake: Arc<IndicatorIntake>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let mut req = client.get(&src.url);
-        if let Some(t) = &src.bearer_token {
-            req = req.bearer_auth(t);
-        }
-        let body = match req.send().await.and_then(|r| r.error_for_status()) {
-            Ok(r) => match r.bytes().await {
-                Ok(b) => b,
-                Err(e) => {
-                    warn!(source = %src.name, error = %e.without_url(), "indicator poll answer cut off");
-                    continue;
-                }
-            },
-            Err(e) => {
-                warn!(source = %src.name, error = %e.without_url(), "indicator poll failed");
-                metrics::counter!("ioc_poll_errors_total", "source" => src.name.clone())
-                    .increment(1);
-                continue;
-            }
+        let Some(body) = fetcher.get().await else {
+            continue;
         };
         let items = match src.items(&body) {
             Ok(i) => i,

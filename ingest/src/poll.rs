@@ -57,18 +57,66 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// One HTTP endpoint fetched on an interval (sensor and indicator polls): a client whose
+/// timeout fits in the interval, the bearer token, and failures logged without the URL.
+pub(crate) struct Fetcher {
+    name: String,
+    url: String,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+impl Fetcher {
+    /// `None` (logged) when no client can be built.
+    pub(crate) fn new(
+        name: &str,
+        url: &str,
+        token: Option<String>,
+        interval: Duration,
+    ) -> Option<Self> {
+        match reqwest::Client::builder()
+            .timeout(interval.min(Duration::from_secs(30)))
+            .build()
+        {
+            Ok(client) => Some(Self {
+                name: name.to_string(),
+                url: url.to_string(),
+                token,
+                client,
+            }),
+            Err(e) => {
+                warn!(source = %name, error = %e, "cannot build HTTP client; poll source disabled");
+                None
+            }
+        }
+    }
+
+    /// The answer's body; `None` (logged, counted) when the fetch failed.
+    pub(crate) async fn get(&self) -> Option<bytes::Bytes> {
+        let mut req = self.client.get(&self.url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let failed = |e: reqwest::Error| {
+            warn!(source = %self.name, error = %e.without_url(), "poll failed");
+            metrics::counter!("ioc_poll_errors_total", "source" => self.name.clone()).increment(1);
+        };
+        match req.send().await.and_then(|r| r.error_for_status()) {
+            Ok(r) => r.bytes().await.map_err(failed).ok(),
+            Err(e) => {
+                failed(e);
+                None
+            }
+        }
+    }
+}
+
 /// Polls `src` forever.
 pub async fn run(src: PollSource, ingest: Arc<SensorIngest>) {
     let interval = Duration::from_secs(src.interval_s.max(1));
-    let client = match reqwest::Client::builder()
-        .timeout(interval.min(Duration::from_secs(30)))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(source = %src.name, error = %e, "cannot build HTTP client; poll source disabled");
-            return;
-        }
+    let Some(fetcher) = Fetcher::new(&src.name, &src.url, src.bearer_token.clone(), interval)
+    else {
+        return;
     };
     let station = match src
         .station
@@ -89,22 +137,13 @@ pub async fn run(src: PollSource, ingest: Arc<SensorIngest>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let mut req = client.get(&src.url);
-        if let Some(t) = &src.bearer_token {
-            req = req.bearer_auth(t);
-        }
-        let payload: Value = match req.send().await.and_then(|r| r.error_for_status()) {
-            Ok(resp) => match resp.json().await {
-                Ok(v) => v,
-                Err(e) => {
-                    warn!(source = %src.name, error = %e.without_url(), "poll answer is not JSON");
-                    metrics::counter!("ioc_poll_errors_total", "source" => src.name.clone())
-                        .increment(1);
-                    continue;
-                }
-            },
+        let Some(body) = fetcher.get().await else {
+            continue;
+        };
+        let payload: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
             Err(e) => {
-                warn!(source = %src.name, error = %e.without_url(), "poll failed");
+                warn!(source = %src.name, error = %e, "poll answer is not JSON");
                 metrics::counter!("ioc_poll_errors_total", "source" => src.name.clone())
                     .increment(1);
                 continue;

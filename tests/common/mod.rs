@@ -19,6 +19,18 @@ use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "end-to-end-test-secret-0123456789abcdef";
 
+/// The district-level units of the fixture province (Hậu Giang).
+pub const HG_DISTRICTS: [&str; 8] = [
+    "hg-vi-thanh",
+    "hg-nga-bay",
+    "hg-long-my-tx",
+    "hg-chau-thanh",
+    "hg-chau-thanh-a",
+    "hg-phung-hiep",
+    "hg-vi-thuy",
+    "hg-long-my",
+];
+
 pub fn required_env(var: &str, what: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: {what} is needed; run the tests through ops/test.sh, which starts it")
