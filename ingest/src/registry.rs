@@ -114,7 +114,9 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Located>, RegistryFileError> 
     // Spreadsheets save UTF-8 with a byte-order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lower = file.to_ascii_lowercase();
-    let rows = if lower.ends_with(".csv") {
+    let rows = if lower.ends_with(".csv") && is_indicator_sheet(text) {
+        indicator_rows(file, text)
+    } else if lower.ends_with(".csv") {
         camera_rows(file, text)
     } else if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
         json_lines(file, text)
@@ -368,6 +370,239 @@ fn camera_rows(file: &str, text: &str) -> Vec<Row> {
         .collect()
 }
 
+/// The columns of an indicator catalogue sheet.
+const INDICATOR_COLUMNS: [&str; 18] = [
+    "code",
+    "name",
+    "sector",
+    "measure",
+    "frequency",
+    "basis",
+    "levels",
+    "rollup",
+    "weight",
+    "numerator",
+    "denominator",
+    "scale",
+    "direction",
+    "agency",
+    "source",
+    "cumulative",
+    "public",
+    "deadline_days",
+];
+
+/// An indicator sheet names its indicators' frequency; a camera sheet never does.
+fn is_indicator_sheet(text: &str) -> bool {
+    let header = text.lines().next().unwrap_or_default().to_ascii_lowercase();
+    header.split(',').any(|c| c.trim() == "frequency")
+}
+
+/// An indicator catalogue as a sheet, one row per indicator (the columns of
+/// [`INDICATOR_COLUMNS`]; `levels` separated by `;`).
+fn indicator_rows(file: &str, text: &str) -> Vec<Row> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = match reader.headers() {
+        Ok(h) => h.iter().map(|c| c.to_ascii_lowercase()).collect(),
+        Err(e) => return vec![Err(vec![csv_problem(file, &e)])],
+    };
+    let unknown: Vec<EntryProblem> = header
+        .iter()
+        .filter(|c| !INDICATOR_COLUMNS.contains(&c.as_str()))
+        .map(|c| {
+            let e = FieldError::new(
+                c.as_str(),
+                format!(
+                    "unknown column; the columns are {}",
+                    INDICATOR_COLUMNS.join(", ")
+                ),
+            );
+            problem(file, Where::Line(1), None, e)
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return vec![Err(unknown)];
+    }
+    reader
+        .records()
+        .map(|record| {
+            let record = record.map_err(|e| vec![csv_problem(file, &e)])?;
+            let at = Where::Line(record.position().map_or(0, |p| p.line() as usize));
+            let cells: HashMap<&str, &str> = header
+                .iter()
+                .map(String::as_str)
+                .zip(record.iter())
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
+            let entity = cells.get("code").map(|c| format!("indicator:{c}"));
+            indicator_from_cells(&cells)
+                .map(|i| Located {
+                    file: file.into(),
+                    at,
+                    entry: RegistryEntry::Indicator(i),
+                })
+                .map_err(|errors| {
+                    errors
+                        .into_iter()
+                        .map(|e| problem(file, at, entity.clone(), e))
+                        .collect()
+                })
+        })
+        .collect()
+}
+
+fn indicator_from_cells(
+    cells: &HashMap<&str, &str>,
+) -> Result<model::indicator::Indicator, Vec<FieldError>> {
+    use model::indicator::{Basis, Direction, Frequency, Indicator, Rollup, Sector, Source, Tier};
+    let mut c = Checker::default();
+    let need = |k: &str| {
+        cells
+            .get(k)
+            .copied()
+            .ok_or_else(|| FieldError::new(k, "is required"))
+    };
+    let id = |k: &str| need(k).and_then(|v| LocalId::parse(k, v));
+    let flag = |k: &str| match cells.get(k).map(|v| v.to_lowercase()) {
+        None => Ok(false),
+        Some(v) if ["true", "1", "x", "có", "yes"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["false", "0", "không", "no"].contains(&v.as_str()) => Ok(false),
+        Some(v) => Err(FieldError::new(k, format!("{v:?} is not true or false"))),
+    };
+    let code = c.check(id("code"));
+    let name = c.check(need("name").map(|n| model::text::nfc(n)));
+    let sector = c.check(need("sector").and_then(|v| Sector::parse("sector", v)));
+    let measure = c.check(need("measure").map(str::to_string));
+    let frequency = c.check(need("frequency").and_then(|v| Frequency::parse("frequency", v)));
+    let basis = c.check(match cells.get("basis").map(|b| b.to_lowercase()) {
+        None => Ok(Basis::Calendar),
+        Some(b) if b == "calendar" => Ok(Basis::Calendar),
+        Some(b) if b == "reporting" => Ok(Basis::Reporting),
+        Some(b) => Err(FieldError::new(
+            "basis",
+            format!("{b:?} is not calendar or reporting"),
+        )),
+    });
+    let levels = c.check(need("levels").and_then(|v| {
+        v.split([';', '|', ' '])
+            .filter(|l| !l.is_empty())
+            .map(|l| Tier::parse("levels", l))
+            .collect::<Result<Vec<_>, _>>()
+    }));
+    let rollup = c.check(match cells.get("rollup").copied().unwrap_or("sum") {
+        "sum" => Ok(Rollup::Sum),
+        "mean" => Ok(Rollup::Mean),
+        "none" => Ok(Rollup::None),
+        "weighted_mean" => id("weight").map(|weight| Rollup::WeightedMean { weight }),
+        "ratio" => id("numerator").and_then(|numerator| {
+            let denominator = id("denominator")?;
+            let scale = match cells.get("scale") {
+                None => 100.0,
+                Some(s) => number("scale", s)?,
+            };
+            Ok(Rollup::Ratio {
+                numerator,
+                denominator,
+                scale,
+            })
+        }),
+        other => Err(FieldError::new(
+            "rollup",
+            format!("{other:?} is not sum, mean, weighted_mean, ratio or none"),
+        )),
+    });
+    let direction = c.check(
+        match cells
+            .get("direction")
+            .copied()
+            .unwrap_or("higher_is_better")
+        {
+            "higher_is_better" => Ok(Direction::HigherIsBetter),
+            "lower_is_better" => Ok(Direction::LowerIsBetter),
+            "within_range" => Ok(Direction::WithinRange),
+            other => Err(FieldError::new(
+                "direction",
+                format!("{other:?} is not higher_is_better, lower_is_better or within_range"),
+            )),
+        },
+    );
+    let agency = c.check(id("agency"));
+    let source = c.check(match cells.get("source").copied().unwrap_or("pushed") {
+        "pushed" => Ok(Source::Pushed),
+        "polled" => Ok(Source::Polled),
+        "derived" => Ok(Source::Derived),
+        other => Err(FieldError::new(
+            "source",
+            format!("{other:?} is not pushed, polled or derived"),
+        )),
+    });
+    let cumulative = c.check(flag("cumulative"));
+    let public = c.check(flag("public"));
+    let deadline_days = c.check(
+        cells
+            .get("deadline_days")
+            .map(|d| {
+                d.parse::<u32>()
+                    .map_err(|_| FieldError::new("deadline_days", "must be a whole number of days"))
+            })
+            .transpose(),
+    );
+    let built = c.finish(|| ()).map_err(|i| i.errors);
+    built?;
+    match (
+        code,
+        name,
+        sector,
+        measure,
+        frequency,
+        basis,
+        levels,
+        rollup,
+        direction,
+        agency,
+        source,
+        cumulative,
+        public,
+        deadline_days,
+    ) {
+        (
+            Some(code),
+            Some(name),
+            Some(sector),
+            Some(measure),
+            Some(frequency),
+            Some(basis),
+            Some(levels),
+            Some(rollup),
+            Some(direction),
+            Some(agency),
+            Some(source),
+            Some(cumulative),
+            Some(public),
+            Some(deadline_days),
+        ) => Ok(Indicator {
+            code,
+            name,
+            sector,
+            measure,
+            frequency,
+            basis,
+            levels,
+            rollup,
+            direction,
+            agency,
+            source,
+            cumulative,
+            public,
+            deadline_days,
+        }),
+        _ => Err(vec![FieldError::new("", "invalid row")]),
+    }
+}
+
 fn csv_problem(file: &str, e: &csv::Error) -> EntryProblem {
     let line = e.position().map_or(0, |p| p.line() as usize);
     // csv's messages name positions and lengths, never field contents.
@@ -619,6 +854,37 @@ hg-cam-vt-101,Cầu Cái Nhúc,105.471,9.79,hg-sgtvt,traffic,traffic,rtsp://10.1
             Err(RegistryFileError::Invalid(p)) => Err(p),
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn an_indicator_sheet_becomes_catalogue_entries_and_names_every_bad_cell() {
+        let sheet = "\u{feff}code,name,sector,measure,frequency,levels,rollup,numerator,denominator,direction,agency,source,cumulative\n\
+            hcc-tl-dunghan,Tỷ lệ hồ sơ đúng hạn,public_administration,%,month,province;district,ratio,hcc-hs-dunghan,hcc-hs-giaiquyet,higher_is_better,hg-vpubnd,pushed,\n\
+            ns-thu,Thu ngân sách,budget,tỷ đồng,month,district,sum,,,higher_is_better,hg-stc,polled,có\n";
+        let got = one("catalogue.csv", sheet).unwrap();
+        assert_eq!(got.len(), 2);
+        let RegistryEntry::Indicator(i) = &got[0].entry else {
+            panic!("{:?}", got[0].entry)
+        };
+        assert_eq!(i.levels.len(), 2);
+        assert!(
+            matches!(i.rollup, model::indicator::Rollup::Ratio { scale, .. } if scale == 100.0)
+        );
+        let RegistryEntry::Indicator(b) = &got[1].entry else {
+            panic!()
+        };
+        assert!(b.cumulative);
+        let bad = "code,name,sector,measure,frequency,levels,rollup,agency\n\
+            x-1,Tên,healthcare,ca,monthly,district;region,ratio,hg-syt\n";
+        let problems = one("catalogue.csv", bad).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.error.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["sector", "frequency", "levels", "numerator"],
+            "{problems:?}"
+        );
+        assert!(problems.iter().all(|p| p.at == Where::Line(2)));
+        assert_eq!(problems[0].entity.as_deref(), Some("indicator:x-1"));
     }
 
     #[test]
