@@ -371,7 +371,7 @@ fn camera_rows(file: &str, text: &str) -> Vec<Row> {
 }
 
 /// The columns of an indicator catalogue sheet.
-const INDICATOR_COLUMNS: [&str; 18] = [
+const INDICATOR_COLUMNS: [&str; 19] = [
     "code",
     "name",
     "sector",
@@ -387,6 +387,7 @@ const INDICATOR_COLUMNS: [&str; 18] = [
     "direction",
     "agency",
     "source",
+    "derive",
     "cumulative",
     "public",
     "deadline_days",
@@ -539,6 +540,17 @@ fn indicator_from_cells(
             format!("{other:?} is not pushed, polled or derived"),
         )),
     });
+    let derive = c.check(match cells.get("derive") {
+        None => Ok(None),
+        Some(d) => serde_json::from_value(serde_json::Value::String(d.to_string()))
+            .map(Some)
+            .map_err(|_| {
+                FieldError::new(
+                    "derive",
+                    format!("{d:?} is not reports_received, reports_resolved, reports_resolved_on_time or reports_overdue"),
+                )
+            }),
+    });
     let cumulative = c.check(flag("cumulative"));
     let public = c.check(flag("public"));
     let deadline_days = c.check(
@@ -550,57 +562,26 @@ fn indicator_from_cells(
             })
             .transpose(),
     );
-    let built = c.finish(|| ()).map_err(|i| i.errors);
-    built?;
-    match (
-        code,
-        name,
-        sector,
-        measure,
-        frequency,
-        basis,
-        levels,
-        rollup,
-        direction,
-        agency,
-        source,
-        cumulative,
-        public,
-        deadline_days,
-    ) {
-        (
-            Some(code),
-            Some(name),
-            Some(sector),
-            Some(measure),
-            Some(frequency),
-            Some(basis),
-            Some(levels),
-            Some(rollup),
-            Some(direction),
-            Some(agency),
-            Some(source),
-            Some(cumulative),
-            Some(public),
-            Some(deadline_days),
-        ) => Ok(Indicator {
-            code,
-            name,
-            sector,
-            measure,
-            frequency,
-            basis,
-            levels,
-            rollup,
-            direction,
-            agency,
-            source,
-            cumulative,
-            public,
-            deadline_days,
-        }),
-        _ => Err(vec![FieldError::new("", "invalid row")]),
-    }
+    c.finish(|| ()).map_err(|i| i.errors)?;
+    // Every cell was read (the checker holds no error), so each is there.
+    let bad = || vec![FieldError::new("", "invalid row")];
+    Ok(Indicator {
+        code: code.ok_or_else(bad)?,
+        name: name.ok_or_else(bad)?,
+        sector: sector.ok_or_else(bad)?,
+        measure: measure.ok_or_else(bad)?,
+        frequency: frequency.ok_or_else(bad)?,
+        basis: basis.ok_or_else(bad)?,
+        levels: levels.ok_or_else(bad)?,
+        rollup: rollup.ok_or_else(bad)?,
+        direction: direction.ok_or_else(bad)?,
+        agency: agency.ok_or_else(bad)?,
+        source: source.ok_or_else(bad)?,
+        derive: derive.ok_or_else(bad)?,
+        cumulative: cumulative.ok_or_else(bad)?,
+        public: public.ok_or_else(bad)?,
+        deadline_days: deadline_days.ok_or_else(bad)?,
+    })
 }
 
 fn csv_problem(file: &str, e: &csv::Error) -> EntryProblem {

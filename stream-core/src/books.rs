@@ -75,6 +75,11 @@ impl Books {
         self.reports.len()
     }
 
+    #[cfg(test)]
+    pub(crate) fn reports_book(&self) -> &ReportBook {
+        &self.reports
+    }
+
     pub fn indicator_value_count(&self) -> usize {
         self.indicators.len()
     }
@@ -163,7 +168,12 @@ impl Books {
         }
         changed.extend(self.stations.start(&self.dir, restored));
         out.extend(changed.into_iter().map(Effect::upsert));
-        // Indicators: every series there is, and those the state holds that are gone.
+        // Indicators: the derived ones from the whole record of reports, then every series
+        // there is, and those the state holds that are gone.
+        let days: BTreeSet<(LocalId, chrono::NaiveDate)> =
+            self.reports.flow_days().cloned().collect();
+        let units: BTreeSet<LocalId> = self.dir.units.keys().cloned().collect();
+        self.derive_from_reports(&days, &units, now);
         let series = self.indicators.all_series(&self.dir);
         for r in restored.values().filter(|r| r.layer == Layer::Indicators) {
             let known = r.entity.series_parts().is_some_and(|k| series.contains(&k));
@@ -467,11 +477,86 @@ impl Books {
         }
     }
 
+    /// The derived indicators of the (unit, day)s whose report flows moved, and of the units
+    /// whose open overdue count moved: the series they change.
+    fn derive_from_reports(
+        &mut self,
+        days: &BTreeSet<(LocalId, chrono::NaiveDate)>,
+        units: &BTreeSet<LocalId>,
+        now: DateTime<Utc>,
+    ) -> Touched {
+        use model::indicator::{Derivation, Period, Tier};
+        let mut touched = Touched::new();
+        let derived: Vec<model::indicator::Indicator> = self
+            .dir
+            .indicators
+            .values()
+            .filter(|i| i.derive.is_some())
+            .cloned()
+            .collect();
+        let today = model::indicator::period::vietnam_date(now);
+        for ind in &derived {
+            let dir = &self.dir;
+            let reports_here = |u: &LocalId| {
+                dir.units
+                    .get(u)
+                    .is_some_and(|x| ind.levels.contains(&Tier::of_level(&x.level)))
+            };
+            let mut figures: Vec<(LocalId, Period, f64)> = Vec::new();
+            match ind.derive {
+                Some(Derivation::ReportsOverdue) => {
+                    let current = Period::containing(today, ind.frequency, ind.basis);
+                    for u in units.iter().filter(|u| reports_here(u)) {
+                        let n = self.reports.counts(u).overdue.max(0);
+                        figures.push((u.clone(), current, n as f64));
+                    }
+                }
+                Some(d) => {
+                    let mut periods: BTreeSet<(LocalId, Period)> = days
+                        .iter()
+                        .filter(|(u, _)| reports_here(u))
+                        .map(|(u, day)| {
+                            (
+                                u.clone(),
+                                Period::containing(*day, ind.frequency, ind.basis),
+                            )
+                        })
+                        .collect();
+                    // The open period of every unit asked for: zero until a report counts.
+                    let current = Period::containing(today, ind.frequency, ind.basis);
+                    periods.extend(
+                        units
+                            .iter()
+                            .filter(|u| reports_here(u))
+                            .map(|u| (u.clone(), current)),
+                    );
+                    for (u, p) in periods {
+                        let (first, last) = p.dates(ind.basis);
+                        let f = self.reports.flows(&u, first, last);
+                        let n = match d {
+                            Derivation::ReportsReceived => f.received,
+                            Derivation::ReportsResolved => f.resolved,
+                            Derivation::ReportsResolvedOnTime => f.resolved_on_time,
+                            Derivation::ReportsOverdue => continue,
+                        };
+                        figures.push((u, p, n as f64));
+                    }
+                }
+                None => {}
+            }
+            for (u, p, v) in figures {
+                touched.extend(self.indicators.set_derived(&self.dir, &ind.code, &u, p, v));
+            }
+        }
+        touched
+    }
+
     /// Report records (tombstones for those that left), unit counts, the overdue rule.
     fn report_changes(&mut self, changed: Changed, now: DateTime<Utc>) -> Vec<Effect> {
         if changed.is_empty() {
             return Vec::new();
         }
+        let derived = self.derive_from_reports(&changed.days, &changed.units, now);
         let mut out: Vec<Effect> = changed
             .reports
             .iter()
@@ -492,6 +577,7 @@ impl Books {
                 .map(|id| Effect::tombstone(EntityId::new(model::EntityKind::Report, id))),
         );
         if !self.rules().enabled {
+            out.extend(self.indicator_changes(derived, None, now));
             return out;
         }
         let now = now.fixed_offset();
@@ -505,6 +591,7 @@ impl Books {
             transitions.extend(self.alerts.observe(o, now));
         }
         out.extend(self.alert_effects(transitions, true, now.to_utc()));
+        out.extend(self.indicator_changes(derived, None, now.to_utc()));
         out
     }
 
@@ -594,6 +681,9 @@ impl Books {
         let today = model::indicator::period::vietnam_date(now);
         if self.indicators_day != Some(today) {
             self.indicators_day = Some(today);
+            // The open period's overdue counts start afresh where a period opened.
+            let units: BTreeSet<LocalId> = self.dir.units.keys().cloned().collect();
+            self.derive_from_reports(&BTreeSet::new(), &units, now);
             let all = self.indicators.all_series(&self.dir);
             out.extend(self.indicator_changes(all, None, now));
         }
@@ -1101,7 +1191,15 @@ mod tests {
                 .any(|e| e.data["entity"] == "series:dl-luotkhach@hg-long-my"),
             "{late:?}"
         );
-        assert!(late.iter().all(|e| e.data["agency"] == "hg-svhttdl"));
+        let agencies: std::collections::BTreeSet<&str> = late
+            .iter()
+            .filter_map(|e| e.data["agency"].as_str())
+            .collect();
+        assert_eq!(
+            agencies.into_iter().collect::<Vec<_>>(),
+            ["hg-svhttdl"],
+            "{late:?}"
+        );
         // A restart over its own published state publishes nothing again.
         let restored: HashMap<EntityId, StateRecord> = effects
             .iter()
@@ -1167,5 +1265,65 @@ mod tests {
             matches!(&effects[..], [Effect::DeadLetter { .. }]),
             "{effects:?}"
         );
+    }
+
+    #[test]
+    fn field_reports_become_derived_indicators_rolled_up_to_the_province() {
+        use crate::reports::tests::{created, step};
+        use model::report::Step;
+        let (mut b, _) = started();
+        let located = |env: Envelope| {
+            Ok(Located {
+                event: env,
+                source: "bus:reports/0/1".into(),
+                partition: 0,
+            })
+        };
+        let effects = b.apply(
+            Input::Reports(vec![
+                located(created("pa-1", 9.78, "2026-11-19T08:00:00+07:00")),
+                located(created("pa-2", 9.70, "2026-11-19T09:00:00+07:00")),
+            ]),
+            now(),
+        );
+        let series = |effects: &[Effect], id: &str| {
+            upserts(effects, Layer::Indicators)
+                .into_iter()
+                .find(|r| r.entity.as_str() == id)
+                .cloned()
+        };
+        let received = series(&effects, "series:pa-tiepnhan@hg-vi-thanh").expect("received");
+        assert_eq!(received.properties["latest"]["value"], 2.0);
+        assert_eq!(received.properties["latest"]["period"], "202611");
+        let province = series(&effects, "series:pa-tiepnhan@hg").expect("rolled up");
+        assert_eq!(province.properties["latest"]["value"], 2.0);
+        // One resolved within its 72 h: the on-time rate is 100 %.
+        let mut out = Vec::new();
+        for (s, at) in [
+            (
+                Step::Assign {
+                    agency: "hg-vt-qldt".into(),
+                },
+                "2026-11-19T10:00:00+07:00",
+            ),
+            (Step::Start, "2026-11-19T11:00:00+07:00"),
+            (
+                Step::Resolve {
+                    result: "Đã xử lý".into(),
+                },
+                "2026-11-20T08:00:00+07:00",
+            ),
+        ] {
+            let env = step(b.reports_book(), "pa-1", s, at);
+            out.extend(b.apply(Input::Reports(vec![located(env)]), now()));
+        }
+        let rate = out
+            .iter()
+            .rev()
+            .filter_map(|e| e.record())
+            .find(|r| r.entity.as_str() == "series:pa-tl-dunghan@hg")
+            .expect("the province's on-time rate");
+        assert_eq!(rate.properties["latest"]["value"], 100.0);
+        assert_eq!(rate.properties["latest"]["origin"], "rolled_up");
     }
 }

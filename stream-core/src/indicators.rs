@@ -49,6 +49,9 @@ pub struct IndicatorBook {
     /// Targets per indicator.
     targets: HashMap<LocalId, Vec<Target>>,
     explanations: HashMap<Key, Vec<Explanation>>,
+    /// Figures the core derives from its own streams (no revisions: the streams are the
+    /// record).
+    derived: HashMap<Key, f64>,
     /// Units with any value per indicator (the series that exist), for start-up.
     reported_units: HashMap<LocalId, BTreeSet<LocalId>>,
 }
@@ -59,6 +62,27 @@ pub type Touched = BTreeSet<(LocalId, LocalId)>;
 impl IndicatorBook {
     pub fn len(&self) -> usize {
         self.values.len()
+    }
+
+    /// Sets a derived figure; the series it moves when it changed.
+    pub fn set_derived(
+        &mut self,
+        dir: &Directory,
+        code: &LocalId,
+        unit: &LocalId,
+        period: Period,
+        value: f64,
+    ) -> Touched {
+        let key = (code.clone(), unit.clone(), period);
+        if self.derived.get(&key) == Some(&value) {
+            return Touched::new();
+        }
+        self.derived.insert(key, value);
+        self.reported_units
+            .entry(code.clone())
+            .or_default()
+            .insert(unit.clone());
+        self.affected(dir, code, unit)
     }
 
     /// The units with figures, targets or explanations of `code`.
@@ -240,10 +264,20 @@ impl IndicatorBook {
                     expected: None,
                 },
             };
-            let reports_here = dir
-                .units
-                .get(unit)
-                .is_some_and(|u| ind.levels.contains(&Tier::of_level(&u.level)));
+            // A derived figure (or a ratio of derived ones) is the core's own: never
+            // missing, only zero.
+            let computed = ind.derive.is_some()
+                || (!ind.rollup.inputs().is_empty()
+                    && ind
+                        .rollup
+                        .inputs()
+                        .iter()
+                        .all(|c| dir.indicators.get(*c).is_some_and(|i| i.derive.is_some())));
+            let reports_here = !computed
+                && dir
+                    .units
+                    .get(unit)
+                    .is_some_and(|u| ind.levels.contains(&Tier::of_level(&u.level)));
             if p.deadline(ind.basis, grace) < today {
                 last_due = Some(p.to_string());
                 if f.value.is_none() && reports_here {
@@ -467,10 +501,12 @@ impl Figures for View<'_> {
     }
 
     fn reported(&self, code: &LocalId, unit: &LocalId, period: &Period) -> Option<f64> {
+        let key = (code.clone(), unit.clone(), *period);
         self.book
             .values
-            .get(&(code.clone(), unit.clone(), *period))
+            .get(&key)
             .and_then(Entry::value)
+            .or_else(|| self.book.derived.get(&key).copied())
     }
 
     fn children(&self, unit: &LocalId, period: &Period, basis: Basis) -> Vec<LocalId> {

@@ -12,10 +12,11 @@
 //! reports and units it is told changed. The book is rebuilt from the topic at every start,
 //! so it holds no state of its own that a crash could lose.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, Duration, FixedOffset};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate};
 use model::geoindex::BoxIndex;
+use model::indicator::period::vietnam_date;
 use model::report::life::{Applied, DuplicateRule};
 use model::report::{Report, ReportCreated, ReportTransition};
 use model::{EntityId, Envelope, EventKind, FieldError, Layer, LocalId, StateRecord};
@@ -109,11 +110,26 @@ pub struct Changed {
     pub units: BTreeSet<LocalId>,
     /// Reports that left the book (tombstones).
     pub removed: Vec<LocalId>,
+    /// (unit, Vietnam day) whose report flows moved: the derived indicators of those days.
+    pub days: BTreeSet<(LocalId, NaiveDate)>,
+}
+
+/// Reports that came in, were resolved, and were resolved by their deadline, in one unit
+/// on one day (Vietnam time). Kept for the whole record, not only for the reports still in
+/// the book: the derived indicators count every report of a period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub received: u64,
+    pub resolved: u64,
+    pub resolved_on_time: u64,
 }
 
 impl Changed {
     pub fn is_empty(&self) -> bool {
-        self.reports.is_empty() && self.units.is_empty() && self.removed.is_empty()
+        self.reports.is_empty()
+            && self.units.is_empty()
+            && self.removed.is_empty()
+            && self.days.is_empty()
     }
 }
 
@@ -123,6 +139,8 @@ pub struct ReportBook {
     reports: HashMap<LocalId, Entry>,
     index: BoxIndex<LocalId>,
     counts: HashMap<LocalId, UnitCounts>,
+    /// Daily flows per unit, over the whole record.
+    flows: BTreeMap<(LocalId, NaiveDate), Flow>,
 }
 
 impl ReportBook {
@@ -151,6 +169,52 @@ impl ReportBook {
 
     pub fn counts(&self, unit: &LocalId) -> UnitCounts {
         self.counts.get(unit).copied().unwrap_or_default()
+    }
+
+    /// Adds (`sign` 1) or takes away (-1) a report's share of its units' daily flows. Only
+    /// events move flows; a closed report leaving the book keeps its share.
+    fn flow(&mut self, id: &LocalId, sign: i64, changed: &mut Changed) {
+        let Some(e) = self.reports.get(id) else {
+            return;
+        };
+        let r = &e.report;
+        let received = vietnam_date(r.requested.to_utc());
+        let resolved = r
+            .resolved_at
+            .map(|t| (vietnam_date(t.to_utc()), r.resolved_on_time() == Some(true)));
+        let add = |n: &mut u64| *n = n.saturating_add_signed(sign);
+        for u in &r.units {
+            let f = self.flows.entry((u.clone(), received)).or_default();
+            add(&mut f.received);
+            changed.days.insert((u.clone(), received));
+            if let Some((day, on_time)) = resolved {
+                let f = self.flows.entry((u.clone(), day)).or_default();
+                add(&mut f.resolved);
+                if on_time {
+                    add(&mut f.resolved_on_time);
+                }
+                changed.days.insert((u.clone(), day));
+            }
+        }
+    }
+
+    /// The flows of `unit` over the days `first..=last`.
+    pub fn flows(&self, unit: &LocalId, first: NaiveDate, last: NaiveDate) -> Flow {
+        let mut out = Flow::default();
+        for (_, f) in self
+            .flows
+            .range((unit.clone(), first)..=(unit.clone(), last))
+        {
+            out.received += f.received;
+            out.resolved += f.resolved;
+            out.resolved_on_time += f.resolved_on_time;
+        }
+        out
+    }
+
+    /// Every (unit, day) with a flow.
+    pub fn flow_days(&self) -> impl Iterator<Item = &(LocalId, NaiveDate)> {
+        self.flows.keys()
     }
 
     /// Adds (`sign` 1) or takes away (-1) a report's share of its units' counts.
@@ -202,6 +266,7 @@ impl ReportBook {
                 );
                 self.index.insert(id.clone(), p);
                 self.count(&id, 1, changed);
+                self.flow(&id, 1, changed);
                 changed.reports.insert(id);
             }
             EventKind::ReportTransition => {
@@ -213,6 +278,7 @@ impl ReportBook {
                     ));
                 }
                 self.count(&t.report, -1, changed);
+                self.flow(&t.report, -1, changed);
                 let e = self.reports.get_mut(&t.report).expect("checked above");
                 match e.report.apply(&t) {
                     Applied::Yes => {
@@ -223,6 +289,7 @@ impl ReportBook {
                     other => warn!(report = %t.report, ?other, "report event not applied"),
                 }
                 self.count(&t.report, 1, changed);
+                self.flow(&t.report, 1, changed);
             }
             _ => {}
         }
@@ -392,7 +459,7 @@ pub fn no_longer_overdue(id: &LocalId) -> Observation {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::Utc;
     use model::report::life::{Contact, Routing};
@@ -407,7 +474,7 @@ mod tests {
         LocalId::parse("id", s).unwrap()
     }
 
-    fn created(n: &str, lat: f64, at: &str) -> Envelope {
+    pub(crate) fn created(n: &str, lat: f64, at: &str) -> Envelope {
         let c = ReportCreated {
             id: id(n),
             event_id: Uuid::now_v7(),
@@ -442,7 +509,7 @@ mod tests {
         )
     }
 
-    fn step(book: &ReportBook, n: &str, s: Step, at: &str) -> Envelope {
+    pub(crate) fn step(book: &ReportBook, n: &str, s: Step, at: &str) -> Envelope {
         let tr = book
             .get(&id(n))
             .unwrap()
@@ -595,5 +662,69 @@ mod tests {
         assert_eq!(ch.removed, vec![id("pa-1")]);
         assert!(book.is_empty());
         assert_eq!(book.counts(&id("hg")), UnitCounts::default());
+    }
+
+    #[test]
+    fn flows_count_every_report_of_a_day_even_after_it_leaves_the_book() {
+        let mut book = ReportBook::new(ReportsConfig {
+            keep_closed_days: 1,
+            ..ReportsConfig::default()
+        });
+        let now = t("2026-11-23T10:00:00+07:00");
+        let mut ch = Changed::default();
+        book.apply(
+            &created("pa-1", 9.78, "2026-11-23T08:00:00+07:00"),
+            now,
+            &mut ch,
+        )
+        .unwrap();
+        // Filed at 23:30 Vietnam time: still the 23rd there, the 23rd in UTC too.
+        book.apply(
+            &created("pa-2", 9.70, "2026-11-23T23:30:00+07:00"),
+            now,
+            &mut ch,
+        )
+        .unwrap();
+        let assign = step(
+            &book,
+            "pa-1",
+            Step::Assign {
+                agency: "hg-vt-qldt".into(),
+            },
+            "2026-11-24T08:00:00+07:00",
+        );
+        book.apply(&assign, now, &mut ch).unwrap();
+        let start = step(&book, "pa-1", Step::Start, "2026-11-24T09:00:00+07:00");
+        book.apply(&start, now, &mut ch).unwrap();
+        let done = step(
+            &book,
+            "pa-1",
+            Step::Resolve {
+                result: "Đã thay bóng".into(),
+            },
+            "2026-11-24T10:00:00+07:00",
+        );
+        book.apply(&done, now, &mut ch).unwrap();
+        let close = step(&book, "pa-1", Step::Close, "2026-11-24T11:00:00+07:00");
+        book.apply(&close, now, &mut ch).unwrap();
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let vt = id("hg-vi-thanh");
+        let nov = book.flows(&vt, d("2026-11-01"), d("2026-11-30"));
+        assert_eq!(
+            (nov.received, nov.resolved, nov.resolved_on_time),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            book.flows(&vt, d("2026-11-24"), d("2026-11-24")).received,
+            0
+        );
+        // A week later the closed report has left the book; its flows stay.
+        book.tick(t("2026-12-01T10:00:00+07:00"));
+        assert!(book.get(&id("pa-1")).is_none());
+        let nov = book.flows(&vt, d("2026-11-01"), d("2026-11-30"));
+        assert_eq!(
+            (nov.received, nov.resolved, nov.resolved_on_time),
+            (2, 1, 1)
+        );
     }
 }

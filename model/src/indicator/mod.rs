@@ -158,6 +158,20 @@ pub enum Source {
     Derived,
 }
 
+/// What the core computes a derived indicator from (its own streams), per unit and day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Derivation {
+    /// Field reports received (by the day they were filed).
+    ReportsReceived,
+    /// Field reports resolved (by the day they were resolved).
+    ReportsResolved,
+    /// Field reports resolved by their deadline.
+    ReportsResolvedOnTime,
+    /// Field reports open past their deadline now (the open period only).
+    ReportsOverdue,
+}
+
 /// One indicator of the catalogue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Indicator {
@@ -179,6 +193,9 @@ pub struct Indicator {
     /// The agency that owns and reports it, and answers for it.
     pub agency: LocalId,
     pub source: Source,
+    /// For `source = "derived"`: what the core computes it from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derive: Option<Derivation>,
     /// Values are cumulative since January (*lũy kế*).
     #[serde(default)]
     pub cumulative: bool,
@@ -210,6 +227,17 @@ impl Indicator {
             c.fail("levels", "name at least one of province, district, commune");
         }
         c.check(self.rollup.check(&self.code));
+        match (self.source, self.derive) {
+            (Source::Derived, None) => c.fail(
+                "derive",
+                "a derived indicator names what it is derived from",
+            ),
+            (Source::Pushed | Source::Polled, Some(_)) => c.fail(
+                "derive",
+                "only a derived indicator (source = derived) is computed by the core",
+            ),
+            _ => {}
+        }
         if matches!(self.deadline_days, Some(d) if d > 366) {
             c.fail("deadline_days", "at most 366");
         }
@@ -260,7 +288,11 @@ mod tests {
         }));
         let e = i.check().unwrap_err();
         let fields: Vec<&str> = e.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["name", "measure", "levels", "numerator"], "{e}");
+        assert_eq!(
+            fields,
+            ["name", "measure", "levels", "numerator", "derive"],
+            "{e}"
+        );
     }
 
     #[test]
