@@ -1,5 +1,6 @@
-//! The stream core's run loop: start-up (the registry, the records of reports and indicators
-//! and the state topic, read together), then one input at a time from the merged stream ([`Inputs`]):
+//! The stream core's run loop: start-up (the registry, the records of reports and
+//! indicators and the state topic, read together), then one input at a time from the merged
+//! stream ([`Inputs`]):
 //! the books turn it into effects, the publisher publishes those this instance owns, and
 //! only then is the input marked applied so its offsets can be committed.
 
@@ -101,8 +102,8 @@ pub async fn run(
     let ownership = ownership(&*bus, &topics, &config).await?;
     let publisher = Publisher::new(bus.clone(), topics.clone(), ownership.clone());
     let mut books = Books::new(config.rules.clone(), config.reports.clone(), Utc::now());
-    // The three compacted or whole-record topics are read at once: a restart is ready as
-    // soon as the slowest of them is caught up, not after the three in a row.
+    // The compacted or whole-record topics are read at once: a restart is ready as soon as
+    // the slowest of them is caught up, not after them all in a row.
     let (mut registry, mut reports, mut indicators, (restored, state)) = tokio::try_join!(
         read_to_end(&*bus, &topics.registry),
         read_to_end(&*bus, &topics.reports),
