@@ -256,6 +256,23 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
     )
     .await;
     assert_eq!(s, 202, "{b}");
+    // The department is asked: an alert addressed to it until it answers.
+    let asked = until(&ioc, "/api/v1/alerts", &leader, |v| {
+        v["alerts"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x["rule"] == "indicator_explanation" && x["state"] != "cleared")
+        })
+    })
+    .await;
+    let ask_alert = asked["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["rule"] == "indicator_explanation")
+        .unwrap()
+        .clone();
+    assert_eq!(ask_alert["agency"], TOURISM);
+    assert_eq!(ask_alert["entity"], "series:dl-luotkhach@hg");
     let answer = json!({"unit": "hg", "period": month.to_string(), "note": "Mưa lớn kéo dài, các lễ hội dời sang tháng sau"});
     let (s, b) = post(
         &ioc,
@@ -289,6 +306,15 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
         .map(|e| e["step"].as_str().unwrap())
         .collect();
     assert_eq!(steps, ["request", "answer"]);
+    // Answered: the alert clears.
+    until(&ioc, "/api/v1/alerts", &leader, |v| {
+        v["alerts"].as_array().is_some_and(|a| {
+            a.iter()
+                .filter(|x| x["id"] == ask_alert["id"])
+                .all(|x| x["state"] == "cleared")
+        })
+    })
+    .await;
     assert_eq!(one["children"].as_array().unwrap().len(), 8, "{one}");
     assert_eq!(one["figures"]["status"], "missed");
 

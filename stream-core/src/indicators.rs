@@ -381,7 +381,8 @@ pub fn place(dir: &Directory, unit: &LocalId) -> Option<((f64, f64), Vec<LocalId
 
 /// The indicator rules on one series' record: `indicator_off_target` while its latest
 /// figure misses its target, `indicator_missing` while a period the unit reports is past its
-/// deadline with no figure. Both go to the indicator's owning agency.
+/// deadline with no figure, `indicator_explanation` while an explanation asked for is not
+/// given. All go to the indicator's owning agency.
 pub fn observations(rec: &StateRecord) -> Vec<Observation> {
     let p = &rec.properties;
     let text = |k: &str| {
@@ -435,7 +436,44 @@ pub fn observations(rec: &StateRecord) -> Vec<Observation> {
         missing.title = format!("Chưa báo cáo chỉ tiêu: {name}");
         missing.detail = format!("Kỳ {due} đã quá hạn báo cáo");
     }
-    vec![off, missing]
+    // A leader asked for an explanation that the agency has not given yet: the newest step
+    // of some period is a request.
+    let asked: Vec<String> = p
+        .get("explanations")
+        .and_then(|e| e.as_object())
+        .map(|by_period| {
+            by_period
+                .iter()
+                .filter(|(_, steps)| {
+                    steps
+                        .as_array()
+                        .and_then(|s| s.last())
+                        .is_some_and(|last| last["step"] == "request")
+                })
+                .map(|(period, _)| period.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut explain = Observation::new(
+        "indicator_explanation",
+        rec.entity.clone(),
+        name.clone(),
+        agency_of(rec),
+        !asked.is_empty(),
+    );
+    explain.severity = model::alert::Severity::Info;
+    if !asked.is_empty() {
+        explain.title = format!("Đề nghị giải trình: {name}");
+        explain.detail = format!("Kỳ {} chờ đơn vị giải trình", asked.join(", "));
+    }
+    vec![off, missing, explain]
+}
+
+fn agency_of(rec: &StateRecord) -> Option<LocalId> {
+    rec.properties
+        .get("agency")
+        .and_then(|a| a.as_str())
+        .and_then(|a| LocalId::parse("agency", a).ok())
 }
 
 /// A figure as Vietnamese write it: `,` for decimals, `.` between thousands.
@@ -783,5 +821,56 @@ mod tests {
         assert!(p.properties["missing"].as_array().unwrap().is_empty());
         assert_eq!(p.properties["latest"]["reported"], 1);
         assert_eq!(p.properties["latest"]["expected"], 2);
+    }
+
+    #[test]
+    fn an_explanation_asked_for_holds_until_it_is_given() {
+        let d = dir();
+        let mut b = IndicatorBook::default();
+        b.apply(
+            &d,
+            value(
+                "hs-nhan",
+                "hg-vt",
+                "202611",
+                90.0,
+                "2026-11-20T10:00:00+07:00",
+            ),
+        )
+        .unwrap();
+        let step = |step, note: &str| {
+            IndicatorEvent::Explanation(Explanation {
+                indicator: id("hs-nhan"),
+                unit: id("hg-vt"),
+                period: "202611".parse().unwrap(),
+                step,
+                note: note.into(),
+                by: "x".into(),
+                role: "leader".into(),
+                at: DateTime::parse_from_rfc3339("2026-11-25T10:00:00+07:00").unwrap(),
+            })
+        };
+        let holds = |b: &IndicatorBook| {
+            let r = b.record(&d, &id("hs-nhan"), &id("hg-vt"), now()).unwrap();
+            let o = observations(&r);
+            let e = o
+                .iter()
+                .find(|o| o.rule == "indicator_explanation")
+                .unwrap();
+            (e.holds, e.agency.as_ref().map(|a| a.to_string()))
+        };
+        assert_eq!(holds(&b).0, false);
+        b.apply(
+            &d,
+            step(model::indicator::ExplanationStep::Request, "Vì sao?"),
+        )
+        .unwrap();
+        assert_eq!(holds(&b), (true, Some("hg-stttt".into())));
+        b.apply(
+            &d,
+            step(model::indicator::ExplanationStep::Answer, "Vì mưa"),
+        )
+        .unwrap();
+        assert_eq!(holds(&b).0, false);
     }
 }
