@@ -245,6 +245,17 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
     .await;
     assert_eq!(s, 403);
 
+    // A body that is not JSON is named, in the API's one error shape.
+    let (s, b) = post(
+        &ioc,
+        "/api/v1/indicators/dl-luotkhach/explanations",
+        &leader,
+        "application/json",
+        "{not json".into(),
+    )
+    .await;
+    assert_eq!((s, b["field"].as_str()), (400, Some("body")), "{b}");
+
     // --- An explanation asked for by the leader and answered by the department.
     let ask = json!({"unit": "hg", "period": month.to_string(), "note": "Đề nghị giải trình vì sao lượt khách thấp"});
     let (s, b) = post(

@@ -361,6 +361,12 @@ pub struct ExplanationBody {
     note: Option<String>,
 }
 
+/// A write's JSON body, or 400 naming the body and why.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("body", format!("not the expected JSON: {e}")))
+}
+
 /// The indicator a write names, if the catalogue has it.
 fn indicator_of(st: &ApiState, code: &str) -> Result<Indicator, ApiError> {
     let code = LocalId::parse("code", code)?;
@@ -410,8 +416,9 @@ pub async fn explain(
     State(st): State<ApiState>,
     caller: Caller,
     Path(code): Path<String>,
-    Json(body): Json<ExplanationBody>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let body: ExplanationBody = json_body(&body)?;
     let ind = indicator_of(&st, &code)?;
     let c = &caller.0;
     let step = match c.role {
@@ -461,8 +468,9 @@ pub async fn set_target(
     State(st): State<ApiState>,
     caller: Caller,
     Path(code): Path<String>,
-    Json(body): Json<TargetBody>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let body: TargetBody = json_body(&body)?;
     if caller.0.role != Role::Admin {
         return Err(ApiError::forbidden("targets are set by admins"));
     }
