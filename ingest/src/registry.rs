@@ -310,14 +310,28 @@ pub const CAMERA_COLUMNS: [&str; 10] = [
 ];
 const REQUIRED_COLUMNS: [&str; 6] = ["id", "name", "lon", "lat", "purpose", "url"];
 
-fn camera_rows(file: &str, text: &str) -> Vec<Row> {
+/// A sheet's reader (cells trimmed, rows of any length) and its header in lower case.
+fn sheet<'a>(
+    file: &str,
+    text: &'a str,
+) -> Result<(csv::Reader<&'a [u8]>, Vec<String>), EntryProblem> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(true)
         .from_reader(text.as_bytes());
-    let header: Vec<String> = match reader.headers() {
-        Ok(h) => h.iter().map(|c| c.to_ascii_lowercase()).collect(),
-        Err(e) => return vec![Err(vec![csv_problem(file, &e)])],
+    let header = reader
+        .headers()
+        .map_err(|e| csv_problem(file, &e))?
+        .iter()
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    Ok((reader, header))
+}
+
+fn camera_rows(file: &str, text: &str) -> Vec<Row> {
+    let (mut reader, header) = match sheet(file, text) {
+        Ok(s) => s,
+        Err(p) => return vec![Err(vec![p])],
     };
     let mut header_problems = Vec::new();
     for c in &header {
@@ -402,13 +416,9 @@ fn is_indicator_sheet(text: &str) -> bool {
 /// An indicator catalogue as a sheet, one row per indicator (the columns of
 /// [`INDICATOR_COLUMNS`]; `levels` separated by `;`).
 fn indicator_rows(file: &str, text: &str) -> Vec<Row> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let header: Vec<String> = match reader.headers() {
-        Ok(h) => h.iter().map(|c| c.to_ascii_lowercase()).collect(),
-        Err(e) => return vec![Err(vec![csv_problem(file, &e)])],
+    let (mut reader, header) = match sheet(file, text) {
+        Ok(s) => s,
+        Err(p) => return vec![Err(vec![p])],
     };
     let unknown: Vec<EntryProblem> = header
         .iter()
@@ -474,7 +484,7 @@ fn indicator_from_cells(
         Some(v) => Err(FieldError::new(k, format!("{v:?} is not true or false"))),
     };
     let code = c.check(id("code"));
-    let name = c.check(need("name").map(|n| model::text::nfc(n)));
+    let name = c.check(need("name").map(model::text::nfc));
     let sector = c.check(need("sector").and_then(|v| Sector::parse("sector", v)));
     let measure = c.check(need("measure").map(str::to_string));
     let frequency = c.check(need("frequency").and_then(|v| Frequency::parse("frequency", v)));

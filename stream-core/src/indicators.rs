@@ -246,6 +246,16 @@ impl IndicatorBook {
         let targets = self.targets.get(code).map(Vec::as_slice).unwrap_or(&[]);
         let unit_targets: Vec<&Target> = targets.iter().filter(|t| &t.unit == unit).collect();
         let grace = ind.grace_days(DEFAULT_GRACE_DAYS);
+        // A derived figure (or a ratio of derived ones) is the core's own: never missing,
+        // only zero; the others are missing where the unit reports them.
+        let computed = ind.derive.is_some()
+            || (!ind.rollup.inputs().is_empty()
+                && ind
+                    .rollup
+                    .inputs()
+                    .iter()
+                    .all(|c| dir.indicators.get(*c).is_some_and(|i| i.derive.is_some())));
+        let reports_here = !computed && ind.levels.contains(&Tier::of_level(&u.level));
         let mut series = Vec::with_capacity(SERIES_LEN);
         let mut missing = Vec::new();
         let mut latest: Option<(Period, Figure, Judgement)> = None;
@@ -264,20 +274,6 @@ impl IndicatorBook {
                     expected: None,
                 },
             };
-            // A derived figure (or a ratio of derived ones) is the core's own: never
-            // missing, only zero.
-            let computed = ind.derive.is_some()
-                || (!ind.rollup.inputs().is_empty()
-                    && ind
-                        .rollup
-                        .inputs()
-                        .iter()
-                        .all(|c| dir.indicators.get(*c).is_some_and(|i| i.derive.is_some())));
-            let reports_here = !computed
-                && dir
-                    .units
-                    .get(unit)
-                    .is_some_and(|u| ind.levels.contains(&Tier::of_level(&u.level)));
             if p.deadline(ind.basis, grace) < today {
                 last_due = Some(p.to_string());
                 if f.value.is_none() && reports_here {
