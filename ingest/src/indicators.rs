@@ -270,6 +270,17 @@ pub fn check(
             None
         }
     });
+    // The core computes a derived indicator from its own streams: a pushed figure would
+    // stand in for the computed one, so it is refused, not stored beside it.
+    if let Some(ind) = indicator.filter(|i| i.source == model::indicator::Source::Derived) {
+        errors.push(FieldError::new(
+            "indicator",
+            format!(
+                "{} is computed by the core from its own streams (source = derived); it is not reported",
+                ind.code
+            ),
+        ));
+    }
     // A unit reports only the indicators of its tier (a commune does not send a district's
     // figure; the district's comes from its own report or its communes').
     if let (Some(ind), Some(u)) = (indicator, unit.as_ref().and_then(|u| dir.units.get(u))) {
@@ -697,6 +708,25 @@ mod tests {
         }));
         let e = check(&d, &agency("hg-syt"), &item("hg-vi-thanh"), "x", now()).unwrap_err();
         assert_eq!(e.errors[0].field, "unit");
+    }
+
+    #[test]
+    fn a_derived_indicator_is_computed_not_reported() {
+        let item = RawItem {
+            indicator: Some("pa-tiepnhan".into()),
+            unit: Some("hg-vi-thanh".into()),
+            period: Some("202611".into()),
+            value: Some(json!(12)),
+            note: None,
+            line: None,
+            original: json!({}),
+        };
+        for reporter in [Reporter::Any, agency("hg-stttt")] {
+            let e = check(&dir(), &reporter, &item, "x", now()).unwrap_err();
+            assert_eq!(e.errors[0].field, "indicator");
+            assert!(e.errors[0].reason.contains("derived"), "{:?}", e.errors);
+            assert!(!e.forbidden);
+        }
     }
 
     #[test]

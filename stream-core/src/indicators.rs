@@ -15,8 +15,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use model::indicator::rollup::{figure, Figure, Figures};
 use model::indicator::target::{target_for, Judgement};
 use model::indicator::{
-    period::vietnam_date, Basis, Explanation, Indicator, IndicatorEvent, Period, Revision, Status,
-    Target, Tier, Value,
+    period::vietnam_date, Basis, Explanation, Indicator, IndicatorEvent, Period, Revision, Source,
+    Status, Target, Tier, Value,
 };
 use model::{Directory, EntityId, FieldError, Layer, LocalId, StateRecord};
 
@@ -536,6 +536,16 @@ impl Figures for View<'_> {
 
     fn reported(&self, code: &LocalId, unit: &LocalId, period: &Period) -> Option<f64> {
         let key = (code.clone(), unit.clone(), *period);
+        // A derived indicator's figure is the core's alone: a value on the topic for it (sent
+        // before intake refused them, or by another producer) never stands in for it.
+        if self
+            .dir
+            .indicators
+            .get(code)
+            .is_some_and(|i| i.source == Source::Derived)
+        {
+            return self.book.derived.get(&key).copied();
+        }
         self.book
             .values
             .get(&key)
@@ -868,5 +878,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(holds(&b).0, false);
+    }
+
+    #[test]
+    fn a_value_on_the_topic_never_stands_in_for_a_derived_figure() {
+        let mut d = dir();
+        let mut derived = d.indicators[&id("hs-nhan")].clone();
+        derived.source = Source::Derived;
+        derived.derive = Some(model::indicator::Derivation::ReportsReceived);
+        d.upsert(RegistryEntry::Indicator(derived));
+        let mut b = IndicatorBook::default();
+        let p: Period = "202611".parse().unwrap();
+        b.set_derived(&d, &id("hs-nhan"), &id("hg-vt"), p, 7.0);
+        b.apply(
+            &d,
+            value(
+                "hs-nhan",
+                "hg-vt",
+                "202611",
+                500.0,
+                "2026-11-20T10:00:00+07:00",
+            ),
+        )
+        .unwrap();
+        let r = b.record(&d, &id("hs-nhan"), &id("hg-vt"), now()).unwrap();
+        assert_eq!(r.properties["latest"]["value"], 7.0);
     }
 }
