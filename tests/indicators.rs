@@ -3,12 +3,14 @@
 //! websocket and the dashboard answer, rolled up to the province; a correction keeps its
 //! revision; another department's indicator is refused with 403 and a malformed sheet with
 //! every bad row named, neither writing anything; a missed target raises one alert to the
-//! owning department; an explanation is asked for and answered; a restart loses nothing.
+//! owning department; an explanation is asked for and answered; the history store keeps
+//! every revision, target and explanation; a restart loses nothing.
 
 mod common;
 
 use std::time::Duration;
 
+use common::postgres::PrivatePostgres;
 use common::*;
 use model::indicator::{Frequency, Period};
 use serde_json::{json, Value};
@@ -56,7 +58,10 @@ async fn until(ioc: &Ioc, path: &str, token: &str, pred: impl Fn(&Value) -> bool
 
 #[tokio::test]
 async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
-    let env = isolated_env("indicators");
+    let pg = PrivatePostgres::start();
+    let mut env = isolated_env("indicators");
+    env.push(("IOC_STORE__DATABASE_URL".into(), pg.url()));
+    env.push(("IOC_HISTORY__GROUP".into(), unique("hist")));
     let mut ioc = Ioc::start(&["serve"], &env);
     ioc.ready().await;
     let today = model::indicator::period::vietnam_date(chrono::Utc::now());
@@ -365,6 +370,38 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
 
+    // --- The store keeps it all: every revision (the replayed sheet is none), the target,
+    // both steps of the explanation.
+    let hist = |unit: &str| format!("/api/v1/indicators/dl-luotkhach/history?unit={unit}");
+    let vt = until(&ioc, &hist("hg-vi-thanh"), &leader, |v| {
+        v["periods"][0]["value"] == 8250.0
+    })
+    .await;
+    assert_eq!(vt["periods"][0]["period"], month.to_string());
+    let revisions = vt["periods"][0]["revisions"].as_array().unwrap();
+    assert_eq!(revisions.len(), 2, "{revisions:?}");
+    assert_eq!(revisions[1]["previous"], 8000.0);
+    assert_eq!(revisions[1]["note"], "Bổ sung số liệu lễ hội");
+    let hg = until(&ioc, &hist("hg"), &leader, |v| {
+        v["periods"][0]["explanations"]
+            .as_array()
+            .is_some_and(|e| e.len() == 2)
+    })
+    .await;
+    assert_eq!(hg["periods"][0]["targets"][0]["value"], 100000.0, "{hg}");
+    assert_eq!(hg["periods"][0]["explanations"][1]["step"], "answer");
+    let r = reqwest::Client::new()
+        .get(ioc.url(&hist("hg")))
+        .bearer_auth(&health)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "another department's indicator is not there for it"
+    );
+
     // --- A restart loses nothing: the same figures, revisions and explanations.
     let before = get(&ioc, path, &leader).await;
     ioc.kill();
@@ -372,4 +409,8 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
     ioc.ready().await;
     let after = until(&ioc, path, &leader, |v| v["figures"] == before["figures"]).await;
     assert_eq!(after["children"], before["children"]);
+    assert_eq!(
+        get(&ioc, &hist("hg-vi-thanh"), &leader).await["periods"],
+        vt["periods"]
+    );
 }

@@ -28,7 +28,7 @@ use crate::ApiState;
 /// Most stations one replay follows.
 const REPLAY_STATIONS: usize = 20_000;
 
-fn no_history() -> ApiError {
+pub(crate) fn no_history() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "no_history",
@@ -36,7 +36,7 @@ fn no_history() -> ApiError {
     )
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     if e.is_transient() {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -218,6 +218,110 @@ pub async fn one(
     .into_response())
 }
 
+#[derive(Debug, Deserialize)]
+pub struct HistoryParams {
+    unit: Option<String>,
+    /// Most events read (the newest); default and cap [`HISTORY_MAX`].
+    limit: Option<usize>,
+}
+
+/// Most events one history answer reads.
+const HISTORY_MAX: usize = 20_000;
+
+/// `GET /api/v1/indicators/{code}/history?unit=`: everything the store keeps of one
+/// indicator at one unit, per period, newest period first: every revision of the value (who,
+/// when, from what, to what, from where), the targets set, the explanations asked for and
+/// given. Beyond the dozen periods the live record carries, for charts and reviews.
+pub async fn history(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    Query(p): Query<HistoryParams>,
+) -> Result<Response, ApiError> {
+    let readers = Readers::of(&caller.0)?;
+    let code = LocalId::parse("code", &code)?;
+    let ind = catalogue(&st)?
+        .into_iter()
+        .find(|i| i.code == code)
+        .filter(|i| readers.may_read(i.agency.as_str()))
+        .ok_or_else(|| ApiError::not_found("code", format!("no indicator {code}")))?;
+    let unit = unit_param(&st, p.unit.as_deref())?;
+    let limit = match p.limit {
+        Some(0) => return Err(ApiError::bad_request("limit", "must be at least 1")),
+        Some(n) => n.min(HISTORY_MAX),
+        None => HISTORY_MAX,
+    };
+    let store = st.history.as_ref().ok_or_else(crate::history::no_history)?;
+    let rows = store
+        .indicator_events(code.as_str(), Some(&unit), limit)
+        .await
+        .map_err(crate::history::store_error)?;
+    Ok(Json(json!({
+        "indicator": entry(&st, &ind),
+        "unit": unit,
+        "events": rows.len(),
+        "truncated": rows.len() >= limit,
+        "periods": periods_of(&rows),
+    }))
+    .into_response())
+}
+
+/// Stored events folded per period, newest period first. A value equal to the one in force
+/// is a replay, not a revision (as the book counts them).
+fn periods_of(rows: &[store::IndicatorEventRow]) -> Vec<Value> {
+    #[derive(Default)]
+    struct Acc {
+        revisions: Vec<Value>,
+        current: Option<f64>,
+        targets: Vec<Value>,
+        explanations: Vec<Value>,
+    }
+    let mut per: BTreeMap<Period, Acc> = BTreeMap::new();
+    for r in rows {
+        let Ok(event) = serde_json::from_value::<IndicatorEvent>(r.data.clone()) else {
+            continue;
+        };
+        match event {
+            IndicatorEvent::Value(v) => {
+                let acc = per.entry(v.period).or_default();
+                if acc.current == Some(v.value) {
+                    continue;
+                }
+                acc.revisions.push(json!({
+                    "value": v.value, "previous": acc.current, "by": v.by, "at": v.at,
+                    "note": v.note, "source": r.source,
+                }));
+                acc.current = Some(v.value);
+            }
+            IndicatorEvent::Target(t) => {
+                let mut j = serde_json::to_value(&t).unwrap_or_default();
+                if let Some(o) = j.as_object_mut() {
+                    o.insert("at".into(), json!(r.ts));
+                    o.insert("source".into(), json!(r.source));
+                }
+                per.entry(t.period).or_default().targets.push(j);
+            }
+            IndicatorEvent::Explanation(e) => {
+                per.entry(e.period).or_default().explanations.push(json!({
+                    "step": e.step, "note": e.note, "by": e.by, "role": e.role, "at": e.at,
+                }));
+            }
+        }
+    }
+    per.into_iter()
+        .rev()
+        .map(|(period, a)| {
+            json!({
+                "period": period.to_string(),
+                "value": a.current,
+                "revisions": a.revisions,
+                "targets": a.targets,
+                "explanations": a.explanations,
+            })
+        })
+        .collect()
+}
+
 /// `GET /api/v1/dashboard?unit=`: what the leaders' tablet draws first, in one answer:
 /// per sector its indicators at the unit (latest figure, status, the last periods, how
 /// complete), and the attention list: targets missed, reports missing past their deadline,
@@ -496,4 +600,56 @@ pub async fn set_target(
         ApiError::from(first).with("errors", json!(e.errors))
     })?;
     publish(&st, &caller.0, IndicatorEvent::Target(target)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: u128, data: Value) -> store::IndicatorEventRow {
+        store::IndicatorEventRow {
+            event_id: uuid::Uuid::from_u128(n),
+            ts: "2026-11-20T03:00:00Z".parse().unwrap(),
+            kind: "indicator.value".into(),
+            indicator: "dl-luotkhach".into(),
+            unit: "hg".into(),
+            period: data["period"].as_str().unwrap_or_default().into(),
+            value: data["value"].as_f64(),
+            source: "http:/ingest/v1/indicators".into(),
+            data,
+        }
+    }
+
+    #[test]
+    fn history_is_per_period_newest_first_and_a_replay_is_no_revision() {
+        let value = |n, period: &str, v: f64| {
+            row(
+                n,
+                json!({"type": "value", "indicator": "dl-luotkhach", "unit": "hg", "period": period,
+                       "value": v, "by": "agency:hg-svhttdl", "at": "2026-11-20T10:00:00+07:00"}),
+            )
+        };
+        let rows = [
+            value(1, "202610", 100.0),
+            value(2, "202611", 200.0),
+            value(3, "202611", 200.0),
+            value(4, "202611", 210.0),
+            row(
+                5,
+                json!({"type": "explanation", "indicator": "dl-luotkhach", "unit": "hg", "period": "202611",
+                       "step": "request", "note": "Vì sao?", "by": "leader:1", "role": "leader",
+                       "at": "2026-11-21T10:00:00+07:00"}),
+            ),
+            row(6, json!({"type": "nonsense"})),
+        ];
+        let p = periods_of(&rows);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0]["period"], "202611");
+        assert_eq!(p[0]["value"], 210.0);
+        let revs = p[0]["revisions"].as_array().unwrap();
+        assert_eq!(revs.len(), 2);
+        assert_eq!(revs[1]["previous"], 200.0);
+        assert_eq!(p[0]["explanations"][0]["note"], "Vì sao?");
+        assert_eq!(p[1]["revisions"][0]["previous"], Value::Null);
+    }
 }

@@ -97,6 +97,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/indicators", get(indicators::list))
         .route("/api/v1/indicators/{code}", get(indicators::one))
         .route(
+            "/api/v1/indicators/{code}/history",
+            get(indicators::history),
+        )
+        .route(
             "/api/v1/indicators/{code}/explanations",
             post(indicators::explain),
         )

@@ -139,6 +139,24 @@ pub trait History: Send + Sync + 'static {
         Err(StoreError::Failed("this store keeps no reports".into()))
     }
 
+    /// Records indicator events (values, targets, explanations); an event stored already
+    /// (by its id) is skipped. Returns the rows that were new.
+    async fn write_indicator_events(&self, rows: &[IndicatorEventRow]) -> Result<u64, StoreError> {
+        let _ = rows;
+        Err(StoreError::Failed("this store keeps no indicators".into()))
+    }
+
+    /// The events of one indicator (for one unit, or all), oldest first: the newest `limit`.
+    async fn indicator_events(
+        &self,
+        indicator: &str,
+        unit: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<IndicatorEventRow>, StoreError> {
+        let _ = (indicator, unit, limit);
+        Err(StoreError::Failed("this store keeps no indicators".into()))
+    }
+
     /// Keeps an uploaded photo (already stripped of metadata) under its id; idempotent.
     async fn put_media(&self, media: &Media) -> Result<(), StoreError> {
         let _ = media;
@@ -220,6 +238,26 @@ pub struct ReportEventRow {
     pub ts: DateTime<Utc>,
     /// `report.created` or `report.transition`.
     pub kind: String,
+    pub data: serde_json::Value,
+}
+
+/// One event of `ioc.indicators`, as `indicator_events` keeps it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IndicatorEventRow {
+    /// The envelope's id: the same message read twice is stored once.
+    pub event_id: uuid::Uuid,
+    pub ts: DateTime<Utc>,
+    /// `indicator.value`, `indicator.target` or `indicator.explanation`.
+    pub kind: String,
+    pub indicator: String,
+    pub unit: String,
+    /// DHIS2 period (`202611`).
+    pub period: String,
+    /// The value or the target's figure; none for an explanation or a range target.
+    pub value: Option<f64>,
+    /// Where it came from (`http:/ingest/v1/indicators`, `poll:…`, `api:…`).
+    pub source: String,
+    /// The event as it travelled.
     pub data: serde_json::Value,
 }
 

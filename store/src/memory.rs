@@ -13,7 +13,8 @@ use model::{LocalId, Parameter, Reading, Unit};
 
 use crate::series::{Bucket, Series, SeriesQuery, SeriesSource, ORIGIN_UNIX};
 use crate::{
-    CameraAccess, Flavor, History, Media, ReadingKey, ReportEventRow, StoreError, Written,
+    CameraAccess, Flavor, History, IndicatorEventRow, Media, ReadingKey, ReportEventRow,
+    StoreError, Written,
 };
 
 #[derive(Debug, Clone)]
@@ -34,6 +35,10 @@ struct Inner {
     order: BTreeSet<OrderKey>,
     /// Report events by report, then seq (the first stored with a seq wins).
     reports: HashMap<String, BTreeMap<i32, ReportEventRow>>,
+    /// Indicator events in arrival order, oldest dropped first past [`INDICATOR_CAP`], and
+    /// the ids held (a message read twice is kept once).
+    indicators: std::collections::VecDeque<IndicatorEventRow>,
+    indicator_ids: HashSet<uuid::Uuid>,
     /// Photos, oldest dropped first past [`MEDIA_CAP`].
     media: HashMap<String, Media>,
     media_order: std::collections::VecDeque<String>,
@@ -46,6 +51,9 @@ struct Inner {
 
 /// Refused-attempt rows the demo keeps.
 const REFUSED_CAP: usize = 10_000;
+
+/// Indicator events the demo keeps (two years of the fixture catalogue is about 25 000).
+const INDICATOR_CAP: usize = 200_000;
 
 /// Photos the demo keeps (a few hundred MB at most).
 const MEDIA_CAP: usize = 200;
@@ -118,6 +126,43 @@ impl History for MemoryHistory {
             .get(report)
             .map(|l| l.values().cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn write_indicator_events(&self, rows: &[IndicatorEventRow]) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut new = 0;
+        for r in rows {
+            if !inner.indicator_ids.insert(r.event_id) {
+                continue;
+            }
+            inner.indicators.push_back(r.clone());
+            new += 1;
+            if inner.indicators.len() > INDICATOR_CAP {
+                if let Some(old) = inner.indicators.pop_front() {
+                    inner.indicator_ids.remove(&old.event_id);
+                }
+            }
+        }
+        Ok(new)
+    }
+
+    async fn indicator_events(
+        &self,
+        indicator: &str,
+        unit: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<IndicatorEventRow>, StoreError> {
+        let inner = self.lock();
+        let mut rows: Vec<IndicatorEventRow> = inner
+            .indicators
+            .iter()
+            .filter(|r| r.indicator == indicator && unit.is_none_or(|u| r.unit == u))
+            .cloned()
+            .collect();
+        // Oldest first as the database answers: by event time, then id.
+        rows.sort_by(|a, b| (a.ts, a.event_id).cmp(&(b.ts, b.event_id)));
+        let skip = rows.len().saturating_sub(limit);
+        Ok(rows.split_off(skip))
     }
 
     async fn write_access(&self, a: &CameraAccess) -> Result<(), StoreError> {

@@ -28,8 +28,8 @@ use tracing::{info, warn};
 use crate::series::{Bucket, Series, SeriesQuery, ORIGIN_SQL};
 use crate::timescale::{self, FailingJob};
 use crate::{
-    AlertEventRow, CameraAccess, Flavor, History, Media, ReadingKey, RegistryRow, ReportEventRow,
-    StoreConfig, StoreError, TimescaleMode, WriteMethod, Written,
+    AlertEventRow, CameraAccess, Flavor, History, IndicatorEventRow, Media, ReadingKey,
+    RegistryRow, ReportEventRow, StoreConfig, StoreError, TimescaleMode, WriteMethod, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -784,6 +784,74 @@ impl History for PgStore {
         }
         tx.commit().await.map_err(map_err)?;
         Ok(new)
+    }
+
+    async fn write_indicator_events(&self, rows: &[IndicatorEventRow]) -> Result<u64, StoreError> {
+        self.ready_flavor()?;
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut new = 0;
+        for r in rows {
+            new += sqlx::query(
+                "INSERT INTO indicator_events
+                     (event_id, ts, kind, indicator, unit, period, value, source, data)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            )
+            .bind(r.event_id)
+            .bind(r.ts)
+            .bind(&r.kind)
+            .bind(&r.indicator)
+            .bind(&r.unit)
+            .bind(&r.period)
+            .bind(r.value)
+            .bind(&r.source)
+            .bind(&r.data)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(new)
+    }
+
+    async fn indicator_events(
+        &self,
+        indicator: &str,
+        unit: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<IndicatorEventRow>, StoreError> {
+        self.ready_flavor()?;
+        // The newest `limit`, answered oldest first.
+        let rows = sqlx::query(
+            "SELECT * FROM (
+                 SELECT event_id, ts, kind, indicator, unit, period, value, source, data
+                   FROM indicator_events
+                  WHERE indicator = $1 AND ($2::text IS NULL OR unit = $2)
+                  ORDER BY ts DESC, event_id DESC LIMIT $3) newest
+             ORDER BY ts, event_id",
+        )
+        .bind(indicator)
+        .bind(unit)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(IndicatorEventRow {
+                    event_id: r.try_get("event_id")?,
+                    ts: r.try_get("ts")?,
+                    kind: r.try_get("kind")?,
+                    indicator: r.try_get("indicator")?,
+                    unit: r.try_get("unit")?,
+                    period: r.try_get("period")?,
+                    value: r.try_get("value")?,
+                    source: r.try_get("source")?,
+                    data: r.try_get("data")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
     }
 
     async fn report_events(&self, report: &str) -> Result<Vec<ReportEventRow>, StoreError> {

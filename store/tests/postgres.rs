@@ -457,6 +457,76 @@ async fn the_registry_table_keeps_the_newest_version_and_removals(layout: Layout
     assert_eq!((name.as_str(), removed), ("Cái Lớn – Vị Thanh", true));
 }
 
+async fn indicator_events_are_kept_once_and_read_per_unit_as_memory_reads_them(layout: Layout) {
+    let s = store("indicators", WriteMethod::Copy, layout).await;
+    let mem = MemoryHistory::new(10);
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 20, 3, 0, 0).unwrap();
+    let row = |n: u32, unit: &str, value: f64| store::IndicatorEventRow {
+        event_id: uuid::Uuid::from_u128(u128::from(n) + 1),
+        ts: t0 + Duration::minutes(i64::from(n)),
+        kind: "indicator.value".into(),
+        indicator: "hcc-hs-dunghan".into(),
+        unit: unit.into(),
+        period: "202611".into(),
+        value: Some(value),
+        source: "http:/ingest/v1/indicators".into(),
+        data: serde_json::json!({"type": "value", "indicator": "hcc-hs-dunghan", "unit": unit,
+            "period": "202611", "value": value, "by": "agency:hg-vpubnd",
+            "at": (t0 + Duration::minutes(i64::from(n))).to_rfc3339(), "note": "Số liệu sơ bộ – đợt 1"}),
+    };
+    let rows: Vec<_> = (0..6)
+        .map(|n| {
+            row(
+                n,
+                if n % 2 == 0 {
+                    "hg-vi-thanh"
+                } else {
+                    "hg-nga-bay"
+                },
+                90.0 + f64::from(n),
+            )
+        })
+        .collect();
+    for h in [&s as &dyn History, &mem] {
+        assert_eq!(h.write_indicator_events(&rows).await.unwrap(), 6);
+        // The sink reading the same messages again adds nothing.
+        assert_eq!(h.write_indicator_events(&rows).await.unwrap(), 0);
+    }
+    let pg = s
+        .indicator_events("hcc-hs-dunghan", Some("hg-vi-thanh"), 2)
+        .await
+        .unwrap();
+    let values: Vec<_> = pg.iter().map(|r| r.value).collect();
+    assert_eq!(
+        values,
+        [Some(92.0), Some(94.0)],
+        "the newest two, oldest first"
+    );
+    assert_eq!(
+        pg,
+        mem.indicator_events("hcc-hs-dunghan", Some("hg-vi-thanh"), 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(pg[0].data["note"], "Số liệu sơ bộ – đợt 1");
+    let all = s
+        .indicator_events("hcc-hs-dunghan", None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        all,
+        mem.indicator_events("hcc-hs-dunghan", None, 100)
+            .await
+            .unwrap()
+    );
+    assert_eq!(all.len(), 6);
+    assert!(s
+        .indicator_events("pa-tiepnhan", None, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// `n` readings of `station`, one every `every_s` seconds from `from`, values varying.
 fn run_of(station: &str, from: DateTime<Utc>, n: i64, every_s: i64) -> Vec<Reading> {
     (0..n)
@@ -781,4 +851,5 @@ on_both_layouts!(
     late_rows_and_backfill_reach_the_rollups_at_once,
     policies_follow_the_configuration_at_every_start,
     one_connection_is_enough,
+    indicator_events_are_kept_once_and_read_per_unit_as_memory_reads_them,
 );

@@ -9,7 +9,9 @@
 //! good (not a passing failure) is isolated and dead-lettered; the rest of its batch lands.
 //! It also keeps the `registry` table (the last version of every entity) from the registry
 //! topic, the `alerts` table (every alert event) from the alerts topic, and the
-//! `report_events` table (every field-report event, first per seq) from the reports topic.
+//! `report_events` table (every field-report event, first per seq) from the reports topic,
+//! and `indicator_events` (every value, correction, target and explanation) from the
+//! indicators topic.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,11 +20,14 @@ use std::time::{Duration, Instant};
 use bus::{Bus, BusError, Message, Topics};
 use chrono::Utc;
 use model::envelope::original_value;
+use model::indicator::IndicatorEvent;
 use model::report::{ReportCreated, ReportTransition};
 use model::{Envelope, EventKind, FieldError, Reading};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use store::{AlertEventRow, FailingJob, History, RegistryRow, ReportEventRow, StoreError};
+use store::{
+    AlertEventRow, FailingJob, History, IndicatorEventRow, RegistryRow, ReportEventRow, StoreError,
+};
 use tracing::{info, warn};
 
 use crate::input::collect_batch;
@@ -180,6 +185,13 @@ pub async fn run_history(
         }
         HistoryStart::Oldest => bus.read_all(&[&topics.reports]).await?,
     };
+    let mut indicators = match start {
+        HistoryStart::Committed => {
+            bus.assign(&config.group, &topics.indicators, partitions)
+                .await?
+        }
+        HistoryStart::Oldest => bus.read_all(&[&topics.indicators]).await?,
+    };
     let mut sub = match start {
         HistoryStart::Committed => {
             bus.assign(
@@ -216,6 +228,7 @@ pub async fn run_history(
                 sub.commit().await?;
                 alerts.commit().await?;
                 reports.commit().await?;
+                indicators.commit().await?;
                 return Ok(());
             }
             // Alerts and registry first: rare, and never starved by a steady readings stream.
@@ -233,6 +246,14 @@ pub async fn run_history(
                 sink.retrying(|| sink.history.write_report_events(&rows)).await?;
                 for m in &batch {
                     reports.applied(m)?;
+                }
+            }
+            m = indicators.next() => {
+                let batch = collect_batch(m?, &mut *indicators, config.batch_max, config.batch_wait_ms).await?;
+                let rows: Vec<IndicatorEventRow> = batch.iter().filter_map(indicator_row).collect();
+                sink.retrying(|| sink.history.write_indicator_events(&rows)).await?;
+                for m in &batch {
+                    indicators.applied(m)?;
                 }
             }
             m = registry.next() => {
@@ -315,6 +336,29 @@ fn report_row(m: &Message) -> Option<ReportEventRow> {
         event_id,
         ts: env.ts.with_timezone(&Utc),
         kind: serde_json::to_value(env.kind).ok()?.as_str()?.to_string(),
+        data: env.data,
+    })
+}
+
+/// An indicator event as `indicator_events` keeps it; what the book would refuse (no such
+/// event, unreadable) is not history.
+fn indicator_row(m: &Message) -> Option<IndicatorEventRow> {
+    let env = Envelope::from_bytes(m.payload.as_deref()?).ok()?;
+    let event: IndicatorEvent = env.data_as().ok()?;
+    let (unit, period, value) = match &event {
+        IndicatorEvent::Value(v) => (&v.unit, v.period, Some(v.value)),
+        IndicatorEvent::Target(t) => (&t.unit, t.period, t.value),
+        IndicatorEvent::Explanation(e) => (&e.unit, e.period, None),
+    };
+    Some(IndicatorEventRow {
+        event_id: env.id,
+        ts: env.ts.with_timezone(&Utc),
+        kind: serde_json::to_value(env.kind).ok()?.as_str()?.to_string(),
+        indicator: event.indicator().to_string(),
+        unit: unit.to_string(),
+        period: period.to_string(),
+        value,
+        source: env.source,
         data: env.data,
     })
 }
