@@ -160,7 +160,7 @@ impl History for MemoryHistory {
             .cloned()
             .collect();
         // Oldest first as the database answers: by event time, then id.
-        rows.sort_by(|a, b| (a.ts, a.event_id).cmp(&(b.ts, b.event_id)));
+        rows.sort_by_key(|r| (r.ts, r.event_id));
         let skip = rows.len().saturating_sub(limit);
         Ok(rows.split_off(skip))
     }
