@@ -144,13 +144,20 @@ fn unit_param(st: &ApiState, unit: Option<&str>) -> Result<String, ApiError> {
         }
         None => registry
             .with(|d| {
-                // The root with the most indicators' figures: the province the IOC serves.
+                // The root with the most indicators' figures of its own: the province the
+                // IOC serves. One lookup per root and indicator, not a scan of the layer.
                 let mut roots: Vec<&model::AdminUnit> =
                     d.units.values().filter(|u| u.parent.is_none()).collect();
                 roots.sort_by_key(|u| u.id.clone());
+                let figures_of = |root: &LocalId| {
+                    d.indicators
+                        .keys()
+                        .filter(|code| st.replica.get(&EntityId::series(code, root)).is_some())
+                        .count()
+                };
                 roots
                     .into_iter()
-                    .max_by_key(|u| series_under(st, u.id.as_str()).len())
+                    .max_by_key(|u| figures_of(&u.id))
                     .map(|u| u.id.to_string())
             })
             .ok_or_else(|| ApiError::not_found("unit", "the registry has no units")),
