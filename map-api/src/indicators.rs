@@ -191,13 +191,8 @@ pub async fn one(
     Path(code): Path<String>,
     Query(p): Query<UnitParams>,
 ) -> Result<Response, ApiError> {
-    let readers = Readers::of(&caller.0)?;
-    let code = LocalId::parse("code", &code)?;
-    let ind = catalogue(&st)?
-        .into_iter()
-        .find(|i| i.code == code)
-        .filter(|i| readers.may_read(i.agency.as_str()))
-        .ok_or_else(|| ApiError::not_found("code", format!("no indicator {code}")))?;
+    let ind = readable(&st, &caller.0, &code)?;
+    let code = ind.code.clone();
     let unit = unit_param(&st, p.unit.as_deref())?;
     let series: Vec<Arc<StateRecord>> = series_under(&st, &unit)
         .into_iter()
@@ -245,13 +240,8 @@ pub async fn history(
     Path(code): Path<String>,
     Query(p): Query<HistoryParams>,
 ) -> Result<Response, ApiError> {
-    let readers = Readers::of(&caller.0)?;
-    let code = LocalId::parse("code", &code)?;
-    let ind = catalogue(&st)?
-        .into_iter()
-        .find(|i| i.code == code)
-        .filter(|i| readers.may_read(i.agency.as_str()))
-        .ok_or_else(|| ApiError::not_found("code", format!("no indicator {code}")))?;
+    let ind = readable(&st, &caller.0, &code)?;
+    let code = ind.code.clone();
     let unit = unit_param(&st, p.unit.as_deref())?;
     let limit = match p.limit {
         Some(0) => return Err(ApiError::bad_request("limit", "must be at least 1")),
@@ -479,6 +469,15 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
 }
 
 /// The indicator a write names, if the catalogue has it.
+/// The indicator `code` if the caller may read it; one not found answer for both "no such
+/// indicator" and "not yours", so an agency cannot learn another's catalogue by probing.
+fn readable(st: &ApiState, caller: &Claims, code: &str) -> Result<Indicator, ApiError> {
+    let readers = Readers::of(caller)?;
+    Some(indicator_of(st, code)?)
+        .filter(|i| readers.may_read(i.agency.as_str()))
+        .ok_or_else(|| ApiError::not_found("code", format!("no indicator {code}")))
+}
+
 fn indicator_of(st: &ApiState, code: &str) -> Result<Indicator, ApiError> {
     let code = LocalId::parse("code", code)?;
     catalogue(st)?
