@@ -4,7 +4,8 @@
 //! revision; another department's indicator is refused with 403 and a malformed sheet with
 //! every bad row named, neither writing anything; a missed target raises one alert to the
 //! owning department; an explanation is asked for and answered; the history store keeps
-//! every revision, target and explanation; a restart loses nothing.
+//! every revision, target and explanation; salinity readings become the derived warning
+//! days and 4‰ reach; a restart loses nothing (the daily tallies come back from the topic).
 
 mod common;
 
@@ -27,6 +28,18 @@ async fn post(ioc: &Ioc, path: &str, token: &str, ctype: &str, body: String) -> 
         .await
         .unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_salinity(ioc: &Ioc, station: &str, value: f64) {
+    let r = reqwest::Client::new()
+        .post(ioc.url("/ingest/v1/readings"))
+        .bearer_auth(token(auth::Role::Sensor))
+        .json(&json!({"station": station, "parameter": "salinity",
+                      "ts": chrono::Utc::now().to_rfc3339(), "value": value, "unit": "‰"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
 }
 
 async fn get(ioc: &Ioc, path: &str, token: &str) -> Value {
@@ -402,6 +415,16 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
         "another department's indicator is not there for it"
     );
 
+    // --- Derived from the core's own streams: both Cái Lớn stations at 8‰ put the 4‰ line
+    // at least at the inland one (km 55) and make today a warning day, for the province.
+    post_salinity(&ioc, "hg-lm-sal-01", 8.0).await;
+    post_salinity(&ioc, "hg-vt-sal-01", 8.0).await;
+    let latest = |v: &Value| v["figures"]["latest"]["value"].as_f64();
+    let reach_path = "/api/v1/indicators/mt-man-xamnhap-4?unit=hg";
+    until(&ioc, reach_path, &leader, |v| latest(v) == Some(55.0)).await;
+    let days_path = "/api/v1/indicators/mt-man-ngay-canhbao?unit=hg";
+    until(&ioc, days_path, &leader, |v| latest(v) == Some(1.0)).await;
+
     // --- A restart loses nothing: the same figures, revisions and explanations.
     let before = get(&ioc, path, &leader).await;
     ioc.kill();
@@ -413,4 +436,17 @@ async fn figures_are_pushed_rolled_up_judged_explained_and_survive_a_restart() {
         get(&ioc, &hist("hg-vi-thanh"), &leader).await["periods"],
         vt["periods"]
     );
+    // The day's tallies came back from ioc.tallies: the inland station falling to 2‰ pulls
+    // the line back to km 50, but the day's farthest stays km 55.
+    post_salinity(&ioc, "hg-vt-sal-01", 2.0).await;
+    until(&ioc, "/api/v1/layers/rivers/features", &leader, |v| {
+        v.to_string().contains("\"km\":50.0")
+    })
+    .await;
+    // (The series would move in the same batch as the river: give it time to show.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reach = get(&ioc, reach_path, &leader).await;
+    assert_eq!(latest(&reach), Some(55.0), "{reach}");
+    let days = get(&ioc, days_path, &leader).await;
+    assert_eq!(latest(&days), Some(1.0), "{days}");
 }

@@ -128,6 +128,7 @@ pub async fn run(b: ColdStart) -> anyhow::Result<()> {
         ("REGISTRY", &topics.registry),
         ("ALERTS", &topics.alerts),
         ("STATE", &topics.state),
+        ("TALLIES", &topics.tallies),
         ("DEADLETTER", &topics.deadletter),
     ] {
         env.push((format!("IOC_TOPICS__{k}"), v.clone()));

@@ -320,6 +320,7 @@ fn prefixed_topics(prefix: &str) -> Topics {
         registry: p(&d.registry),
         alerts: p(&d.alerts),
         state: p(&d.state),
+        tallies: p(&d.tallies),
         deadletter: p(&d.deadletter),
     }
 }

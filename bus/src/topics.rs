@@ -14,6 +14,9 @@ pub struct Topics {
     pub registry: String,
     pub alerts: String,
     pub state: String,
+    /// The stream core's daily tallies of cameras, stations, rivers and alerts, for the
+    /// derived indicators (compacted: one per entity, day and kind; read whole at start).
+    pub tallies: String,
     pub deadletter: String,
 }
 
@@ -27,6 +30,7 @@ impl Default for Topics {
             registry: "ioc.registry".into(),
             alerts: "ioc.alerts".into(),
             state: "ioc.state".into(),
+            tallies: "ioc.tallies".into(),
             deadletter: "ioc.deadletter".into(),
         }
     }
@@ -69,6 +73,7 @@ impl Topics {
             spec(&self.registry, partitions, true, None),
             spec(&self.alerts, partitions, false, Some(-1)),
             spec(&self.state, partitions, true, None),
+            spec(&self.tallies, partitions, true, None),
             spec(&self.deadletter, 1, false, Some(90 * DAY_MS)),
         ]
     }

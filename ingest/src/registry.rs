@@ -15,6 +15,7 @@ use bus::{Bus, BusError};
 use chrono::Utc;
 use model::camera::{RtspTransport, StreamSource};
 use model::error::Checker;
+use model::indicator::Derivation;
 use model::{
     Camera, CameraGroup, CameraPurpose, EntityId, Envelope, FieldError, GeoPoint, LocalId,
     RegistryEntry,
@@ -550,17 +551,12 @@ fn indicator_from_cells(
             format!("{other:?} is not pushed, polled or derived"),
         )),
     });
-    let derive = c.check(match cells.get("derive") {
-        None => Ok(None),
-        Some(d) => serde_json::from_value(serde_json::Value::String(d.to_string()))
-            .map(Some)
-            .map_err(|_| {
-                FieldError::new(
-                    "derive",
-                    format!("{d:?} is not reports_received, reports_resolved, reports_resolved_on_time or reports_overdue"),
-                )
-            }),
-    });
+    let derive = c.check(
+        cells
+            .get("derive")
+            .map(|d| Derivation::parse("derive", d))
+            .transpose(),
+    );
     let cumulative = c.check(flag("cumulative"));
     let public = c.check(flag("public"));
     let deadline_days = c.check(

@@ -128,7 +128,7 @@ fn sub_index(pollutant: Pollutant, table: &Breakpoints, c: f64) -> SubIndex {
 }
 
 /// The bands of the index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Band {
     Good,

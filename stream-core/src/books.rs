@@ -20,12 +20,14 @@ use crate::cameras::CameraBook;
 use crate::effect::Effect;
 use crate::forecaster::{ForecastView, Target};
 use crate::indicators::{IndicatorBook, Touched};
+use crate::input::TallyIn;
 use crate::input::{AlertActionIn, Input, Located, ReadingIn, Rejected};
 use crate::places::{unit_record, zone_record};
 use crate::reports::{Changed, ReportBook, ReportsConfig};
 use crate::rivers::RiverBook;
 use crate::rules;
 use crate::stations::StationBook;
+use crate::tallies::{Days, TallyBook};
 use model::Directory;
 use model::{EntityKind, RegistryChange};
 
@@ -39,6 +41,10 @@ pub struct Books {
     /// The Vietnam date the indicator records were last built for (periods open and close,
     /// deadlines pass, with the date).
     indicators_day: Option<chrono::NaiveDate>,
+    /// Daily tallies of cameras, stations, rivers and alerts.
+    tallies: TallyBook,
+    /// The minute the open periods' tallied figures were last figured (camera time runs on).
+    tallies_minute: i64,
     alerts: AlertBook,
 }
 
@@ -55,6 +61,8 @@ impl Books {
             )),
             indicators: IndicatorBook::default(),
             indicators_day: None,
+            tallies: TallyBook::default(),
+            tallies_minute: 0,
             alerts: AlertBook::new(rules),
         }
     }
@@ -78,6 +86,10 @@ impl Books {
     #[cfg(test)]
     pub(crate) fn reports_book(&self) -> &ReportBook {
         &self.reports
+    }
+
+    pub fn tally_count(&self) -> usize {
+        self.tallies.len()
     }
 
     pub fn indicator_value_count(&self) -> usize {
@@ -104,6 +116,9 @@ impl Books {
                 for e in batch {
                     out.extend(self.indicator_event(e, now, &mut touched));
                 }
+            }
+            Input::Tallies(batch) => {
+                self.take_tallies(batch);
             }
             other => out = self.apply(other, now),
         }
@@ -174,6 +189,25 @@ impl Books {
             self.reports.flow_days().cloned().collect();
         let units: BTreeSet<LocalId> = self.dir.units.keys().cloned().collect();
         self.derive_from_reports(&days, &units, now);
+        // Tallies as restored, each camera counted on from its latest (at the state the
+        // restored status gives) into today, each station's latest index and level, those
+        // past keeping dropped; then the figures of every day they hold.
+        let today = model::indicator::period::vietnam_date(now);
+        let mut days = self.tallies.all_days();
+        let cameras: Vec<LocalId> = self.dir.cameras.keys().cloned().collect();
+        for id in &cameras {
+            days.extend(self.tally_camera(id, now, &mut out));
+        }
+        for (entity, units, online) in self.tallies.cameras() {
+            days.extend(self.tallies.camera(&entity, &units, now, online, &mut out));
+        }
+        let stations: Vec<LocalId> = self.stations.iter().map(|s| s.station.id.clone()).collect();
+        for id in &stations {
+            days.extend(self.tally_station(id, &mut out));
+        }
+        out.extend(self.tallies.expire(today));
+        days.extend(self.every_unit_on(today));
+        self.derive_from_tallies(&days, now);
         let series = self.indicators.all_series(&self.dir);
         for r in restored.values().filter(|r| r.layer == Layer::Indicators) {
             let known = r.entity.series_parts().is_some_and(|k| series.contains(&k));
@@ -185,14 +219,39 @@ impl Books {
         out.extend(self.indicator_changes(series, Some(restored), now));
         // Rivers as the restored stations give them (republished only where they differ).
         self.rivers.restore(restored);
-        out.extend(self.refresh_rivers());
+        out.extend(self.refresh_rivers(now));
         out
     }
 
-    /// The river records the stations now give, where they differ from the last published.
-    fn refresh_rivers(&mut self) -> Vec<Effect> {
+    /// The river records the stations now give, where they differ from the last published,
+    /// with the day's farthest 4‰ reach of each into its tallies.
+    fn refresh_rivers(&mut self, now: DateTime<Utc>) -> Vec<Effect> {
         let bands = &self.alerts.config().salinity_risk_bands;
-        self.rivers.refresh(&self.stations, bands)
+        let mut out = self.rivers.refresh(&self.stations, bands);
+        let reached: Vec<(EntityId, Vec<LocalId>, DateTime<Utc>, f64)> = out
+            .iter()
+            .filter_map(Effect::record)
+            .filter_map(|r| {
+                Some((
+                    r.entity.clone(),
+                    r.units.clone(),
+                    r.updated?.to_utc(),
+                    crate::rivers::reach_4_km(r)?,
+                ))
+            })
+            .collect();
+        let mut days = Days::new();
+        for (river, units, at, km) in reached {
+            days.extend(self.tallies.river(&river, &units, at, km, &mut out));
+        }
+        out.extend(self.figure_tallies(&days, now));
+        out
+    }
+
+    /// The series records the tallies of `days` change.
+    fn figure_tallies(&mut self, days: &Days, now: DateTime<Utc>) -> Vec<Effect> {
+        let touched = self.derive_from_tallies(days, now);
+        self.indicator_changes(touched, None, now)
     }
 
     /// See [`StationBook::covered_up_to`].
@@ -249,8 +308,12 @@ impl Books {
             Input::CameraStatus(Ok(l)) => self.camera_status(l, now),
             Input::CameraStatus(Err(r)) => vec![dead_letter(r, now)],
             Input::AlertAction(a) => self.alert_action(a, now),
-            Input::Peer(record) => self.peer(&record),
+            Input::Peer(record) => self.peer(&record, now),
             Input::Forecast(station, f) => self.forecast(&station, f, now),
+            Input::Tallies(batch) => {
+                let days = self.take_tallies(batch);
+                self.figure_tallies(&days, now)
+            }
             Input::Tick => self.tick(now),
         }
     }
@@ -428,8 +491,13 @@ impl Books {
                 .is_some_and(|s| s.station.river.is_some())
         });
         if river_changed {
-            out.extend(self.refresh_rivers());
+            out.extend(self.refresh_rivers(now));
         }
+        let mut days = Days::new();
+        for id in &dirty {
+            days.extend(self.tally_station(id, &mut out));
+        }
+        out.extend(self.figure_tallies(&days, now));
         if self.rules().enabled {
             let mut transitions = Vec::new();
             for id in &dirty {
@@ -450,11 +518,11 @@ impl Books {
     }
 
     /// Another instance's station: kept as a copy, so the rivers it lies on stay right.
-    fn peer(&mut self, record: &StateRecord) -> Vec<Effect> {
+    fn peer(&mut self, record: &StateRecord, now: DateTime<Utc>) -> Vec<Effect> {
         if !self.stations.mirror(record) {
             return Vec::new();
         }
-        self.refresh_rivers()
+        self.refresh_rivers(now)
     }
 
     /// One event of `ioc.reports` into the book; what it changes goes into `changed`.
@@ -491,7 +559,7 @@ impl Books {
             .dir
             .indicators
             .values()
-            .filter(|i| i.derive.is_some())
+            .filter(|i| i.derive.as_ref().is_some_and(|d| !d.is_tallied()))
             .cloned()
             .collect();
         let today = model::indicator::period::vietnam_date(now);
@@ -503,7 +571,7 @@ impl Books {
                     .is_some_and(|x| ind.levels.contains(&Tier::of_level(&x.level)))
             };
             let mut figures: Vec<(LocalId, Period, f64)> = Vec::new();
-            match ind.derive {
+            match &ind.derive {
                 Some(Derivation::ReportsOverdue) => {
                     let current = Period::containing(today, ind.frequency, ind.basis);
                     for u in units.iter().filter(|u| reports_here(u)) {
@@ -537,7 +605,7 @@ impl Books {
                             Derivation::ReportsReceived => f.received,
                             Derivation::ReportsResolved => f.resolved,
                             Derivation::ReportsResolvedOnTime => f.resolved_on_time,
-                            Derivation::ReportsOverdue => continue,
+                            _ => continue,
                         };
                         figures.push((u, p, n as f64));
                     }
@@ -549,6 +617,113 @@ impl Books {
             }
         }
         touched
+    }
+
+    /// Tallies read from `ioc.tallies`: the (unit, day)s they move.
+    fn take_tallies(&mut self, batch: Vec<TallyIn>) -> Days {
+        let mut days = Days::new();
+        for t in batch {
+            days.extend(match t.tally {
+                Some(tally) => self.tallies.put(tally),
+                None => self.tallies.remove(&t.key),
+            });
+        }
+        days
+    }
+
+    /// The tallied derived indicators (cameras, air, salinity, alerts) of the periods holding
+    /// `days`, figured per unit at the tiers each indicator is reported at, from the unit's
+    /// own tallies (never rolled up: a province's availability is its cameras' time, not a
+    /// mean of districts): the series they change.
+    fn derive_from_tallies(&mut self, days: &Days, now: DateTime<Utc>) -> Touched {
+        use model::indicator::{tally, Period, Tier};
+        let mut touched = Touched::new();
+        if days.is_empty() {
+            return touched;
+        }
+        let tallied: Vec<model::indicator::Indicator> = self
+            .dir
+            .indicators
+            .values()
+            .filter(|i| i.derive.as_ref().is_some_and(|d| d.is_tallied()))
+            .cloned()
+            .collect();
+        for ind in &tallied {
+            let Some(d) = &ind.derive else { continue };
+            let periods: BTreeSet<(LocalId, Period)> = days
+                .iter()
+                .filter(|(u, _)| {
+                    self.dir
+                        .units
+                        .get(u)
+                        .is_some_and(|x| ind.levels.contains(&Tier::of_level(&x.level)))
+                })
+                .map(|(u, day)| {
+                    (
+                        u.clone(),
+                        Period::containing(*day, ind.frequency, ind.basis),
+                    )
+                })
+                .collect();
+            for (u, p) in periods {
+                let (first, last) = p.dates(ind.basis);
+                if let Some(v) = tally::figure(d, self.tallies.of_unit(&u, first, last), now) {
+                    touched.extend(self.indicators.set_derived(&self.dir, &ind.code, &u, p, v));
+                }
+            }
+        }
+        touched
+    }
+
+    /// Every unit on `day`, for the figures of the periods open then (alerts count zero
+    /// where none were raised; camera time runs on).
+    fn every_unit_on(&self, day: chrono::NaiveDate) -> Days {
+        self.dir.units.keys().map(|u| (u.clone(), day)).collect()
+    }
+
+    /// A camera's state as its status (or silence) gives it, into its tallies.
+    fn tally_camera(&mut self, id: &LocalId, now: DateTime<Utc>, out: &mut Vec<Effect>) -> Days {
+        let (Some(c), Some((since, online))) = (
+            self.dir.cameras.get(id),
+            self.cameras.uptime_state(id, now.fixed_offset()),
+        ) else {
+            return Days::new();
+        };
+        let units = self.dir.locate(c.position.lon, c.position.lat);
+        let entity = EntityId::new(EntityKind::Camera, id);
+        self.tallies
+            .camera(&entity, &units, since.to_utc(), online, out)
+    }
+
+    /// A station's latest hourly and daily VN_AQI, or its salinity level, into its tallies.
+    fn tally_station(&mut self, id: &LocalId, out: &mut Vec<Effect>) -> Days {
+        let Some(s) = self.stations.get(id) else {
+            return Days::new();
+        };
+        let (entity, units) = (s.entity(), s.units.clone());
+        let hourly = s
+            .props
+            .aqi
+            .as_ref()
+            .and_then(|v| Some((v.period.to_utc(), v.value?)));
+        let daily = s
+            .props
+            .aqi_daily
+            .as_ref()
+            .and_then(|v| Some((v.period.date_naive(), v.value?)));
+        let salinity = s
+            .props
+            .salinity_level
+            .zip(s.updated())
+            .map(|(l, at)| (l, at.to_utc()));
+        let mut days = Days::new();
+        if hourly.is_some() || daily.is_some() {
+            days.extend(self.tallies.air(&entity, &units, hourly, daily, out));
+        }
+        if let Some((level, at)) = salinity {
+            days.extend(self.tallies.salinity(&entity, &units, at, level, out));
+        }
+        days
     }
 
     /// Report records (tombstones for those that left), unit counts, the overdue rule.
@@ -597,11 +772,16 @@ impl Books {
 
     fn camera_status(&mut self, located: Located, now: DateTime<Utc>) -> Vec<Effect> {
         match self.cameras.apply(&located.event) {
-            Ok(Some(id)) => self
-                .camera_record(&id, now)
-                .map(Effect::upsert)
-                .into_iter()
-                .collect(),
+            Ok(Some(id)) => {
+                let mut out: Vec<Effect> = self
+                    .camera_record(&id, now)
+                    .map(Effect::upsert)
+                    .into_iter()
+                    .collect();
+                let days = self.tally_camera(&id, now, &mut out);
+                out.extend(self.figure_tallies(&days, now));
+                out
+            }
             Ok(None) => Vec::new(),
             Err(e) => vec![dead_letter(located.rejected(vec![e]), now)],
         }
@@ -670,8 +850,10 @@ impl Books {
             }
         }
         // Cameras whose worker went quiet, or spoke again: their records change.
+        let mut days = Days::new();
         for id in self.cameras.silence_changes(now_local) {
             out.extend(self.camera_record(&id, now).map(Effect::upsert));
+            days.extend(self.tally_camera(&id, now, &mut out));
         }
         transitions.extend(self.alerts.tick(now_local));
         out.extend(self.alert_effects(transitions, true, now));
@@ -681,12 +863,27 @@ impl Books {
         let today = model::indicator::period::vietnam_date(now);
         if self.indicators_day != Some(today) {
             self.indicators_day = Some(today);
+            // Each camera's time opens a tally for the new day; tallies past keeping go.
+            for (entity, units, online) in self.tallies.cameras() {
+                days.extend(self.tallies.camera(&entity, &units, now, online, &mut out));
+            }
+            out.extend(self.tallies.expire(today));
+            days.extend(self.every_unit_on(today));
             // The open period's overdue counts start afresh where a period opened.
             let units: BTreeSet<LocalId> = self.dir.units.keys().cloned().collect();
             self.derive_from_reports(&BTreeSet::new(), &units, now);
+            self.derive_from_tallies(&days, now);
             let all = self.indicators.all_series(&self.dir);
             out.extend(self.indicator_changes(all, None, now));
+            return out;
         }
+        // Camera time runs on: the open periods' figures, once a minute.
+        let minute = now.timestamp().div_euclid(60);
+        if minute != self.tallies_minute {
+            self.tallies_minute = minute;
+            days.extend(self.every_unit_on(today));
+        }
+        out.extend(self.figure_tallies(&days, now));
         out
     }
 
@@ -694,13 +891,26 @@ impl Books {
     /// the alert's state (a tombstone once it leaves the layer), all owned by the entity the
     /// alert is about.
     fn alert_effects(
-        &self,
+        &mut self,
         transitions: Vec<Transition>,
         with_events: bool,
         now: DateTime<Utc>,
     ) -> Vec<Effect> {
         let mut out = Vec::new();
+        let mut days = Days::new();
         for t in transitions {
+            if let Some(a) = raised(&t).filter(|a| !a.entity.is(EntityKind::Series)) {
+                // Alerts raised per rule, for their derived indicators (not those about the
+                // indicators themselves: a count of those would judge itself).
+                let units = self.place_of(&a.entity).map(|p| p.1).unwrap_or_default();
+                if let Ok(rule) = LocalId::parse("rule", &a.rule) {
+                    let at = a.raised_at.to_utc();
+                    days.extend(
+                        self.tallies
+                            .alert_raised(&a.entity, &units, &rule, at, &mut out),
+                    );
+                }
+            }
             let (kind, alert) = match &t {
                 Transition::Raised(a) => (EventKind::AlertRaised, a),
                 Transition::Updated(a) => (EventKind::AlertUpdated, a),
@@ -748,6 +958,9 @@ impl Books {
                 owner: alert.entity.clone(),
             });
         }
+        if !days.is_empty() {
+            out.extend(self.figure_tallies(&days, now));
+        }
         out
     }
 
@@ -771,6 +984,14 @@ impl Books {
                 )
             }),
         }
+    }
+}
+
+/// The alert a transition raised, if it raised one.
+fn raised(t: &Transition) -> Option<&Alert> {
+    match t {
+        Transition::Raised(a) => Some(a),
+        _ => None,
     }
 }
 
@@ -1049,10 +1270,19 @@ mod tests {
             .clone();
         let effects = b.apply(Input::Peer(record), now());
         assert!(!effects.is_empty(), "the river moves");
+        // The river and the derived figure of its reach; never the other's station.
+        assert!(
+            effects
+                .iter()
+                .filter_map(Effect::record)
+                .all(|r| r.layer == Layer::Rivers
+                    || r.entity.as_str().starts_with("series:mt-man-xamnhap-4@")),
+            "{effects:?}"
+        );
         assert!(effects
             .iter()
             .filter_map(Effect::record)
-            .all(|r| r.layer == Layer::Rivers));
+            .any(|r| r.layer == Layer::Rivers));
     }
 
     #[test]
@@ -1325,5 +1555,154 @@ mod tests {
             .expect("the province's on-time rate");
         assert_eq!(rate.properties["latest"]["value"], 100.0);
         assert_eq!(rate.properties["latest"]["origin"], "rolled_up");
+    }
+
+    fn camera_status_at(
+        cam: &model::Camera,
+        state: model::CameraState,
+        at: DateTime<Utc>,
+    ) -> Input {
+        let s = model::camera::CameraStatus {
+            camera: cam.id.clone(),
+            state,
+            since: at.fixed_offset(),
+            changed: true,
+            reason: None,
+            last_frame: Some(at.fixed_offset()),
+            last_snapshot: None,
+            reconnects: 0,
+            stats: Default::default(),
+        };
+        Input::CameraStatus(Ok(Located {
+            event: Envelope::new(
+                EventKind::CameraStatus,
+                EntityId::new(model::EntityKind::Camera, &cam.id),
+                at.fixed_offset(),
+                at,
+                "test",
+                serde_json::to_value(&s).unwrap(),
+            ),
+            source: "bus:cameras/0/1".into(),
+            partition: 0,
+        }))
+    }
+
+    fn latest(effects: &[Effect], id: &str) -> Option<serde_json::Value> {
+        effects
+            .iter()
+            .rev()
+            .filter_map(Effect::record)
+            .find(|r| r.entity.as_str() == id)
+            .map(|r| r.properties["latest"]["value"].clone())
+    }
+
+    #[test]
+    fn camera_time_and_alerts_become_derived_indicators_and_a_restart_figures_the_same() {
+        let (mut b, mut effects) = started();
+        let cam = fixtures::cameras::cameras("rtsp://127.0.0.1:8554").remove(0);
+        effects.extend(b.apply(
+            Input::Registry(Ok(RegistryChange::Upsert(RegistryEntry::Camera(
+                cam.clone(),
+            )))),
+            now() - Duration::hours(5),
+        ));
+        let (online, offline) = (model::CameraState::Online, model::CameraState::Offline);
+        // Online from 06:00 (Vietnam), offline from 09:00; read at 10:00.
+        let six = now() - Duration::hours(4);
+        effects.extend(b.apply(camera_status_at(&cam, online, six), six));
+        let nine = now() - Duration::hours(1);
+        effects.extend(b.apply(camera_status_at(&cam, offline, nine), nine));
+        // The camera_down rule sees it down at 09:30, and raises its alert by 10:00.
+        effects.extend(b.apply(Input::Tick, now() - Duration::minutes(30)));
+        effects.extend(b.apply(Input::Tick, now()));
+        let province = "series:cam-tl-hoatdong@hg";
+        assert_eq!(latest(&effects, province), Some(serde_json::json!(75.0)));
+        // The camera's district has the same figure: it is its only camera.
+        let units = b.dir.locate(cam.position.lon, cam.position.lat);
+        let district = units
+            .iter()
+            .find(|u| u.as_str() != "hg")
+            .expect("a district");
+        let of_district = format!("series:cam-tl-hoatdong@{district}");
+        assert_eq!(
+            latest(&effects, &of_district),
+            Some(serde_json::json!(75.0))
+        );
+        // Offline past the rule's delay: one camera_down alert, counted for the month.
+        assert_eq!(
+            latest(&effects, "series:cam-mat-hinh@hg"),
+            Some(serde_json::json!(1.0))
+        );
+        // A restart from what was published: the tallies and the state topic.
+        let tallies: Vec<crate::input::TallyIn> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Tally { tally, .. } => Some(crate::input::TallyIn {
+                    key: tally.key(),
+                    tally: Some(tally.clone()),
+                }),
+                _ => None,
+            })
+            .collect();
+        assert!(!tallies.is_empty());
+        let mut restored: HashMap<EntityId, StateRecord> = HashMap::new();
+        for e in &effects {
+            match e {
+                Effect::Upsert { record, .. } => {
+                    restored.insert(record.entity.clone(), record.clone());
+                }
+                Effect::Tombstone { entity, .. } => {
+                    restored.remove(entity);
+                }
+                _ => {}
+            }
+        }
+        let mut again = Books::new(rules(), ReportsConfig::default(), now());
+        for e in fixtures::registry() {
+            again.load(Input::Registry(Ok(RegistryChange::Upsert(e))), now());
+        }
+        again.load(
+            Input::Registry(Ok(RegistryChange::Upsert(RegistryEntry::Camera(
+                cam.clone(),
+            )))),
+            now(),
+        );
+        again.load(Input::Tallies(tallies), now());
+        let effects = again.start(&restored, now());
+        assert_eq!(
+            latest(&effects, province),
+            None,
+            "nothing changed: {effects:?}"
+        );
+        // An hour later the camera is still offline: 3 h online of 5 h seen.
+        let later = again.apply(Input::Tick, now() + Duration::hours(1));
+        assert_eq!(latest(&later, province), Some(serde_json::json!(60.0)));
+    }
+
+    #[test]
+    fn a_salinity_warning_counts_one_day_and_its_river_reach_the_farthest() {
+        let (mut b, _) = started();
+        let s = salinity_station(&b);
+        let mut effects = b.apply(Input::Readings(vec![reading(&s, 50.0, now(), 1)]), now());
+        let later = now() + Duration::hours(2);
+        effects.extend(b.apply(Input::Readings(vec![reading(&s, 60.0, later, 2)]), later));
+        assert_eq!(
+            latest(&effects, "series:mt-man-ngay-canhbao@hg"),
+            Some(serde_json::json!(1.0)),
+            "two warnings on one day are one day"
+        );
+        let reach = latest(&effects, "series:mt-man-xamnhap-4@hg").expect("a reach");
+        assert!(
+            reach
+                .as_f64()
+                .is_some_and(|km| km >= s.km_from_mouth.unwrap_or(0.0)),
+            "{reach}"
+        );
+        // The salinity_warning alert raised once is an alert of the day for its rule.
+        let tallies = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Tally { tally, .. } if tally.parts.kind() == "alerts"))
+            .count();
+        assert_eq!(tallies, 1);
     }
 }

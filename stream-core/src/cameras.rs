@@ -144,6 +144,21 @@ impl CameraBook {
         Some(o)
     }
 
+    /// Whether `id` is online (frames arriving, its worker heard) as of `now`, and since when
+    /// that holds: the status's own `since`, or for a silent camera when its silence began.
+    /// `None` for a camera never reported.
+    pub fn uptime_state(
+        &self,
+        id: &LocalId,
+        now: DateTime<FixedOffset>,
+    ) -> Option<(DateTime<FixedOffset>, bool)> {
+        let (ts, s) = self.statuses.get(id)?;
+        if self.silent_for(id, now).is_some() {
+            return Some((*ts + self.silent_after, false));
+        }
+        Some((s.since.min(*ts), s.state == CameraState::Online))
+    }
+
     pub fn forget(&mut self, id: &LocalId) {
         self.statuses.remove(id);
         self.silent.remove(id);

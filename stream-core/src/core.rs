@@ -1,5 +1,5 @@
 //! The stream core's run loop: start-up (the registry, the records of reports and
-//! indicators and the state topic, read together), then one input at a time from the merged
+//! indicators, the daily tallies and the state topic, read together), then one input at a time from the merged
 //! stream ([`Inputs`]):
 //! the books turn it into effects, the publisher publishes those this instance owns, and
 //! only then is the input marked applied so its offsets can be committed.
@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use crate::alerts::RulesConfig;
 use crate::books::Books;
 use crate::forecaster;
-use crate::input::{decode_event, decode_registry, Input, Inputs};
+use crate::input::{decode_event, decode_registry, decode_tally, Input, Inputs};
 use crate::ownership::Ownership;
 use crate::publisher::Publisher;
 use crate::reports::ReportsConfig;
@@ -104,10 +104,11 @@ pub async fn run(
     let mut books = Books::new(config.rules.clone(), config.reports.clone(), Utc::now());
     // The compacted or whole-record topics are read at once: a restart is ready as soon as
     // the slowest of them is caught up, not after them all in a row.
-    let (mut registry, mut reports, mut indicators, (restored, state)) = tokio::try_join!(
+    let (mut registry, mut reports, mut indicators, mut tallies, (restored, state)) = tokio::try_join!(
         read_to_end(&*bus, &topics.registry),
         read_to_end(&*bus, &topics.reports),
         read_to_end(&*bus, &topics.indicators),
+        read_to_end(&*bus, &topics.tallies),
         read_state(&*bus, &topics.state),
     )?;
     let mut effects = Vec::new();
@@ -123,6 +124,13 @@ pub async fn run(
     // Indicator values and targets: likewise the whole record, folded at every start.
     let batch = indicators.0.drain(..).map(|m| decode_event(&m)).collect();
     effects.extend(books.load(Input::Indicators(batch), Utc::now()));
+    // Daily tallies of cameras, stations, rivers and alerts, for their derived indicators.
+    let batch = tallies
+        .0
+        .drain(..)
+        .filter_map(|m| decode_tally(&m))
+        .collect();
+    effects.extend(books.load(Input::Tallies(batch), Utc::now()));
     effects.extend(books.start(&restored, Utc::now()));
     publisher.apply(effects).await?;
     drop(restored);
@@ -131,6 +139,7 @@ pub async fn run(
         units = books.unit_count(),
         reports = books.report_count(),
         indicator_values = books.indicator_value_count(),
+        tallies = books.tally_count(),
         partial = ownership.is_partial(),
         "stream core started"
     );
@@ -218,6 +227,7 @@ pub async fn run(
         alert_actions,
         camera_status,
         ownership.is_partial().then_some(state),
+        ownership.is_partial().then_some(tallies.1),
         forecasts,
         tick,
         ownership.clone(),

@@ -2,6 +2,7 @@
 //! effects, and [`crate::publisher::Publisher`] applies them in order under one retry policy,
 //! for the entities this instance owns.
 
+use model::indicator::tally::Tally;
 use model::{EntityId, Envelope, StateRecord};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +19,11 @@ pub enum Effect {
     /// An alert event on `ioc.alerts`, keyed by the entity it is about, so the events and
     /// the API's actions on one alert share the owner's partition.
     AlertEvent { subject: EntityId, event: Envelope },
+    /// A daily tally of the core's own streams on `ioc.tallies` (compacted, keyed by entity,
+    /// day and kind), published by its entity's owner.
+    Tally { tally: Tally, owner: EntityId },
+    /// A tally past keeping leaves `ioc.tallies`.
+    TallyGone { key: String, owner: EntityId },
     /// Input that could not be accepted, on `ioc.deadletter`, published by the owner of the
     /// input partition it was read from (topics read whole by every instance are
     /// dead-lettered once).
@@ -36,6 +42,13 @@ impl Effect {
         Self::Upsert { record, owner }
     }
 
+    pub fn tally(tally: Tally) -> Self {
+        Self::Tally {
+            owner: tally.entity.clone(),
+            tally,
+        }
+    }
+
     pub fn tombstone(entity: EntityId) -> Self {
         Self::Tombstone {
             owner: entity.clone(),
@@ -46,7 +59,10 @@ impl Effect {
     /// The entity whose key names the partition that decides who publishes.
     pub fn owner(&self) -> Result<&EntityId, i32> {
         match self {
-            Effect::Upsert { owner, .. } | Effect::Tombstone { owner, .. } => Ok(owner),
+            Effect::Upsert { owner, .. }
+            | Effect::Tombstone { owner, .. }
+            | Effect::Tally { owner, .. }
+            | Effect::TallyGone { owner, .. } => Ok(owner),
             Effect::AlertEvent { subject, .. } => Ok(subject),
             Effect::DeadLetter { partition, .. } => Err(*partition),
         }

@@ -12,6 +12,7 @@ use bus::{BusError, Message, Subscription};
 use chrono::{DateTime, FixedOffset};
 use model::alert::AlertAction;
 use model::envelope::original_value;
+use model::indicator::tally::Tally;
 use model::{
     EntityId, Envelope, EventKind, FieldError, Layer, LocalId, Reading, RegistryChange, StateRecord,
 };
@@ -117,6 +118,9 @@ pub enum Input {
     /// span stations of several owners).
     Peer(StateRecord),
     Forecast(LocalId, ForecastView),
+    /// Daily tallies of `ioc.tallies`: the whole topic at start, then (with other instances
+    /// owning some entities) theirs as they come.
+    Tallies(Vec<TallyIn>),
     /// The clock: stale stations, silent cameras, escalation, deadlines.
     Tick,
 }
@@ -192,6 +196,39 @@ pub fn decode_peer(m: &Message, ownership: &Ownership) -> Option<StateRecord> {
     (r.layer != Layer::Alerts && r.entity.is(model::EntityKind::Station)).then_some(r)
 }
 
+/// A tally of `ioc.tallies` under its key; `None` for a tombstone (the tally was dropped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TallyIn {
+    pub key: String,
+    pub tally: Option<Tally>,
+}
+
+/// A tally message; `None` for one without a key or that cannot be read (a tally is the
+/// core's own output: one it cannot read is logged, never dead-lettered).
+pub fn decode_tally(m: &Message) -> Option<TallyIn> {
+    let key = m.key.clone()?;
+    let tally = match m.payload.as_deref() {
+        None => None,
+        Some(p) => match serde_json::from_slice::<Tally>(p) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "unreadable tally skipped");
+                return None;
+            }
+        },
+    };
+    Some(TallyIn { key, tally })
+}
+
+/// Another instance's tally (its key starts with its entity); `None` for our own.
+fn decode_peer_tally(m: &Message, ownership: &Ownership) -> Option<TallyIn> {
+    let entity = m.key.as_deref()?.split('/').next()?;
+    if ownership.owns_key(entity) {
+        return None;
+    }
+    decode_tally(m)
+}
+
 /// Which subscription a message came from, to mark it applied after its effects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadFrom {
@@ -210,6 +247,8 @@ pub struct Inputs {
     pub camera_status: Box<dyn Subscription>,
     /// `ioc.state`, followed only when other instances own some entities.
     pub peers: Option<Box<dyn Subscription>>,
+    /// `ioc.tallies`, likewise.
+    pub peer_tallies: Option<Box<dyn Subscription>>,
     pub forecasts: mpsc::Receiver<(LocalId, ForecastView)>,
     pub tick: Option<tokio::time::Interval>,
     pub ownership: Ownership,
@@ -229,6 +268,7 @@ impl Inputs {
         alert_actions: Box<dyn Subscription>,
         camera_status: Box<dyn Subscription>,
         peers: Option<Box<dyn Subscription>>,
+        peer_tallies: Option<Box<dyn Subscription>>,
         forecasts: mpsc::Receiver<(LocalId, ForecastView)>,
         tick: Option<tokio::time::Interval>,
         ownership: Ownership,
@@ -242,6 +282,7 @@ impl Inputs {
             alert_actions,
             camera_status,
             peers,
+            peer_tallies,
             forecasts,
             tick,
             ownership,
@@ -263,6 +304,7 @@ impl Inputs {
                 alert_actions,
                 camera_status,
                 peers,
+                peer_tallies,
                 forecasts,
                 tick,
                 ownership,
@@ -271,6 +313,12 @@ impl Inputs {
             } = &mut *self;
             let peers = async {
                 match peers.as_mut() {
+                    Some(p) => p.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let peer_tallies = async {
+                match peer_tallies.as_mut() {
                     Some(p) => p.next().await,
                     None => std::future::pending().await,
                 }
@@ -317,6 +365,7 @@ impl Inputs {
                 }
                 m = registry.next() => decode_registry(&m?).map(Input::Registry),
                 m = peers => decode_peer(&m?, ownership).map(Input::Peer),
+                m = peer_tallies => decode_peer_tally(&m?, ownership).map(|t| Input::Tallies(vec![t])),
                 Some((station, f)) = forecasts.recv() => Some(Input::Forecast(station, f)),
                 m = readings.next() => {
                     let batch = collect_batch(m?, &mut **readings, max, wait).await?;

@@ -3,10 +3,12 @@
 //! administrative units, with salinity levels, hourly and daily VN_AQI (`air`), the reach of
 //! salinity along each river (`rivers`), forecasts (`forecaster`), reports with their
 //! deadlines (`reports`), cameras (`cameras`), the leaders' indicators against their targets
-//! (`indicators`) and alerts (`rules` observe, `alerts` keeps one alert per condition and
-//! entity). Each of those is a book; [`Books::apply`] turns one
+//! (`indicators`, with the daily tallies of cameras, stations, rivers and alerts that its
+//! derived figures fold, in `tallies`) and alerts (`rules` observe, `alerts` keeps one alert
+//! per condition and entity). Each of those is a book; [`Books::apply`] turns one
 //! typed [`Input`] (merged from the topics and the clock in `input`) into [`Effect`]s, purely,
-//! and one publisher writes them to `ioc.state`, `ioc.alerts` and `ioc.deadletter` under one
+//! and one publisher writes them to `ioc.state`, `ioc.alerts`, `ioc.tallies` and
+//! `ioc.deadletter` under one
 //! retry policy, so a broker outage pauses the core and never ends it.
 //!
 //! It owns the *live picture* and its consistency: late or out-of-order readings never move
@@ -36,6 +38,7 @@ mod rivers;
 mod rules;
 mod station;
 mod stations;
+mod tallies;
 
 pub use history::{run_history, HistoryConfig, HistoryError, HistoryStart, HistoryStatus};
 
@@ -44,7 +47,7 @@ pub use air::{AirHours, AqiView};
 pub use alerts::{AlertBook, Observation, RulesConfig, Transition};
 pub use books::Books;
 pub use effect::Effect;
-pub use input::{AlertActionIn, Input, Located, ReadingIn, Rejected};
+pub use input::{AlertActionIn, Input, Located, ReadingIn, Rejected, TallyIn};
 pub use model::reading::Latest;
 pub use model::Directory;
 pub use model::RegistryChange;

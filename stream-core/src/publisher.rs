@@ -1,5 +1,5 @@
 //! Applies the books' effects to the bus: state upserts and tombstones on `ioc.state`, alert
-//! events on `ioc.alerts`, dead letters on `ioc.deadletter`. Only for entities this instance
+//! events on `ioc.alerts`, daily tallies on `ioc.tallies`, dead letters on `ioc.deadletter`. Only for entities this instance
 //! owns (see [`Ownership`]); the rest are dropped and counted. Every write waits and retries
 //! with backoff while the bus is unavailable, so a broker outage pauses the core and never
 //! ends it; an input is marked applied only once all of its effects are acknowledged.
@@ -51,6 +51,11 @@ impl Publisher {
                     (&self.topics.state, record.entity.to_string(), Some(payload))
                 }
                 Effect::Tombstone { entity, .. } => (&self.topics.state, entity.to_string(), None),
+                Effect::Tally { tally, .. } => {
+                    let payload = serde_json::to_vec(&tally).expect("tallies serialise");
+                    (&self.topics.tallies, tally.key(), Some(payload))
+                }
+                Effect::TallyGone { key, .. } => (&self.topics.tallies, key, None),
                 Effect::AlertEvent { subject, event } => (
                     &self.topics.alerts,
                     subject.to_string(),

@@ -44,6 +44,16 @@ fn reach_json(r: Option<Reach>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// How far inland a river record puts the 4‰ line, km from the mouth: between stations or
+/// at least to the farthest; `None` where it stops short of the first station or is unknown.
+pub fn reach_4_km(record: &StateRecord) -> Option<f64> {
+    let r = record.properties.get("reach_4")?;
+    match r.get("kind")?.as_str()? {
+        "at" | "at_least" => r.get("km")?.as_f64(),
+        _ => None,
+    }
+}
+
 /// The record of `river` from its stations' states (those with `km_from_mouth`).
 pub fn river_record(
     river: &str,

@@ -71,6 +71,7 @@ pub fn isolated_env(tag: &str) -> Vec<(String, String)> {
         ("REGISTRY", "registry"),
         ("ALERTS", "alerts"),
         ("STATE", "state"),
+        ("TALLIES", "tallies"),
         ("DEADLETTER", "deadletter"),
     ]
     .iter()
@@ -102,6 +103,7 @@ pub fn topics_of(env: &[(String, String)]) -> bus::Topics {
         registry: get("REGISTRY"),
         alerts: get("ALERTS"),
         state: get("STATE"),
+        tallies: get("TALLIES"),
         deadletter: get("DEADLETTER"),
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod period;
 pub mod rollup;
+pub mod tally;
 pub mod target;
 pub mod value;
 
@@ -159,8 +160,11 @@ pub enum Source {
 }
 
 /// What the core computes a derived indicator from (its own streams), per unit and day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+///
+/// Written as a word, with a parameter after a colon where it takes one:
+/// `reports_received`, `camera_availability`, `aqi_hours:poor`, `alerts_raised:salinity_warning`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Derivation {
     /// Field reports received (by the day they were filed).
     ReportsReceived,
@@ -170,6 +174,112 @@ pub enum Derivation {
     ReportsResolvedOnTime,
     /// Field reports open past their deadline now (the open period only).
     ReportsOverdue,
+    /// Share of the unit's camera time spent online, % (time unknown or offline counts as
+    /// down; a camera counts from its first status).
+    CameraAvailability,
+    /// Hours whose hourly VN_AQI, worst station of the unit, fell in the band.
+    AqiHours(crate::aqi::Band),
+    /// Days whose daily VN_AQI, worst station of the unit, fell in the band.
+    AqiDays(crate::aqi::Band),
+    /// Days on which a salinity station of the unit reached the warning level.
+    SalinityWarningDays,
+    /// The farthest inland the 4‰ line reached on a river through the unit, km from the mouth.
+    SalinityReachMax,
+    /// Alerts of one rule raised about entities in the unit.
+    AlertsRaised(LocalId),
+}
+
+impl Derivation {
+    /// The words a catalogue may use, for error messages.
+    pub const WORDS: &'static str = "reports_received, reports_resolved, \
+        reports_resolved_on_time, reports_overdue, camera_availability, aqi_hours:{band}, \
+        aqi_days:{band}, salinity_warning_days, salinity_reach_max, alerts_raised:{rule}";
+
+    /// True for those figured from the core's daily tallies of sensors, cameras and alerts
+    /// (kept [`tally::KEEP_DAYS`] days), false for those figured from the record of reports.
+    pub fn is_tallied(&self) -> bool {
+        !matches!(
+            self,
+            Derivation::ReportsReceived
+                | Derivation::ReportsResolved
+                | Derivation::ReportsResolvedOnTime
+                | Derivation::ReportsOverdue
+        )
+    }
+
+    pub fn parse(field: &str, s: &str) -> Result<Self, FieldError> {
+        let bad = |why: String| FieldError::new(field, why);
+        let t = s.trim();
+        let (word, param) = match t.split_once(':') {
+            Some((w, p)) => (w.trim(), Some(p.trim())),
+            None => (t, None),
+        };
+        let band = |p: Option<&str>| -> Result<crate::aqi::Band, FieldError> {
+            let p = p.ok_or_else(|| bad(format!("{word} names a VN_AQI band: {word}:poor")))?;
+            serde_json::from_value(serde_json::Value::String(p.to_lowercase())).map_err(|_| {
+                bad(format!(
+                    "{p:?} is not a VN_AQI band (good, moderate, poor, bad, very_bad, hazardous)"
+                ))
+            })
+        };
+        let plain = |d: Derivation| match param {
+            None => Ok(d),
+            Some(_) => Err(bad(format!("{word} takes no parameter"))),
+        };
+        match word {
+            "reports_received" => plain(Derivation::ReportsReceived),
+            "reports_resolved" => plain(Derivation::ReportsResolved),
+            "reports_resolved_on_time" => plain(Derivation::ReportsResolvedOnTime),
+            "reports_overdue" => plain(Derivation::ReportsOverdue),
+            "camera_availability" => plain(Derivation::CameraAvailability),
+            "salinity_warning_days" => plain(Derivation::SalinityWarningDays),
+            "salinity_reach_max" => plain(Derivation::SalinityReachMax),
+            "aqi_hours" => band(param).map(Derivation::AqiHours),
+            "aqi_days" => band(param).map(Derivation::AqiDays),
+            "alerts_raised" => {
+                let rule = param
+                    .ok_or_else(|| bad("alerts_raised names a rule: alerts_raised:stale".into()))?;
+                LocalId::parse(field, rule).map(Derivation::AlertsRaised)
+            }
+            _ => Err(bad(format!("{t:?} is not one of {}", Self::WORDS))),
+        }
+    }
+}
+
+impl std::fmt::Display for Derivation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let band = |b: &crate::aqi::Band| {
+            serde_json::to_value(b)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        match self {
+            Derivation::ReportsReceived => f.write_str("reports_received"),
+            Derivation::ReportsResolved => f.write_str("reports_resolved"),
+            Derivation::ReportsResolvedOnTime => f.write_str("reports_resolved_on_time"),
+            Derivation::ReportsOverdue => f.write_str("reports_overdue"),
+            Derivation::CameraAvailability => f.write_str("camera_availability"),
+            Derivation::AqiHours(b) => write!(f, "aqi_hours:{}", band(b)),
+            Derivation::AqiDays(b) => write!(f, "aqi_days:{}", band(b)),
+            Derivation::SalinityWarningDays => f.write_str("salinity_warning_days"),
+            Derivation::SalinityReachMax => f.write_str("salinity_reach_max"),
+            Derivation::AlertsRaised(rule) => write!(f, "alerts_raised:{rule}"),
+        }
+    }
+}
+
+impl TryFrom<String> for Derivation {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Derivation::parse("derive", &s).map_err(|e| e.reason)
+    }
+}
+
+impl From<Derivation> for String {
+    fn from(d: Derivation) -> String {
+        d.to_string()
+    }
 }
 
 /// One indicator of the catalogue.
@@ -227,7 +337,7 @@ impl Indicator {
             c.fail("levels", "name at least one of province, district, commune");
         }
         c.check(self.rollup.check(&self.code));
-        match (self.source, self.derive) {
+        match (self.source, &self.derive) {
             (Source::Derived, None) => c.fail(
                 "derive",
                 "a derived indicator names what it is derived from",
@@ -236,6 +346,14 @@ impl Indicator {
                 "derive",
                 "only a derived indicator (source = derived) is computed by the core",
             ),
+            (Source::Derived, Some(d)) if d.is_tallied() && self.frequency > Frequency::Month => c
+                .fail(
+                    "frequency",
+                    format!(
+                        "{d} is figured from daily tallies kept {} days: day, week or month",
+                        tally::KEEP_DAYS
+                    ),
+                ),
             _ => {}
         }
         if matches!(self.deadline_days, Some(d) if d > 366) {
