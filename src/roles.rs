@@ -693,6 +693,11 @@ fn print_demo_banner(auth: &Authenticator, cfg: &Config, local: SocketAddr) {
         "  Leaders' page (leader): http://{host}:{}/leader#token={leader}",
         local.port()
     );
+    let police = auth.issue("demo-police", Role::Police, None, ttl);
+    println!(
+        "  Camera map (police):   http://{host}:{}/cameras#token={police}",
+        local.port()
+    );
     println!();
     println!(
         "Access tokens (valid {} h; send as 'Authorization: Bearer <token>'):",

@@ -478,6 +478,131 @@ pub struct AuditParams {
     limit: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+pub struct NearParams {
+    lon: Option<String>,
+    lat: Option<String>,
+    radius_m: Option<String>,
+    limit: Option<String>,
+}
+
+/// Default and largest search radius for the cameras near a point, metres.
+const NEAR_DEFAULT_M: f64 = 1000.0;
+/// Default and most cameras listed near a point (a 4×4 mosaic at most).
+const NEAR_DEFAULT_LIMIT: usize = 9;
+const NEAR_MAX_LIMIT: usize = 16;
+
+/// `GET /api/v1/cameras/near?lon=&lat=&radius_m=&limit=`: the cameras the caller may see
+/// within `radius_m` of a point (an incident, a report), nearest first, with the distance to
+/// the metre and the state. A caller who may see no camera gets the same empty answer as
+/// one with no camera nearby: the answer never tells a forbidden camera exists.
+pub async fn near(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Query(p): Query<NearParams>,
+) -> Result<Response, ApiError> {
+    let number = |field: &str, v: &Option<String>| -> Result<Option<f64>, ApiError> {
+        v.as_deref()
+            .map(|s| {
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| ApiError::bad_request(field, "must be a number"))
+            })
+            .transpose()
+    };
+    let lon = number("lon", &p.lon)?.ok_or_else(|| ApiError::bad_request("lon", "is required"))?;
+    let lat = number("lat", &p.lat)?.ok_or_else(|| ApiError::bad_request("lat", "is required"))?;
+    let radius_m = number("radius_m", &p.radius_m)?.unwrap_or(NEAR_DEFAULT_M);
+    let limit = crate::parse_limit(p.limit.as_deref(), NEAR_DEFAULT_LIMIT, NEAR_MAX_LIMIT)?;
+    if !(-180.0..=180.0).contains(&lon) {
+        return Err(ApiError::bad_request("lon", "must be within -180..180"));
+    }
+    if !(-90.0..=90.0).contains(&lat) {
+        return Err(ApiError::bad_request("lat", "must be within -90..90"));
+    }
+    let centre = model::spatial::Near::new(lon, lat, radius_m)
+        .map_err(|e| ApiError::bad_request("radius_m", e.reason))?;
+    let cameras = if caller.0.role.can_view(model::Layer::Cameras) {
+        let q = replica::Query {
+            layers: [model::Layer::Cameras].into_iter().collect(),
+            bbox: None,
+            unit: None,
+            cameras: caller.0.camera_scope(),
+            sensitive: caller.0.sensitive_scope(),
+            near: Some(centre),
+            within: None,
+            sector: None,
+        };
+        st.replica.hits(&q, limit).1
+    } else {
+        Vec::new()
+    };
+    let list: Vec<serde_json::Value> = cameras
+        .iter()
+        .map(|h| {
+            let p = &h.record.properties;
+            let group = p.get("group").and_then(|g| g.as_str()).unwrap_or_default();
+            let snapshots = group
+                .parse::<CameraGroup>()
+                .is_ok_and(|g| caller.0.may_use_camera(&g, CameraUse::Snapshot));
+            let point = match &h.record.geometry.value {
+                geojson::Value::Point(c) => c.clone(),
+                _ => Vec::new(),
+            };
+            json!({
+                "id": h.record.entity.local(),
+                "name": p.get("name"),
+                "group": group,
+                "purpose_vi": p.get("purpose_vi"),
+                "unit_names": p.get("unit_names"),
+                "state": p.get("state").cloned().unwrap_or_else(|| "unknown".into()),
+                "state_vi": p.get("state_vi"),
+                "since": p.get("since"),
+                "last_frame": p.get("last_frame"),
+                "distance_m": h.distance_m.map(f64::round),
+                "position": point,
+                "images_allowed": snapshots,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "lon": lon,
+        "lat": lat,
+        "radius_m": radius_m,
+        "cameras": list,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/cameras/{id}/views`: the caller's own recent uses of one camera (snapshots,
+/// live views, refusals) from the audit log, newest first, at most 20: what a police officer
+/// looked at, and when. Another caller's rows are never in it; a camera the caller may not
+/// see answers 403 like its images.
+pub async fn my_views(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    permitted(&st, &caller.0, &id, CameraUse::Layer).ok_or_else(forbidden)?;
+    let store = st.history.as_ref().ok_or_else(|| {
+        ApiError::unavailable(
+            "no audit log in this process: it needs the history store",
+            5,
+        )
+    })?;
+    let rows = store
+        .accesses(Some(&id), Some(&caller.0.sub), 20)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string(), 5))?;
+    let views: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|a| json!({"at": a.at, "action": a.action, "allowed": a.allowed, "count": a.count}))
+        .collect();
+    Ok(Json(json!({"camera": id, "views": views})).into_response())
+}
+
 /// `GET /api/v1/audit/cameras?camera=&limit=`: who looked at which camera (admins, and
 /// leaders granted camera images, who answer for their use).
 pub async fn audit_log(
@@ -497,7 +622,7 @@ pub async fn audit_log(
         )
     })?;
     let rows = store
-        .accesses(p.camera.as_deref(), limit)
+        .accesses(p.camera.as_deref(), None, limit)
         .await
         .map_err(|e| ApiError::unavailable(e.to_string(), 5))?;
     Ok(Json(json!({"accesses": rows})).into_response())

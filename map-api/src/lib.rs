@@ -141,6 +141,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/reports/{id}/transitions",
             post(open311::transition),
         )
+        .route("/api/v1/cameras/near", get(cameras::near))
         .route(
             "/api/v1/cameras/{id}",
             get(cameras::one)
@@ -150,6 +151,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/cameras/{id}/snapshot.jpg", get(cameras::snapshot))
         .route("/api/v1/cameras/{id}/live.mjpeg", get(cameras::live))
         .route("/api/v1/cameras/{id}/tickets", post(cameras::ticket))
+        .route("/api/v1/cameras/{id}/views", get(cameras::my_views))
         .route("/api/v1/cameras/{id}/hls/{file}", get(cameras::hls))
         .route("/api/v1/audit/cameras", get(cameras::audit_log))
         .route("/healthz", get(healthz))

@@ -179,9 +179,10 @@ pub trait History: Send + Sync + 'static {
     async fn accesses(
         &self,
         camera: Option<&str>,
+        subject: Option<&str>,
         limit: usize,
     ) -> Result<Vec<CameraAccess>, StoreError> {
-        let _ = (camera, limit);
+        let _ = (camera, subject, limit);
         Err(StoreError::Failed("this store keeps no audit log".into()))
     }
 

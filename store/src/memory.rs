@@ -182,6 +182,7 @@ impl History for MemoryHistory {
     async fn accesses(
         &self,
         camera: Option<&str>,
+        subject: Option<&str>,
         limit: usize,
     ) -> Result<Vec<CameraAccess>, StoreError> {
         let inner = self.lock();
@@ -189,6 +190,7 @@ impl History for MemoryHistory {
             rows.iter()
                 .rev()
                 .filter(|a| camera.is_none_or(|c| a.camera == c))
+                .filter(|a| subject.is_none_or(|s| a.subject == s))
                 .take(limit)
                 .cloned()
                 .collect()

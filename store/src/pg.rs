@@ -924,6 +924,7 @@ impl History for PgStore {
     async fn accesses(
         &self,
         camera: Option<&str>,
+        subject: Option<&str>,
         limit: usize,
     ) -> Result<Vec<CameraAccess>, StoreError> {
         self.ready_flavor()?;
@@ -943,10 +944,12 @@ impl History for PgStore {
                     coalesce((detail->>'count')::integer, 1)
              FROM audit_log
              WHERE action LIKE 'camera.%' AND ($1::text IS NULL OR target = $1)
+               AND ($3::text IS NULL OR subject = $3)
              ORDER BY ts DESC, id DESC LIMIT $2",
         )
         .bind(camera.map(|c| format!("camera:{c}")))
         .bind(limit as i64)
+        .bind(subject)
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;

@@ -1,6 +1,7 @@
 //! The pages and their static files, compiled into the binary (no build step, no files to
 //! lose at deploy time): the reference wall page at `/`, the leaders' tablet page at
-//! `/leader`, and the ES modules they share under `/js/`. A page takes a token from `#token=`
+//! `/leader`, the police camera map at `/cameras`, and the ES modules they share under
+//! `/js/`. A page takes a token from `#token=`
 //! or asks for one.
 
 use axum::extract::State;
@@ -15,6 +16,10 @@ const WALL_CSS: &str = include_str!("../static/wall.css");
 const LEADER: &str = include_str!("../static/leader.html");
 const LEADER_JS: &str = include_str!("../static/leader.js");
 const LEADER_CSS: &str = include_str!("../static/leader.css");
+const CAMERAS: &str = include_str!("../static/cameras.html");
+const CAMERAS_JS: &str = include_str!("../static/cameras.js");
+const CAMERAS_CSS: &str = include_str!("../static/cameras.css");
+const CAMERA_TILE_JS: &str = include_str!("../static/js/camera_tile.js");
 const API_JS: &str = include_str!("../static/js/api.js");
 const FEED_JS: &str = include_str!("../static/js/feed.js");
 const FORMAT_JS: &str = include_str!("../static/js/format.js");
@@ -47,7 +52,19 @@ pub async fn leader(State(st): State<FeedsState>) -> Html<String> {
     with_mode(LEADER, &st)
 }
 
+pub async fn cameras(State(st): State<FeedsState>) -> Html<String> {
+    with_mode(CAMERAS, &st)
+}
+
 const JS: &str = "text/javascript; charset=utf-8";
+
+pub async fn cameras_js() -> Response {
+    asset(JS, CAMERAS_JS)
+}
+
+pub async fn cameras_css() -> Response {
+    asset("text/css; charset=utf-8", CAMERAS_CSS)
+}
 
 pub async fn leader_js() -> Response {
     asset(JS, LEADER_JS)
@@ -63,6 +80,7 @@ pub async fn module(axum::extract::Path(name): axum::extract::Path<String>) -> R
         "api.js" => asset(JS, API_JS),
         "feed.js" => asset(JS, FEED_JS),
         "format.js" => asset(JS, FORMAT_JS),
+        "camera_tile.js" => asset(JS, CAMERA_TILE_JS),
         _ => api_error::ApiError::not_found("name", format!("no module {name}")).into_response(),
     }
 }

@@ -241,6 +241,8 @@ impl CameraShared {
         fps: u32,
     ) -> Result<LiveView, LiveError> {
         let n = self.viewers.fetch_add(1, Ordering::AcqRel);
+        // Counted with the guard, so every way out (a refusal too) counts down again.
+        metrics::gauge!("ioc_video_live_viewers").increment(1.0);
         let guard = ViewerGuard(self.clone());
         if n >= max {
             return Err(LiveError::TooManyViewers(max));
@@ -292,6 +294,7 @@ struct ViewerGuard(Arc<CameraShared>);
 
 impl Drop for ViewerGuard {
     fn drop(&mut self) {
+        metrics::gauge!("ioc_video_live_viewers").decrement(1.0);
         if self.0.viewers.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The last viewer left: stop decoding.
             lock(&self.0.live).take();

@@ -34,3 +34,11 @@ export async function api(path, { method = "GET", body } = {}) {
   if (!r.ok) throw new ApiError(r.status, json);
   return json;
 }
+
+// A media ticket for an <img> or a player, which cannot send the bearer header: the server
+// checks the access matrix and audits, and answers {url, expires_at}. `use` is "snapshot" or
+// "live_view"; a ticket is good once, shortly.
+export function mediaTicket(camera, use = "snapshot", format) {
+  const body = format ? { use, format } : { use };
+  return api(`/api/v1/cameras/${encodeURIComponent(camera)}/tickets`, { method: "POST", body });
+}

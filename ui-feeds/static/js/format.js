@@ -46,3 +46,20 @@ export const STATUS = {
 };
 
 export function statusOf(s) { return STATUS[s] || STATUS.no_target; }
+
+// Text folded for search, so "nga bay" finds "Ngã Bảy": lower case, no diacritics, đ as d.
+export function fold(s) {
+  return String(s ?? "").normalize("NFD").replace(/[\u0300-\u036f]/g, "").replace(/[đĐ]/g, "d").toLowerCase();
+}
+
+// A span of time as a Vietnamese reader says it: "8 giây", "5 phút", "3 giờ 10 phút", "2 ngày".
+export function spanVi(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "—";
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} giây`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} phút`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return m % 60 ? `${h} giờ ${m % 60} phút` : `${h} giờ`;
+  return `${Math.floor(h / 24)} ngày`;
+}
