@@ -28,6 +28,8 @@ use crate::rivers::RiverBook;
 use crate::rules;
 use crate::stations::StationBook;
 use crate::tallies::{Days, TallyBook};
+use model::indicator::period::vietnam_date;
+use model::indicator::tally::Parts;
 use model::Directory;
 use model::{EntityKind, RegistryChange};
 
@@ -242,7 +244,11 @@ impl Books {
             .collect();
         let mut days = Days::new();
         for (river, units, at, km) in reached {
-            days.extend(self.tallies.river(&river, &units, at, km, &mut out));
+            let parts = Parts::River { reach_4_km: km };
+            days.extend(
+                self.tallies
+                    .add(&river, &units, vietnam_date(at), parts, &mut out),
+            );
         }
         out.extend(self.figure_tallies(&days, now));
         out
@@ -721,7 +727,11 @@ impl Books {
             days.extend(self.tallies.air(&entity, &units, hourly, daily, out));
         }
         if let Some((level, at)) = salinity {
-            days.extend(self.tallies.salinity(&entity, &units, at, level, out));
+            let parts = Parts::Salinity { worst: level };
+            days.extend(
+                self.tallies
+                    .add(&entity, &units, vietnam_date(at), parts, out),
+            );
         }
         days
     }
@@ -904,11 +914,11 @@ impl Books {
                 // indicators themselves: a count of those would judge itself).
                 let units = self.place_of(&a.entity).map(|p| p.1).unwrap_or_default();
                 if let Ok(rule) = LocalId::parse("rule", &a.rule) {
-                    let at = a.raised_at.to_utc();
-                    days.extend(
-                        self.tallies
-                            .alert_raised(&a.entity, &units, &rule, at, &mut out),
-                    );
+                    let day = vietnam_date(a.raised_at.to_utc());
+                    let parts = Parts::Alerts {
+                        raised: [(rule, 1)].into_iter().collect(),
+                    };
+                    days.extend(self.tallies.add(&a.entity, &units, day, parts, &mut out));
                 }
             }
             let (kind, alert) = match &t {
@@ -1296,35 +1306,11 @@ mod tests {
             now(),
         );
         assert_eq!(upserts(&effects, Layer::Cameras).len(), 1, "{effects:?}");
-        let status = |at: DateTime<Utc>| {
-            let s = model::camera::CameraStatus {
-                camera: cam.id.clone(),
-                state: model::camera::CameraState::Online,
-                since: at.fixed_offset(),
-                changed: true,
-                reason: None,
-                last_frame: Some(at.fixed_offset()),
-                last_snapshot: None,
-                reconnects: 0,
-                stats: Default::default(),
-            };
-            Ok(Located {
-                event: Envelope::new(
-                    EventKind::CameraStatus,
-                    EntityId::new(model::EntityKind::Camera, &cam.id),
-                    at.fixed_offset(),
-                    at,
-                    "test",
-                    serde_json::to_value(&s).unwrap(),
-                ),
-                source: "bus:cameras/0/1".into(),
-                partition: 0,
-            })
-        };
-        let effects = b.apply(Input::CameraStatus(status(now())), now());
+        let online = model::CameraState::Online;
+        let effects = b.apply(camera_status_at(&cam, online, now()), now());
         assert_eq!(upserts(&effects, Layer::Cameras).len(), 1, "{effects:?}");
         let effects = b.apply(
-            Input::CameraStatus(status(now() - Duration::minutes(5))),
+            camera_status_at(&cam, online, now() - Duration::minutes(5)),
             now(),
         );
         assert!(effects.is_empty());

@@ -260,8 +260,14 @@ impl IndicatorBook {
         let mut missing = Vec::new();
         let mut latest: Option<(Period, Figure, Judgement)> = None;
         let mut last_due = None;
+        // A tallied figure is the unit's own, from its own cameras and stations: there is no
+        // "units reported of those expected" to count.
+        let tallied = ind.derive.as_ref().is_some_and(|d| d.is_tallied());
         for p in current.last_n(SERIES_LEN) {
-            let f = figure(&view, code, unit, &p);
+            let mut f = figure(&view, code, unit, &p);
+            if tallied {
+                (f.reported, f.expected) = (0, 0);
+            }
             let judged = match (f.value, target_for(unit_targets.iter().copied(), ind, &p)) {
                 (Some(v), Some(t)) => t.judge(ind, &p, v),
                 // No figure: no status, but the (pro-rated) target the period is held to.

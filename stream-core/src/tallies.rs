@@ -108,27 +108,29 @@ impl TallyBook {
         self.tallies.get(&tally::key(entity, day, kind))
     }
 
-    /// The tally of `entity` for `day` and `kind`, changed by `change` (from `fresh` when
-    /// there is none): its effect and the days it moves, nothing when unchanged.
-    fn update(
+    /// What `parts` counted of `entity` on `day` added to its tally (a new one when it has
+    /// none): its effect and the days it moves, nothing when that changed nothing.
+    pub fn add(
         &mut self,
         entity: &EntityId,
-        day: NaiveDate,
         units: &[LocalId],
-        fresh: Parts,
-        change: impl FnOnce(&mut Parts),
+        day: NaiveDate,
+        parts: Parts,
         out: &mut Vec<Effect>,
     ) -> Days {
-        let mut t = self
-            .get(entity, day, fresh.kind())
-            .cloned()
-            .unwrap_or_else(|| Tally {
+        let t = match self.get(entity, day, parts.kind()) {
+            Some(held) => {
+                let mut t = held.clone();
+                t.parts.absorb(parts);
+                t
+            }
+            None => Tally {
                 entity: entity.clone(),
                 day,
                 units: units.to_vec(),
-                parts: fresh,
-            });
-        change(&mut t.parts);
+                parts,
+            },
+        };
         let days = self.put(t.clone());
         if !days.is_empty() {
             out.push(Effect::tally(t));
@@ -200,116 +202,24 @@ impl TallyBook {
         daily: Option<(NaiveDate, u32)>,
         out: &mut Vec<Effect>,
     ) -> Days {
-        let fresh = || Parts::Air {
-            hourly: BTreeMap::new(),
-            daily: None,
-        };
         let mut days = Days::new();
         if let Some((start, aqi)) = hourly {
             let local = start.with_timezone(&model::indicator::period::vietnam());
             let hour = chrono::Timelike::hour(&local) as u8;
-            days.extend(self.update(
-                entity,
-                local.date_naive(),
-                units,
-                fresh(),
-                |p| {
-                    if let Parts::Air { hourly, .. } = p {
-                        hourly.insert(hour, aqi);
-                    }
-                },
-                out,
-            ));
+            let parts = Parts::Air {
+                hourly: [(hour, aqi)].into_iter().collect(),
+                daily: None,
+            };
+            days.extend(self.add(entity, units, local.date_naive(), parts, out));
         }
         if let Some((day, aqi)) = daily {
-            days.extend(self.update(
-                entity,
-                day,
-                units,
-                fresh(),
-                |p| {
-                    if let Parts::Air { daily, .. } = p {
-                        *daily = Some(aqi);
-                    }
-                },
-                out,
-            ));
+            let parts = Parts::Air {
+                hourly: BTreeMap::new(),
+                daily: Some(aqi),
+            };
+            days.extend(self.add(entity, units, day, parts, out));
         }
         days
-    }
-
-    /// A salinity station's level at `at`: the day's worst so far.
-    pub fn salinity(
-        &mut self,
-        entity: &EntityId,
-        units: &[LocalId],
-        at: DateTime<Utc>,
-        level: model::salinity::SalinityLevel,
-        out: &mut Vec<Effect>,
-    ) -> Days {
-        let day = model::indicator::period::vietnam_date(at);
-        self.update(
-            entity,
-            day,
-            units,
-            Parts::Salinity { worst: level },
-            |p| {
-                if let Parts::Salinity { worst } = p {
-                    *worst = (*worst).max(level);
-                }
-            },
-            out,
-        )
-    }
-
-    /// A river's 4‰ line reached `km` at `at`: the day's farthest so far.
-    pub fn river(
-        &mut self,
-        entity: &EntityId,
-        units: &[LocalId],
-        at: DateTime<Utc>,
-        km: f64,
-        out: &mut Vec<Effect>,
-    ) -> Days {
-        let day = model::indicator::period::vietnam_date(at);
-        self.update(
-            entity,
-            day,
-            units,
-            Parts::River { reach_4_km: km },
-            |p| {
-                if let Parts::River { reach_4_km } = p {
-                    *reach_4_km = reach_4_km.max(km);
-                }
-            },
-            out,
-        )
-    }
-
-    /// An alert of `rule` raised about `entity` at `at`.
-    pub fn alert_raised(
-        &mut self,
-        entity: &EntityId,
-        units: &[LocalId],
-        rule: &LocalId,
-        at: DateTime<Utc>,
-        out: &mut Vec<Effect>,
-    ) -> Days {
-        let day = model::indicator::period::vietnam_date(at);
-        self.update(
-            entity,
-            day,
-            units,
-            Parts::Alerts {
-                raised: BTreeMap::new(),
-            },
-            |p| {
-                if let Parts::Alerts { raised } = p {
-                    *raised.entry(rule.clone()).or_default() += 1;
-                }
-            },
-            out,
-        )
     }
 
     /// Tallies older than [`KEEP_DAYS`] before `today`: tombstoned by their entities' owners.
@@ -394,23 +304,26 @@ mod tests {
         let units = [id("hg-vt")];
         let mut out = Vec::new();
         use model::salinity::SalinityLevel::*;
-        b.salinity(
+        let day: NaiveDate = "2026-03-01".parse().unwrap();
+        b.add(
             &st,
             &units,
-            t("2026-03-01T08:00:00+07:00"),
-            Warning,
+            day,
+            Parts::Salinity { worst: Warning },
             &mut out,
         );
-        let again = b.salinity(&st, &units, t("2026-03-01T09:00:00+07:00"), Watch, &mut out);
+        let again = b.add(&st, &units, day, Parts::Salinity { worst: Watch }, &mut out);
         assert!(
             again.is_empty(),
             "a lower level later that day changes nothing"
         );
         let rule = id("salinity_warning");
-        b.alert_raised(&st, &units, &rule, t("2026-03-01T08:00:00+07:00"), &mut out);
-        b.alert_raised(&st, &units, &rule, t("2026-03-01T20:00:00+07:00"), &mut out);
+        let one = || Parts::Alerts {
+            raised: [(id("salinity_warning"), 1)].into_iter().collect(),
+        };
+        b.add(&st, &units, day, one(), &mut out);
+        b.add(&st, &units, day, one(), &mut out);
         assert_eq!(out.len(), 3);
-        let day = "2026-03-01".parse().unwrap();
         let now = t("2026-03-02T00:00:00+07:00");
         let of = |d| tally::figure(&d, b.of_unit(&id("hg-vt"), day, day), now);
         assert_eq!(

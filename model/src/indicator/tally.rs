@@ -58,6 +58,35 @@ pub enum Parts {
 }
 
 impl Parts {
+    /// Takes what a later observation of the same day counted: the worse level, the farther
+    /// reach, more alerts, an hour's index (a recomputed one replaces it), the day's index;
+    /// a camera's time as it now stands. Parts of another kind change nothing.
+    pub fn absorb(&mut self, later: Parts) {
+        match (self, later) {
+            (Parts::Camera(c), Parts::Camera(n)) => *c = n,
+            (
+                Parts::Air { hourly, daily },
+                Parts::Air {
+                    hourly: h,
+                    daily: d,
+                },
+            ) => {
+                hourly.extend(h);
+                *daily = d.or(*daily);
+            }
+            (Parts::Salinity { worst }, Parts::Salinity { worst: w }) => *worst = (*worst).max(w),
+            (Parts::River { reach_4_km }, Parts::River { reach_4_km: k }) => {
+                *reach_4_km = reach_4_km.max(k)
+            }
+            (Parts::Alerts { raised }, Parts::Alerts { raised: r }) => {
+                for (rule, n) in r {
+                    *raised.entry(rule).or_default() += n;
+                }
+            }
+            _ => {}
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Parts::Camera(_) => "camera",
