@@ -3,7 +3,8 @@
 //! diacritics ("nga bay") finds the Ngã Bảy cameras, four of them open in a 2×2 view with
 //! fresh snapshots and then live MJPEG, the health panel shows the picked camera and the
 //! caller's own views from the audit log, and closing the tiles frees every live viewer slot
-//! (the worker's viewer gauge back to zero). Screenshots are saved under
+//! (the worker's viewer gauge back to zero); opened at an incident, the nearest cameras fill
+//! the view. Screenshots are saved under
 //! `target/tmp/screenshots/` for a person to look at.
 
 mod common;
@@ -156,6 +157,31 @@ async fn police_find_cameras_without_diacritics_and_watch_four_live() {
             .await,
         json!(0)
     );
+
+    // Opened at an incident (`?near=`, as from an alert): its nearest cameras fill the view,
+    // the nearest first.
+    let at = fixtures::cameras::cameras("rtsp://unused")
+        .into_iter()
+        .find(|c| c.id.as_str() == "hg-cam-an-nb-01")
+        .expect("a Ngã Bảy camera");
+    let (lon, lat) = (at.position.lon, at.position.lat);
+    let url = format!("{}?near={lon},{lat}#token={police}", demo.url("/cameras"));
+    page.call("Page.navigate", json!({"url": url})).await;
+    let opened = page
+        .wait_for(
+            "document.querySelectorAll('#grid .cam-tile').length",
+            &json!(4),
+            wait,
+        )
+        .await;
+    assert_eq!(opened, json!(4), "the four nearest cameras");
+    assert_eq!(
+        page.eval("document.querySelector('#grid .cam-tile').dataset.camera")
+            .await,
+        json!("hg-cam-an-nb-01")
+    );
+    page.screenshot(&shots().join("cameras-near-incident.png"))
+        .await;
 
     // A tablet in landscape: no sideways scrolling.
     page.viewport(1024, 768).await;

@@ -187,6 +187,25 @@ function upsertUnit(f) {
   L.geoJSON(f, { style: { color: "#4b6584", weight: 1, fillColor: "#1b2838", fillOpacity: 0.35 }, interactive: false }).addTo(unitLayer);
 }
 
+// `?near=lon,lat[,radius_m]` (an incident, from an alert or a report): the cameras nearest to
+// it fill the multi-view, nearest first, and the incident is marked on the map.
+const nearParam = new URLSearchParams(location.search).get("near");
+async function openNear() {
+  const [lon, lat, radius] = (nearParam || "").split(",").map(Number);
+  if (!Number.isFinite(lon) || !Number.isFinite(lat)) return;
+  L.circleMarker([lat, lon], { radius: 16, color: "#e74c3c", weight: 3, fill: false }).addTo(map);
+  map.setView([lat, lon], 15);
+  try {
+    const q = `lon=${lon}&lat=${lat}&radius_m=${Number.isFinite(radius) ? radius : 1000}&limit=${page.view}`;
+    const r = await api(`/api/v1/cameras/near?${q}`);
+    page.near = r.cameras.map(c => ({ id: c.id, distance_m: c.distance_m }));
+    r.cameras.forEach(c => pick(c.id));
+    $("count").textContent += ` · ${r.cameras.length} camera trong ${vnNumber(r.radius_m, 0)} m`;
+  } catch (e) {
+    $("count").textContent = `không tìm được camera gần: ${e.message}`;
+  }
+}
+
 let listSoon = null;
 function refreshSoon() {
   if (listSoon) return;
@@ -200,7 +219,8 @@ const feed = new Feed(m => {
     m.features.features.forEach(upsert);
     if (!framed && cams.size) {
       framed = true;
-      map.fitBounds(L.latLngBounds([...cams.values()].map(c => [c.lat, c.lon])).pad(0.1));
+      if (nearParam) openNear();
+      else map.fitBounds(L.latLngBounds([...cams.values()].map(c => [c.lat, c.lon])).pad(0.1));
     }
     refreshSoon();
   } else if (m.op === "delta" && m.sub === "cams") {
