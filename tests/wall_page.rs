@@ -102,6 +102,28 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         "one line per river of the fixture stations"
     );
 
+    // An incident's nearest cameras, as an alert's "Camera gần nhất" lists them: in Vị Thanh
+    // the town's security and traffic cameras, nearest first, with distance and state.
+    page.eval("window.nearTest = document.createElement('li'); document.getElementById('alerts').append(window.nearTest); nearCameras(window.nearTest, [105.470, 9.784])")
+        .await;
+    let near = page
+        .wait_for(
+            "(window.nearTest.querySelector('.near') || {}).textContent.includes(' m · ')",
+            &json!(true),
+            wait,
+        )
+        .await;
+    assert_eq!(
+        near,
+        json!(true),
+        "{}",
+        page.eval("window.nearTest.textContent").await
+    );
+    let listed = page
+        .eval("window.nearTest.querySelector('.near').innerHTML")
+        .await;
+    assert!(listed.as_str().unwrap().contains("Vị Thanh"), "{listed}");
+
     // The API describes itself.
     let spec: Value = reqwest::get(demo.url("/api/v1/openapi.json"))
         .await

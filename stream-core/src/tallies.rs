@@ -18,65 +18,100 @@ use crate::effect::Effect;
 /// The (unit, day)s whose figures a change moves.
 pub type Days = BTreeSet<(LocalId, NaiveDate)>;
 
+/// Where a tally sits: its day and kind, under its entity.
+type Slot = (NaiveDate, &'static str);
+
 #[derive(Debug, Default)]
 pub struct TallyBook {
-    tallies: HashMap<String, Tally>,
-    /// Keys per unit and day.
-    by_unit: HashMap<LocalId, BTreeMap<NaiveDate, BTreeSet<String>>>,
+    /// Per entity (looked up by reference: the hot path allocates nothing), per day and kind.
+    tallies: HashMap<EntityId, BTreeMap<Slot, Tally>>,
+    count: usize,
+    /// The tallies per unit and day.
+    by_unit: HashMap<LocalId, BTreeMap<NaiveDate, BTreeSet<(EntityId, &'static str)>>>,
     /// Each camera's latest day with a tally (its time runs on there).
     camera_day: HashMap<EntityId, NaiveDate>,
 }
 
+/// The kinds, as `'static` names (a key read from the topic names one of them).
+const KINDS: [&str; 5] = ["camera", "air", "salinity", "river", "alerts"];
+
 impl TallyBook {
     pub fn len(&self) -> usize {
-        self.tallies.len()
+        self.count
     }
 
     /// Takes a tally (its own, or another instance's from the topic); the (unit, day)s it
     /// moves, empty when it was held already.
     pub fn put(&mut self, t: Tally) -> Days {
-        let key = t.key();
-        if self.tallies.get(&key) == Some(&t) {
+        let slot = (t.day, t.parts.kind());
+        if self.get(&t.entity, slot.0, slot.1) == Some(&t) {
             return Days::new();
         }
-        let mut days = self.unindex(&key);
+        let mut days = self.unindex(&t.entity, slot);
         for u in &t.units {
             self.by_unit
                 .entry(u.clone())
                 .or_default()
                 .entry(t.day)
                 .or_default()
-                .insert(key.clone());
+                .insert((t.entity.clone(), slot.1));
             days.insert((u.clone(), t.day));
         }
         if matches!(t.parts, Parts::Camera(_)) {
             let d = self.camera_day.entry(t.entity.clone()).or_insert(t.day);
             *d = (*d).max(t.day);
         }
-        self.tallies.insert(key, t);
-        days
-    }
-
-    /// A tally gone from the topic (a tombstone).
-    pub fn remove(&mut self, key: &str) -> Days {
-        let days = self.unindex(key);
-        if let Some(t) = self.tallies.remove(key) {
-            if self.camera_day.get(&t.entity) == Some(&t.day) {
-                self.camera_day.remove(&t.entity);
-            }
+        let held = self.tallies.entry(t.entity.clone()).or_default();
+        if held.insert(slot, t).is_none() {
+            self.count += 1;
         }
         days
     }
 
-    fn unindex(&mut self, key: &str) -> Days {
-        let mut days = Days::new();
-        if let Some(old) = self.tallies.get(key) {
-            for u in &old.units {
-                if let Some(keys) = self.by_unit.get_mut(u).and_then(|d| d.get_mut(&old.day)) {
-                    keys.remove(key);
-                }
-                days.insert((u.clone(), old.day));
+    /// A tally gone from the topic (a tombstone of its key, `{entity}/{day}/{kind}`).
+    pub fn remove(&mut self, key: &str) -> Days {
+        let mut parts = key.rsplitn(3, '/');
+        let (Some(kind), Some(day), Some(entity)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Days::new();
+        };
+        let (Some(kind), Ok(day), Ok(entity)) = (
+            KINDS.into_iter().find(|k| *k == kind),
+            day.parse::<NaiveDate>(),
+            EntityId::parse(entity),
+        ) else {
+            return Days::new();
+        };
+        self.drop_slot(&entity, (day, kind))
+    }
+
+    fn drop_slot(&mut self, entity: &EntityId, slot: Slot) -> Days {
+        let days = self.unindex(entity, slot);
+        let Some(held) = self.tallies.get_mut(entity) else {
+            return days;
+        };
+        if held.remove(&slot).is_some() {
+            self.count -= 1;
+            if self.camera_day.get(entity) == Some(&slot.0) && slot.1 == "camera" {
+                self.camera_day.remove(entity);
             }
+        }
+        if held.is_empty() {
+            self.tallies.remove(entity);
+        }
+        days
+    }
+
+    fn unindex(&mut self, entity: &EntityId, slot: Slot) -> Days {
+        let mut days = Days::new();
+        let Some(old) = self.tallies.get(entity).and_then(|h| h.get(&slot)) else {
+            return days;
+        };
+        for u in &old.units {
+            if let Some(at) = self.by_unit.get_mut(u).and_then(|d| d.get_mut(&old.day)) {
+                at.remove(&(entity.clone(), slot.1));
+            }
+            days.insert((u.clone(), old.day));
         }
         days
     }
@@ -92,8 +127,8 @@ impl TallyBook {
             .get(unit)
             .into_iter()
             .flat_map(move |d| d.range(first..=last))
-            .flat_map(|(_, keys)| keys.iter())
-            .filter_map(|k| self.tallies.get(k))
+            .flat_map(|(day, at)| at.iter().map(move |(e, kind)| (e, *day, *kind)))
+            .filter_map(|(e, day, kind)| self.get(e, day, kind))
     }
 
     /// Every (unit, day) with a tally.
@@ -105,7 +140,8 @@ impl TallyBook {
     }
 
     fn get(&self, entity: &EntityId, day: NaiveDate, kind: &str) -> Option<&Tally> {
-        self.tallies.get(&tally::key(entity, day, kind))
+        let kind = KINDS.into_iter().find(|k| *k == kind)?;
+        self.tallies.get(entity)?.get(&(day, kind))
     }
 
     /// What `parts` counted of `entity` on `day` added to its tally (a new one when it has
@@ -120,8 +156,15 @@ impl TallyBook {
     ) -> Days {
         let t = match self.get(entity, day, parts.kind()) {
             Some(held) => {
+                // Most observations change nothing (the same level again): known before
+                // anything is cloned but the parts.
+                let mut merged = held.parts.clone();
+                merged.absorb(parts);
+                if merged == held.parts {
+                    return Days::new();
+                }
                 let mut t = held.clone();
-                t.parts.absorb(parts);
+                t.parts = merged;
                 t
             }
             None => Tally {
@@ -225,16 +268,22 @@ impl TallyBook {
     /// Tallies older than [`KEEP_DAYS`] before `today`: tombstoned by their entities' owners.
     pub fn expire(&mut self, today: NaiveDate) -> Vec<Effect> {
         let oldest = today - Duration::days(KEEP_DAYS);
-        let old: Vec<(String, EntityId)> = self
+        let old: Vec<(EntityId, Slot)> = self
             .tallies
             .iter()
-            .filter(|(_, t)| t.day < oldest)
-            .map(|(k, t)| (k.clone(), t.entity.clone()))
+            .flat_map(|(e, held)| {
+                held.keys()
+                    .take_while(|(day, _)| *day < oldest)
+                    .map(move |slot| (e.clone(), *slot))
+            })
             .collect();
         old.into_iter()
-            .map(|(key, owner)| {
-                self.remove(&key);
-                Effect::TallyGone { key, owner }
+            .map(|(entity, slot)| {
+                self.drop_slot(&entity, slot);
+                Effect::TallyGone {
+                    key: tally::key(&entity, slot.0, slot.1),
+                    owner: entity,
+                }
             })
             .collect()
     }
@@ -295,6 +344,11 @@ mod tests {
         let gone = b.expire(day("2026-12-02") + Duration::days(KEEP_DAYS + 1));
         assert_eq!(gone.len(), 1);
         assert_eq!(b.len(), 1);
+        // A tombstone read from the topic takes the tally out by its key.
+        let moved = b.remove(&tally::key(&cam, day("2026-12-03"), "camera"));
+        assert_eq!(moved.len(), 2, "both units' day moves");
+        assert_eq!(b.len(), 0);
+        assert!(b.cameras().is_empty());
     }
 
     #[test]

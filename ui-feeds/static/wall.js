@@ -288,6 +288,7 @@ let allowedLayers = [];
 const activeAlerts = window.iocWall.alerts = new Map();
 function onAlert(f) {
   const a = f.properties;
+  if (f.geometry && f.geometry.type === "Point" && (f.geometry.coordinates[0] || f.geometry.coordinates[1])) a.point = f.geometry.coordinates;
   if (a.state === "cleared") activeAlerts.delete(a.id); else activeAlerts.set(a.id, a);
   const ul = document.getElementById("alerts");
   ul.innerHTML = "";
@@ -296,9 +297,34 @@ function onAlert(f) {
     li.className = `${x.state} ${x.severity}`;
     li.innerHTML = `<b>${esc(x.title)}</b><br>${esc(x.entity_name)} <span class="small">· ${esc(x.state_vi || x.state)} · ${esc(vnTime(x.raised_at))}` +
       `${x.escalation ? " · leo thang " + x.escalation : ""}${x.acked_by ? " · " + esc(x.acked_by) : ""}</span>`;
+    if (x.point) {
+      const b = document.createElement("button");
+      b.type = "button"; b.className = "near-btn"; b.textContent = "Camera gần nhất";
+      b.onclick = () => nearCameras(li, x.point);
+      li.append(document.createElement("br"), b);
+    }
     ul.append(li);
   });
   document.getElementById("alert-count").textContent = activeAlerts.size ? String(activeAlerts.size) : "";
+}
+
+// The cameras nearest an alert (those this viewer may see), and the camera map opened there.
+async function nearCameras(li, [lon, lat]) {
+  let box = li.querySelector(".near");
+  if (!box) { box = document.createElement("div"); box.className = "near small"; li.append(box); }
+  box.textContent = "đang tìm camera…";
+  const r = await fetch(`/api/v1/cameras/near?lon=${lon}&lat=${lat}&radius_m=3000&limit=4`, { headers: { Authorization: "Bearer " + token() } });
+  if (!r.ok) { box.textContent = "không tìm được camera gần"; return; }
+  const v = await r.json();
+  box.innerHTML = v.cameras.length
+    ? v.cameras.map(c => `${esc(c.name)} · ${Math.round(c.distance_m)} m · ${esc(c.state_vi || c.state)}`).join("<br>")
+    : "không có camera nào trong 3 km mà bạn được xem";
+  if (v.cameras.length) {
+    const open = document.createElement("button");
+    open.type = "button"; open.className = "near-btn"; open.textContent = "Mở bản đồ camera tại đây";
+    open.onclick = () => window.open(`/cameras?near=${lon},${lat},3000`);
+    box.append(document.createElement("br"), open);
+  }
 }
 
 function bbox() { const b = map.getBounds(); return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(v => Math.max(-180, Math.min(180, v))); }
