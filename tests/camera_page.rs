@@ -52,6 +52,13 @@ async fn police_find_cameras_without_diacritics_and_watch_four_live() {
     let browser = Browser::start().await;
     let mut page = Page::open(&browser).await;
     page.viewport(1366, 768).await;
+    // Anything the page's Content-Security-Policy refuses is counted.
+    page.call("Page.enable", json!({})).await;
+    page.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({"source": "window.cspViolations = []; document.addEventListener('securitypolicyviolation', e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"}),
+    )
+    .await;
     let url = format!("{}#token={police}", demo.url("/cameras"));
     page.call("Page.navigate", json!({"url": url})).await;
     let wait = Duration::from_secs(40);
@@ -140,6 +147,11 @@ async fn police_find_cameras_without_diacritics_and_watch_four_live() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     page.screenshot(&shots().join("cameras-2x2-live.png")).await;
+    assert_eq!(
+        page.eval("JSON.stringify(window.cspViolations)").await,
+        json!("[]"),
+        "nothing refused by the Content-Security-Policy"
+    );
 
     // Closing the tiles frees the worker's viewer slots.
     page.eval("document.querySelectorAll('#grid .cam-close').forEach(b => b.click())")

@@ -27,6 +27,8 @@ let framed = false;
 const GROUP_VI = { police: "An ninh", traffic: "Giao thông" };
 function groupVi(g) { return GROUP_VI[g] || (g && g.startsWith("school:") ? "Trường học" : g || ""); }
 const localId = entity => entity.replace(/^camera:/, "");
+// A state as a class of cameras.css (the page's CSP refuses style attributes in markup).
+const stateClass = st => "s-" + (STATE_COLOR[st] ? st : "unknown");
 
 function upsert(f) {
   const id = localId(f.id), p = f.properties, [lon, lat] = f.geometry.coordinates;
@@ -86,7 +88,7 @@ function renderList() {
     const li = document.createElement("li");
     const down = c.p.state !== "online";
     li.innerHTML = `<button type="button" data-id="${esc(c.id)}" class="${tiles.has(c.id) ? "sel" : ""}">` +
-      `<span class="dot" style="background:${STATE_COLOR[c.p.state] || STATE_COLOR.unknown}"></span>` +
+      `<span class="dot ${stateClass(c.p.state)}"></span>` +
       `<span><b>${esc(c.p.name)}</b><br><span class="small">${esc(groupVi(c.p.group))} · ${esc((c.p.unit_names || [])[0] || "")}` +
       `${down ? " · " + esc(stateVi(c.p)) : ""}</span></span></button>`;
     li.firstChild.onclick = () => pick(c.id);
@@ -156,7 +158,7 @@ async function showHealth(id) {
   $("h-name").textContent = p.name;
   const since = p.since ? `${vnDateTime(p.since)} (${spanVi(Date.now() - Date.parse(p.since))})` : "—";
   const facts = [
-    ["Trạng thái", `<b style="color:${STATE_COLOR[p.state] || STATE_COLOR.unknown}">${esc(stateVi(p))}</b>${p.reason ? " — " + esc(p.reason) : ""}`],
+    ["Trạng thái", `<b class="${stateClass(p.state)}">${esc(stateVi(p))}</b>${p.reason ? " — " + esc(p.reason) : ""}`],
     ["Từ lúc", esc(since)],
     ["Khung hình cuối", p.last_frame ? `${esc(vnDateTime(p.last_frame))} (${esc(spanVi(Date.now() - Date.parse(p.last_frame)))} trước)` : "—"],
     ["Độ phân giải", s.width ? `${s.width}×${s.height}` : "—"],
