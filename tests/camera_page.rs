@@ -53,12 +53,7 @@ async fn police_find_cameras_without_diacritics_and_watch_four_live() {
     let mut page = Page::open(&browser).await;
     page.viewport(1366, 768).await;
     // Anything the page's Content-Security-Policy refuses is counted.
-    page.call("Page.enable", json!({})).await;
-    page.call(
-        "Page.addScriptToEvaluateOnNewDocument",
-        json!({"source": "window.cspViolations = []; document.addEventListener('securitypolicyviolation', e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"}),
-    )
-    .await;
+    page.watch_csp().await;
     let url = format!("{}#token={police}", demo.url("/cameras"));
     page.call("Page.navigate", json!({"url": url})).await;
     let wait = Duration::from_secs(40);
@@ -148,8 +143,8 @@ async fn police_find_cameras_without_diacritics_and_watch_four_live() {
     }
     page.screenshot(&shots().join("cameras-2x2-live.png")).await;
     assert_eq!(
-        page.eval("JSON.stringify(window.cspViolations)").await,
-        json!("[]"),
+        page.csp_violations().await,
+        Some(vec![]),
         "nothing refused by the Content-Security-Policy"
     );
 

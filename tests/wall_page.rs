@@ -26,6 +26,7 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
     demo.ready().await;
     let browser = Browser::start().await;
     let mut page = Page::open(&browser).await;
+    page.watch_csp().await;
 
     let url = format!("{}#token={}", demo.url("/"), token(auth::Role::Operator));
     page.call("Page.navigate", json!({"url": url})).await;
@@ -124,6 +125,11 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         .await;
     assert!(listed.as_str().unwrap().contains("Vị Thanh"), "{listed}");
 
+    assert_eq!(
+        page.csp_violations().await,
+        Some(vec![]),
+        "nothing refused by the Content-Security-Policy"
+    );
     // The API describes itself.
     let spec: Value = reqwest::get(demo.url("/api/v1/openapi.json"))
         .await

@@ -157,6 +157,24 @@ impl Page {
         .await;
     }
 
+    /// From the next navigation on, counts what the page's Content-Security-Policy refuses
+    /// (read with [`Page::csp_violations`]).
+    pub async fn watch_csp(&mut self) {
+        self.call("Page.enable", json!({})).await;
+        self.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": "window.cspViolations = []; document.addEventListener('securitypolicyviolation', e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"}),
+        )
+        .await;
+    }
+
+    /// What the Content-Security-Policy refused since the page loaded (see
+    /// [`Page::watch_csp`]); `None` when nothing was watching.
+    pub async fn csp_violations(&mut self) -> Option<Vec<String>> {
+        let v = self.eval("JSON.stringify(window.cspViolations)").await;
+        serde_json::from_str(v.as_str()?).ok()
+    }
+
     /// Saves a PNG of what the page shows, for a person to look at.
     pub async fn screenshot(&mut self, path: &std::path::Path) {
         let shot = self
