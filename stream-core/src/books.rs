@@ -695,8 +695,13 @@ impl Books {
         ) else {
             return Days::new();
         };
-        let units = self.dir.locate(c.position.lon, c.position.lat);
         let entity = EntityId::new(EntityKind::Camera, id);
+        // A camera's time counts from its first picture or failure, not from the worker's
+        // first connection attempt (every camera is "connecting" when a worker starts).
+        if !self.tallies.has_camera(&entity) && self.cameras.is_connecting(id) {
+            return Days::new();
+        }
+        let units = self.dir.locate(c.position.lon, c.position.lat);
         self.tallies
             .camera(&entity, &units, since.to_utc(), online, out)
     }
@@ -1593,7 +1598,11 @@ mod tests {
             now() - Duration::hours(5),
         ));
         let (online, offline) = (model::CameraState::Online, model::CameraState::Offline);
-        // Online from 06:00 (Vietnam), offline from 09:00; read at 10:00.
+        // Connecting from 05:00 (the worker starting): not yet counted. Online from 06:00
+        // (Vietnam), offline from 09:00; read at 10:00.
+        let five = now() - Duration::hours(5);
+        let connecting = model::CameraState::Connecting;
+        effects.extend(b.apply(camera_status_at(&cam, connecting, five), five));
         let six = now() - Duration::hours(4);
         effects.extend(b.apply(camera_status_at(&cam, online, six), six));
         let nine = now() - Duration::hours(1);

@@ -159,6 +159,13 @@ impl CameraBook {
         Some((s.since.min(*ts), s.state == CameraState::Online))
     }
 
+    /// True while the camera's worker is still opening its stream (no frame yet).
+    pub fn is_connecting(&self, id: &LocalId) -> bool {
+        self.statuses
+            .get(id)
+            .is_some_and(|(_, s)| s.state == CameraState::Connecting)
+    }
+
     pub fn forget(&mut self, id: &LocalId) {
         self.statuses.remove(id);
         self.silent.remove(id);

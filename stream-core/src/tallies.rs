@@ -220,6 +220,11 @@ impl TallyBook {
         days
     }
 
+    /// Whether the camera's time is counted yet.
+    pub fn has_camera(&self, entity: &EntityId) -> bool {
+        self.camera_day.contains_key(entity)
+    }
+
     /// The cameras with a tally, and the state their latest holds (for a new day).
     pub fn cameras(&self) -> Vec<(EntityId, Vec<LocalId>, bool)> {
         self.camera_day
