@@ -119,6 +119,13 @@ async fn police_find_cameras_without_diacritics_and_watch_four_live() {
         json!(true),
         "the caller's own views, from the audit log"
     );
+    let today = page
+        .eval("[...document.querySelectorAll('#h-facts dt')].find(d => d.textContent === 'Trực tuyến hôm nay').nextElementSibling.textContent")
+        .await;
+    assert!(
+        today.as_str().is_some_and(|t| t.ends_with("%)")),
+        "the camera's time online today: {today}"
+    );
     page.screenshot(&shots().join("cameras-2x2-snapshots.png"))
         .await;
 

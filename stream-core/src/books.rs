@@ -788,12 +788,10 @@ impl Books {
     fn camera_status(&mut self, located: Located, now: DateTime<Utc>) -> Vec<Effect> {
         match self.cameras.apply(&located.event) {
             Ok(Some(id)) => {
-                let mut out: Vec<Effect> = self
-                    .camera_record(&id, now)
-                    .map(Effect::upsert)
-                    .into_iter()
-                    .collect();
+                // The tally first: the record shows the camera's time today with it.
+                let mut out = Vec::new();
                 let days = self.tally_camera(&id, now, &mut out);
+                out.extend(self.camera_record(&id, now).map(Effect::upsert));
                 out.extend(self.figure_tallies(&days, now));
                 out
             }
@@ -807,7 +805,19 @@ impl Books {
         let c = self.dir.cameras.get(id)?;
         let units = self.dir.locate(c.position.lon, c.position.lat);
         let names = self.dir.unit_names(&units);
-        Some(self.cameras.record(c, units, names, now.fixed_offset()))
+        let mut rec = self.cameras.record(c, units, names, now.fixed_offset());
+        // Its time today as its tally holds it (a page adds the time since `upto` at `online`).
+        let entity = EntityId::new(EntityKind::Camera, id);
+        if let Some(t) = self.tallies.camera_latest(&entity) {
+            if let model::indicator::tally::Parts::Camera(c) = &t.parts {
+                rec.properties.insert(
+                    "today".into(),
+                    serde_json::json!({"day": t.day, "online_s": c.online_s,
+                        "observed_s": c.observed_s, "upto": c.upto, "online": c.online}),
+                );
+            }
+        }
+        Some(rec)
     }
 
     /// An acknowledgement or clear from the API (the core's own events change nothing).
@@ -867,8 +877,8 @@ impl Books {
         // Cameras whose worker went quiet, or spoke again: their records change.
         let mut days = Days::new();
         for id in self.cameras.silence_changes(now_local) {
-            out.extend(self.camera_record(&id, now).map(Effect::upsert));
             days.extend(self.tally_camera(&id, now, &mut out));
+            out.extend(self.camera_record(&id, now).map(Effect::upsert));
         }
         transitions.extend(self.alerts.tick(now_local));
         out.extend(self.alert_effects(transitions, true, now));
@@ -881,6 +891,11 @@ impl Books {
             // Each camera's time opens a tally for the new day; tallies past keeping go.
             for (entity, units, online) in self.tallies.cameras() {
                 days.extend(self.tallies.camera(&entity, &units, now, online, &mut out));
+            }
+            // Each camera's record shows its new day.
+            let cameras: Vec<LocalId> = self.dir.cameras.keys().cloned().collect();
+            for id in &cameras {
+                out.extend(self.camera_record(id, now).map(Effect::upsert));
             }
             out.extend(self.tallies.expire(today));
             days.extend(self.every_unit_on(today));
@@ -1606,7 +1621,13 @@ mod tests {
         let six = now() - Duration::hours(4);
         effects.extend(b.apply(camera_status_at(&cam, online, six), six));
         let nine = now() - Duration::hours(1);
-        effects.extend(b.apply(camera_status_at(&cam, offline, nine), nine));
+        let at_nine = b.apply(camera_status_at(&cam, offline, nine), nine);
+        // The camera's record carries its time today: 3 h online of 3 h seen by 09:00.
+        let rec = upserts(&at_nine, Layer::Cameras)[0].clone();
+        assert_eq!(rec.properties["today"]["online_s"], 3 * 3600);
+        assert_eq!(rec.properties["today"]["observed_s"], 3 * 3600);
+        assert_eq!(rec.properties["today"]["online"], false);
+        effects.extend(at_nine);
         // The camera_down rule sees it down at 09:30, and raises its alert by 10:00.
         effects.extend(b.apply(Input::Tick, now() - Duration::minutes(30)));
         effects.extend(b.apply(Input::Tick, now()));

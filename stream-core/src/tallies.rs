@@ -220,6 +220,12 @@ impl TallyBook {
         days
     }
 
+    /// The camera's latest tally (its time runs on there).
+    pub fn camera_latest(&self, entity: &EntityId) -> Option<&Tally> {
+        let day = self.camera_day.get(entity)?;
+        self.get(entity, *day, "camera")
+    }
+
     /// Whether the camera's time is counted yet.
     pub fn has_camera(&self, entity: &EntityId) -> bool {
         self.camera_day.contains_key(entity)

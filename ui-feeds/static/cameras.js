@@ -147,6 +147,16 @@ function setView(n) {
   renderList();
 }
 
+// The camera's time online today (Vietnam day), from its tally and the state it has held
+// since: "7 giờ 12 phút (96,4 %)".
+function onlineToday(t) {
+  const today = new Date(Date.now() + 7 * 3600e3).toISOString().slice(0, 10);
+  if (!t || t.day !== today) return "—";
+  const more = Math.max(0, Date.now() - Date.parse(t.upto));
+  const on = t.online_s * 1000 + (t.online ? more : 0), seen = t.observed_s * 1000 + more;
+  return seen > 0 ? `${spanVi(on)} (${vnNumber(100 * on / seen)} %)` : "—";
+}
+
 async function showHealth(id) {
   const c = cams.get(id);
   if (!c) return;
@@ -165,6 +175,7 @@ async function showHealth(id) {
     ["Tốc độ khung", s.fps !== undefined ? `${vnNumber(s.fps)} khung/s` : "—"],
     ["Bitrate", s.bitrate_kbps !== undefined ? `${vnNumber(s.bitrate_kbps, 0)} kbit/s` : "—"],
     ["Kết nối lại", p.reconnects !== undefined ? String(p.reconnects) : "—"],
+    ["Trực tuyến hôm nay", onlineToday(p.today)],
     ["Nhóm", esc(groupVi(p.group))],
     ["Đơn vị", esc((p.unit_names || []).join(", "))],
   ];
