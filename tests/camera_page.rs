@@ -23,15 +23,8 @@ fn shots() -> std::path::PathBuf {
 
 /// The worker's live viewers, from `/metrics` (zero before the first live view).
 async fn live_viewers(demo: &Ioc) -> f64 {
-    let text = reqwest::Client::new()
-        .get(demo.url("/metrics"))
-        .bearer_auth(token(auth::Role::Admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, _, body) = fetch(demo, "/metrics", &token(auth::Role::Admin)).await;
+    let text = String::from_utf8_lossy(&body);
     text.lines()
         .find(|l| l.starts_with("ioc_video_live_viewers"))
         .and_then(|l| l.split_whitespace().last())

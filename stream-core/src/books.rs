@@ -170,7 +170,16 @@ impl Books {
         for r in restored.values().filter(|r| r.layer == Layer::Cameras) {
             self.cameras.restore(r);
         }
+        // Each camera's time counted on from its latest tally (at the state its restored
+        // status gives) into today, before its record, which shows its time today.
+        let mut days = self.tallies.all_days();
         let cameras: Vec<LocalId> = self.dir.cameras.keys().cloned().collect();
+        for id in &cameras {
+            days.extend(self.tally_camera(id, now, &mut out));
+        }
+        for (entity, units, online) in self.tallies.cameras() {
+            days.extend(self.tallies.camera(&entity, &units, now, online, &mut out));
+        }
         for id in cameras {
             if let Some(rec) = self.camera_record(&id, now) {
                 if restored.get(&rec.entity) != Some(&rec) {
@@ -187,22 +196,13 @@ impl Books {
         out.extend(changed.into_iter().map(Effect::upsert));
         // Indicators: the derived ones from the whole record of reports, then every series
         // there is, and those the state holds that are gone.
-        let days: BTreeSet<(LocalId, chrono::NaiveDate)> =
+        let report_days: BTreeSet<(LocalId, chrono::NaiveDate)> =
             self.reports.flow_days().cloned().collect();
         let units: BTreeSet<LocalId> = self.dir.units.keys().cloned().collect();
-        self.derive_from_reports(&days, &units, now);
-        // Tallies as restored, each camera counted on from its latest (at the state the
-        // restored status gives) into today, each station's latest index and level, those
-        // past keeping dropped; then the figures of every day they hold.
+        self.derive_from_reports(&report_days, &units, now);
+        // Each station's latest index and level into its tallies, those past keeping
+        // dropped; then the figures of every day the tallies hold.
         let today = model::indicator::period::vietnam_date(now);
-        let mut days = self.tallies.all_days();
-        let cameras: Vec<LocalId> = self.dir.cameras.keys().cloned().collect();
-        for id in &cameras {
-            days.extend(self.tally_camera(id, now, &mut out));
-        }
-        for (entity, units, online) in self.tallies.cameras() {
-            days.extend(self.tallies.camera(&entity, &units, now, online, &mut out));
-        }
         let stations: Vec<LocalId> = self.stations.iter().map(|s| s.station.id.clone()).collect();
         for id in &stations {
             days.extend(self.tally_station(id, &mut out));
@@ -1593,6 +1593,20 @@ mod tests {
         }))
     }
 
+    /// The tallies among `effects`, as the topic gives them back.
+    fn tallies_of(effects: &[Effect]) -> Vec<crate::input::TallyIn> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Tally { tally, .. } => Some(crate::input::TallyIn {
+                    key: tally.key(),
+                    tally: Some(tally.clone()),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn latest(effects: &[Effect], id: &str) -> Option<serde_json::Value> {
         effects
             .iter()
@@ -1650,16 +1664,8 @@ mod tests {
             Some(serde_json::json!(1.0))
         );
         // A restart from what was published: the tallies and the state topic.
-        let tallies: Vec<crate::input::TallyIn> = effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Tally { tally, .. } => Some(crate::input::TallyIn {
-                    key: tally.key(),
-                    tally: Some(tally.clone()),
-                }),
-                _ => None,
-            })
-            .collect();
+        let tallies = tallies_of(&effects);
+        let effects_before = effects.clone();
         assert!(!tallies.is_empty());
         let mut restored: HashMap<EntityId, StateRecord> = HashMap::new();
         for e in &effects {
@@ -1693,6 +1699,29 @@ mod tests {
         // An hour later the camera is still offline: 3 h online of 5 h seen.
         let later = again.apply(Input::Tick, now() + Duration::hours(1));
         assert_eq!(latest(&later, province), Some(serde_json::json!(60.0)));
+        // Restarted the next day: the camera's record shows its time on the new day.
+        let mut next = Books::new(rules(), ReportsConfig::default(), now());
+        for e in fixtures::registry() {
+            next.load(Input::Registry(Ok(RegistryChange::Upsert(e))), now());
+        }
+        next.load(
+            Input::Registry(Ok(RegistryChange::Upsert(RegistryEntry::Camera(
+                cam.clone(),
+            )))),
+            now(),
+        );
+        next.load(Input::Tallies(tallies_of(&effects_before)), now());
+        let tomorrow = now() + Duration::days(1);
+        let started = next.start(&restored, tomorrow);
+        let rec = upserts(&started, Layer::Cameras)
+            .into_iter()
+            .find(|r| r.entity.local() == cam.id.as_str())
+            .expect("the camera's record, moved to a new day");
+        assert_eq!(
+            rec.properties["today"]["day"],
+            serde_json::json!(model::indicator::period::vietnam_date(tomorrow))
+        );
+        assert_eq!(rec.properties["today"]["online_s"], 0);
     }
 
     #[test]
