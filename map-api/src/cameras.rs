@@ -486,7 +486,7 @@ pub struct NearParams {
     limit: Option<String>,
 }
 
-/// Default and largest search radius for the cameras near a point, metres.
+/// Default search radius for the cameras near a point, metres (at most `MAX_RADIUS_M`).
 const NEAR_DEFAULT_M: f64 = 1000.0;
 /// Default and most cameras listed near a point (a 4×4 mosaic at most).
 const NEAR_DEFAULT_LIMIT: usize = 9;
