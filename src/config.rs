@@ -37,6 +37,8 @@ pub struct Config {
     /// The history database; without `database_url`, history is kept in bounded memory.
     pub store: StoreConfig,
     pub feeds: FeedsConfig,
+    /// What the pages draw: the basemap under the unit polygons.
+    pub ui: UiConfig,
     pub ingest: IngestConfig,
     /// Field-report intake: photo limits, routes and deadlines.
     pub reports: ingest::reports::ReportIntakeConfig,
@@ -61,6 +63,7 @@ impl Default for Config {
             history: HistoryConfig::default(),
             store: StoreConfig::default(),
             feeds: FeedsConfig::default(),
+            ui: UiConfig::default(),
             ingest: IngestConfig::default(),
             reports: Default::default(),
             registry: RegistryConfig::default(),
@@ -184,6 +187,15 @@ impl Default for RegistryConfig {
             files: Vec::new(),
         }
     }
+}
+
+/// The pages' settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// `kind = "none"` (the default), `"xyz"` with `url` (and `attribution`, `max_zoom`), or
+    /// `"mbtiles"` with `path`.
+    pub basemap: ui_feeds::basemap::Basemap,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

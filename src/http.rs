@@ -113,10 +113,29 @@ pub fn raise_open_files_limit() {
     }
 }
 
+/// The Content-Security-Policy of every answer: the site's own scripts and styles only,
+/// images from the site (and `basemap`'s tile server, when it has one), nothing inline.
+pub fn content_security_policy(basemap: Option<&str>) -> HeaderValue {
+    let img = match basemap {
+        Some(origin) => format!("'self' data: blob: {origin}"),
+        None => "'self' data: blob:".to_string(),
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src {img}; \
+         media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
+    );
+    HeaderValue::from_str(&policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
+}
+
 /// The headers every answer carries: no sniffing of content types (a JPEG/HTML polyglot
-/// stays an image), no framing by other sites, no referrer leaving the site, and a policy
-/// that runs only the site's own scripts and styles. Pages set nothing inline.
-pub async fn security_headers(mut resp: Response) -> Response {
+/// stays an image), no framing by other sites, no referrer leaving the site, and the policy
+/// `csp`. Pages set nothing inline.
+pub async fn security_headers(
+    axum::extract::State(csp): axum::extract::State<HeaderValue>,
+    mut resp: Response,
+) -> Response {
     let h = resp.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
         if !h.contains_key(&k) {
@@ -126,13 +145,9 @@ pub async fn security_headers(mut resp: Response) -> Response {
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::REFERRER_POLICY, "no-referrer");
-    set(
-        h,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-         media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-         form-action 'self'; frame-ancestors 'none'",
-    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     resp
 }
 
@@ -222,7 +237,7 @@ async fn limit_writes(
 
 /// The app with the per-request limits: answer deadline, panic catching, security headers,
 /// write rates.
-pub fn harden(app: Router, cfg: &HttpConfig, limits: WriteLimits) -> Router {
+pub fn harden(app: Router, cfg: &HttpConfig, limits: WriteLimits, csp: HeaderValue) -> Router {
     // Outermost last: every answer (a 408, a caught panic's 500, a 429) gets the headers.
     app.layer(axum::middleware::from_fn_with_state(limits, limit_writes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
@@ -230,7 +245,10 @@ pub fn harden(app: Router, cfg: &HttpConfig, limits: WriteLimits) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_s.max(1)),
         ))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response_with_state(
+            csp,
+            security_headers,
+        ))
 }
 
 /// Serves `app` on `listener` until the listener fails.
@@ -239,9 +257,10 @@ pub async fn serve(
     app: Router,
     cfg: HttpConfig,
     limits: WriteLimits,
+    csp: HeaderValue,
 ) -> std::io::Result<()> {
     raise_open_files_limit();
-    let app = harden(app, &cfg, limits);
+    let app = harden(app, &cfg, limits, csp);
     let conns = Arc::new(Mutex::new(Conns::default()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -311,6 +330,7 @@ mod tests {
             Router::new().route("/boom", axum::routing::get(boom)),
             &HttpConfig::default(),
             limits(),
+            content_security_policy(None),
         );
         let req = axum::http::Request::get("/boom")
             .body(axum::body::Body::empty())
@@ -339,6 +359,7 @@ mod tests {
             Router::new().route("/api/v1/zones", axum::routing::post(|| async { "ok" })),
             &HttpConfig::default(),
             w,
+            content_security_policy(None),
         );
         let mut statuses = Vec::new();
         for _ in 0..3 {

@@ -116,6 +116,8 @@ struct Shared {
     mode: String,
     history: Option<Arc<dyn History>>,
     core_status: Arc<stream_core::CoreStatus>,
+    /// The MBTiles basemap, opened when `ui.basemap` is one.
+    tiles: Option<ui_feeds::basemap::Tiles>,
 }
 
 pub fn init_logging(cfg: &LogConfig) {
@@ -320,6 +322,11 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
                     .map(model::RegistryEntry::Camera),
             );
         }
+        entries.extend(
+            fixtures::wall::layouts(cfg.registry.fixture_cameras)
+                .into_iter()
+                .map(model::RegistryEntry::Layout),
+        );
         ingest::registry::publish(&*bus, &cfg.topics.registry, "registry:fixtures", &entries)
             .await
             .context("publishing the fixture registry")?;
@@ -344,7 +351,21 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         checks: Vec::new(),
     };
     let history = history_backend(&cfg, roles, &mut parts, &bus)?;
+    cfg.ui
+        .basemap
+        .check()
+        .map_err(anyhow::Error::msg)
+        .context("ui.basemap")?;
+    let tiles = match &cfg.ui.basemap {
+        ui_feeds::basemap::Basemap::Mbtiles { path, .. } if roles.api => Some(
+            ui_feeds::basemap::Tiles::open(path)
+                .await
+                .with_context(|| format!("opening the MBTiles basemap {}", path.display()))?,
+        ),
+        _ => None,
+    };
     let shared = Shared {
+        tiles,
         cfg: cfg.clone(),
         roles,
         bus: bus.clone(),
@@ -412,12 +433,13 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         }
     }
     let http = cfg.http.clone();
+    let csp = crate::http::content_security_policy(cfg.ui.basemap.image_origin().as_deref());
     let write_limits = crate::http::WriteLimits {
         limiter: limiter.clone(),
         auth: auth.clone(),
     };
     spawn(&mut tasks, "http", async move {
-        crate::http::serve(listener, app, http, write_limits)
+        crate::http::serve(listener, app, http, write_limits, csp)
             .await
             .context("http server")
     });
@@ -623,6 +645,8 @@ fn api_role(
             config: cfg.feeds.clone(),
             mode: s.mode.clone(),
             history: s.history.clone(),
+            basemap: cfg.ui.basemap.clone(),
+            tiles: s.tiles.clone(),
         }));
         replica
     } else {
@@ -693,6 +717,12 @@ fn print_demo_banner(auth: &Authenticator, cfg: &Config, local: SocketAddr) {
         "  Leaders' page (leader): http://{host}:{}/leader#token={leader}",
         local.port()
     );
+    for n in 0..2 {
+        println!(
+            "  Wall screen {n} (operator): http://{host}:{}/wall/tuong-chinh?screen={n}#token={operator}",
+            local.port()
+        );
+    }
     let police = auth.issue("demo-police", Role::Police, None, ttl);
     println!(
         "  Camera map (police):   http://{host}:{}/cameras#token={police}",

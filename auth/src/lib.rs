@@ -92,6 +92,13 @@ impl Role {
             // Indicators are the leaders' and the control room's; an agency sees its own
             // (the record filter, `replica::visible_with`), police nothing.
             Role::Police if layer == Layer::Indicators => false,
+            // Wall layouts are the control room's: who runs a wall (operators, admins) and
+            // who watches one (police, leaders).
+            Role::Operator | Role::Police | Role::Leader | Role::Admin
+                if layer == Layer::Layouts =>
+            {
+                true
+            }
             Role::Operator | Role::Police | Role::Leader | Role::Admin => match layer {
                 Layer::Salinity
                 | Layer::AirQuality
@@ -101,7 +108,8 @@ impl Role {
                 | Layer::Zones
                 | Layer::Reports
                 | Layer::Cameras
-                | Layer::Indicators => true,
+                | Layer::Indicators
+                | Layer::Layouts => true,
             },
         }
     }

@@ -79,6 +79,8 @@ pub async fn serve(server: Server, port: u16, entities: usize, rate: usize) -> a
                 config: Default::default(),
                 mode: "memory".into(),
                 history: None,
+                basemap: Default::default(),
+                tiles: None,
             };
             tokio::spawn(async move { axum::serve(listener, ui_feeds::router(state)).await });
         }

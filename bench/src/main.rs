@@ -573,6 +573,8 @@ async fn run_latency(
         config: Default::default(),
         mode: "kafka".into(),
         history: None,
+        basemap: Default::default(),
+        tiles: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

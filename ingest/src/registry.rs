@@ -157,6 +157,7 @@ fn check(l: &Located) -> Result<(), Vec<EntryProblem>> {
         RegistryEntry::Station(s) => s.validate(),
         RegistryEntry::Camera(c) => c.validate(),
         RegistryEntry::Indicator(i) => i.check(),
+        RegistryEntry::Layout(l) => l.check().map_err(Into::into),
         _ => Ok(()),
     };
     checked.map_err(|invalid| {

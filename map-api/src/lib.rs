@@ -31,6 +31,7 @@ mod camera_admin;
 mod cameras;
 mod history;
 mod indicators;
+mod layouts;
 pub mod open311;
 mod zones;
 
@@ -94,6 +95,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/zones", post(zones::create))
         .route("/api/v1/zones/{id}", delete(zones::delete))
         .route("/api/v1/summary", get(zones::summary))
+        .route("/api/v1/layouts", get(layouts::list))
+        .route(
+            "/api/v1/layouts/{id}",
+            get(layouts::one).put(layouts::put).delete(layouts::delete),
+        )
+        .route(
+            "/api/v1/layouts/{id}/focus",
+            post(layouts::focus).delete(layouts::release),
+        )
         .route("/api/v1/indicators", get(indicators::list))
         .route("/api/v1/indicators/{code}", get(indicators::one))
         .route(

@@ -78,10 +78,12 @@ pub enum EntityKind {
     Series,
     /// Where a dead letter came from when the input named no entity.
     Source,
+    /// A video-wall layout (`layout:{id}`), on the `layouts` layer.
+    Layout,
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 11] = [
+    pub const ALL: [EntityKind; 12] = [
         EntityKind::Station,
         EntityKind::Camera,
         EntityKind::Unit,
@@ -93,6 +95,7 @@ impl EntityKind {
         EntityKind::Indicator,
         EntityKind::Series,
         EntityKind::Source,
+        EntityKind::Layout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +111,7 @@ impl EntityKind {
             EntityKind::Indicator => "indicator",
             EntityKind::Series => "series",
             EntityKind::Source => "source",
+            EntityKind::Layout => "layout",
         }
     }
 

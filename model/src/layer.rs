@@ -28,10 +28,12 @@ pub enum Layer {
     Cameras,
     /// Indicators per unit: the latest periods' figures against their targets.
     Indicators,
+    /// Video-wall layouts: their screens and panels, and where they are focused.
+    Layouts,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 9] = [
+    pub const ALL: [Layer; 10] = [
         Layer::Salinity,
         Layer::AirQuality,
         Layer::Units,
@@ -41,6 +43,7 @@ impl Layer {
         Layer::Reports,
         Layer::Cameras,
         Layer::Indicators,
+        Layer::Layouts,
     ];
 
     /// Layers a replay can rewind from history (sensor state, for now).
@@ -57,6 +60,7 @@ impl Layer {
             Layer::Reports => "reports",
             Layer::Cameras => "cameras",
             Layer::Indicators => "indicators",
+            Layer::Layouts => "layouts",
         }
     }
 
@@ -71,6 +75,7 @@ impl Layer {
             Layer::Reports => "Phản ánh hiện trường",
             Layer::Cameras => "Camera",
             Layer::Indicators => "Chỉ tiêu",
+            Layer::Layouts => "Bố cục màn hình tường",
         }
     }
 
@@ -85,6 +90,7 @@ impl Layer {
             Layer::Reports => "Field reports",
             Layer::Cameras => "Cameras",
             Layer::Indicators => "Indicators",
+            Layer::Layouts => "Video-wall layouts",
         }
     }
 

@@ -1,5 +1,5 @@
 //! The IOC's shared vocabulary: the versioned event envelope that travels on the bus, the
-//! entities it speaks of (stations, readings, administrative units, zones, agencies, cameras), the
+//! entities it speaks of (stations, readings, administrative units, zones, agencies, cameras, wall layouts), the
 //! state records read replicas hold, and the validation that turns sender input into them.
 //!
 //! This crate owns *meaning* and *validity*. It must never do I/O (no network, no files, no
@@ -23,6 +23,7 @@ pub mod salinity;
 pub mod spatial;
 pub mod state;
 pub mod text;
+pub mod wall;
 
 pub use camera::{Camera, CameraGroup, CameraPurpose, CameraScope, CameraState, CameraStatus};
 pub use envelope::{Envelope, EventKind, ENVELOPE_VERSION};

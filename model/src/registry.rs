@@ -23,6 +23,8 @@ pub enum RegistryEntry {
     Camera(Camera),
     /// An indicator of the leaders' catalogue.
     Indicator(crate::indicator::Indicator),
+    /// A video-wall layout.
+    Layout(crate::wall::WallLayout),
 }
 
 impl RegistryEntry {
@@ -34,6 +36,7 @@ impl RegistryEntry {
             RegistryEntry::Zone(z) => EntityId::new(crate::EntityKind::Zone, &z.id),
             RegistryEntry::Camera(c) => EntityId::new(crate::EntityKind::Camera, &c.id),
             RegistryEntry::Indicator(i) => EntityId::new(crate::EntityKind::Indicator, &i.code),
+            RegistryEntry::Layout(l) => EntityId::new(crate::EntityKind::Layout, &l.id),
         }
     }
 }
@@ -91,6 +94,7 @@ impl RegistryChange {
                     RegistryEntry::Station(s) => s.validate(),
                     RegistryEntry::Camera(c) => c.validate(),
                     RegistryEntry::Indicator(i) => i.check(),
+                    RegistryEntry::Layout(l) => l.check().map_err(Into::into),
                     _ => Ok(()),
                 };
                 checked.map_err(|invalid| invalid.errors)?;
@@ -131,6 +135,7 @@ pub struct Directory {
     pub zones: HashMap<LocalId, Zone>,
     pub cameras: HashMap<LocalId, Camera>,
     pub indicators: HashMap<LocalId, crate::indicator::Indicator>,
+    pub layouts: HashMap<LocalId, crate::wall::WallLayout>,
     index: UnitIndex,
     index_stale: bool,
     /// Zones as polygons, for point-in-zone.
@@ -162,6 +167,9 @@ impl Directory {
             RegistryEntry::Indicator(i) => {
                 self.indicators.insert(i.code.clone(), i);
             }
+            RegistryEntry::Layout(l) => {
+                self.layouts.insert(l.id.clone(), l);
+            }
         }
     }
 
@@ -179,6 +187,7 @@ impl Directory {
             EntityKind::Agency => self.agencies.remove(&id).is_some(),
             EntityKind::Camera => self.cameras.remove(&id).is_some(),
             EntityKind::Indicator => self.indicators.remove(&id).is_some(),
+            EntityKind::Layout => self.layouts.remove(&id).is_some(),
             EntityKind::Zone => {
                 let had = self.zones.remove(&id).is_some();
                 self.refresh_zones();
@@ -215,6 +224,7 @@ impl Directory {
                     .cloned()
                     .map(RegistryEntry::Indicator),
             )
+            .chain(self.layouts.values().cloned().map(RegistryEntry::Layout))
             .collect();
         out.sort_by_key(|e| e.entity());
         out

@@ -22,7 +22,7 @@ use crate::forecaster::{ForecastView, Target};
 use crate::indicators::{IndicatorBook, Touched};
 use crate::input::TallyIn;
 use crate::input::{AlertActionIn, Input, Located, ReadingIn, Rejected};
-use crate::places::{unit_record, zone_record};
+use crate::places::{layout_record, unit_record, zone_record};
 use crate::reports::{Changed, ReportBook, ReportsConfig};
 use crate::rivers::RiverBook;
 use crate::rules;
@@ -161,8 +161,8 @@ impl Books {
                 changed.push(rec);
             }
         }
-        for zone in self.dir.zones.values() {
-            let rec = zone_record(zone);
+        let places = self.dir.zones.values().map(zone_record);
+        for rec in places.chain(self.dir.layouts.values().map(layout_record)) {
             if restored.get(&rec.entity) != Some(&rec) {
                 changed.push(rec);
             }
@@ -366,6 +366,10 @@ impl Books {
             }
             EntityKind::Zone => out.push(match self.dir.zones.get(&local) {
                 Some(z) => Effect::upsert(zone_record(z)),
+                None => Effect::tombstone(entity.clone()),
+            }),
+            EntityKind::Layout => out.push(match self.dir.layouts.get(&local) {
+                Some(l) => Effect::upsert(layout_record(l)),
                 None => Effect::tombstone(entity.clone()),
             }),
             EntityKind::Camera => match self.camera_record(&local, now) {

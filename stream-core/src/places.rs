@@ -28,6 +28,32 @@ pub fn zone_record(z: &model::Zone) -> StateRecord {
     }
 }
 
+/// The state record of a video-wall layout (the `layouts` layer): the layout itself in its
+/// properties (screens, panels, focus), placed at its focus when it has one so that a map
+/// can show where the wall is looking; a layout without one has no place.
+pub fn layout_record(l: &model::wall::WallLayout) -> StateRecord {
+    let mut properties = match serde_json::to_value(l) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    properties.remove("id");
+    let geometry = match &l.focus {
+        Some(f) => geojson::Geometry::new(geojson::Value::Point(vec![f.lon, f.lat])),
+        None => geojson::Geometry::new(geojson::Value::GeometryCollection(Vec::new())),
+    };
+    StateRecord {
+        entity: EntityId::new(model::EntityKind::Layout, &l.id),
+        layer: Layer::Layouts,
+        bbox: geometry_bbox(&geometry).unwrap_or([0.0; 4]),
+        geometry,
+        units: Vec::new(),
+        updated: l.focus.as_ref().map(|f| f.at.fixed_offset()),
+        properties,
+        applied: Default::default(),
+        core: serde_json::Value::Null,
+    }
+}
+
 /// The state record of an administrative unit (the `units` layer).
 pub fn unit_record(u: &model::AdminUnit, dir: &Directory, reports: UnitCounts) -> StateRecord {
     let mut chain = vec![u.id.clone()];

@@ -2,12 +2,14 @@
 //! GeoJSON snapshot, then deltas numbered by the replica's sequence; it can move its bbox,
 //! resume after a reconnect with `since`, and is told to `resync` (and sent a fresh snapshot)
 //! when it falls too far behind; it can also replay the map from history (`replay`). Also
-//! serves the reference wall page at `/`.
+//! serves the pages (the reference wall at `/`, the wall's screens at `/wall/{layout}`, the
+//! police camera map, the leaders' page) and the basemap's tiles.
 //!
 //! It owns *fan-out to clients*: per-connection queues that coalesce per entity and stay
 //! bounded, so one slow client never slows the others nor grows memory. It must never change
 //! state, and reads it only through the `replica` crate. Protocol: `PROTOCOL.md`.
 
+pub mod basemap;
 mod connection;
 mod hub;
 mod page;
@@ -63,6 +65,10 @@ pub struct FeedsState {
     pub mode: String,
     /// History for `replay` (`None`: this process keeps none).
     pub history: Option<Arc<dyn store::History>>,
+    /// What the pages draw under the unit polygons.
+    pub basemap: basemap::Basemap,
+    /// The MBTiles basemap's tiles, when `basemap` is one (opened by the caller).
+    pub tiles: Option<basemap::Tiles>,
 }
 
 /// What the routes share: the configured state and the one hub that dispatches changes.
@@ -75,6 +81,12 @@ struct Feeds {
 impl FromRef<Feeds> for Arc<Authenticator> {
     fn from_ref(s: &Feeds) -> Self {
         s.state.auth.clone()
+    }
+}
+
+impl FromRef<Feeds> for Option<basemap::Tiles> {
+    fn from_ref(s: &Feeds) -> Self {
+        s.state.tiles.clone()
     }
 }
 
@@ -97,6 +109,10 @@ pub fn router(state: FeedsState) -> Router {
         .route("/leader", get(page::leader))
         .route("/leader.js", get(page::leader_js))
         .route("/leader.css", get(page::leader_css))
+        .route("/wall/{layout}", get(page::screen))
+        .route("/screen.js", get(page::screen_js))
+        .route("/screen.css", get(page::screen_css))
+        .route("/tiles/{z}/{x}/{file}", get(basemap::tile))
         .route("/cameras", get(page::cameras))
         .route("/cameras.js", get(page::cameras_js))
         .route("/cameras.css", get(page::cameras_css))

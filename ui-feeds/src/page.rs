@@ -1,8 +1,8 @@
 //! The pages and their static files, compiled into the binary (no build step, no files to
-//! lose at deploy time): the reference wall page at `/`, the leaders' tablet page at
-//! `/leader`, the police camera map at `/cameras`, and the ES modules they share under
-//! `/js/`. A page takes a token from `#token=`
-//! or asks for one.
+//! lose at deploy time): the reference wall page at `/`, a screen of a wall layout at
+//! `/wall/{layout}?screen=N`, the leaders' tablet page at `/leader`, the police camera map at
+//! `/cameras`, and the ES modules they share under `/js/`. A page takes a token from
+//! `#token=` or asks for one.
 
 use axum::extract::State;
 use axum::http::header;
@@ -19,6 +19,10 @@ const LEADER_CSS: &str = include_str!("../static/leader.css");
 const CAMERAS: &str = include_str!("../static/cameras.html");
 const CAMERAS_JS: &str = include_str!("../static/cameras.js");
 const CAMERAS_CSS: &str = include_str!("../static/cameras.css");
+const SCREEN: &str = include_str!("../static/screen.html");
+const SCREEN_JS: &str = include_str!("../static/screen.js");
+const SCREEN_CSS: &str = include_str!("../static/screen.css");
+const MAP_JS: &str = include_str!("../static/js/map.js");
 const CAMERA_TILE_JS: &str = include_str!("../static/js/camera_tile.js");
 const API_JS: &str = include_str!("../static/js/api.js");
 const FEED_JS: &str = include_str!("../static/js/feed.js");
@@ -37,11 +41,43 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
+/// A page with what it is told by the server: the mode (demo or live) and the basemap (as
+/// JSON in an attribute, escaped for it).
 fn with_mode(page: &str, st: &FeedsState) -> Html<String> {
-    Html(page.replace(
-        "{{MODE}}",
-        if st.mode == "memory" { "demo" } else { "live" },
-    ))
+    let basemap = st.basemap.for_page().to_string();
+    let attr = basemap
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    Html(
+        page.replace(
+            "{{MODE}}",
+            if st.mode == "memory" { "demo" } else { "live" },
+        )
+        .replace("{{BASEMAP}}", &attr),
+    )
+}
+
+/// A screen of a wall layout; the page reads the layout and `?screen=` itself (a layout
+/// that does not exist is said on the screen, which waits for it).
+pub async fn screen(
+    State(st): State<FeedsState>,
+    axum::extract::Path(layout): axum::extract::Path<String>,
+) -> Response {
+    if model::LocalId::parse("layout", &layout).is_err() {
+        return api_error::ApiError::not_found("layout", format!("no layout {layout}"))
+            .into_response();
+    }
+    with_mode(SCREEN, &st).into_response()
+}
+
+pub async fn screen_js() -> Response {
+    asset(JS, SCREEN_JS)
+}
+
+pub async fn screen_css() -> Response {
+    asset("text/css; charset=utf-8", SCREEN_CSS)
 }
 
 pub async fn index(State(st): State<FeedsState>) -> Html<String> {
@@ -81,6 +117,7 @@ pub async fn module(axum::extract::Path(name): axum::extract::Path<String>) -> R
         "feed.js" => asset(JS, FEED_JS),
         "format.js" => asset(JS, FORMAT_JS),
         "camera_tile.js" => asset(JS, CAMERA_TILE_JS),
+        "map.js" => asset(JS, MAP_JS),
         _ => api_error::ApiError::not_found("name", format!("no module {name}")).into_response(),
     }
 }

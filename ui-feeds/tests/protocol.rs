@@ -34,6 +34,8 @@ async fn server(config: FeedsConfig) -> Server {
         config,
         mode: "memory".into(),
         history: None,
+        basemap: Default::default(),
+        tiles: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

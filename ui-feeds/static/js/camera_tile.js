@@ -36,17 +36,19 @@ export class CameraTile {
       `<div class="cam-buttons"><button type="button" class="cam-live">Trực tiếp</button>` +
       `<button type="button" class="cam-close" aria-label="Đóng">×</button></div>`;
     this.img = el.querySelector("img");
-    el.querySelector(".cam-live").onclick = () => (this.mode === "live" ? this.snapshotMode() : this.live());
+    el.querySelector(".cam-live").onclick = () => { clearTimeout(this.retry); return this.mode === "live" ? this.snapshotMode() : this.live(); };
     el.querySelector(".cam-close").onclick = () => { this.close(); if (this.onClose) this.onClose(this); };
     this.clock = setInterval(() => this.render(), 1000);
     this.snapshotMode();
   }
 
   update(props) {
-    const was = this.props.state;
+    const was = this.props.state, shot = this.props.last_snapshot;
     this.props = props;
-    // A camera back online gets a fresh picture at once.
-    if (was !== "online" && props.state === "online" && this.mode === "snapshot") this.fetchSnapshot();
+    // A camera back online gets a fresh picture at once, and so does one whose worker took a
+    // new snapshot (the tile then follows the snapshot period, not its own timer).
+    const fresh = props.last_snapshot && props.last_snapshot !== shot;
+    if (this.mode === "snapshot" && ((was !== "online" && props.state === "online") || fresh)) this.fetchSnapshot();
     this.render();
   }
 
@@ -59,7 +61,7 @@ export class CameraTile {
     st.style.color = STATE_COLOR[p.state] || STATE_COLOR.unknown;
     const age = this.el.querySelector(".cam-age");
     if (this.mode === "live") age.textContent = "● trực tiếp";
-    else if (this.captured) age.textContent = `ảnh lúc ${vnTime(this.captured)} · ${spanVi(Date.now() - this.captured)} trước`;
+    else if (this.captured) age.textContent = `${this.liveNote ? this.liveNote + " · " : ""}ảnh lúc ${vnTime(this.captured)} · ${spanVi(Date.now() - this.captured)} trước`;
     else age.textContent = this.note || "chưa có ảnh";
     this.el.classList.toggle("down", !online);
     this.el.classList.toggle("live", this.mode === "live");
@@ -75,7 +77,10 @@ export class CameraTile {
       });
       if (this.closed || this.mode !== "snapshot") return;
       if (r.ok) {
-        const url = URL.createObjectURL(await r.blob());
+        const blob = await r.blob();
+        // A switch to live while the picture came must not be undone by it.
+        if (this.closed || this.mode !== "snapshot") return;
+        const url = URL.createObjectURL(blob);
         if (this.img.src.startsWith("blob:")) URL.revokeObjectURL(this.img.src);
         this.img.src = url;
         const t = Date.parse(r.headers.get("x-capture-time"));
@@ -104,15 +109,26 @@ export class CameraTile {
 
   async live() {
     clearInterval(this.timer);
+    // No snapshot is fetched while the ticket comes.
+    this.mode = "opening";
+    this.liveNote = "";
     try {
       const t = await mediaTicket(this.id, "live_view");
-      if (this.closed) return;
+      if (this.closed || this.mode !== "opening") return;
       this.mode = "live";
-      this.img.onerror = () => { this.note = "hình trực tiếp đã ngắt"; this.snapshotMode(); };
+      // A dropped stream (the worker restarting its decoder, a proxy timing out) is opened
+      // again with a fresh ticket, a few times, before the tile settles for snapshots.
+      this.img.onerror = () => {
+        this.liveNote = "hình trực tiếp đã ngắt";
+        this.snapshotMode();
+        const now = Date.now();
+        this.liveDrops = (this.liveDrops || []).filter(t => now - t < 60e3).concat(now);
+        if (this.liveDrops.length <= 3) this.retry = setTimeout(() => { if (!this.closed && this.mode === "snapshot") this.live(); }, 1500);
+      };
       if (this.img.src.startsWith("blob:")) URL.revokeObjectURL(this.img.src);
       this.img.src = t.url;
     } catch (e) {
-      this.note = e.status === 403 ? "không có quyền xem trực tiếp" : `không mở được hình trực tiếp: ${e.message}`;
+      this.liveNote = e.status === 403 ? "không có quyền xem trực tiếp" : `không mở được hình trực tiếp: ${e.message}`;
       this.snapshotMode();
     }
     this.render();
@@ -125,6 +141,7 @@ export class CameraTile {
 
   close() {
     this.closed = true;
+    clearTimeout(this.retry);
     clearInterval(this.timer);
     clearInterval(this.clock);
     this.stopStream();
