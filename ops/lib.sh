@@ -283,6 +283,11 @@ start_timescaledb() {
 ensure_test_tools() {
   apt_install libimage-exiftool-perl
   command -v exiftool >/dev/null || die "exiftool is missing after installing libimage-exiftool-perl"
+  # GDAL makes the MBTiles basemap the basemap test serves.
+  apt_install gdal-bin
+  command -v gdal_translate >/dev/null || die "gdal_translate is missing after installing gdal-bin"
+  export IOC_TEST_GDAL_TRANSLATE="$(command -v gdal_translate)"
+  export IOC_TEST_GDALADDO="$(command -v gdaladdo)"
 }
 
 start_chromium() {

@@ -314,6 +314,25 @@ pub async fn serve(
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_policy_lets_images_come_from_the_basemap_server_only() {
+        let plain = content_security_policy(None);
+        assert!(plain
+            .to_str()
+            .unwrap()
+            .contains("img-src 'self' data: blob:;"));
+        let xyz = content_security_policy(Some("https://*.tiles.haugiang.gov.vn"));
+        let xyz = xyz.to_str().unwrap();
+        assert!(
+            xyz.contains("img-src 'self' data: blob: https://*.tiles.haugiang.gov.vn;"),
+            "{xyz}"
+        );
+        assert!(
+            xyz.contains("script-src 'self';") && xyz.contains("connect-src 'self';"),
+            "{xyz}"
+        );
+    }
+
     fn limits() -> WriteLimits {
         WriteLimits {
             limiter: Arc::new(SharedLimiter::new(&Default::default())),

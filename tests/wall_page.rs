@@ -105,7 +105,7 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
 
     // An incident's nearest cameras, as an alert's "Camera gần nhất" lists them: in Vị Thanh
     // the town's security and traffic cameras, nearest first, with distance and state.
-    page.eval("window.nearTest = document.createElement('li'); document.getElementById('alerts').append(window.nearTest); nearCameras(window.nearTest, [105.470, 9.784])")
+    page.eval("window.nearTest = document.createElement('li'); document.getElementById('alerts').append(window.nearTest); window.iocWall.nearCameras(window.nearTest, [105.470, 9.784])")
         .await;
     let near = page
         .wait_for(
@@ -243,8 +243,9 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         .as_str()
         .expect("an online camera with a snapshot on the map")
         .to_string();
-    page.eval("map.closePopup()").await;
-    page.eval(&format!("openCamera({cam:?})")).await;
+    page.eval("window.iocWall.map.closePopup()").await;
+    page.eval(&format!("window.iocWall.openCamera({cam:?})"))
+        .await;
     let button = page
         .wait_for(
             "!!document.querySelector('.leaflet-popup button.live-btn')",
@@ -273,7 +274,7 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
     let live_path = format!("/api/v1/cameras/{local}/live.mjpeg");
     let (status, _, _) = fetch(&demo, &live_path, &token(auth::Role::Operator)).await;
     assert_eq!(status, 429, "the page holds the camera's one viewer slot");
-    page.eval("map.closePopup()").await;
+    page.eval("window.iocWall.map.closePopup()").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (status, _, _) = fetch(&demo, &live_path, &token(auth::Role::Operator)).await;

@@ -7,6 +7,7 @@ import { api, token, setToken, forgetToken } from "./js/api.js";
 import { Feed } from "./js/feed.js";
 import { esc, fold, spanVi, vnDateTime, vnNumber } from "./js/format.js";
 import { CameraTile, STATE_COLOR, stateVi } from "./js/camera_tile.js";
+import { baseMap, unitStyle } from "./js/map.js";
 
 const $ = id => document.getElementById(id);
 const cams = new Map();          // local id -> {id, p, lon, lat, text}
@@ -18,7 +19,7 @@ $("mode").textContent = demo ? "DEMO: dữ liệu mô phỏng" : "trực tiếp"
 $("mode").className = "pill " + (demo ? "demo" : "ok");
 function setConn(text, cls) { $("conn").textContent = text; $("conn").className = "pill " + cls; }
 
-const map = L.map("map", { zoomControl: true, preferCanvas: true }).setView([9.8, 105.6], 9);
+const map = baseMap("map", [[9.8, 105.6], 9]);
 const unitLayer = L.layerGroup().addTo(map);
 const camLayer = L.layerGroup().addTo(map);
 const markers = new Map();
@@ -197,7 +198,7 @@ async function showHealth(id) {
 
 function upsertUnit(f) {
   if (!f.geometry || f.geometry.type === "Point") return;
-  L.geoJSON(f, { style: { color: "#4b6584", weight: 1, fillColor: "#1b2838", fillOpacity: 0.35 }, interactive: false }).addTo(unitLayer);
+  L.geoJSON(f, { style: unitStyle(f.properties, map), interactive: false }).addTo(unitLayer);
 }
 
 // `?near=lon,lat[,radius_m]` (an incident, from an alert or a report): the cameras nearest to

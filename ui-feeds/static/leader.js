@@ -7,6 +7,7 @@
 import { api, token, setToken, forgetToken } from "./js/api.js";
 import { Feed } from "./js/feed.js";
 import { esc, vnNumber, vnDateTime, daysAgo, periodName, statusOf } from "./js/format.js";
+import { baseMap } from "./js/map.js";
 
 const state = { unit: new URLSearchParams(location.search).get("unit"), path: [], dashboard: null, open: null, loads: 0 };
 window.iocLeader = state;
@@ -183,7 +184,8 @@ function chart(series, measure) {
 
 async function drawMap(children) {
   if (!map) {
-    map = L.map("d-map", { zoomControl: true, attributionControl: false });
+    // The unit choropleth over the basemap, when the province has one.
+    map = baseMap("d-map", null);
     mapLayer = L.layerGroup().addTo(map);
   }
   mapLayer.clearLayers();

@@ -1,16 +1,13 @@
 // The reference wall page: one websocket, two subscriptions (unit boundaries everywhere;
 // live stations within the visible map area), snapshot then deltas, resume on reconnect.
-"use strict";
+// The websocket is its own here (not the shared Feed): the wall moves its station
+// subscription with the map and replays history on the same connection.
 
-const SAL = [[1, "rgb(0,228,0)"], [4, "rgb(255,200,0)"], [Infinity, "rgb(255,0,0)"]];
-// VN_AQI PM2.5 breakpoints (µg/m³) and band colours.
-const PM25 = [[25, "rgb(0,228,0)", "Tốt"], [50, "rgb(255,255,0)", "Trung bình"], [80, "rgb(255,126,0)", "Kém"],
-              [150, "rgb(255,0,0)", "Xấu"], [250, "rgb(143,63,151)", "Rất xấu"], [Infinity, "rgb(126,0,35)", "Nguy hại"]];
+import { token } from "./js/api.js";
+import { esc, vnTime } from "./js/format.js";
+import { baseMap, unitStyle, stationColor, viewBox, PM25 } from "./js/map.js";
 
-function band(table, v) { for (const row of table) if (v < row[0]) return row; return table[table.length - 1]; }
-// Control rooms work in Vietnam time whatever the browser's zone.
-function vnTime(ts) { return new Date(ts).toLocaleTimeString("vi-VN", { timeZone: "Asia/Ho_Chi_Minh" }); }
-function esc(s) { return String(s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])); }
+const L = window.L;
 
 // Built with the DOM, not markup: the page's CSP refuses style attributes in markup.
 for (const [i, r] of PM25.entries()) {
@@ -77,31 +74,13 @@ async function loadChart(f, el) {
   window.iocWall.charts = (window.iocWall.charts || 0) + 1;
 }
 
-function token() {
-  const m = location.hash.match(/token=([^&]+)/);
-  if (m) { sessionStorage.setItem("ioc-token", decodeURIComponent(m[1])); history.replaceState(null, "", location.pathname); }
-  return sessionStorage.getItem("ioc-token");
-}
-
-const map = L.map("map", { zoomControl: true, preferCanvas: true }).setView([10.05, 106.0], 9);
+const map = baseMap("map", [[10.05, 106.0], 9]);
 const unitLayer = L.layerGroup().addTo(map);
 const stationLayer = L.layerGroup().addTo(map);
 const units = new Map();     // entity -> leaflet layer
 const stations = new Map();  // entity -> circle marker
-window.iocWall = { stations, units, deltas: 0 };
-
-function color(props) {
-  const l = props.latest || {};
-  if (props.kind === "salinity") {
-    // The station's level (its own thresholds, with hysteresis) when the core gives one.
-    const byLevel = { normal: SAL[0][1], watch: SAL[1][1], warning: SAL[2][1] };
-    if (props.salinity_level) return byLevel[props.salinity_level];
-    return l.salinity ? band(SAL, l.salinity.value)[1] : "#777";
-  }
-  // The official hourly VN_AQI when the core has one; otherwise PM2.5 as an indication.
-  if (props.aqi && props.aqi.color) return props.aqi.color;
-  return l.pm25 ? band(PM25, l.pm25.value)[1] : "#777";
-}
+// What the page test reads (a module has no globals).
+window.iocWall = { stations, units, deltas: 0, map };
 
 function aqiLine(a, what) {
   if (!a) return "";
@@ -128,7 +107,7 @@ function upsertStation(f) {
     m = L.circleMarker([lat, lon], { radius: 8, weight: 2, color: "#0b1420", fillOpacity: 0.95 }).addTo(stationLayer);
     stations.set(f.id, m);
   }
-  m.setStyle({ fillColor: color(f.properties) });
+  m.setStyle({ fillColor: stationColor(f.properties) });
   m.setLatLng([lat, lon]);
   m.feature = f;
   if (!m.getPopup()) {
@@ -206,6 +185,7 @@ function upsertCamera(f) {
     `${s.width ? s.width + "×" + s.height + " · " + s.fps + " khung/s · " : ""}khung cuối ${esc(vnTime(p.last_frame))}</span>`, { sticky: true });
 }
 function removeCamera(id) { const m = cameras.get(id); if (m) { cameraLayer.removeLayer(m); cameras.delete(id); } }
+window.iocWall.openCamera = openCamera;
 async function openCamera(id) {
   const m = cameras.get(id); if (!m) return;
   const p = m.camera;
@@ -256,7 +236,7 @@ async function watchLive(img, note, btn, m) {
 function upsertUnit(f) {
   const old = units.get(f.id); if (old) unitLayer.removeLayer(old);
   const deep = f.properties.parent !== null;
-  const layer = L.geoJSON(f, { style: { color: deep ? "#3a4f6b" : "#7aa2d6", weight: deep ? 1 : 2.5, fillColor: "#16263b", fillOpacity: deep ? 0.35 : 0 } })
+  const layer = L.geoJSON(f, { style: unitStyle(f.properties, map) })
     .bindTooltip(() => {
       const r = f.properties.reports;
       const kpi = r && (r.open || r.resolved) ? `<br><span class="small">phản ánh: ${r.open} đang mở · ${r.overdue} quá hạn · ` +
@@ -274,7 +254,7 @@ function tick(f) {
   if (!main) return;
   const li = document.createElement("li");
   li.innerHTML = `${esc(f.properties.name)}: <b>${esc(main.value.toFixed(2))} ${esc(main.unit)}</b> <span class="small">${esc(vnTime(main.ts))}</span>`;
-  li.style.borderLeftColor = color(f.properties);
+  li.style.borderLeftColor = stationColor(f.properties);
   const ul = document.getElementById("ticker");
   ul.prepend(li);
   while (ul.children.length > 12) ul.lastChild.remove();
@@ -309,6 +289,7 @@ function onAlert(f) {
 }
 
 // The cameras nearest an alert (those this viewer may see), and the camera map opened there.
+window.iocWall.nearCameras = nearCameras;
 async function nearCameras(li, [lon, lat]) {
   let box = li.querySelector(".near");
   if (!box) { box = document.createElement("div"); box.className = "near small"; li.append(box); }
@@ -327,7 +308,7 @@ async function nearCameras(li, [lon, lat]) {
   }
 }
 
-function bbox() { const b = map.getBounds(); return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(v => Math.max(-180, Math.min(180, v))); }
+const bbox = () => viewBox(map);
 
 function subscribeAll(resume) {
   const subs = [["units", ["units"], null], ["live", ["salinity", "air_quality"], bbox()], ["alerts", ["alerts"], null],
