@@ -5,7 +5,7 @@
 //! to "offline" with the time since, within the stall + offline delays; an operator's focus
 //! moves both screens (the map pans there, the mosaic fills with the nearest cameras); an
 //! edit of the layout reaches the open screens; closing the tiles frees every live viewer
-//! slot. Screenshots are saved under `target/tmp/screenshots/` for a person to look at.
+//! slot; the tour moves on; and when the server goes, every panel says the connection is lost. Screenshots are saved under `target/tmp/screenshots/` for a person to look at.
 
 mod common;
 
@@ -51,9 +51,16 @@ fn layout(mosaic: u8) -> Value {
             {"kind": "reports", "at": [3, 1, 1, 2]}]}]})
 }
 
-async fn put(demo: &Ioc, path: &str, token: &str, body: &Value) -> (u16, Value) {
+/// (status, JSON answer) of a write with a JSON body.
+async fn send(
+    method: reqwest::Method,
+    demo: &Ioc,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> (u16, Value) {
     let r = reqwest::Client::new()
-        .put(demo.url(path))
+        .request(method, demo.url(path))
         .bearer_auth(token)
         .json(body)
         .timeout(Duration::from_secs(20))
@@ -64,17 +71,12 @@ async fn put(demo: &Ioc, path: &str, token: &str, body: &Value) -> (u16, Value) 
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+async fn put(demo: &Ioc, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    send(reqwest::Method::PUT, demo, path, token, body).await
+}
+
 async fn post(demo: &Ioc, path: &str, token: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(demo.url(path))
-        .bearer_auth(token)
-        .json(body)
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    send(reqwest::Method::POST, demo, path, token, body).await
 }
 
 /// The worker's live viewers, from `/metrics`.
@@ -208,6 +210,21 @@ async fn wall_screens_show_a_live_mosaic_follow_a_focus_and_free_their_viewers()
     cam_screen
         .screenshot(&shots().join("wall-screen-1-mosaic.png"))
         .await;
+    // The tour moves on to the next traffic camera every 5 s.
+    let toured = "(() => { const t = document.querySelector('.panel-tour .cam-tile'); return t ? t.dataset.camera : null; })()";
+    let first = cam_screen
+        .wait_for(&format!("{toured} !== null"), &json!(true), wait)
+        .await;
+    assert_eq!(first, json!(true), "the tour shows a camera");
+    let first = cam_screen.eval(toured).await;
+    let moved = cam_screen
+        .wait_for(
+            &format!("{toured} !== {first}"),
+            &json!(true),
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(moved, json!(true), "the tour moved on from {first}");
 
     let kpi = map_screen
         .wait_for(
@@ -392,4 +409,20 @@ async fn wall_screens_show_a_live_mosaic_follow_a_focus_and_free_their_viewers()
             "nothing refused by the Content-Security-Policy"
         );
     }
+
+    // --- The server goes away: every panel of both screens says so.
+    drop(demo);
+    for page in [&mut map_screen, &mut cam_screen] {
+        let all = page
+            .wait_for(
+                "(() => { const p = [...document.querySelectorAll('.panel')]; return p.length > 0 && p.every(e => e.classList.contains('stale') && /Mất kết nối/.test(e.dataset.stale)); })()",
+                &json!(true),
+                wait,
+            )
+            .await;
+        assert_eq!(all, json!(true), "a lost connection shown on every panel");
+    }
+    map_screen
+        .screenshot(&shots().join("wall-screen-0-lost.png"))
+        .await;
 }

@@ -21,6 +21,7 @@ mod history;
 mod indicators;
 mod media;
 mod reports;
+mod wall;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -227,6 +228,29 @@ enum Cmd {
         viewers: usize,
         #[arg(long, default_value_t = 20)]
         window: u64,
+    },
+    /// A video wall against one `ioc demo` (API and worker in one process): CPU per tile,
+    /// split tokio / media threads, and snapshot freshness, against no wall in the same run.
+    Wall {
+        /// The `ioc` binary (for `ioc demo` and `ioc rtsp-fixture`).
+        #[arg(long, default_value = "target/release/ioc")]
+        ioc: String,
+        #[arg(long, default_value_t = 16)]
+        cameras: usize,
+        #[arg(long, default_value_t = 4)]
+        screens: usize,
+        /// Snapshot tiles per screen.
+        #[arg(long, default_value_t = 16)]
+        tiles: usize,
+        /// Live tiles on the whole wall.
+        #[arg(long, default_value_t = 4)]
+        live: usize,
+        #[arg(long, default_value_t = 30)]
+        window: u64,
+        #[arg(long, default_value_t = 2.0)]
+        snapshot_every: f64,
+        #[arg(long, default_value_t = 15)]
+        fps: u32,
     },
     /// RSS and `/healthz` latency of a running server under each abuse of the security
     /// review (form floods, unread websocket pings, slow and idle connections, a report
@@ -815,6 +839,28 @@ async fn main() -> anyhow::Result<()> {
                 snapshot_every_s: snapshot_every,
                 fps,
                 stops,
+            })
+            .await
+        }
+        Cmd::Wall {
+            ioc,
+            cameras,
+            screens,
+            tiles,
+            live,
+            window,
+            snapshot_every,
+            fps,
+        } => {
+            wall::run(wall::WallBench {
+                ioc,
+                cameras,
+                screens,
+                tiles,
+                live,
+                window_s: window,
+                snapshot_every_s: snapshot_every,
+                fps,
             })
             .await
         }

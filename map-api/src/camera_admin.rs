@@ -10,12 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
 use model::{EntityId, FieldError, LocalId, RegistryEntry};
 use serde_json::{json, Value};
 
 use crate::cameras::{audit_action, Remote};
-use crate::zones::{not_found, publish, publish_removal};
+use crate::zones::{audited_upsert, not_found, publish_removal};
 use crate::ApiState;
 
 /// The camera id of an admin's request; `Err` is the 403 or 400 to send.
@@ -46,10 +45,8 @@ pub async fn put(
             .unwrap_or_else(|| FieldError::new("", "invalid"));
         ApiError::from(first).with("errors", json!(errors))
     })?;
-    audit_action(&st, &caller.0, &id, "registry_upsert", &remote, true).await?;
-    let env =
-        RegistryEntry::Camera(camera).upsert_event(&format!("api:{}", caller.0.sub), Utc::now());
-    publish(&st, env).await?;
+    let entry = RegistryEntry::Camera(camera);
+    audited_upsert(&st, &caller.0, &remote, (&id, "registry_upsert"), entry).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"id": id, "entity": format!("camera:{id}"), "requested": "upsert"})),

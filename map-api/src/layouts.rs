@@ -6,7 +6,7 @@
 //! their websockets — on every API instance, since it travels through the bus.
 
 use api_error::ApiError;
-use auth::{Caller, Claims, Rejection, Role};
+use auth::{Caller, Rejection, Role};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::cameras::{audit_action, Remote};
-use crate::zones::{not_found, publish, publish_removal};
+use crate::zones::{audited_upsert, not_found, publish_removal};
 use crate::ApiState;
 
 /// Who may store and remove layouts.
@@ -139,10 +139,8 @@ pub async fn put(
         .and_then(layout_of)
         .and_then(|l| l.focus);
     let target = entity(&local).to_string();
-    audit_action(&st, &caller.0, &target, "layout_edit", &remote, true).await?;
-    let env = RegistryEntry::Layout(layout.clone())
-        .upsert_event(&format!("api:{}", caller.0.sub), Utc::now());
-    publish(&st, env).await?;
+    let entry = RegistryEntry::Layout(layout.clone());
+    audited_upsert(&st, &caller.0, &remote, (&target, "layout_edit"), entry).await?;
     let status = if existing.is_some() {
         StatusCode::OK
     } else {
@@ -226,9 +224,8 @@ pub async fn focus(
         Utc::now(),
         &caller.0.sub,
     )?;
-    audit_action(&st, &caller.0, &target, "wall_focus", &remote, true).await?;
     layout.focus = Some(f);
-    republish(&st, &caller.0, &layout).await
+    refocused(&st, &caller, &remote, (&target, "wall_focus"), layout).await
 }
 
 pub async fn release(
@@ -240,22 +237,19 @@ pub async fn release(
     let target = format!("layout:{}", id.chars().take(56).collect::<String>());
     focus_admitted(&st, &caller, &remote, &target, "wall_release").await?;
     let (_, mut layout) = stored(&st, &id)?;
-    audit_action(&st, &caller.0, &target, "wall_release", &remote, true).await?;
     layout.focus = None;
-    republish(&st, &caller.0, &layout).await
+    refocused(&st, &caller, &remote, (&target, "wall_release"), layout).await
 }
 
-async fn republish(
+/// Audits and publishes a layout whose focus changed: 202 with where it is focused now.
+async fn refocused(
     st: &ApiState,
-    claims: &Claims,
-    layout: &WallLayout,
+    caller: &Caller,
+    remote: &Remote,
+    what: (&str, &str),
+    layout: WallLayout,
 ) -> Result<Response, ApiError> {
-    let env = RegistryEntry::Layout(layout.clone())
-        .upsert_event(&format!("api:{}", claims.sub), Utc::now());
-    publish(st, env).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"id": layout.id, "focus": layout.focus})),
-    )
-        .into_response())
+    let answer = json!({"id": layout.id, "focus": layout.focus});
+    audited_upsert(st, &caller.0, remote, what, RegistryEntry::Layout(layout)).await?;
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }

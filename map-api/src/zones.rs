@@ -208,6 +208,23 @@ pub async fn delete(
     publish_removal(&st, &caller, entity, &id).await
 }
 
+/// Audits `action` on `target` by `caller` (before it takes effect), then puts `entry` on
+/// `ioc.registry`; `Err` is the 503 to send when either cannot be written.
+pub(crate) async fn audited_upsert(
+    st: &ApiState,
+    caller: &auth::Claims,
+    remote: &crate::cameras::Remote,
+    (target, action): (&str, &str),
+    entry: RegistryEntry,
+) -> Result<(), ApiError> {
+    crate::cameras::audit_action(st, caller, target, action, remote, true).await?;
+    publish(
+        st,
+        entry.upsert_event(&format!("api:{}", caller.sub), Utc::now()),
+    )
+    .await
+}
+
 /// 404 for a registry entity that is not there.
 pub(crate) fn not_found(kind: &str, id: &str) -> ApiError {
     ApiError::not_found("id", format!("no {kind} {id}"))

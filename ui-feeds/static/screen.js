@@ -23,7 +23,7 @@ const data = {
   alerts: new Map(), cameras: new Map(), reports: new Map(), stations: new Map(), units: new Map(),
   heard: {},          // layer -> when this screen last heard of it (ms)
 };
-const screen = { layout: null, shape: null, panels: [], focusAt: null, conn: "connecting", since: Date.now() };
+const screen = { layout: null, shape: null, panels: [], focusAt: null, conn: "connecting", lastHeard: null };
 window.iocScreen = { data, screen, tiles: () => screen.panels.flatMap(p => p.tiles ? p.tiles() : []) };
 
 // The token's role, for what this screen offers (the server decides what it may do).
@@ -38,7 +38,6 @@ let subscribed = false;
 
 function onConn(s) {
   screen.conn = s;
-  if (s !== "open") screen.since = screen.since || Date.now();
   if (s === "expired") {
     document.getElementById("login").classList.add("show");
   }
@@ -46,8 +45,9 @@ function onConn(s) {
 }
 
 function onMessage(m) {
+  screen.lastHeard = Date.now();
   if (m.op === "hello") {
-    screen.conn = "open"; screen.since = null; showStale();
+    screen.conn = "open"; showStale();
     if (!subscribed) {
       subscribed = true;
       feed.subscribe("layout", { layers: ["layouts"] });
@@ -101,7 +101,7 @@ setInterval(() => { for (const p of screen.panels) if (p.tick) p.tick(); }, 1000
 function showStale() {
   const down = screen.conn !== "open";
   const text = screen.conn === "expired" ? "Phiên đăng nhập đã hết hạn" :
-    `Mất kết nối · dữ liệu đến ${vnTime(screen.since || Date.now())}`;
+    (screen.lastHeard ? `Mất kết nối · tin cuối lúc ${vnTime(screen.lastHeard)}` : "Chưa kết nối được máy chủ");
   for (const el of document.querySelectorAll(".panel")) {
     el.classList.toggle("stale", down);
     el.dataset.stale = down ? text : "";
@@ -109,6 +109,7 @@ function showStale() {
   const st = document.getElementById("status");
   st.textContent = down ? text + " — đang kết nối lại…" : "";
   st.classList.toggle("show", down);
+  for (const p of screen.panels) if (p.tick) p.tick();
 }
 
 // ---------------------------------------------------------------- the layout
@@ -282,7 +283,7 @@ function mosaicPanel(el, spec) {
   grid.style.gridTemplateColumns = `repeat(${spec.size}, 1fr)`;
   grid.style.gridTemplateRows = `repeat(${spec.size}, 1fr)`;
   el.querySelector(".body").append(grid);
-  let tiles = [], title = "";
+  let tiles = [], title = "", generation = 0;
   const fill = (ids, live, what) => {
     for (const t of tiles) t.close();
     tiles = [];
@@ -305,14 +306,18 @@ function mosaicPanel(el, spec) {
     tiles: () => tiles,
     camera(f) { for (const t of tiles) if ("camera:" + t.id === f.id) t.update(f.properties); },
     async focus(f) {
+      // Only the latest focus fills the mosaic: a release or a new focus that comes while
+      // the nearest cameras are being asked for wins over the answer.
+      const mine = ++generation;
       if (!f) { own(); return; }
       h2.textContent = "Đang tìm camera gần nhất…";
       try {
         const v = await api(`/api/v1/cameras/near?lon=${f.lon}&lat=${f.lat}&radius_m=${f.radius_m}&limit=${spec.size * spec.size}`);
+        if (mine !== generation) return;
         fill(v.cameras.map(c => c.id), [], `Gần ${f.label || "điểm tập trung"}`);
         if (!v.cameras.length) h2.textContent = `Không có camera nào trong ${Math.round(f.radius_m)} m mà màn hình này được xem`;
       } catch (e) {
-        h2.textContent = `Không tìm được camera gần: ${e.message}`;
+        if (mine === generation) h2.textContent = `Không tìm được camera gần: ${e.message}`;
       }
     },
     close() { for (const t of tiles) t.close(); tiles = []; },
@@ -346,56 +351,59 @@ function tourPanel(el, spec) {
   };
 }
 
-function alertsPanel(el) {
+// A panel listing `items()` (each {f, p}: the feature and its properties), titled by
+// `title(items)`, each line filled by `line(li, item)`, with `empty` when there is none.
+function listPanel(el, { items, title, line, empty }) {
   const h2 = el.querySelector("h2");
   const ul = document.createElement("ul");
   ul.className = "list";
   el.querySelector(".body").append(ul);
   return {
     draw() {
-      const all = [...data.alerts.values()].map(f => ({ f, a: f.properties }))
-        .sort((x, y) => (SEVERITY[x.a.severity] ?? 3) - (SEVERITY[y.a.severity] ?? 3) || String(y.a.raised_at).localeCompare(String(x.a.raised_at)));
-      h2.textContent = `Cảnh báo đang có · ${all.length}`;
+      const all = items();
+      h2.textContent = title(all);
       ul.innerHTML = "";
-      for (const { f, a } of all.slice(0, 40)) {
+      for (const item of all.slice(0, 40)) {
         const li = document.createElement("li");
-        li.className = `${a.state} ${a.severity}`;
-        li.innerHTML = `<b>${esc(a.title)}</b><br>${esc(a.entity_name || "")} <span class="small">· ${esc(SEVERITY_VI[a.severity] || a.severity)}` +
-          ` · ${esc(a.state_vi || a.state)} · ${esc(vnTime(a.raised_at))}</span>`;
-        focusButton(li, pointOf(f), a.title);
+        line(li, item);
         ul.append(li);
       }
-      if (!all.length) ul.innerHTML = `<li class="small">Không có cảnh báo nào.</li>`;
+      if (!all.length) ul.innerHTML = `<li class="small">${esc(empty)}</li>`;
     },
   };
 }
 
-const OPEN = new Set(["open", "acknowledged", "in_progress"]);
+const rows = m => [...m.values()].map(f => ({ f, p: f.properties }));
+
+function alertsPanel(el) {
+  return listPanel(el, {
+    items: () => rows(data.alerts).sort((x, y) => (SEVERITY[x.p.severity] ?? 3) - (SEVERITY[y.p.severity] ?? 3) ||
+      String(y.p.raised_at).localeCompare(String(x.p.raised_at))),
+    title: all => `Cảnh báo đang có · ${all.length}`,
+    line(li, { f, p: a }) {
+      li.className = `${a.state} ${a.severity}`;
+      li.innerHTML = `<b>${esc(a.title)}</b><br>${esc(a.entity_name || "")} <span class="small">· ${esc(SEVERITY_VI[a.severity] || a.severity)}` +
+        ` · ${esc(a.state_vi || a.state)} · ${esc(vnTime(a.raised_at))}</span>`;
+      focusButton(li, pointOf(f), a.title);
+    },
+    empty: "Không có cảnh báo nào.",
+  });
+}
 
 function reportsPanel(el) {
-  const h2 = el.querySelector("h2");
-  const ul = document.createElement("ul");
-  ul.className = "list";
-  el.querySelector(".body").append(ul);
-  return {
-    draw() {
-      const open = [...data.reports.values()].map(f => ({ f, r: f.properties })).filter(x => x.r.status !== "closed")
-        .sort((x, y) => (y.r.overdue === true) - (x.r.overdue === true) || String(y.r.requested).localeCompare(String(x.r.requested)));
-      const overdue = open.filter(x => x.r.overdue).length;
-      h2.textContent = `Phản ánh đang xử lý · ${open.length} · quá hạn ${overdue}`;
-      ul.innerHTML = "";
-      for (const { f, r } of open.slice(0, 40)) {
-        const li = document.createElement("li");
-        li.className = r.overdue ? "overdue" : "";
-        li.innerHTML = `<b>${esc(r.name)}</b>${r.overdue ? ' <b class="small">QUÁ HẠN</b>' : ""}<br>` +
-          `<span class="small">${esc(r.address || (r.unit_names || []).join(", "))} · ${esc(r.agency_name || "")} · ${esc(r.state_vi || r.status)}` +
-          ` · ${esc(spanVi(Date.now() - Date.parse(r.requested)))} trước</span>`;
-        focusButton(li, pointOf(f), r.name);
-        ul.append(li);
-      }
-      if (!open.length) ul.innerHTML = `<li class="small">Không có phản ánh nào đang mở.</li>`;
+  return listPanel(el, {
+    items: () => rows(data.reports).filter(x => x.p.status !== "closed")
+      .sort((x, y) => (y.p.overdue === true) - (x.p.overdue === true) || String(y.p.requested).localeCompare(String(x.p.requested))),
+    title: all => `Phản ánh đang xử lý · ${all.length} · quá hạn ${all.filter(x => x.p.overdue).length}`,
+    line(li, { f, p: r }) {
+      li.className = r.overdue ? "overdue" : "";
+      li.innerHTML = `<b>${esc(r.name)}</b>${r.overdue ? ' <b class="small">QUÁ HẠN</b>' : ""}<br>` +
+        `<span class="small">${esc(r.address || (r.unit_names || []).join(", "))} · ${esc(r.agency_name || "")} · ${esc(r.state_vi || r.status)}` +
+        ` · ${esc(spanVi(Date.now() - Date.parse(r.requested)))} trước</span>`;
+      focusButton(li, pointOf(f), r.name);
     },
-  };
+    empty: "Không có phản ánh nào đang mở.",
+  });
 }
 
 // Today in Vietnam, as YYYY-MM-DD.

@@ -144,7 +144,17 @@ function upsertArea(f) {
     layer = L.geoJSON(f, { pointToLayer: (_, ll) => L.circleMarker(ll, { radius: 5, color, weight: 2, fillColor: color, fillOpacity: 0.6 }) })
       .bindTooltip(`<b>${esc(p.service_name)}</b>${p.overdue ? " · <b>quá hạn</b>" : ""}<br>${esc(p.description || "")}<br>` +
         `<span class="small">${esc(p.state_vi)} · ${esc(p.agency_name || "Trung tâm IOC")} · hạn ${esc(vnTime(p.deadline))}` +
-        `${p.duplicate_of ? " · có thể trùng " + esc(p.duplicate_of) : p.duplicates_total ? " · " + p.duplicates_total + " phản ánh trùng" : ""}</span>`, { sticky: true });
+        `${p.duplicate_of ? " · có thể trùng " + esc(p.duplicate_of) : p.duplicates_total ? " · " + p.duplicates_total + " phản ánh trùng" : ""}</span>`, { sticky: true })
+      // A click offers the cameras nearest the report, as an alert's line does.
+      .bindPopup(() => {
+        const box = document.createElement("div");
+        box.innerHTML = `<b>${esc(p.service_name)}</b><br><span class="small">${esc(p.address || "")}</span><br>`;
+        const b = document.createElement("button");
+        b.type = "button"; b.className = "near-btn"; b.textContent = "Camera gần nhất";
+        b.onclick = () => nearCameras(box, f.geometry.coordinates);
+        box.append(b);
+        return box;
+      });
   } else if (f.id.startsWith("river:")) {
     const color = p.risk_level === null || p.risk_level === undefined ? "#6c7a89" : RISK[Math.min(p.risk_level, 4)];
     // A river with one station is a point: a ring, not Leaflet's default marker image.
