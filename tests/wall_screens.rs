@@ -234,6 +234,14 @@ async fn wall_screens_show_a_live_mosaic_follow_a_focus_and_free_their_viewers()
         )
         .await;
     assert_eq!(kpi, json!(true), "the KPI strip counts cameras online");
+    let indicators = map_screen
+        .wait_for(
+            "!!document.querySelector('[data-kpi^=\"Chỉ tiêu không đạt\"]')",
+            &json!(true),
+            wait,
+        )
+        .await;
+    assert_eq!(indicators, json!(true), "and the leaders' indicators missed");
     let units = map_screen
         .wait_for("window.iocScreen.data.units.size > 0", &json!(true), wait)
         .await;

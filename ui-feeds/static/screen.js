@@ -415,7 +415,14 @@ function kpiPanel(el) {
   box.className = "kpi";
   el.querySelector(".body").append(box);
   const cell = (value, label, cls = "") => `<div class="${cls}" data-kpi="${esc(label)}"><b>${esc(value)}</b><span>${esc(label)}</span></div>`;
+  // The leaders' indicators for the province, from the dashboard, once a minute (a login
+  // that may not read them sees the strip without them).
+  let board = null;
+  const readBoard = () => api("/api/v1/dashboard").then(v => { board = v; dirty(); }).catch(() => { board = null; });
+  readBoard();
+  const timer = setInterval(readBoard, 60e3);
   return {
+    close() { clearInterval(timer); },
     draw() {
       const today = vnDay(Date.now());
       const reports = [...data.reports.values()].map(f => f.properties);
@@ -433,7 +440,8 @@ function kpiPanel(el) {
         cell(sev.critical, "Cảnh báo khẩn", sev.critical ? "bad" : "good") +
         cell(sev.warning + sev.info, "Cảnh báo khác", sev.warning ? "warn" : "") +
         cell(`${online}/${cams.length}`, "Camera trực tuyến", cams.length && online < cams.length ? "warn" : "good") +
-        cell(`${warn}/${stations.length}`, "Trạm ở mức cảnh báo", warn ? "bad" : "good");
+        cell(`${warn}/${stations.length}`, "Trạm ở mức cảnh báo", warn ? "bad" : "good") +
+        (board ? cell(board.attention.missed.length, `Chỉ tiêu không đạt · ${board.unit_name || ""}`, board.attention.missed.length ? "bad" : "good") : "");
     },
   };
 }
