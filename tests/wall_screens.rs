@@ -168,6 +168,21 @@ async fn wall_screens_show_a_live_mosaic_follow_a_focus_and_free_their_viewers()
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(stored["screen_urls"][1], format!("/wall/{LAYOUT}?screen=1"));
+    // Listed to those who watch walls; not to an agency or a citizen.
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let (s, _, body) = fetch(&demo, "/api/v1/layouts", &token(auth::Role::Police)).await;
+        assert_eq!(s, 200);
+        if String::from_utf8_lossy(&body).contains(LAYOUT) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the stored layout is listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for role in [auth::Role::Agency, auth::Role::Citizen] {
+        let (s, _, _) = fetch(&demo, &path, &token(role)).await;
+        assert_eq!(s, 403, "{role} may not read wall layouts");
+    }
 
     // --- Two screens of the layout.
     let (_b0, mut map_screen) = screen(&demo, 0, &operator).await;

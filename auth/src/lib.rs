@@ -88,7 +88,8 @@ impl Role {
             ),
             // An agency works its own queue through the reports API, not on the map (the
             // layer carries public-order reports that are police matters).
-            Role::Agency => !matches!(layer, Layer::Reports | Layer::Cameras),
+            // Nor the control room's wall layouts.
+            Role::Agency => !matches!(layer, Layer::Reports | Layer::Cameras | Layer::Layouts),
             // Indicators are the leaders' and the control room's; an agency sees its own
             // (the record filter, `replica::visible_with`), police nothing.
             Role::Police if layer == Layer::Indicators => false,
