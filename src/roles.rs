@@ -627,6 +627,8 @@ fn api_role(
     recorder: metrics_exporter_prometheus::PrometheusHandle,
 ) {
     let cfg = &s.cfg;
+    // One memory of used tickets for the media and websocket tickets this process takes.
+    let used_tickets: Arc<auth::UsedTickets> = Default::default();
     let replica = if s.roles.api {
         let replica = Replica::new(replica::DEFAULT_RECENT);
         let (r, bus, topic) = (replica.clone(), s.bus.clone(), cfg.topics.state.clone());
@@ -647,6 +649,7 @@ fn api_role(
             history: s.history.clone(),
             basemap: cfg.ui.basemap.clone(),
             tiles: s.tiles.clone(),
+            used_tickets: used_tickets.clone(),
         }));
         replica
     } else {
@@ -673,7 +676,7 @@ fn api_role(
         media_ticket_ttl: cfg.auth.media_ticket_ttl(),
         limits: limiter,
         refusals: Default::default(),
-        used_tickets: Default::default(),
+        used_tickets,
         public_url: cfg
             .public_url
             .clone()

@@ -263,9 +263,9 @@ async fn database_down_mid_run_loses_nothing_and_screens_stay_live(layout: Layou
 
     // The same over the websocket, paced at 3600x: an hour of events in about a second.
     let t = token(auth::Role::Operator);
-    let (mut ws2, _) = tokio_tungstenite::connect_async(format!(
-        "ws://127.0.0.1:{}/ws?access_token={t}",
-        ioc.port
+    let (mut ws2, _) = tokio_tungstenite::connect_async(ws_request(
+        &format!("ws://127.0.0.1:{}/ws", ioc.port),
+        &t,
     ))
     .await
     .unwrap();

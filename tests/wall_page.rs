@@ -27,8 +27,10 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
     let browser = Browser::start().await;
     let mut page = Page::open(&browser).await;
     page.watch_csp().await;
+    page.watch_websockets().await;
 
-    let url = format!("{}#token={}", demo.url("/"), token(auth::Role::Operator));
+    let operator = token(auth::Role::Operator);
+    let url = format!("{}#token={operator}", demo.url("/"));
     page.call("Page.navigate", json!({"url": url})).await;
     let wait = Duration::from_secs(30);
     let counts = page
@@ -130,6 +132,16 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         Some(vec![]),
         "nothing refused by the Content-Security-Policy"
     );
+    // The websocket opened with a single-use ticket, never the token.
+    let sockets = page.websocket_urls().await;
+    assert!(!sockets.is_empty(), "the page opened its websocket");
+    for url in &sockets {
+        assert!(url.contains("/ws?ticket="), "{url}");
+        assert!(
+            !url.contains(&operator) && !url.contains("access_token"),
+            "no token in {url}"
+        );
+    }
     // The API describes itself.
     let spec: Value = reqwest::get(demo.url("/api/v1/openapi.json"))
         .await

@@ -95,6 +95,7 @@ async fn screen(demo: &Ioc, n: usize, tok: &str) -> (Browser, Page) {
     let mut page = Page::open(&browser).await;
     page.viewport(1920, 1080).await;
     page.watch_csp().await;
+    page.watch_websockets().await;
     let url = format!(
         "{}?screen={n}#token={tok}",
         demo.url(&format!("/wall/{LAYOUT}"))
@@ -176,7 +177,10 @@ async fn wall_screens_show_a_live_mosaic_follow_a_focus_and_free_their_viewers()
         if String::from_utf8_lossy(&body).contains(LAYOUT) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the stored layout is listed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stored layout is listed"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for role in [auth::Role::Agency, auth::Role::Citizen] {
@@ -256,7 +260,11 @@ async fn wall_screens_show_a_live_mosaic_follow_a_focus_and_free_their_viewers()
             wait,
         )
         .await;
-    assert_eq!(indicators, json!(true), "and the leaders' indicators missed");
+    assert_eq!(
+        indicators,
+        json!(true),
+        "and the leaders' indicators missed"
+    );
     let units = map_screen
         .wait_for("window.iocScreen.data.units.size > 0", &json!(true), wait)
         .await;
@@ -431,6 +439,16 @@ async fn wall_screens_show_a_live_mosaic_follow_a_focus_and_free_their_viewers()
             Some(vec![]),
             "nothing refused by the Content-Security-Policy"
         );
+        // The websocket opened with a single-use ticket, never the token.
+        let sockets = page.websocket_urls().await;
+        assert!(!sockets.is_empty(), "the screen opened its websocket");
+        for url in &sockets {
+            assert!(url.contains("/ws?ticket="), "{url}");
+            assert!(
+                !url.contains(&operator) && !url.contains("access_token"),
+                "no token in {url}"
+            );
+        }
     }
 
     // --- The server goes away: every panel of both screens says so.

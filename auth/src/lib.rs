@@ -1,6 +1,7 @@
 //! Who is calling: roles, signed bearer tokens (HS256 JWT with `sub`, `role`, optional
 //! `agency`, `grants`, `stations`, `exp`), and axum extractors that admit a request only with
-//! a valid token ([`Caller`] from the header; [`WsCaller`] also from a websocket upgrade's URL).
+//! a valid token ([`Caller`] from the header; [`WsCaller`] also from a single-use websocket
+//! ticket in the upgrade's URL, never a token).
 //!
 //! Media tickets ([`MediaTicket`]) carry one admitted camera access from the API to a video
 //! worker in another process; [`UsedTickets`] makes them single-use. [`limits`] says how
@@ -24,9 +25,11 @@ use model::Layer;
 mod cameras;
 pub mod limits;
 mod ticket;
+mod ws_ticket;
 pub use cameras::{CameraUse, Grant};
 use serde::{Deserialize, Serialize};
 pub use ticket::{MediaTicket, UsedTickets, TICKET_LEEWAY_S};
+pub use ws_ticket::WS_TICKET_TTL_S;
 
 /// What a caller may do, from least to most privileged in spirit (see DOMAIN.md, Users).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -370,9 +373,9 @@ pub fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The `access_token` query parameter of a websocket upgrade (browsers cannot set headers
-/// there); only [`WsCaller`] reads it, so a REST request never takes a token from its URL.
-fn query_token(parts: &Parts) -> Option<String> {
+/// The `ticket` query parameter of a websocket upgrade (browsers cannot set headers there);
+/// only [`WsCaller`] reads it, and it is a websocket ticket, never an access token.
+fn query_ticket(parts: &Parts) -> Option<String> {
     let is_ws = parts
         .headers
         .get(header::UPGRADE)
@@ -385,7 +388,7 @@ fn query_token(parts: &Parts) -> Option<String> {
         .uri
         .query()?
         .split('&')
-        .find_map(|kv| kv.strip_prefix("access_token="))
+        .find_map(|kv| kv.strip_prefix("ticket="))
         .map(str::to_string)
 }
 
@@ -411,23 +414,39 @@ where
     }
 }
 
-/// The caller of a websocket upgrade: the bearer header, or the `access_token` query
-/// parameter of the upgrade request.
+/// The caller of a websocket upgrade: the bearer header (programs), or a websocket ticket in
+/// the `ticket` query parameter (pages), good for one connection.
 #[derive(Debug, Clone)]
 pub struct WsCaller(pub Claims);
 
 impl<S> FromRequestParts<S> for WsCaller
 where
     Arc<Authenticator>: FromRef<S>,
+    Arc<UsedTickets>: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = bearer_of(&parts.headers)
-            .map(str::to_string)
-            .or_else(|| query_token(parts));
-        admit(state, token).map(WsCaller)
+        if let Some(token) = bearer_of(&parts.headers) {
+            return admit(state, Some(token.to_string())).map(WsCaller);
+        }
+        let ticket = query_ticket(parts).ok_or_else(|| {
+            Rejection::unauthorized(
+                "a bearer token, or a ticket from POST /ws/tickets in ?ticket=, is required",
+            )
+        })?;
+        let auth = Arc::<Authenticator>::from_ref(state);
+        let (claims, exp) = auth
+            .verify_ws_ticket(&ticket)
+            .map_err(|e| Rejection::unauthorized(e.to_string()))?;
+        let used = Arc::<UsedTickets>::from_ref(state);
+        if !used.first_use(&ticket, exp, chrono::Utc::now().timestamp()) {
+            return Err(Rejection::unauthorized(
+                "the ticket was used already; ask for another",
+            ));
+        }
+        Ok(WsCaller(claims))
     }
 }
 

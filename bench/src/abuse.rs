@@ -157,10 +157,12 @@ pub async fn run(url: &str, pid: u32, citizen: &str, operator: &str) -> anyhow::
             url,
             pid,
             || async move {
-                let (mut ws, _) =
-                    tokio_tungstenite::connect_async(format!("ws://{addr}/ws?access_token={op}"))
-                        .await
-                        .context("websocket")?;
+                let (mut ws, _) = tokio_tungstenite::connect_async(crate::ws_request(
+                    &format!("ws://{addr}/ws"),
+                    &op,
+                )?)
+                .await
+                .context("websocket")?;
                 let ping =
                     serde_json::json!({"op": "ping", "t": "x".repeat(60 * 1024)}).to_string();
                 let mut sent = 0;

@@ -81,6 +81,7 @@ pub async fn serve(server: Server, port: u16, entities: usize, rate: usize) -> a
                 history: None,
                 basemap: Default::default(),
                 tiles: None,
+                used_tickets: Default::default(),
             };
             tokio::spawn(async move { axum::serve(listener, ui_feeds::router(state)).await });
         }
@@ -203,7 +204,7 @@ pub async fn run(b: FanoutBench) -> anyhow::Result<()> {
             None,
             chrono::Duration::hours(2),
         );
-        let url = format!("ws://127.0.0.1:{port}/ws?access_token={token}");
+        let url = format!("ws://127.0.0.1:{port}/ws");
         let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
         let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let delivered = Arc::new(AtomicU64::new(0));
@@ -215,7 +216,7 @@ pub async fn run(b: FanoutBench) -> anyhow::Result<()> {
             let s = rng.random_range(PROVINCE[1]..PROVINCE[3] - DISTRICT_DEG);
             let sub = json!({"op": "subscribe", "id": "s", "layers": ["salinity"],
                 "bbox": [w, s, w + DISTRICT_DEG, s + DISTRICT_DEG]});
-            let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            let (mut ws, _) = tokio_tungstenite::connect_async(crate::ws_request(&url, &token)?)
                 .await
                 .with_context(|| format!("client {c} of {n} (raise the open-files limit)"))?;
             ws.send(Message::Text(sub.to_string().into())).await?;

@@ -114,12 +114,9 @@ pub async fn run(b: IndicatorBench) -> anyhow::Result<()> {
         b.batch
     );
 
-    let ws_url = format!(
-        "{}/ws?access_token={}",
-        base.replacen("http", "ws", 1),
-        b.leader
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await?;
+    let ws_url = format!("{}/ws", base.replacen("http", "ws", 1));
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(crate::ws_request(&ws_url, &b.leader)?).await?;
     ws.send(Message::Text(
         json!({"op": "subscribe", "id": "b", "layers": ["indicators"]})
             .to_string()

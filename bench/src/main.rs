@@ -45,6 +45,19 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// The upgrade request of a websocket to `url` with `token` in its header (a token is never
+/// taken from a URL).
+pub(crate) fn ws_request(
+    url: &str,
+    token: &str,
+) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(req)
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Readings/s end to end through ingest, bus, stream-core and a replica.
@@ -599,6 +612,7 @@ async fn run_latency(
         history: None,
         basemap: Default::default(),
         tiles: None,
+        used_tickets: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -610,7 +624,7 @@ async fn run_latency(
         chrono::Duration::hours(1),
     );
     let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?access_token={token}")).await?;
+        tokio_tungstenite::connect_async(ws_request(&format!("ws://{addr}/ws"), &token)?).await?;
     ws.send(tokio_tungstenite::tungstenite::Message::Text(
         json!({"op":"subscribe","id":"all","layers":["salinity","air_quality"]})
             .to_string()

@@ -175,6 +175,25 @@ impl Page {
         serde_json::from_str(v.as_str()?).ok()
     }
 
+    /// From the next navigation on, records the address of every websocket the page opens
+    /// (read with [`Page::websocket_urls`]).
+    pub async fn watch_websockets(&mut self) {
+        self.call("Page.enable", json!({})).await;
+        self.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": "window.wsUrls = []; const W = window.WebSocket; \
+                window.WebSocket = function (u, p) { window.wsUrls.push(String(u)); return p === undefined ? new W(u) : new W(u, p); }; \
+                window.WebSocket.prototype = W.prototype; Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });"}),
+        )
+        .await;
+    }
+
+    /// The websockets the page opened since it loaded (see [`Page::watch_websockets`]).
+    pub async fn websocket_urls(&mut self) -> Vec<String> {
+        let v = self.eval("JSON.stringify(window.wsUrls || [])").await;
+        serde_json::from_str(v.as_str().unwrap_or("[]")).unwrap_or_default()
+    }
+
     /// Saves a PNG of what the page shows, for a person to look at.
     pub async fn screenshot(&mut self, path: &std::path::Path) {
         let shot = self

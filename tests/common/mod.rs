@@ -331,11 +331,24 @@ pub async fn station_features(api: &Ioc) -> Vec<Value> {
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A websocket to `ioc` with `token` (in the URL, as browsers must).
+/// The upgrade request of a websocket to `url` with `token` in its header (pages use a
+/// single-use ticket instead; a token is never taken from a URL).
+pub fn ws_request(
+    url: &str,
+    token: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+/// A websocket to `ioc` with `token`.
 pub async fn ws_connect(ioc: &Ioc, token: &str) -> Ws {
-    connect_async(format!(
-        "ws://127.0.0.1:{}/ws?access_token={token}",
-        ioc.port
+    connect_async(ws_request(
+        &format!("ws://127.0.0.1:{}/ws", ioc.port),
+        token,
     ))
     .await
     .unwrap()

@@ -39,6 +39,25 @@ pub async fn upgrade(State(st): State<Feeds>, caller: WsCaller, ws: WebSocketUpg
         .on_upgrade(move |socket| serve(socket, st, caller.0))
 }
 
+/// `POST /ws/tickets`: a ticket opening one websocket as the bearer of the request's token,
+/// for the pages (a browser cannot set the header on a websocket, and a token must never be
+/// in a URL): `{ticket, expires_at, url}`.
+pub async fn ticket(State(st): State<Feeds>, caller: auth::Caller) -> Response {
+    if !Layer::ALL.into_iter().any(|l| caller.0.role.can_view(l)) {
+        return auth::Rejection::forbidden(format!("role {} has no layer to watch", caller.0.role))
+            .into_response();
+    }
+    let (ticket, exp) = st.state.auth.issue_ws_ticket(&caller.0);
+    let expires_at = chrono::DateTime::from_timestamp(exp, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    (
+        axum::http::StatusCode::CREATED,
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::json!({"ticket": ticket, "expires_at": expires_at, "url": format!("/ws?ticket={ticket}")})),
+    )
+        .into_response()
+}
+
 /// Close codes the pages understand (PROTOCOL.md): the token ran out, so reconnect with a
 /// fresh one; and the standard policy-violation code for a client that does not read.
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;

@@ -69,6 +69,8 @@ pub struct FeedsState {
     pub basemap: basemap::Basemap,
     /// The MBTiles basemap's tiles, when `basemap` is one (opened by the caller).
     pub tiles: Option<basemap::Tiles>,
+    /// Websocket tickets used already (shared with the API's media tickets).
+    pub used_tickets: Arc<auth::UsedTickets>,
 }
 
 /// What the routes share: the configured state and the one hub that dispatches changes.
@@ -81,6 +83,12 @@ struct Feeds {
 impl FromRef<Feeds> for Arc<Authenticator> {
     fn from_ref(s: &Feeds) -> Self {
         s.state.auth.clone()
+    }
+}
+
+impl FromRef<Feeds> for Arc<auth::UsedTickets> {
+    fn from_ref(s: &Feeds) -> Self {
+        s.state.used_tickets.clone()
     }
 }
 
@@ -103,6 +111,7 @@ pub fn router(state: FeedsState) -> Router {
     let state = Feeds { state, hub };
     Router::new()
         .route("/ws", get(connection::upgrade))
+        .route("/ws/tickets", axum::routing::post(connection::ticket))
         .route("/", get(page::index))
         .route("/wall.js", get(page::wall_js))
         .route("/wall.css", get(page::wall_css))

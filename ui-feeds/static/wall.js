@@ -4,6 +4,7 @@
 // subscription with the map and replays history on the same connection.
 
 import { token } from "./js/api.js";
+import { openSocket } from "./js/feed.js";
 import { esc, vnTime } from "./js/format.js";
 import { baseMap, unitStyle, stationColor, viewBox, PM25 } from "./js/map.js";
 
@@ -392,11 +393,17 @@ document.getElementById("replay-btn").onclick = () => {
 
 function setConn(text, cls) { const el = document.getElementById("conn"); el.textContent = text; el.className = "pill " + cls; }
 
-function connect(resume) {
+async function connect(resume) {
   const t = token();
   if (!t) { document.getElementById("login").style.display = "flex"; return; }
-  const proto = location.protocol === "https:" ? "wss" : "ws";
-  ws = new WebSocket(`${proto}://${location.host}/ws?access_token=${encodeURIComponent(t)}`);
+  try {
+    ws = await openSocket();
+  } catch (e) {
+    if (e.status === 401) { expired(); return; }
+    setConn("mất kết nối — đang thử lại", "bad");
+    setTimeout(() => connect(true), retry); retry = Math.min(retry * 2, 10000);
+    return;
+  }
   ws.onopen = () => { setConn("đã kết nối", "ok"); retry = 500; showHistoryNote(); };
   ws.onmessage = ev => {
     const m = JSON.parse(ev.data);
@@ -447,19 +454,20 @@ function connect(resume) {
   };
   ws.onclose = ev => {
     endReplay("stopped", "mất kết nối; phát lại đã dừng");
-    if (ev.code === 4001) {
-      // The token expired (PROTOCOL.md): ask for a fresh one, then resume where we were.
-      window.iocWall.expired = true;
-      setConn("phiên hết hạn — cần mã truy cập mới", "bad");
-      sessionStorage.removeItem("ioc-token");
-      history.replaceState(null, "", location.pathname);
-      document.getElementById("login").style.display = "flex";
-      return;
-    }
+    if (ev.code === 4001) { expired(); return; }
     setConn("mất kết nối — đang thử lại", "bad");
     if (ev.code === 1006 && !epoch) { /* refused at upgrade: probably a bad token */ }
     setTimeout(() => connect(true), retry); retry = Math.min(retry * 2, 10000);
   };
+}
+
+// The token expired (PROTOCOL.md): ask for a fresh one, then resume where we were.
+function expired() {
+  window.iocWall.expired = true;
+  setConn("phiên hết hạn — cần mã truy cập mới", "bad");
+  sessionStorage.removeItem("ioc-token");
+  history.replaceState(null, "", location.pathname);
+  document.getElementById("login").style.display = "flex";
 }
 
 map.on("moveend", () => {

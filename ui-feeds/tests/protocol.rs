@@ -36,6 +36,7 @@ async fn server(config: FeedsConfig) -> Server {
         history: None,
         basemap: Default::default(),
         tiles: None,
+        used_tickets: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -71,10 +72,19 @@ fn set(r: &Replica, rec: StateRecord) {
 
 async fn connect(s: &Server, role: Role) -> Ws {
     let token = s.auth.issue("t", role, None, chrono::Duration::hours(1));
-    let (ws, _) = connect_async(format!("ws://{}/ws?access_token={token}", s.addr))
+    let (ws, _) = connect_async(request(&format!("ws://{}/ws", s.addr), &token))
         .await
         .unwrap();
     ws
+}
+
+/// The upgrade request with `token` in its header.
+fn request(url: &str, token: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
 }
 
 async fn send(ws: &mut Ws, v: Value) {
@@ -333,7 +343,7 @@ async fn errors_name_the_field_and_roles_limit_layers() {
     let sensor = s
         .auth
         .issue("t", Role::Sensor, None, chrono::Duration::hours(1));
-    let err = connect_async(format!("ws://{}/ws?access_token={sensor}", s.addr))
+    let err = connect_async(request(&format!("ws://{}/ws", s.addr), &sensor))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("403"), "{err}");
@@ -470,4 +480,59 @@ async fn a_slow_client_is_resynced_while_a_fast_one_sees_every_change() {
         state.values().all(|v| *v == 59.0),
         "after catching up the slow client holds the final state"
     );
+}
+
+/// Pages open the websocket with a ticket asked for with the bearer token: it opens one
+/// connection, as the token's caller, and a token in the URL opens none.
+#[tokio::test]
+async fn a_ws_ticket_opens_one_connection_and_a_token_in_the_url_none() {
+    let s = server(FeedsConfig::default()).await;
+    let token = s
+        .auth
+        .issue("op-1", Role::Operator, None, chrono::Duration::hours(1));
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://{}/ws/tickets", s.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let t: Value = r.json().await.unwrap();
+    let url = format!("ws://{}{}", s.addr, t["url"].as_str().unwrap());
+    assert!(!url.contains(&token), "the ticket is not the token");
+    let (mut ws, _) = connect_async(&url)
+        .await
+        .expect("the ticket opens a websocket");
+    let hello = recv(&mut ws).await;
+    assert_eq!(hello["op"], "hello");
+    let again = connect_async(&url).await.unwrap_err();
+    assert!(
+        again.to_string().contains("401"),
+        "a ticket opens one connection: {again}"
+    );
+    let in_url = connect_async(format!("ws://{}/ws?access_token={token}", s.addr))
+        .await
+        .unwrap_err();
+    assert!(
+        in_url.to_string().contains("401"),
+        "a token in the URL is refused: {in_url}"
+    );
+    let r = http
+        .post(format!("http://{}/ws/tickets", s.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a ticket needs a token");
+    let sensor = s
+        .auth
+        .issue("probe", Role::Sensor, None, chrono::Duration::hours(1));
+    let r = http
+        .post(format!("http://{}/ws/tickets", s.addr))
+        .bearer_auth(&sensor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a sensor watches nothing");
 }

@@ -1,9 +1,18 @@
 // The websocket client the pages share (PROTOCOL.md): one connection, named subscriptions,
 // snapshot then deltas, `resume` from the last seq after a reconnect (a new epoch means a
 // fresh snapshot), backoff while the server is away, and the token's expiry (close 4001)
-// reported instead of retried.
+// reported instead of retried. The socket opens with a single-use ticket asked for with the
+// bearer token (POST /ws/tickets), so that no token is ever in a URL.
 
-import { token } from "./api.js";
+import { api, token } from "./api.js";
+
+// A websocket opened with a fresh ticket. Throws the API's error (status 401: the token is
+// no good any more) when no ticket is given.
+export async function openSocket() {
+  const t = await api("/ws/tickets", { method: "POST" });
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  return new WebSocket(`${proto}://${location.host}${t.url}`);
+}
 
 export class Feed {
   // onMessage(m) gets every server message; onState(state) "open" | "retrying" | "expired".
@@ -25,11 +34,18 @@ export class Feed {
 
   send(msg) { if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(msg)); }
 
-  connect() {
-    const t = token();
-    if (!t) { this.onState("expired"); return; }
-    const proto = location.protocol === "https:" ? "wss" : "ws";
-    const ws = this.ws = new WebSocket(`${proto}://${location.host}/ws?access_token=${encodeURIComponent(t)}`);
+  async connect() {
+    if (!token()) { this.onState("expired"); return; }
+    let ws;
+    try {
+      ws = this.ws = await openSocket();
+    } catch (e) {
+      if (e.status === 401) { this.onState("expired"); return; }
+      this.onState("retrying");
+      setTimeout(() => this.connect(), this.retry);
+      this.retry = Math.min(this.retry * 2, 10000);
+      return;
+    }
     ws.onopen = () => { this.retry = 500; this.onState("open"); };
     ws.onmessage = ev => {
       const m = JSON.parse(ev.data);
