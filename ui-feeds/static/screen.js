@@ -96,15 +96,18 @@ function dirty() {
   pending = true;
   setTimeout(() => { pending = false; for (const p of screen.panels) if (p.draw) p.draw(); }, 250);
 }
-setInterval(() => { for (const p of screen.panels) if (p.tick) p.tick(); }, 1000);
+setInterval(showStale, 1000);
 
+// A lost connection on every panel; otherwise a panel whose own data is old says so.
 function showStale() {
   const down = screen.conn !== "open";
   const text = screen.conn === "expired" ? "Phiên đăng nhập đã hết hạn" :
     (screen.lastHeard ? `Mất kết nối · tin cuối lúc ${vnTime(screen.lastHeard)}` : "Chưa kết nối được máy chủ");
+  const own = new Map(screen.panels.filter(p => p.el && p.stale).map(p => [p.el, p.stale()]));
   for (const el of document.querySelectorAll(".panel")) {
-    el.classList.toggle("stale", down);
-    el.dataset.stale = down ? text : "";
+    const note = down ? text : own.get(el) || "";
+    el.classList.toggle("stale", !!note);
+    el.dataset.stale = note;
   }
   const st = document.getElementById("status");
   st.textContent = down ? text + " — đang kết nối lại…" : "";
@@ -163,7 +166,7 @@ function build() {
     const make = PANELS[p.kind];
     // One panel that fails to build says so and leaves the others standing.
     try {
-      if (make) screen.panels.push(make(el, p));
+      if (make) screen.panels.push(Object.assign(make(el, p), { el }));
     } catch (e) {
       console.error("panel", p.kind, e);
       el.querySelector(".body").textContent = `Không dựng được ô ${p.kind}: ${e.message}`;
@@ -267,6 +270,7 @@ function mapPanel(el, spec) {
       L.circleMarker([f.lat, f.lon], { radius: 10, color: "#c39bd3", weight: 4, fill: false }).addTo(focusLayer);
     },
     map,
+    stale: stationsStale,
     close() { map.remove(); },
   };
 }
@@ -423,6 +427,7 @@ function kpiPanel(el) {
   const timer = setInterval(readBoard, 60e3);
   return {
     close() { clearInterval(timer); },
+    stale: stationsStale,
     draw() {
       const today = vnDay(Date.now());
       const reports = [...data.reports.values()].map(f => f.properties);
@@ -468,6 +473,14 @@ function clockPanel(el) {
   };
   render();
   return { tick: render };
+}
+
+// "Số liệu trạm cũ: 20 phút" when the newest station reading is older than the limit.
+function stationsStale() {
+  let newest = 0;
+  for (const f of data.stations.values()) { const t = Date.parse(f.properties.updated); if (t > newest) newest = t; }
+  const age = Date.now() - newest;
+  return newest && age > STATION_STALE_MS ? `Số liệu trạm cũ: ${spanVi(age)}` : null;
 }
 
 const PANELS = { map: mapPanel, mosaic: mosaicPanel, tour: tourPanel, alerts: alertsPanel, reports: reportsPanel, kpi: kpiPanel, clock: clockPanel };
