@@ -127,21 +127,7 @@ async fn the_wall_page_draws_every_station_and_unit_live() {
         .await;
     assert!(listed.as_str().unwrap().contains("Vị Thanh"), "{listed}");
 
-    assert_eq!(
-        page.csp_violations().await,
-        Some(vec![]),
-        "nothing refused by the Content-Security-Policy"
-    );
-    // The websocket opened with a single-use ticket, never the token.
-    let sockets = page.websocket_urls().await;
-    assert!(!sockets.is_empty(), "the page opened its websocket");
-    for url in &sockets {
-        assert!(url.contains("/ws?ticket="), "{url}");
-        assert!(
-            !url.contains(&operator) && !url.contains("access_token"),
-            "no token in {url}"
-        );
-    }
+    page.assert_policy_kept(&operator).await;
     // The API describes itself.
     let spec: Value = reqwest::get(demo.url("/api/v1/openapi.json"))
         .await

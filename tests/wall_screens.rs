@@ -434,21 +434,7 @@ async fn wall_screens_show_a_live_mosaic_follow_a_focus_and_free_their_viewers()
         assert!(audit.contains(action), "{action} audited: {audit}");
     }
     for page in [&mut map_screen, &mut cam_screen] {
-        assert_eq!(
-            page.csp_violations().await,
-            Some(vec![]),
-            "nothing refused by the Content-Security-Policy"
-        );
-        // The websocket opened with a single-use ticket, never the token.
-        let sockets = page.websocket_urls().await;
-        assert!(!sockets.is_empty(), "the screen opened its websocket");
-        for url in &sockets {
-            assert!(url.contains("/ws?ticket="), "{url}");
-            assert!(
-                !url.contains(&operator) && !url.contains("access_token"),
-                "no token in {url}"
-            );
-        }
+        page.assert_policy_kept(&operator).await;
     }
 
     // --- The server goes away: every panel of both screens says so.

@@ -194,6 +194,26 @@ impl Page {
         serde_json::from_str(v.as_str().unwrap_or("[]")).unwrap_or_default()
     }
 
+    /// Asserts that nothing was refused by the Content-Security-Policy and that every
+    /// websocket the page opened used a single-use ticket, never `token` (needs
+    /// [`Page::watch_csp`] and [`Page::watch_websockets`] before the navigation).
+    pub async fn assert_policy_kept(&mut self, token: &str) {
+        assert_eq!(
+            self.csp_violations().await,
+            Some(vec![]),
+            "nothing refused by the Content-Security-Policy"
+        );
+        let sockets = self.websocket_urls().await;
+        assert!(!sockets.is_empty(), "the page opened its websocket");
+        for url in &sockets {
+            assert!(url.contains("/ws?ticket="), "{url}");
+            assert!(
+                !url.contains(token) && !url.contains("access_token"),
+                "no token in {url}"
+            );
+        }
+    }
+
     /// Saves a PNG of what the page shows, for a person to look at.
     pub async fn screenshot(&mut self, path: &std::path::Path) {
         let shot = self
