@@ -4,8 +4,8 @@
 //! (`ui.basemap.kind = "mbtiles"`). The tiles come back at `/tiles/{z}/{x}/{y}.png` in XYZ
 //! numbering with caching headers, a place the file does not cover is 404, and in headless
 //! Chromium the wall's screen and the camera map draw the tiles under the polygons with the
-//! configured attribution, nothing refused by the Content-Security-Policy. Screenshot under
-//! `target/tmp/screenshots/`.
+//! configured attribution, nothing refused by the Content-Security-Policy; station data grown
+//! old is marked on the panels that show it. Screenshot under `target/tmp/screenshots/`.
 
 mod common;
 
@@ -92,6 +92,8 @@ async fn an_mbtiles_basemap_is_served_and_drawn_under_the_units() {
     let env: Vec<(String, String)> = [
         ("IOC_AUTH__SECRET", SECRET.to_string()),
         ("IOC_DEMO__CAMERAS", "false".into()),
+        // Readings once an hour: the stations' data stays as it is while the page is read.
+        ("IOC_DEMO__INTERVAL_S", "3600".into()),
         ("IOC_UI__BASEMAP__KIND", "mbtiles".into()),
         ("IOC_UI__BASEMAP__PATH", mbtiles.to_str().unwrap().into()),
         (
@@ -199,6 +201,23 @@ async fn an_mbtiles_basemap_is_served_and_drawn_under_the_units() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     page.screenshot(&dir_shots.join("basemap-wall.png")).await;
     assert_eq!(page.csp_violations().await, Some(vec![]));
+
+    // Station data grown old says so on the map and the KPI strip, not on the others.
+    page.eval("window.iocScreen.data.stations.forEach(f => { f.properties.updated = new Date(Date.now() - 40 * 60e3).toISOString(); })")
+        .await;
+    let stale = page
+        .wait_for(
+            "['map', 'kpi'].every(k => /Số liệu trạm cũ: 40 phút/.test(document.querySelector('.panel-' + k).dataset.stale)) && \
+             !document.querySelector('.panel-alerts').classList.contains('stale')",
+            &json!(true),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(
+        stale,
+        json!(true),
+        "old station data is marked on the panels that show it"
+    );
 
     // The camera map draws it too.
     let police = token(auth::Role::Police);
