@@ -16,7 +16,7 @@ const layoutId = decodeURIComponent(location.pathname.split("/").pop());
 const screenNo = Math.max(0, Number(new URLSearchParams(location.search).get("screen") || 0) | 0);
 // How often a snapshot tile fetches again when its camera says nothing new, seconds.
 const SNAPSHOT_PERIOD_S = 10;
-// Station data older than this is shown as stale on the clock, ms.
+// Station data older than this is marked stale on the clock, the maps and the KPI strip, ms.
 const STATION_STALE_MS = 15 * 60e3;
 
 const data = {
@@ -89,7 +89,7 @@ function remove(id) {
   for (const c of ["alerts", "cameras", "reports", "stations", "units"]) data[c].delete(id);
 }
 
-// Panels redraw at most once a second, whatever the rate of deltas.
+// Panels redraw at most four times a second, whatever the rate of deltas.
 let pending = false;
 function dirty() {
   if (pending) return;
