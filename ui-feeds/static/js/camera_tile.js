@@ -48,8 +48,16 @@ export class CameraTile {
     // A camera back online gets a fresh picture at once, and so does one whose worker took a
     // new snapshot (the tile then follows the snapshot period, not its own timer).
     const fresh = props.last_snapshot && props.last_snapshot !== shot;
-    if (this.mode === "snapshot" && ((was !== "online" && props.state === "online") || fresh)) this.fetchSnapshot();
+    if (this.mode === "snapshot" && ((was !== "online" && props.state === "online") || fresh)) this.refresh();
     this.render();
+  }
+
+  // Fetches the snapshot now and starts the period over: the timer only fires when the
+  // camera's record has said nothing for a whole period, so a tile never fetches twice.
+  refresh() {
+    this.fetchSnapshot();
+    clearInterval(this.timer);
+    this.timer = setInterval(() => this.fetchSnapshot(), this.period * 1000);
   }
 
   render() {
@@ -101,9 +109,7 @@ export class CameraTile {
   snapshotMode() {
     this.stopStream();
     this.mode = "snapshot";
-    this.fetchSnapshot();
-    clearInterval(this.timer);
-    this.timer = setInterval(() => this.fetchSnapshot(), this.period * 1000);
+    this.refresh();
     this.render();
   }
 
