@@ -123,16 +123,20 @@ function renderCrumbs() {
   });
 }
 
+// Each load is numbered: a live refresh still in flight when the leader taps a unit must
+// not land after the tap's answer (it would put the old unit back on the breadcrumb).
+let loadSeq = 0;
 async function loadDashboard() {
+  const seq = ++loadSeq;
   const q = state.unit ? `?unit=${encodeURIComponent(state.unit)}` : "";
   const d = await api(`/api/v1/dashboard${q}`);
+  const name = d.unit_name || (await unitName(d.unit));
+  if (seq !== loadSeq) return;
   state.dashboard = d;
   state.unit = d.unit;
   state.loads++;
-  if (!state.path.length || state.path[state.path.length - 1].id !== d.unit) {
-    if (d.unit_name) names.set(d.unit, d.unit_name);
-    state.path.push({ id: d.unit, name: d.unit_name || (await unitName(d.unit)) });
-  }
+  names.set(d.unit, name);
+  if (!state.path.length || state.path[state.path.length - 1].id !== d.unit) state.path.push({ id: d.unit, name });
   $("title").textContent = `Chỉ tiêu điều hành — ${state.path[state.path.length - 1].name}`;
   $("fresh").textContent = `cập nhật lúc ${vnDateTime(d.generated_at)}`;
   renderCrumbs();
@@ -210,12 +214,18 @@ function drillTo(unit, name) {
   go(unit);
 }
 
+// Numbered like the dashboard loads: closing or drilling down drops an answer still coming.
+let openSeq = 0;
 async function openIndicator(code, unit) {
+  const seq = ++openSeq;
   const u = unit || state.unit;
   const d = await api(`/api/v1/indicators/${encodeURIComponent(code)}?unit=${encodeURIComponent(u)}`);
+  const f = d.figures || {};
+  const unitLabel = f.unit_name || (await unitName(u));
+  if (seq !== openSeq) return;
   state.open = { code, unit: u, data: d };
-  const ind = d.indicator, f = d.figures || {}, l = f.latest, st = statusOf(f.status);
-  $("d-title").textContent = `${ind.name} — ${f.unit_name || (await unitName(u))}`;
+  const ind = d.indicator, l = f.latest, st = statusOf(f.status);
+  $("d-title").textContent = `${ind.name} — ${unitLabel}`;
   $("d-summary").innerHTML = l
     ? `<p><span class="value">${esc(vnNumber(l.value))}</span> ${esc(ind.measure)} · ${esc(periodName(l.period))}${ind.cumulative ? " (lũy kế)" : ""}` +
       ` · ${l.target !== null && l.target !== undefined ? "chỉ tiêu " + esc(vnNumber(l.target)) + " · " : ""}<span class="status ${st.cls}">${esc(st.vi)}</span>` +
@@ -248,7 +258,7 @@ async function openIndicator(code, unit) {
   drawMap(d.children).catch(() => { /* the table has the same */ });
 }
 
-function closeDetail() { $("detail").hidden = true; state.open = null; }
+function closeDetail() { openSeq++; $("detail").hidden = true; state.open = null; }
 $("close").onclick = closeDetail;
 
 $("ask").onsubmit = async ev => {
