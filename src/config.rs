@@ -36,6 +36,8 @@ pub struct Config {
     pub history: HistoryConfig,
     /// The history database; without `database_url`, history is kept in bounded memory.
     pub store: StoreConfig,
+    /// The audit log's copy for the SOC (its entries are kept by the store).
+    pub audit: audit::AuditConfig,
     pub feeds: FeedsConfig,
     /// What the pages draw: the basemap under the unit polygons.
     pub ui: UiConfig,
@@ -62,6 +64,7 @@ impl Default for Config {
             core: CoreConfig::default(),
             history: HistoryConfig::default(),
             store: StoreConfig::default(),
+            audit: Default::default(),
             feeds: FeedsConfig::default(),
             ui: UiConfig::default(),
             ingest: IngestConfig::default(),

@@ -237,9 +237,17 @@ async fn limit_writes(
 
 /// The app with the per-request limits: answer deadline, panic catching, security headers,
 /// write rates.
-pub fn harden(app: Router, cfg: &HttpConfig, limits: WriteLimits, csp: HeaderValue) -> Router {
-    // Outermost last: every answer (a 408, a caught panic's 500, a 429) gets the headers.
+pub fn harden(
+    app: Router,
+    cfg: &HttpConfig,
+    limits: WriteLimits,
+    audit: audit::AuditLayer,
+    csp: HeaderValue,
+) -> Router {
+    // Outermost last: every answer (a 408, a caught panic's 500, a 429) gets the headers,
+    // and every write (a 429 too) leaves its audit entry.
     app.layer(axum::middleware::from_fn_with_state(limits, limit_writes))
+        .layer(axum::middleware::from_fn_with_state(audit, audit::layer))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -257,10 +265,11 @@ pub async fn serve(
     app: Router,
     cfg: HttpConfig,
     limits: WriteLimits,
+    audit: audit::AuditLayer,
     csp: HeaderValue,
 ) -> std::io::Result<()> {
     raise_open_files_limit();
-    let app = harden(app, &cfg, limits, csp);
+    let app = harden(app, &cfg, limits, audit, csp);
     let conns = Arc::new(Mutex::new(Conns::default()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -340,6 +349,13 @@ mod tests {
         }
     }
 
+    fn audit_layer(store: Arc<store::MemoryHistory>) -> audit::AuditLayer {
+        audit::AuditLayer {
+            auditor: Arc::new(audit::Auditor::new(Some(store), &Default::default()).unwrap()),
+            auth: limits().auth,
+        }
+    }
+
     #[tokio::test]
     async fn a_panicking_handler_is_answered_500_with_the_security_headers() {
         async fn boom() -> &'static str {
@@ -349,6 +365,7 @@ mod tests {
             Router::new().route("/boom", axum::routing::get(boom)),
             &HttpConfig::default(),
             limits(),
+            audit_layer(Arc::new(store::MemoryHistory::new(10))),
             content_security_policy(None),
         );
         let req = axum::http::Request::get("/boom")
@@ -365,7 +382,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writes_past_the_rate_are_answered_429_with_retry_after() {
+    async fn writes_past_the_rate_are_answered_429_with_retry_after_and_each_leaves_its_entry() {
         let cfg = auth::limits::LimitsConfig {
             write_per_address: auth::limits::Rate::new(2, 1.0),
             ..Default::default()
@@ -374,10 +391,12 @@ mod tests {
             limiter: Arc::new(SharedLimiter::new(&cfg)),
             ..limits()
         };
+        let store = Arc::new(store::MemoryHistory::new(10));
         let app = harden(
             Router::new().route("/api/v1/zones", axum::routing::post(|| async { "ok" })),
             &HttpConfig::default(),
             w,
+            audit_layer(store.clone()),
             content_security_policy(None),
         );
         let mut statuses = Vec::new();
@@ -395,6 +414,42 @@ mod tests {
             statuses.push(resp.status().as_u16());
         }
         assert_eq!(statuses, [200, 200, 429]);
+        // The refusal is an entry; so are the two that took effect, though late (this
+        // handler writes no entry of its own, which the entries say).
+        use store::History;
+        let rows = store
+            .audit(&store::AuditQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|r| (r.entry.action.as_str(), r.entry.result, r.entry.status))
+            .collect();
+        use store::AuditResult::*;
+        assert_eq!(
+            seen,
+            [
+                ("zone.create", Refused, Some(429)),
+                ("zone.create", Allowed, Some(200)),
+                ("zone.create", Allowed, Some(200)),
+            ]
+        );
+        assert!(rows[0]
+            .entry
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("429 rate_limited: too many writes"));
+        assert!(rows[1]
+            .entry
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("written after the answer"));
+        assert_eq!(rows[0].entry.remote.as_deref(), Some("10.0.0.9"));
     }
 
     #[test]

@@ -115,6 +115,8 @@ struct Shared {
     /// "memory" or "kafka".
     mode: String,
     history: Option<Arc<dyn History>>,
+    /// Writes the audit log (to `history`, which must keep one for writes to be taken).
+    auditor: Arc<audit::Auditor>,
     core_status: Arc<stream_core::CoreStatus>,
     /// The MBTiles basemap, opened when `ui.basemap` is one.
     tiles: Option<ui_feeds::basemap::Tiles>,
@@ -364,7 +366,15 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         ),
         _ => None,
     };
+    let auditor = Arc::new(
+        audit::Auditor::new(history.clone(), &cfg.audit)
+            .with_context(|| format!("audit.ship {:?}", cfg.audit.ship))?,
+    );
+    if !auditor.keeps_log() && (roles.api || roles.ingest) {
+        warn!("no store.database_url: this process keeps no audit log, so it refuses writes (alerts, zones, layouts, reports, indicators) with 503");
+    }
     let shared = Shared {
+        auditor: auditor.clone(),
         tiles,
         cfg: cfg.clone(),
         roles,
@@ -438,8 +448,12 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         limiter: limiter.clone(),
         auth: auth.clone(),
     };
+    let audit_layer = audit::AuditLayer {
+        auditor,
+        auth: auth.clone(),
+    };
     spawn(&mut tasks, "http", async move {
-        crate::http::serve(listener, app, http, write_limits, csp)
+        crate::http::serve(listener, app, http, write_limits, audit_layer, csp)
             .await
             .context("http server")
     });
@@ -675,19 +689,19 @@ fn api_role(
         hls_sessions: Default::default(),
         media_ticket_ttl: cfg.auth.media_ticket_ttl(),
         limits: limiter,
-        refusals: Default::default(),
+        auditor: s.auditor.clone(),
         used_tickets,
         public_url: cfg
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", cfg.listen.replace("0.0.0.0", "127.0.0.1"))),
     };
-    let st = api_state.clone();
+    let auditor = s.auditor.clone();
     parts.spawn("audit-folds", async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            map_api::audit::flush_refusals(&st).await;
+            auditor.flush_folded().await;
         }
     });
     parts.route(map_api::router(api_state));

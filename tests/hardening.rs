@@ -956,10 +956,30 @@ async fn refusal_floods_are_folded_and_stream_credentials_refused_anywhere() {
         "{} refused rows for one prober's minute",
         refused.len()
     );
+    // The admin's real change is still in the whole log, and no entry repeats a secret.
+    let all = client
+        .get(ioc.url("/api/v1/audit?limit=1000"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&all).unwrap();
     assert!(
-        rows.iter()
-            .any(|r| r["camera"] == "hard-cam-1" && r["allowed"] == true),
-        "the real row is gone"
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["target"] == "camera:hard-cam-1"
+                && r["action"] == "registry.upsert"
+                && r["result"] == "allowed"),
+        "the real entry is gone: {all}"
+    );
+    assert!(
+        !all.contains("S3cret") && !all.contains("YWRtaW46"),
+        "{all}"
     );
 }
 

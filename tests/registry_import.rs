@@ -286,15 +286,15 @@ async fn a_province_imports_its_cameras_checked_whole_and_removes_them() {
     assert_eq!(delete("vt-cam-105").await.unwrap().status(), 202);
     wait_on_map(&ioc, "vt-cam-105", false).await;
     assert_eq!(delete("no-such-cam").await.unwrap().status(), 404);
-    let log = get_json(&ioc, "/api/v1/audit/cameras?camera=vt-cam-105", Role::Admin).await;
-    let actions: Vec<&str> = log["accesses"]
+    let log = get_json(&ioc, "/api/v1/audit?target=camera:vt-cam-105", Role::Admin).await;
+    let actions: Vec<&str> = log["entries"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|r| r["action"].as_str())
         .collect();
     assert!(
-        actions.contains(&"registry_upsert") && actions.contains(&"registry_remove"),
+        actions.contains(&"registry.upsert") && actions.contains(&"registry.remove"),
         "the admin's changes are not in the audit log: {log}"
     );
 

@@ -425,12 +425,12 @@ async fn wall_screens_show_a_live_mosaic_follow_a_focus_and_free_their_viewers()
     // The focus and the edits are in the audit log.
     let (_, _, audit) = fetch(
         &demo,
-        &format!("/api/v1/audit/cameras?camera=layout:{LAYOUT}"),
+        &format!("/api/v1/audit?target=layout:{LAYOUT}"),
         &token(auth::Role::Admin),
     )
     .await;
     let audit = String::from_utf8_lossy(&audit).to_string();
-    for action in ["layout_edit", "wall_focus", "wall_release"] {
+    for action in ["layout.edit", "wall.focus", "wall.release"] {
         assert!(audit.contains(action), "{action} audited: {audit}");
     }
     for page in [&mut map_screen, &mut cam_screen] {

@@ -221,7 +221,7 @@ pub async fn run(b: GeoBench) -> anyhow::Result<()> {
         public_url: "http://127.0.0.1".into(),
         limits: Arc::new(auth::limits::SharedLimiter::new(&Default::default())),
         used_tickets: Default::default(),
-        refusals: Default::default(),
+        auditor: Arc::new(audit::Auditor::new(None, &Default::default())?),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -173,6 +173,7 @@ fn reporter(caller: &Caller) -> Result<Reporter, ApiError> {
 async fn push_indicators(
     State(st): State<HttpIngestState>,
     caller: Caller,
+    slip: audit::Slip,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -204,8 +205,23 @@ async fn push_indicators(
     }
     let source = format!("http:{}", caller.0.sub);
     let by = format!("{}:{}", caller.role(), caller.0.sub);
-    match st.indicators.submit(&source, &by, &reporter, &items).await {
+    // The entry names what the submission is about: its first value, and how many.
+    if let Some(first) = items.first() {
+        slip.target(format!(
+            "indicator:{}/{}/{} ({} values)",
+            first.indicator.as_deref().unwrap_or("?"),
+            first.unit.as_deref().unwrap_or("?"),
+            first.period.as_deref().unwrap_or("?"),
+            items.len()
+        ));
+    }
+    match st
+        .indicators
+        .submit(&source, &by, &reporter, &items, slip.allowed())
+        .await
+    {
         Ok(out) => Ok((StatusCode::ACCEPTED, Json(out)).into_response()),
+        Err(SubmitError::NotAdmitted(e)) => Err(e),
         Err(SubmitError::Ingest(e)) => Err(unavailable(e, st.config.retry_after_s)),
         Err(SubmitError::Refused { refused, total }) => {
             let (index, first) = refused

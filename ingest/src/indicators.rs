@@ -429,6 +429,9 @@ pub enum SubmitError {
     Ingest(#[from] IngestError),
     #[error("{} of {total} values refused; nothing was written", .refused.len())]
     Refused { refused: Vec<Refused>, total: usize },
+    /// What must happen before the values are written (their audit entry) did not.
+    #[error("{0}")]
+    NotAdmitted(api_error::ApiError),
 }
 
 /// Writes checked submissions to `ioc.indicators`.
@@ -449,12 +452,15 @@ impl IndicatorIntake {
 
     /// Checks every item and, if all are good, writes them all; returns once the bus
     /// acknowledged them. Refused items are dead-lettered and nothing else is written.
+    /// Checks every item and, when all pass, awaits `admit` (the submission's audit entry),
+    /// then writes them; nothing is written unless both succeed.
     pub async fn submit(
         &self,
         source: &str,
         by: &str,
         reporter: &Reporter,
         items: &[RawItem],
+        admit: impl std::future::Future<Output = Result<(), api_error::ApiError>>,
     ) -> Result<Submitted, SubmitError> {
         if !self.registry.is_ready() {
             return Err(IngestError::NotReady.into());
@@ -474,6 +480,7 @@ impl IndicatorIntake {
                 });
             }
         };
+        admit.await.map_err(SubmitError::NotAdmitted)?;
         self.publish(source, values.into_iter().map(IndicatorEvent::Value), now)
             .await
             .map(|accepted| Submitted {

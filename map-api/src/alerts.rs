@@ -121,6 +121,7 @@ enum Act {
 async fn act(
     st: ApiState,
     caller: Caller,
+    slip: audit::Slip,
     id: String,
     body: Option<Json<ActionBody>>,
     act: Act,
@@ -191,6 +192,7 @@ async fn act(
         format!("api:{}", claims.sub),
         serde_json::to_value(&action).unwrap_or_default(),
     );
+    slip.allowed().await?;
     // Keyed by the entity the alert is about: the core instance that owns that entity reads
     // this partition, and applies the action once.
     st.bus
@@ -213,17 +215,19 @@ async fn act(
 pub async fn acknowledge(
     State(st): State<ApiState>,
     caller: Caller,
+    slip: audit::Slip,
     Path(id): Path<String>,
     body: Option<Json<ActionBody>>,
 ) -> Result<Response, ApiError> {
-    act(st, caller, id, body, Act::Acknowledge).await
+    act(st, caller, slip, id, body, Act::Acknowledge).await
 }
 
 pub async fn clear(
     State(st): State<ApiState>,
     caller: Caller,
+    slip: audit::Slip,
     Path(id): Path<String>,
     body: Option<Json<ActionBody>>,
 ) -> Result<Response, ApiError> {
-    act(st, caller, id, body, Act::Clear).await
+    act(st, caller, slip, id, body, Act::Clear).await
 }

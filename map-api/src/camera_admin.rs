@@ -1,7 +1,7 @@
 //! Cameras in the registry, by an admin over HTTP: `PUT /api/v1/cameras/{id}` adds or changes
 //! one, `DELETE /api/v1/cameras/{id}` removes one. The body is checked like a row of a camera
 //! sheet (`ingest::registry`), a stream URL with a user or password is refused without being
-//! repeated, every change is written to the camera audit log before it goes to `ioc.registry`,
+//! repeated, every change is written to the audit log before it goes to `ioc.registry`,
 //! and the answer (202) comes once the bus has it: the workers and the map follow from there.
 
 use api_error::ApiError;
@@ -13,7 +13,6 @@ use axum::Json;
 use model::{EntityId, FieldError, LocalId, RegistryEntry};
 use serde_json::{json, Value};
 
-use crate::cameras::{audit_action, Remote};
 use crate::zones::{audited_upsert, not_found, publish_removal};
 use crate::ApiState;
 
@@ -30,7 +29,7 @@ fn admin_camera(caller: &Caller, id: &str) -> Result<LocalId, ApiError> {
 pub async fn put(
     State(st): State<ApiState>,
     caller: Caller,
-    remote: Remote,
+    slip: audit::Slip,
     Path(id): Path<String>,
     body: Option<Json<Value>>,
 ) -> Result<Response, ApiError> {
@@ -46,7 +45,7 @@ pub async fn put(
         ApiError::from(first).with("errors", json!(errors))
     })?;
     let entry = RegistryEntry::Camera(camera);
-    audited_upsert(&st, &caller.0, &remote, (&id, "registry_upsert"), entry).await?;
+    audited_upsert(&st, &caller.0, &slip, entry).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"id": id, "entity": format!("camera:{id}"), "requested": "upsert"})),
@@ -58,7 +57,7 @@ pub async fn put(
 pub async fn remove(
     State(st): State<ApiState>,
     caller: Caller,
-    remote: Remote,
+    slip: audit::Slip,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let local = admin_camera(&caller, &id)?;
@@ -66,6 +65,5 @@ pub async fn remove(
     if st.replica.get(&entity).is_none() {
         return Err(not_found("camera", &id));
     }
-    audit_action(&st, &caller.0, &id, "registry_remove", &remote, true).await?;
-    publish_removal(&st, &caller, entity, &id).await
+    publish_removal(&st, &caller, &slip, entity, &id).await
 }

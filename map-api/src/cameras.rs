@@ -9,12 +9,10 @@
 
 use api_error::ApiError;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use auth::{Caller, CameraUse, Claims, Grant, Role};
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,33 +20,11 @@ use chrono::Utc;
 use model::{CameraGroup, EntityId, LocalId, StateRecord};
 use serde::Deserialize;
 use serde_json::json;
-use store::CameraAccess;
-use tracing::warn;
+use store::{AuditEntry, AuditQuery, AuditResult};
 
 use crate::ApiState;
 
-/// Where a request came from, as this server saw it (and what a proxy in front says).
-pub struct Remote(pub Option<String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Remote {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(200).collect::<String>());
-        Ok(Remote(match (peer, forwarded) {
-            (Some(p), Some(f)) => Some(format!("{p} (x-forwarded-for: {f})")),
-            (p, f) => p.or(f),
-        }))
-    }
-}
+pub use audit::Remote;
 
 fn forbidden() -> ApiError {
     ApiError::forbidden("no access to this camera")
@@ -64,7 +40,8 @@ fn permitted(st: &ApiState, claims: &Claims, id: &str, use_: CameraUse) -> Optio
     claims.may_use_camera(&group, use_).then(|| (*rec).clone())
 }
 
-/// Writes the audit row; `Err` (a 503 to send) when it cannot be written.
+/// Writes the audit entry of one use of a camera image (a refusal may be folded with the
+/// caller's others of the minute); `Err` (a 503 to send) when it cannot be written.
 async fn audit(
     st: &ApiState,
     claims: &Claims,
@@ -73,56 +50,28 @@ async fn audit(
     remote: &Remote,
     allowed: bool,
 ) -> Result<(), ApiError> {
-    audit_action(st, claims, camera, use_.as_str(), remote, allowed).await
-}
-
-/// Writes an audit row for `action` on `camera`; `Err` (a 503 to send) when it cannot be
-/// written.
-pub(crate) async fn audit_action(
-    st: &ApiState,
-    claims: &Claims,
-    camera: &str,
-    action: &str,
-    remote: &Remote,
-    allowed: bool,
-) -> Result<(), ApiError> {
-    let unavailable = |reason: String| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", reason).retry_after(5)
+    let (result, status, reason) = if allowed {
+        (AuditResult::Allowed, None, None)
+    } else {
+        (
+            AuditResult::Refused,
+            Some(403),
+            Some("403 forbidden: no access to this camera".to_string()),
+        )
     };
-    let Some(store) = &st.history else {
-        return Err(unavailable(
-            "no audit log in this process: camera images and changes are refused without one"
-                .into(),
-        ));
-    };
-    let row = CameraAccess {
+    let entry = AuditEntry {
         at: Utc::now(),
         subject: claims.sub.clone(),
         role: claims.role.to_string(),
-        camera: camera.chars().take(64).collect(),
-        action: action.into(),
+        action: format!("camera.{}", use_.as_str()),
+        target: format!("camera:{}", audit::clean(camera, 64)),
         remote: remote.0.clone(),
-        allowed,
+        result,
+        status,
+        reason,
         count: 1,
     };
-    // A refusal takes no effect: it may be folded with the caller's others of the minute.
-    let row = if allowed {
-        row
-    } else {
-        match st
-            .refusals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .refused(row)
-        {
-            Some(first) => first,
-            None => return Ok(()),
-        }
-    };
-    store.write_access(&row).await.map_err(|e| {
-        warn!(error = %e, "camera access not audited; refused");
-        unavailable(format!("the audit log could not be written: {e}"))
-    })
+    st.auditor.record(entry).await.map_err(Into::into)
 }
 
 /// The response to a camera with no image to give: what the worker knows, with the state and
@@ -586,25 +535,41 @@ pub async fn my_views(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     permitted(&st, &caller.0, &id, CameraUse::Layer).ok_or_else(forbidden)?;
-    let store = st.history.as_ref().ok_or_else(|| {
+    let store = st.auditor.store().ok_or_else(|| {
         ApiError::unavailable(
             "no audit log in this process: it needs the history store",
             5,
         )
     })?;
+    let q = AuditQuery {
+        subject: Some(caller.0.sub.clone()),
+        action: Some("camera.".into()),
+        target: Some(format!("camera:{id}")),
+        limit: 20,
+        ..Default::default()
+    };
     let rows = store
-        .accesses(Some(&id), Some(&caller.0.sub), 20)
+        .audit(&q)
         .await
         .map_err(|e| ApiError::unavailable(e.to_string(), 5))?;
     let views: Vec<serde_json::Value> = rows
         .iter()
-        .map(|a| json!({"at": a.at, "action": a.action, "allowed": a.allowed, "count": a.count}))
+        .map(|r| {
+            let e = &r.entry;
+            json!({
+                "at": e.at,
+                "action": e.action.strip_prefix("camera.").unwrap_or(&e.action),
+                "allowed": e.result == AuditResult::Allowed,
+                "count": e.count,
+            })
+        })
         .collect();
     Ok(Json(json!({"camera": id, "views": views})).into_response())
 }
 
 /// `GET /api/v1/audit/cameras?camera=&limit=`: who looked at which camera (admins, and
-/// leaders granted camera images, who answer for their use).
+/// leaders granted camera images, who answer for their use). The whole log is
+/// `/api/v1/audit` (admins).
 pub async fn audit_log(
     State(st): State<ApiState>,
     caller: Caller,
@@ -615,17 +580,39 @@ pub async fn audit_log(
         return Err(ApiError::forbidden("the camera audit log is for admins"));
     }
     let limit = crate::parse_limit(p.limit.as_deref(), 100, 10_000)?;
-    let store = st.history.as_ref().ok_or_else(|| {
+    let store = st.auditor.store().ok_or_else(|| {
         ApiError::unavailable(
             "no audit log in this process: it needs the history store",
             5,
         )
     })?;
+    let q = AuditQuery {
+        action: Some("camera.".into()),
+        target: p.camera.as_deref().map(|c| format!("camera:{c}")),
+        limit,
+        ..Default::default()
+    };
     let rows = store
-        .accesses(p.camera.as_deref(), None, limit)
+        .audit(&q)
         .await
         .map_err(|e| ApiError::unavailable(e.to_string(), 5))?;
-    Ok(Json(json!({"accesses": rows})).into_response())
+    let accesses: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let e = &r.entry;
+            json!({
+                "at": e.at,
+                "subject": e.subject,
+                "role": e.role,
+                "camera": e.target.strip_prefix("camera:").unwrap_or(&e.target),
+                "action": e.action.strip_prefix("camera.").unwrap_or(&e.action),
+                "remote": e.remote,
+                "allowed": e.result == AuditResult::Allowed,
+                "count": e.count,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"accesses": accesses})).into_response())
 }
 
 #[cfg(test)]

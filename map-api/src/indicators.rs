@@ -525,6 +525,7 @@ fn unit_and_period(
 pub async fn explain(
     State(st): State<ApiState>,
     caller: Caller,
+    slip: audit::Slip,
     Path(code): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -559,6 +560,10 @@ pub async fn explain(
         role: c.role.to_string(),
         at: Utc::now().fixed_offset(),
     });
+    if let IndicatorEvent::Explanation(e) = &event {
+        slip.target(format!("indicator:{}/{}/{}", e.indicator, e.unit, e.period));
+    }
+    slip.allowed().await?;
     publish(&st, c, event).await
 }
 
@@ -577,6 +582,7 @@ pub struct TargetBody {
 pub async fn set_target(
     State(st): State<ApiState>,
     caller: Caller,
+    slip: audit::Slip,
     Path(code): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -605,6 +611,11 @@ pub async fn set_target(
             .unwrap_or_else(|| model::FieldError::new("", "invalid"));
         ApiError::from(first).with("errors", json!(e.errors))
     })?;
+    slip.target(format!(
+        "indicator:{}/{}/{}",
+        target.indicator, target.unit, target.period
+    ));
+    slip.allowed().await?;
     publish(&st, &caller.0, IndicatorEvent::Target(target)).await
 }
 

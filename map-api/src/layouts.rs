@@ -17,7 +17,6 @@ use model::{EntityId, EntityKind, FieldError, Layer, LocalId, RegistryEntry, Sta
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::cameras::{audit_action, Remote};
 use crate::zones::{audited_upsert, not_found, publish_removal};
 use crate::ApiState;
 
@@ -121,7 +120,7 @@ fn cameras_known(st: &ApiState, l: &WallLayout) -> Result<(), FieldError> {
 pub async fn put(
     State(st): State<ApiState>,
     caller: Caller,
-    remote: Remote,
+    slip: audit::Slip,
     Path(id): Path<String>,
     body: Option<Json<Value>>,
 ) -> Result<Response, ApiError> {
@@ -138,9 +137,8 @@ pub async fn put(
         .as_deref()
         .and_then(layout_of)
         .and_then(|l| l.focus);
-    let target = entity(&local).to_string();
     let entry = RegistryEntry::Layout(layout.clone());
-    audited_upsert(&st, &caller.0, &remote, (&target, "layout_edit"), entry).await?;
+    audited_upsert(&st, &caller.0, &slip, entry).await?;
     let status = if existing.is_some() {
         StatusCode::OK
     } else {
@@ -152,22 +150,12 @@ pub async fn put(
 pub async fn delete(
     State(st): State<ApiState>,
     caller: Caller,
-    remote: Remote,
+    slip: audit::Slip,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     may_edit(&caller)?;
     let (local, _) = stored(&st, &id)?;
-    let target = entity(&local);
-    audit_action(
-        &st,
-        &caller.0,
-        target.as_str(),
-        "layout_delete",
-        &remote,
-        true,
-    )
-    .await?;
-    publish_removal(&st, &caller, target, &id).await
+    publish_removal(&st, &caller, &slip, entity(&local), &id).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,30 +169,14 @@ pub struct FocusBody {
 /// The nearest-camera radius of a focus when the request names none, metres.
 const DEFAULT_FOCUS_RADIUS_M: f64 = 1000.0;
 
-/// Audits a focus request, refused or not, and says who may not.
-async fn focus_admitted(
-    st: &ApiState,
-    caller: &Caller,
-    remote: &Remote,
-    target: &str,
-    action: &str,
-) -> Result<(), ApiError> {
-    if let Err(refused) = may_focus(caller) {
-        audit_action(st, &caller.0, target, action, remote, false).await?;
-        return Err(refused.into());
-    }
-    Ok(())
-}
-
 pub async fn focus(
     State(st): State<ApiState>,
     caller: Caller,
-    remote: Remote,
+    slip: audit::Slip,
     Path(id): Path<String>,
     body: Option<Json<FocusBody>>,
 ) -> Result<Response, ApiError> {
-    let target = format!("layout:{}", id.chars().take(56).collect::<String>());
-    focus_admitted(&st, &caller, &remote, &target, "wall_focus").await?;
+    may_focus(&caller)?;
     let (_, mut layout) = stored(&st, &id)?;
     let Some(Json(b)) = body else {
         return Err(ApiError::bad_request(
@@ -225,31 +197,29 @@ pub async fn focus(
         &caller.0.sub,
     )?;
     layout.focus = Some(f);
-    refocused(&st, &caller, &remote, (&target, "wall_focus"), layout).await
+    refocused(&st, &caller, &slip, layout).await
 }
 
 pub async fn release(
     State(st): State<ApiState>,
     caller: Caller,
-    remote: Remote,
+    slip: audit::Slip,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let target = format!("layout:{}", id.chars().take(56).collect::<String>());
-    focus_admitted(&st, &caller, &remote, &target, "wall_release").await?;
+    may_focus(&caller)?;
     let (_, mut layout) = stored(&st, &id)?;
     layout.focus = None;
-    refocused(&st, &caller, &remote, (&target, "wall_release"), layout).await
+    refocused(&st, &caller, &slip, layout).await
 }
 
 /// Audits and publishes a layout whose focus changed: 202 with where it is focused now.
 async fn refocused(
     st: &ApiState,
     caller: &Caller,
-    remote: &Remote,
-    what: (&str, &str),
+    slip: &audit::Slip,
     layout: WallLayout,
 ) -> Result<Response, ApiError> {
     let answer = json!({"id": layout.id, "focus": layout.focus});
-    audited_upsert(st, &caller.0, remote, what, RegistryEntry::Layout(layout)).await?;
+    audited_upsert(st, &caller.0, slip, RegistryEntry::Layout(layout)).await?;
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }

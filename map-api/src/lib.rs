@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 mod alerts;
-pub mod audit;
+mod audit_log;
 mod camera_admin;
 mod cameras;
 mod history;
@@ -76,8 +76,9 @@ pub struct ApiState {
     pub limits: Arc<auth::limits::SharedLimiter>,
     /// Snapshot and MJPEG tickets already used (each opens one request).
     pub used_tickets: Arc<auth::UsedTickets>,
-    /// Refused camera accesses being folded (see [`audit`]).
-    pub refusals: Arc<std::sync::Mutex<audit::RefusalFolder>>,
+    /// Writes the audit log (camera images here; writes through their [`audit::Slip`]) and
+    /// reads it back for admins.
+    pub auditor: Arc<audit::Auditor>,
 }
 
 impl FromRef<ApiState> for Arc<Authenticator> {
@@ -163,6 +164,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/cameras/{id}/tickets", post(cameras::ticket))
         .route("/api/v1/cameras/{id}/views", get(cameras::my_views))
         .route("/api/v1/cameras/{id}/hls/{file}", get(cameras::hls))
+        .route("/api/v1/audit", get(audit_log::read))
         .route("/api/v1/audit/cameras", get(cameras::audit_log))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -176,6 +176,7 @@ pub(crate) async fn publish(st: &ApiState, env: Envelope) -> Result<(), ApiError
 pub async fn create(
     State(st): State<ApiState>,
     caller: Caller,
+    slip: audit::Slip,
     body: Option<Json<Value>>,
 ) -> Result<Response, ApiError> {
     may_edit(&caller)?;
@@ -183,9 +184,8 @@ pub async fn create(
         return Err(ApiError::bad_request("", "send a GeoJSON Feature as JSON"));
     };
     let zone = check_off_the_runtime(feature, caller.0.agency.clone()).await?;
-    let entry = RegistryEntry::Zone(zone.clone());
-    let env = entry.upsert_event(&format!("api:{}", caller.0.sub), Utc::now());
-    publish(&st, env).await?;
+    slip.target(format!("zone:{}", zone.id));
+    audited_upsert(&st, &caller.0, &slip, RegistryEntry::Zone(zone.clone())).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": zone.id, "name": zone.name, "entity": format!("zone:{}", zone.id)})),
@@ -196,6 +196,7 @@ pub async fn create(
 pub async fn delete(
     State(st): State<ApiState>,
     caller: Caller,
+    slip: audit::Slip,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     may_edit(&caller)?;
@@ -205,19 +206,18 @@ pub async fn delete(
     let Some(entity) = entity.filter(|e| st.replica.get(e).is_some()) else {
         return Err(not_found("zone", &id));
     };
-    publish_removal(&st, &caller, entity, &id).await
+    publish_removal(&st, &caller, &slip, entity, &id).await
 }
 
-/// Audits `action` on `target` by `caller` (before it takes effect), then puts `entry` on
+/// Writes the audit entry of `slip` (before it takes effect), then puts `entry` on
 /// `ioc.registry`; `Err` is the 503 to send when either cannot be written.
 pub(crate) async fn audited_upsert(
     st: &ApiState,
     caller: &auth::Claims,
-    remote: &crate::cameras::Remote,
-    (target, action): (&str, &str),
+    slip: &audit::Slip,
     entry: RegistryEntry,
 ) -> Result<(), ApiError> {
-    crate::cameras::audit_action(st, caller, target, action, remote, true).await?;
+    slip.allowed().await?;
     publish(
         st,
         entry.upsert_event(&format!("api:{}", caller.sub), Utc::now()),
@@ -230,13 +230,16 @@ pub(crate) fn not_found(kind: &str, id: &str) -> ApiError {
     ApiError::not_found("id", format!("no {kind} {id}"))
 }
 
-/// Puts the removal of `entity` on `ioc.registry`: 202, or the 503 when the bus cannot take it.
+/// Writes the audit entry of `slip`, then puts the removal of `entity` on `ioc.registry`:
+/// 202, or the 503 when either cannot be written.
 pub(crate) async fn publish_removal(
     st: &ApiState,
     caller: &Caller,
+    slip: &audit::Slip,
     entity: EntityId,
     id: &str,
 ) -> Result<Response, ApiError> {
+    slip.allowed().await?;
     let env = RegistryEntry::remove_event(entity, &format!("api:{}", caller.0.sub), Utc::now());
     publish(st, env).await?;
     Ok((

@@ -8,6 +8,7 @@
 //! and has a bounded in-memory stand-in for the embedded demo ([`MemoryHistory`]).
 //! It must never consume the bus nor decide what to write: stream-core feeds it.
 
+pub mod audit;
 mod config;
 pub mod forecast;
 mod memory;
@@ -23,6 +24,7 @@ use chrono::{DateTime, Utc};
 use model::{LocalId, Reading};
 use serde::Serialize;
 
+pub use audit::{AuditEntry, AuditQuery, AuditResult, AuditRow};
 pub use config::{DatabaseUrl, StoreConfig, TimescaleMode, WriteMethod};
 pub use memory::MemoryHistory;
 pub use pg::PgStore;
@@ -168,21 +170,15 @@ pub trait History: Send + Sync + 'static {
         Err(StoreError::Failed("this store keeps no photos".into()))
     }
 
-    /// Writes one camera image access to the audit log; the access proceeds only if this
-    /// succeeds.
-    async fn write_access(&self, access: &CameraAccess) -> Result<(), StoreError> {
-        let _ = access;
+    /// Writes one entry to the audit log; what it stands for proceeds only if this succeeds.
+    async fn write_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let _ = entry;
         Err(StoreError::Failed("this store keeps no audit log".into()))
     }
 
-    /// The newest audit rows first, for one camera or all.
-    async fn accesses(
-        &self,
-        camera: Option<&str>,
-        subject: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<CameraAccess>, StoreError> {
-        let _ = (camera, subject, limit);
+    /// Entries of the audit log, newest first.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
+        let _ = query;
         Err(StoreError::Failed("this store keeps no audit log".into()))
     }
 
@@ -260,25 +256,6 @@ pub struct IndicatorEventRow {
     pub source: String,
     /// The event as it travelled.
     pub data: serde_json::Value,
-}
-
-/// One camera image access (snapshot or live view), allowed or not.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct CameraAccess {
-    pub at: DateTime<Utc>,
-    /// Who (the token's subject) and in which role.
-    pub subject: String,
-    pub role: String,
-    pub camera: String,
-    /// `snapshot` or `live_view`.
-    pub action: String,
-    /// Where from (the client address as the server saw it).
-    pub remote: Option<String>,
-    pub allowed: bool,
-    /// Attempts this row stands for: refused attempts of one caller in a short window are
-    /// folded into one row (with `camera` the first of them), so a flood cannot drown the
-    /// log; 1 for every other row.
-    pub count: u32,
 }
 
 /// A photo of a report.

@@ -13,8 +13,8 @@ use model::{LocalId, Parameter, Reading, Unit};
 
 use crate::series::{Bucket, Series, SeriesQuery, SeriesSource, ORIGIN_UNIX};
 use crate::{
-    CameraAccess, Flavor, History, IndicatorEventRow, Media, ReadingKey, ReportEventRow,
-    StoreError, Written,
+    AuditEntry, AuditQuery, AuditResult, AuditRow, Flavor, History, IndicatorEventRow, Media,
+    ReadingKey, ReportEventRow, StoreError, Written,
 };
 
 #[derive(Debug, Clone)]
@@ -42,11 +42,13 @@ struct Inner {
     /// Photos, oldest dropped first past [`MEDIA_CAP`].
     media: HashMap<String, Media>,
     media_order: std::collections::VecDeque<String>,
-    /// Camera image accesses, oldest dropped first past [`ACCESS_CAP`].
-    accesses: std::collections::VecDeque<CameraAccess>,
+    /// Audit entries, oldest dropped first past [`ACCESS_CAP`].
+    audit: std::collections::VecDeque<AuditRow>,
     /// Refused attempts, apart (and oldest dropped first past [`REFUSED_CAP`]), so that a
-    /// flood of refusals never pushes out the record of what was seen.
-    refused: std::collections::VecDeque<CameraAccess>,
+    /// flood of refusals never pushes out the record of what was done.
+    refused: std::collections::VecDeque<AuditRow>,
+    /// The id of the last entry written.
+    audit_id: i64,
 }
 
 /// Refused-attempt rows the demo keeps.
@@ -165,40 +167,39 @@ impl History for MemoryHistory {
         Ok(rows.split_off(skip))
     }
 
-    async fn write_access(&self, a: &CameraAccess) -> Result<(), StoreError> {
+    async fn write_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let (rows, cap) = if a.allowed {
-            (&mut inner.accesses, ACCESS_CAP)
-        } else {
-            (&mut inner.refused, REFUSED_CAP)
+        inner.audit_id += 1;
+        let row = AuditRow {
+            id: inner.audit_id,
+            entry: e.clone(),
         };
-        rows.push_back(a.clone());
+        let (rows, cap) = if e.result == AuditResult::Refused {
+            (&mut inner.refused, REFUSED_CAP)
+        } else {
+            (&mut inner.audit, ACCESS_CAP)
+        };
+        rows.push_back(row);
         while rows.len() > cap {
             rows.pop_front();
         }
         Ok(())
     }
 
-    async fn accesses(
-        &self,
-        camera: Option<&str>,
-        subject: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<CameraAccess>, StoreError> {
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
         let inner = self.lock();
-        let pick = |rows: &std::collections::VecDeque<CameraAccess>| -> Vec<CameraAccess> {
+        let pick = |rows: &std::collections::VecDeque<AuditRow>| -> Vec<AuditRow> {
             rows.iter()
                 .rev()
-                .filter(|a| camera.is_none_or(|c| a.camera == c))
-                .filter(|a| subject.is_none_or(|s| a.subject == s))
-                .take(limit)
+                .filter(|r| q.matches(r))
+                .take(q.limit)
                 .cloned()
                 .collect()
         };
-        let mut all = pick(&inner.accesses);
+        let mut all = pick(&inner.audit);
         all.extend(pick(&inner.refused));
-        all.sort_by(|a, b| b.at.cmp(&a.at));
-        all.truncate(limit);
+        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.truncate(q.limit);
         Ok(all)
     }
 

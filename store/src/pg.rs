@@ -28,8 +28,9 @@ use tracing::{info, warn};
 use crate::series::{Bucket, Series, SeriesQuery, ORIGIN_SQL};
 use crate::timescale::{self, FailingJob};
 use crate::{
-    AlertEventRow, CameraAccess, Flavor, History, IndicatorEventRow, Media, ReadingKey,
-    RegistryRow, ReportEventRow, StoreConfig, StoreError, TimescaleMode, WriteMethod, Written,
+    AlertEventRow, AuditEntry, AuditQuery, AuditResult, AuditRow, Flavor, History,
+    IndicatorEventRow, Media, ReadingKey, RegistryRow, ReportEventRow, StoreConfig, StoreError,
+    TimescaleMode, WriteMethod, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -900,71 +901,89 @@ impl History for PgStore {
         Ok(())
     }
 
-    async fn write_access(&self, a: &CameraAccess) -> Result<(), StoreError> {
+    async fn write_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
         self.ready_flavor()?;
         sqlx::query(
-            "INSERT INTO audit_log (ts, subject, role, action, target, remote, detail)
-             VALUES ($1, $2, $3, $4, $5, $6,
-                     jsonb_build_object('allowed', $7::boolean, 'count', $8::integer))",
+            "INSERT INTO audit_log (ts, subject, role, action, target, remote, result, status, reason, count)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
-        .bind(a.at)
-        .bind(&a.subject)
-        .bind(&a.role)
-        .bind(format!("camera.{}", a.action))
-        .bind(format!("camera:{}", a.camera))
-        .bind(&a.remote)
-        .bind(a.allowed)
-        .bind(i32::try_from(a.count).unwrap_or(i32::MAX))
+        .bind(e.at)
+        .bind(&e.subject)
+        .bind(&e.role)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(&e.remote)
+        .bind(e.result.as_str())
+        .bind(e.status.map(|s| s as i16))
+        .bind(&e.reason)
+        .bind(i32::try_from(e.count.max(1)).unwrap_or(i32::MAX))
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
         Ok(())
     }
 
-    async fn accesses(
-        &self,
-        camera: Option<&str>,
-        subject: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<CameraAccess>, StoreError> {
+    async fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>, StoreError> {
         self.ready_flavor()?;
         type Row = (
+            i64,
             DateTime<Utc>,
             String,
             String,
             String,
             String,
             Option<String>,
-            bool,
+            String,
+            Option<i16>,
+            Option<String>,
             i32,
         );
+        // `camera.` asks for every action of cameras; anything else is one action.
+        let (exact, prefix) = match q.action.as_deref() {
+            Some(a) if a.ends_with('.') => (None, Some(format!("{}%", a.replace('%', "")))),
+            Some(a) => (Some(a.to_string()), None),
+            None => (None, None),
+        };
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT ts, subject, role, substr(target, 8), substr(action, 8), remote,
-                    coalesce((detail->>'allowed')::boolean, false),
-                    coalesce((detail->>'count')::integer, 1)
+            "SELECT id, ts, subject, role, action, target, remote, result, status, reason, count
              FROM audit_log
-             WHERE action LIKE 'camera.%' AND ($1::text IS NULL OR target = $1)
-               AND ($3::text IS NULL OR subject = $3)
-             ORDER BY ts DESC, id DESC LIMIT $2",
+             WHERE ($1::timestamptz IS NULL OR ts >= $1) AND ($2::timestamptz IS NULL OR ts < $2)
+               AND ($3::text IS NULL OR subject = $3) AND ($4::text IS NULL OR action = $4)
+               AND ($5::text IS NULL OR action LIKE $5) AND ($6::text IS NULL OR target = $6)
+               AND ($7::text IS NULL OR result = $7) AND ($8::bigint IS NULL OR id < $8)
+             ORDER BY id DESC LIMIT $9",
         )
-        .bind(camera.map(|c| format!("camera:{c}")))
-        .bind(limit as i64)
-        .bind(subject)
+        .bind(q.since)
+        .bind(q.until)
+        .bind(&q.subject)
+        .bind(exact)
+        .bind(prefix)
+        .bind(&q.target)
+        .bind(q.result.map(AuditResult::as_str))
+        .bind(q.before)
+        .bind(q.limit as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
         Ok(rows
             .into_iter()
             .map(
-                |(at, subject, role, camera, action, remote, allowed, count)| CameraAccess {
-                    count: u32::try_from(count).unwrap_or(1),
-                    at,
-                    subject,
-                    role,
-                    camera,
-                    action,
-                    remote,
-                    allowed,
+                |(id, at, subject, role, action, target, remote, result, status, reason, count)| {
+                    AuditRow {
+                        id,
+                        entry: AuditEntry {
+                            at,
+                            subject,
+                            role,
+                            action,
+                            target,
+                            remote,
+                            result: AuditResult::parse(&result).unwrap_or(AuditResult::Allowed),
+                            status: status.and_then(|s| u16::try_from(s).ok()),
+                            reason,
+                            count: u32::try_from(count).unwrap_or(1),
+                        },
+                    }
                 },
             )
             .collect())

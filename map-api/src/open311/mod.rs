@@ -443,19 +443,35 @@ pub async fn get_requests_xml(
 /// `POST /open311/v2/requests.json`.
 pub async fn post_request_json(
     State(st): State<ApiState>,
+    slip: audit::Slip,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    post_request(State(st), Path("requests.json".into()), headers, request).await
+    post_request(
+        State(st),
+        slip,
+        Path("requests.json".into()),
+        headers,
+        request,
+    )
+    .await
 }
 
 /// `POST /open311/v2/requests.xml`.
 pub async fn post_request_xml(
     State(st): State<ApiState>,
+    slip: audit::Slip,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    post_request(State(st), Path("requests.xml".into()), headers, request).await
+    post_request(
+        State(st),
+        slip,
+        Path("requests.xml".into()),
+        headers,
+        request,
+    )
+    .await
 }
 
 /// `POST /open311/v2/requests.{json,xml}`: form-encoded as the spec says, or multipart with
@@ -467,6 +483,7 @@ pub async fn post_request_xml(
 /// most [`MAX_FORM_FIELDS`] fields.
 pub async fn post_request(
     State(st): State<ApiState>,
+    slip: audit::Slip,
     Path(file): Path<String>,
     headers: HeaderMap,
     request: Request,
@@ -606,6 +623,13 @@ pub async fn post_request(
             "this process does not take reports (no ingest role)",
         );
     };
+    // The report's id is made by the intake: the entry names the kind, the report's own
+    // events name who filed it.
+    slip.caller(&caller.sub, caller.role.as_str());
+    slip.target("report:new");
+    if let Err(e) = slip.allowed().await {
+        return error(e.status(), format, e.reason().to_string());
+    }
     // Links from the configured public address, never from the request's Host header.
     let media_base = format!("{}/open311/v2/media", st.public_url.trim_end_matches('/'));
     match intake.submit(&form, &uploads, &caller, &media_base).await {

@@ -152,6 +152,7 @@ pub(super) fn actor(c: &Claims, l: &Live) -> Option<Actor> {
 pub async fn transition(
     State(st): State<ApiState>,
     caller: Caller,
+    slip: audit::Slip,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -223,6 +224,7 @@ pub async fn transition(
         format!("api:{}", claims.role),
         serde_json::to_value(&t).expect("transitions serialise"),
     );
+    slip.allowed().await?;
     st.bus
         .publish(&st.reports_topic, env.entity.as_str(), Some(env.to_bytes()))
         .await

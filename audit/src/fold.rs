@@ -1,20 +1,18 @@
-//! Refused camera accesses, folded: the first [`WRITTEN_PER_WINDOW`] refusals of a caller
+//! Refused requests, folded: the first [`WRITTEN_PER_WINDOW`] refusals of a caller
 //! (subject, role, action, address) in a window are written one by one, as they happen
 //! (an ordinary mistake stays fully visible); the rest of the window's refusals are counted
 //! and written as one row when it ends. A token probing 1,000 made-up camera ids then costs
-//! a dozen rows a minute instead of 1,000, refusals stay visible (with their count), and
+//! a dozen entries a minute instead of 1,000, refusals stay visible (with their count), and
 //! real rows are neither evicted nor drowned.
 //!
-//! Pure bookkeeping; [`flush_refusals`] writes what is due, on a timer the process runs.
+//! Pure bookkeeping; [`crate::Auditor::flush_folded`] writes what is due, on a timer the
+//! process runs.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use store::CameraAccess;
-use tracing::warn;
-
-use crate::ApiState;
+use store::{AuditEntry, AuditResult};
 
 /// How long refusals of one caller are folded into one row.
 pub const FOLD_WINDOW: Duration = Duration::from_secs(60);
@@ -33,7 +31,7 @@ struct Window {
     written: u32,
     /// Refusals after the first, not yet written.
     folded: u32,
-    /// The first camera of the folded ones.
+    /// The target of the first of the folded ones.
     first: Option<String>,
 }
 
@@ -46,7 +44,7 @@ pub struct RefusalFolder {
 impl RefusalFolder {
     /// Takes one refused access; `Some(row)` when it must be written now (the first of its
     /// window), `None` when it was folded.
-    pub fn refused(&mut self, row: CameraAccess) -> Option<CameraAccess> {
+    pub fn refused(&mut self, row: AuditEntry) -> Option<AuditEntry> {
         let mut key = (
             row.subject.clone(),
             row.role.clone(),
@@ -64,7 +62,7 @@ impl RefusalFolder {
             }
             Some(w) if row.at - w.started < window => {
                 w.folded += 1;
-                w.first.get_or_insert(row.camera);
+                w.first.get_or_insert(row.target);
                 None
             }
             _ => {
@@ -83,7 +81,7 @@ impl RefusalFolder {
     }
 
     /// The rows of windows that ended by `now`: one per window with folded refusals.
-    pub fn due(&mut self, now: DateTime<Utc>) -> Vec<CameraAccess> {
+    pub fn due(&mut self, now: DateTime<Utc>) -> Vec<AuditEntry> {
         let window = chrono::Duration::from_std(FOLD_WINDOW).unwrap_or_default();
         let mut out = Vec::new();
         self.windows.retain(|(subject, role, action, remote), w| {
@@ -91,14 +89,20 @@ impl RefusalFolder {
                 return true;
             }
             if w.folded > 0 {
-                out.push(CameraAccess {
+                out.push(AuditEntry {
                     at: now,
                     subject: subject.clone(),
                     role: role.clone(),
-                    camera: w.first.clone().unwrap_or_default(),
                     action: action.clone(),
+                    target: w.first.clone().unwrap_or_default(),
                     remote: remote.clone(),
-                    allowed: false,
+                    result: AuditResult::Refused,
+                    status: None,
+                    reason: Some(format!(
+                        "{} more refusals in {} s",
+                        w.folded,
+                        FOLD_WINDOW.as_secs()
+                    )),
                     count: w.folded,
                 });
             }
@@ -108,34 +112,21 @@ impl RefusalFolder {
     }
 }
 
-/// Writes the folded refusals whose window ended; run every few seconds.
-pub async fn flush_refusals(st: &ApiState) {
-    let due = st
-        .refusals
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .due(Utc::now());
-    let Some(store) = &st.history else { return };
-    for row in due {
-        if let Err(e) = store.write_access(&row).await {
-            warn!(error = %e, count = row.count, "folded refusals not written");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn refusal(sub: &str, camera: &str, at: DateTime<Utc>) -> CameraAccess {
-        CameraAccess {
+    fn refusal(sub: &str, camera: &str, at: DateTime<Utc>) -> AuditEntry {
+        AuditEntry {
             at,
             subject: sub.into(),
             role: "sensor".into(),
-            camera: camera.into(),
-            action: "snapshot".into(),
+            action: "camera.snapshot".into(),
+            target: camera.into(),
             remote: Some("10.0.0.7".into()),
-            allowed: false,
+            result: AuditResult::Refused,
+            status: Some(403),
+            reason: None,
             count: 1,
         }
     }
@@ -164,8 +155,8 @@ mod tests {
         let rows = f.due(t0 + chrono::Duration::seconds(61));
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].count, 1000 - WRITTEN_PER_WINDOW);
-        assert_eq!(rows[0].camera, "cam-10");
-        assert!(!rows[0].allowed);
+        assert_eq!(rows[0].target, "cam-10");
+        assert_eq!(rows[0].result, AuditResult::Refused);
         // Another caller is not folded into this one, and a new window starts afresh.
         assert!(f.refused(refusal("other", "cam-x", t0)).is_some());
         assert!(f
