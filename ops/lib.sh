@@ -309,6 +309,24 @@ start_python_client() {
   export IOC_TEST_PYTHON="$venv/bin/python"
 }
 
+# A real OpenID provider for the single sign-on tests: oidc-provider from npm, run by the
+# machine's Node.js; the tests start it (ops/oidc/provider.mjs) with their own clients, users
+# and keys.
+start_oidc_provider() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  local dir="$IOC_RUN_DIR/oidc" version=9.13.3
+  if [ ! -f "$dir/node_modules/oidc-provider/package.json" ] \
+    || ! grep -q "\"version\": \"$version\"" "$dir/node_modules/oidc-provider/package.json"; then
+    mkdir -p "$dir"
+    printf '{"name": "ioc-test-oidc", "private": true, "type": "module"}\n' >"$dir/package.json"
+    log "installing oidc-provider $version from npm"
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error "oidc-provider@$version" >"$dir/npm.log" 2>&1) \
+      || die "npm install oidc-provider failed (log: $dir/npm.log)"
+  fi
+  export IOC_TEST_NODE="$(command -v node)"
+  export IOC_TEST_OIDC_MODULES="$dir/node_modules"
+}
+
 # Stops the services this shell started; those it found running are left alone.
 stop_services() {
   for pid in "${STARTED_PIDS[@]}"; do

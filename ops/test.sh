@@ -2,7 +2,8 @@
 # README command 2: installs what the tests need, starts the real services (a Kafka-protocol
 # broker, Mosquitto, PostgreSQL, PostgreSQL with TimescaleDB (built once from its source
 # tarball when no package has it), headless Chromium for the page test, a Python Open311
-# client, exiftool for photo metadata) and runs every test.
+# client, exiftool for photo metadata, oidc-provider from npm for single sign-on) and runs every
+# test.
 # Tests that need a service fail with a message naming it if it is missing; none skip.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_build_deps

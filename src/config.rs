@@ -114,6 +114,8 @@ pub struct AuthConfig {
     /// How long a media ticket from `POST /api/v1/cameras/{id}/tickets` may wait before its
     /// first use, seconds (default 60).
     pub media_ticket_ttl_s: Option<i64>,
+    /// The province's single sign-on: its tokens are accepted besides this service's own.
+    pub oidc: Option<auth::oidc::OidcConfig>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -123,6 +125,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("secret_file", &self.secret_file)
             .field("token_ttl_hours", &self.token_ttl_hours)
             .field("media_ticket_ttl_s", &self.media_ticket_ttl_s)
+            .field("oidc", &self.oidc)
             .finish()
     }
 }

@@ -223,9 +223,10 @@ async fn limit_writes(
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
-    let subject = auth::bearer_of(req.headers())
-        .and_then(|t| w.auth.verify(t).ok())
-        .map(|c| c.principal());
+    let subject = match auth::bearer_of(req.headers()) {
+        Some(t) => w.auth.verify_async(t).await.ok().map(|c| c.principal()),
+        None => None,
+    };
     match w.limiter.check(kind, &address, subject.as_deref()) {
         Ok(()) => next.run(req).await,
         Err(l) => {

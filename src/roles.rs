@@ -164,9 +164,18 @@ fn authenticator(cfg: &Config, demo: bool) -> anyhow::Result<Arc<Authenticator>>
         }
         None => bail!("no auth secret configured: set auth.secret_file, auth.secret or IOC_AUTH__SECRET (32+ bytes)"),
     };
-    Ok(Arc::new(
-        Authenticator::new(&secret).context("auth secret")?,
-    ))
+    let own = Authenticator::new(&secret).context("auth secret")?;
+    let Some(oidc) = cfg.auth.oidc.clone() else {
+        return Ok(Arc::new(own));
+    };
+    let verifier = Arc::new(auth::oidc::OidcVerifier::new(oidc).map_err(anyhow::Error::msg)?);
+    // The keys are fetched now and kept fresh for the process's life.
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let v = verifier.clone();
+        rt.spawn(async move { v.keep_fresh().await });
+    }
+    info!(issuer = %verifier.issuer(), "single sign-on tokens accepted");
+    Ok(Arc::new(own.with_oidc(verifier)))
 }
 
 /// The history store of this process, and its writer where this process runs the core:
@@ -352,6 +361,9 @@ pub async fn run(cfg: Config, roles: Roles) -> anyhow::Result<()> {
         app: Router::new(),
         checks: Vec::new(),
     };
+    if let Some(o) = auth.oidc().cloned() {
+        parts.check("oidc", move || o.report());
+    }
     let history = history_backend(&cfg, roles, &mut parts, &bus)?;
     cfg.ui
         .basemap

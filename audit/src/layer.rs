@@ -185,10 +185,12 @@ pub async fn layer(State(l): State<AuditLayer>, req: Request, next: Next) -> Res
     let Some(route) = classify(req.method(), &template, req.uri().path()) else {
         return next.run(req).await;
     };
-    let who = auth::bearer_of(req.headers())
-        .and_then(|t| l.auth.verify(t).ok())
-        .map(|c| (clean(&c.sub, 120), c.role.to_string()))
-        .unwrap_or_else(|| ("-".into(), "-".into()));
+    let who = match auth::bearer_of(req.headers()) {
+        Some(t) => l.auth.verify_async(t).await.ok(),
+        None => None,
+    }
+    .map(|c| (clean(&c.sub, 120), c.role.to_string()))
+    .unwrap_or_else(|| ("-".into(), "-".into()));
     let (mut parts, body) = req.into_parts();
     let slip = Slip::new(Some(l.auditor.clone()), &route, who, Remote::of(&parts));
     parts.extensions.insert(slip.clone());

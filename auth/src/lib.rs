@@ -24,6 +24,7 @@ use model::Layer;
 
 mod cameras;
 pub mod limits;
+pub mod oidc;
 mod ticket;
 mod ws_ticket;
 pub use cameras::{CameraUse, Grant};
@@ -181,6 +182,9 @@ pub enum AuthError {
     Invalid(String),
     #[error("the signing secret must be at least 32 bytes")]
     WeakSecret,
+    /// Signed by a key of the provider not (yet) among those held.
+    #[error("token refused: it is signed with a key the provider does not publish")]
+    UnknownKey,
 }
 
 /// Longest lifetime (`exp - iat`) a token may claim: a device token is re-issued yearly.
@@ -188,10 +192,12 @@ pub const MAX_TOKEN_LIFETIME_DAYS: i64 = 400;
 /// Clock skew allowed between the issuer and us, seconds.
 pub const TOKEN_LEEWAY_S: i64 = 30;
 
-/// Signs and verifies tokens with one shared secret.
+/// Signs and verifies this service's own tokens (HS256, one shared secret: service accounts,
+/// devices, the demo) and, when configured, checks the province's single sign-on tokens.
 pub struct Authenticator {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    oidc: Option<Arc<oidc::OidcVerifier>>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -224,7 +230,31 @@ impl Authenticator {
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            oidc: None,
         })
+    }
+
+    /// Also accepts the provider's tokens, checked by `verifier`.
+    pub fn with_oidc(mut self, verifier: Arc<oidc::OidcVerifier>) -> Self {
+        self.oidc = Some(verifier);
+        self
+    }
+
+    /// The provider's verifier, if any.
+    pub fn oidc(&self) -> Option<&Arc<oidc::OidcVerifier>> {
+        self.oidc.as_ref()
+    }
+
+    /// [`Self::verify`], and for a provider's token signed with a key not yet held, one
+    /// refresh of the provider's keys and a second try (a key rotation, without restart).
+    pub async fn verify_async(&self, token: &str) -> Result<Claims, AuthError> {
+        match (self.verify(token), &self.oidc) {
+            (Err(AuthError::UnknownKey), Some(o)) => {
+                o.refresh_soon().await;
+                self.verify(token)
+            }
+            (r, _) => r,
+        }
     }
 
     /// A token for `sub` with `role`, valid for `ttl`.
@@ -269,7 +299,16 @@ impl Authenticator {
     /// The claims of `token` if it is signed with our secret, names a subject, is valid now
     /// (`nbf`, `iat` and `exp` within [`TOKEN_LEEWAY_S`]) and claims no longer a lifetime than
     /// [`MAX_TOKEN_LIFETIME_DAYS`].
+    /// A token of this service (HS256), or of the provider when one is configured (any other
+    /// algorithm it uses).
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        if let Some(o) = &self.oidc {
+            if let Ok(h) = jsonwebtoken::decode_header(token) {
+                if h.alg != Algorithm::HS256 {
+                    return o.verify(token, &h);
+                }
+            }
+        }
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = TOKEN_LEEWAY_S as u64;
         v.validate_nbf = true;
@@ -392,13 +431,14 @@ fn query_ticket(parts: &Parts) -> Option<String> {
         .map(str::to_string)
 }
 
-fn admit<S>(state: &S, token: Option<String>) -> Result<Claims, Rejection>
+async fn admit<S>(state: &S, token: Option<String>) -> Result<Claims, Rejection>
 where
     Arc<Authenticator>: FromRef<S>,
 {
     let auth = Arc::<Authenticator>::from_ref(state);
     let token = token.ok_or_else(|| Rejection::unauthorized("a bearer token is required"))?;
-    auth.verify(&token)
+    auth.verify_async(&token)
+        .await
         .map_err(|e| Rejection::unauthorized(e.to_string()))
 }
 
@@ -410,7 +450,9 @@ where
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        admit(state, bearer_of(&parts.headers).map(str::to_string)).map(Caller)
+        admit(state, bearer_of(&parts.headers).map(str::to_string))
+            .await
+            .map(Caller)
     }
 }
 
@@ -429,7 +471,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(token) = bearer_of(&parts.headers) {
-            return admit(state, Some(token.to_string())).map(WsCaller);
+            return admit(state, Some(token.to_string())).await.map(WsCaller);
         }
         let ticket = query_ticket(parts).ok_or_else(|| {
             Rejection::unauthorized(
