@@ -166,8 +166,8 @@ async fn migrations_run_up_from_empty_and_again(layout: Layout) {
     ))
     .unwrap();
     assert_eq!(again.prepare().await.unwrap(), flavor);
-    // 0001 history, 0002 reports, 0003 indicators: each applied once.
-    assert_eq!(count(&s, "SELECT count(*) FROM _sqlx_migrations").await, 3);
+    // 0001 history, 0002 reports, 0003 indicators, 0004 audit: each applied once.
+    assert_eq!(count(&s, "SELECT count(*) FROM _sqlx_migrations").await, 4);
     match flavor {
         Flavor::Timescale => println!("ran on TimescaleDB: hypertable and continuous aggregates"),
         Flavor::Postgres => println!("ran on plain PostgreSQL (timescaledb not installed or not enabled): BRIN index and rollup tables"),
