@@ -223,7 +223,7 @@ async fn limit_writes(
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
-    let subject = match auth::bearer_of(req.headers()) {
+    let subject = match auth::token_of(req.headers()) {
         Some(t) => w.auth.verify_async(t).await.ok().map(|c| c.principal()),
         None => None,
     };

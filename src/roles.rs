@@ -683,6 +683,22 @@ fn api_role(
         replica.set_ready();
         replica
     };
+    let public_url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.listen.replace("0.0.0.0", "127.0.0.1")));
+    if s.roles.api {
+        match auth::login::Login::new(s.auth.clone(), &public_url) {
+            Ok(login) => {
+                let login = match s.roles.simulate {
+                    true => login.with_demo(demo_accounts(), cfg.auth.ttl().num_seconds()),
+                    false => login,
+                };
+                parts.route(auth::login::router(Arc::new(login)));
+            }
+            Err(e) => warn!(error = %e, "the pages' login is off"),
+        }
+    }
     let api_state = map_api::ApiState {
         replica,
         auth: s.auth.clone(),
@@ -703,10 +719,7 @@ fn api_role(
         limits: limiter,
         auditor: s.auditor.clone(),
         used_tickets,
-        public_url: cfg
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", cfg.listen.replace("0.0.0.0", "127.0.0.1"))),
+        public_url,
     };
     let auditor = s.auditor.clone();
     parts.spawn("audit-folds", async move {
@@ -726,7 +739,6 @@ fn print_demo_banner(auth: &Authenticator, cfg: &Config, local: SocketAddr) {
     } else {
         local.ip().to_string()
     };
-    let operator = auth.issue("demo-operator", Role::Operator, None, ttl);
     println!();
     println!("IOC demo: in-memory bus, simulated sensors of Hậu Giang, Tiền Giang and Long Xuyên.");
     match &cfg.store.database_url {
@@ -737,26 +749,14 @@ fn print_demo_banner(auth: &Authenticator, cfg: &Config, local: SocketAddr) {
         ),
     }
     println!();
-    println!(
-        "  Wall page (operator):  http://{host}:{}/#token={operator}",
-        local.port()
-    );
-    let leader = auth.issue("demo-leader", Role::Leader, None, ttl);
-    println!(
-        "  Leaders' page (leader): http://{host}:{}/leader#token={leader}",
-        local.port()
-    );
+    let base = format!("http://{host}:{}", local.port());
+    println!("  Sign in (one click per role): {base}/auth/demo");
+    println!("  Wall page (operator):  {base}/");
+    println!("  Leaders' page (leader): {base}/leader");
     for n in 0..2 {
-        println!(
-            "  Wall screen {n} (operator): http://{host}:{}/wall/tuong-chinh?screen={n}#token={operator}",
-            local.port()
-        );
+        println!("  Wall screen {n} (operator): {base}/wall/tuong-chinh?screen={n}");
     }
-    let police = auth.issue("demo-police", Role::Police, None, ttl);
-    println!(
-        "  Camera map (police):   http://{host}:{}/cameras#token={police}",
-        local.port()
-    );
+    println!("  Camera map (police):   {base}/cameras");
     println!();
     println!(
         "Access tokens (valid {} h; send as 'Authorization: Bearer <token>'):",
@@ -774,6 +774,27 @@ fn print_demo_banner(auth: &Authenticator, cfg: &Config, local: SocketAddr) {
         );
     }
     println!();
+}
+
+/// The demo's one-click logins: one per role a person has (devices use tokens), each with
+/// the page it opens first.
+fn demo_accounts() -> Vec<auth::login::DemoAccount> {
+    let a = |label: &str, role: Role, agency: Option<&str>, home: &str| auth::login::DemoAccount {
+        label: label.into(),
+        sub: format!("demo-{role}"),
+        role,
+        agency: agency.map(str::to_string),
+        grants: vec![],
+        home: home.into(),
+    };
+    vec![
+        a("Điều hành viên — tường màn hình", Role::Operator, None, "/"),
+        a("Lãnh đạo tỉnh — bảng chỉ tiêu", Role::Leader, None, "/leader"),
+        a("Công an — bản đồ camera", Role::Police, None, "/cameras"),
+        a("Sở Tài nguyên và Môi trường", Role::Agency, Some("hg-stnmt"), "/"),
+        a("Quản trị hệ thống", Role::Admin, None, "/"),
+        a("Người dân", Role::Citizen, None, "/"),
+    ]
 }
 
 /// Feeds simulated readings of the fixture stations through the ingest path.

@@ -185,7 +185,7 @@ pub async fn layer(State(l): State<AuditLayer>, req: Request, next: Next) -> Res
     let Some(route) = classify(req.method(), &template, req.uri().path()) else {
         return next.run(req).await;
     };
-    let who = match auth::bearer_of(req.headers()) {
+    let who = match auth::token_of(req.headers()) {
         Some(t) => l.auth.verify_async(t).await.ok(),
         None => None,
     }

@@ -24,6 +24,7 @@ use model::Layer;
 
 mod cameras;
 pub mod limits;
+pub mod login;
 pub mod oidc;
 mod ticket;
 mod ws_ticket;
@@ -403,6 +404,11 @@ impl IntoResponse for Rejection {
     }
 }
 
+/// The caller's token: the bearer header (programs), or the pages' session cookie.
+pub fn token_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    bearer_of(headers).or_else(|| login::session_of(headers))
+}
+
 /// The bearer token of a request's `Authorization` header.
 pub fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers
@@ -436,7 +442,9 @@ where
     Arc<Authenticator>: FromRef<S>,
 {
     let auth = Arc::<Authenticator>::from_ref(state);
-    let token = token.ok_or_else(|| Rejection::unauthorized("a bearer token is required"))?;
+    let token = token.ok_or_else(|| {
+        Rejection::unauthorized("sign in (session cookie) or send a bearer token")
+    })?;
     auth.verify_async(&token)
         .await
         .map_err(|e| Rejection::unauthorized(e.to_string()))
@@ -450,9 +458,20 @@ where
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        admit(state, bearer_of(&parts.headers).map(str::to_string))
-            .await
-            .map(Caller)
+        if let Some(t) = bearer_of(&parts.headers) {
+            return admit(state, Some(t.to_string())).await.map(Caller);
+        }
+        let session = login::session_of(&parts.headers);
+        // A cross-site form cannot set a header: a write with the cookie must carry one.
+        if session.is_some()
+            && !parts.method.is_safe()
+            && parts.headers.get(login::CSRF_HEADER).is_none()
+        {
+            return Err(Rejection::forbidden(
+                "a page's write must carry the x-ioc-csrf header",
+            ));
+        }
+        admit(state, session.map(str::to_string)).await.map(Caller)
     }
 }
 
@@ -472,6 +491,15 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(token) = bearer_of(&parts.headers) {
             return admit(state, Some(token.to_string())).await.map(WsCaller);
+        }
+        if let Some(session) = login::session_of(&parts.headers) {
+            // Another site's page cannot open a feed with this site's cookie.
+            if !login::same_origin(&parts.headers, "") {
+                return Err(Rejection::forbidden(
+                    "a websocket opened with the session cookie must come from this site",
+                ));
+            }
+            return admit(state, Some(session.to_string())).await.map(WsCaller);
         }
         let ticket = query_ticket(parts).ok_or_else(|| {
             Rejection::unauthorized(

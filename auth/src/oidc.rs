@@ -49,6 +49,10 @@ pub struct OidcConfig {
     pub clock_skew_s: u64,
     #[serde(default)]
     pub claims: ClaimMap,
+    /// The pages' login at the provider (authorization code with PKCE); without it, only
+    /// bearer tokens from the provider are accepted.
+    #[serde(default)]
+    pub login: Option<crate::login::LoginConfig>,
 }
 
 fn default_refresh() -> u64 {
@@ -127,7 +131,7 @@ impl OidcConfig {
     }
 }
 
-fn is_loopback(url: &reqwest::Url) -> bool {
+pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(a)) => a.is_loopback(),
@@ -151,6 +155,28 @@ pub enum OidcError {
 struct Keys {
     by_kid: HashMap<String, (DecodingKey, Algorithm)>,
     fetched: Option<Instant>,
+    endpoints: Option<Endpoints>,
+}
+
+/// Where the provider's login, token, logout and revocation are, from its discovery document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoints {
+    pub authorization: String,
+    pub token: String,
+    pub end_session: Option<String>,
+    pub revocation: Option<String>,
+}
+
+impl Endpoints {
+    fn of(d: &Value) -> Option<Self> {
+        let s = |k: &str| d[k].as_str().map(str::to_string);
+        Some(Self {
+            authorization: s("authorization_endpoint")?,
+            token: s("token_endpoint")?,
+            end_session: s("end_session_endpoint"),
+            revocation: s("revocation_endpoint"),
+        })
+    }
 }
 
 /// Checks the provider's tokens; share it (`Arc`) and run [`OidcVerifier::keep_fresh`].
@@ -158,7 +184,7 @@ pub struct OidcVerifier {
     cfg: OidcConfig,
     http: reqwest::Client,
     keys: RwLock<Keys>,
-    /// Serialises refreshes and remembers when the last one started.
+    /// Serialises refreshes and remembers when the last one made for an unknown key started.
     refreshing: tokio::sync::Mutex<Option<Instant>>,
 }
 
@@ -189,6 +215,24 @@ impl OidcVerifier {
 
     pub fn issuer(&self) -> &str {
         &self.cfg.issuer
+    }
+
+    pub fn config(&self) -> &OidcConfig {
+        &self.cfg
+    }
+
+    /// The provider's endpoints, once its discovery document has been read.
+    pub fn endpoints(&self) -> Option<Endpoints> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .endpoints
+            .clone()
+    }
+
+    /// The HTTP client the provider is reached with (timeouts, no redirects).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// For `/readyz`: how many keys are held and how old they are.
@@ -256,6 +300,7 @@ impl OidcVerifier {
         let mut k = self.keys.write().unwrap_or_else(|e| e.into_inner());
         k.by_kid = by_kid;
         k.fetched = Some(Instant::now());
+        k.endpoints = Endpoints::of(&d);
         Ok(n)
     }
 
@@ -266,6 +311,8 @@ impl OidcVerifier {
         if last.is_some_and(|t| t.elapsed() < MIN_REFRESH_GAP) {
             return;
         }
+        // Only these refreshes count against the gap: a key published just after the
+        // periodic refresh is fetched at once.
         *last = Some(Instant::now());
         if let Err(e) = self.refresh().await {
             warn!(error = %e, issuer = %self.cfg.issuer, "the provider's keys could not be refreshed; the keys held stay");
@@ -277,10 +324,9 @@ impl OidcVerifier {
         let every = Duration::from_secs(self.cfg.keys_refresh_s.max(10));
         loop {
             // Held while fetching: a token with a new key waits for this fetch, not another.
-            let mut last = self.refreshing.lock().await;
-            *last = Some(Instant::now());
+            let guard = self.refreshing.lock().await;
             let fetched = self.refresh().await;
-            drop(last);
+            drop(guard);
             let wait = match fetched {
                 Ok(n) => {
                     info!(keys = n, issuer = %self.cfg.issuer, "provider keys fetched");
@@ -520,6 +566,7 @@ mod tests {
             keys_max_age_s: 86_400,
             clock_skew_s: 60,
             claims: map(),
+            login: None,
         };
         assert_eq!(ok.check(), Ok(()));
         let http = OidcConfig {

@@ -51,6 +51,8 @@ const provider = new Provider(cfg.issuer, {
     post_logout_redirect_uris: c.post_logout_redirect_uris || [],
     token_endpoint_auth_method: c.client_secret ? 'client_secret_post' : 'none',
     scope: 'openid profile offline_access api',
+    // ID tokens are signed like access tokens: a provider holding only an ES256 key works.
+    id_token_signed_response_alg: signing.alg,
   })),
   jwks: { keys },
   scopes: ['openid', 'offline_access', 'profile', 'api'],
@@ -80,6 +82,8 @@ const provider = new Provider(cfg.issuer, {
     ? byUser.get(token.accountId) || {}
     : byClient.get(token.clientId) || {}),
   ttl: { AccessToken: cfg.ttl_s || 600, ClientCredentials: cfg.ttl_s || 600 },
+  // A page's login renews with a refresh token (no offline_access consent needed).
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
 });
 provider.proxy = false;
 provider.listen(cfg.port, '127.0.0.1', () => {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod oidc;
 pub mod postgres;
 
 use std::net::TcpListener;

@@ -3,7 +3,7 @@
 // group and state, on a map and in a list; up to 1, 4 or 9 of them watched at once (snapshots,
 // or live MJPEG per tile); the selected camera's health and the caller's own recent views.
 
-import { api, token, setToken, forgetToken } from "./js/api.js";
+import { api, signedIn, sessionReady, setToken, forgetToken, offerLogin, onSessionLost, signOut } from "./js/api.js";
 import { Feed } from "./js/feed.js";
 import { esc, fold, spanVi, vnDateTime, vnNumber } from "./js/format.js";
 import { CameraTile, STATE_COLOR, stateVi } from "./js/camera_tile.js";
@@ -248,8 +248,12 @@ const feed = new Feed(m => {
 }, state => {
   if (state === "open") setConn("trực tuyến", "ok");
   else if (state === "retrying") setConn("mất kết nối — đang thử lại", "bad");
-  else { setConn("cần mã truy cập", "bad"); forgetToken(); $("login").hidden = false; }
+  else askLogin();
 });
+
+function askLogin() { setConn("cần đăng nhập", "bad"); forgetToken(); offerLogin($("login-form")); $("login").hidden = false; }
+onSessionLost(askLogin);
+$("sign-out").onclick = () => signOut();
 
 $("q").oninput = renderList;
 for (const id of ["f-unit", "f-group", "f-state"]) $(id).onchange = renderList;
@@ -265,4 +269,4 @@ layoutGrid();
 // Subscriptions are sent on connect (and again on every reconnect, resumed where possible).
 feed.subs.set("cams", { layers: ["cameras"] });
 feed.subs.set("units", { layers: ["units"] });
-if (token()) feed.connect(); else $("login").hidden = false;
+sessionReady.then(() => { if (signedIn()) feed.connect(); else askLogin(); });

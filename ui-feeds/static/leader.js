@@ -4,7 +4,7 @@
 // (/api/v1/dashboard); the websocket's indicators layer says when a figure changed, and the
 // page asks again, so tiles move without a reload.
 
-import { api, token, setToken, forgetToken } from "./js/api.js";
+import { api, signedIn, sessionReady, setToken, forgetToken, offerLogin, onSessionLost, signOut } from "./js/api.js";
 import { Feed } from "./js/feed.js";
 import { esc, vnNumber, vnDateTime, daysAgo, periodName, statusOf } from "./js/format.js";
 import { baseMap } from "./js/map.js";
@@ -290,14 +290,14 @@ function startFeed() {
   }, s => {
     if (s === "open") setConn("đã kết nối", "ok");
     else if (s === "retrying") setConn("mất kết nối — đang thử lại (số liệu có thể đã cũ)", "bad");
-    else { setConn("phiên hết hạn — cần mã truy cập mới", "bad"); forgetToken(); $("login").hidden = false; }
+    else askLogin();
   });
   feed.subs.set("ind", { layers: ["indicators"], filter: { unit: state.unit } });
   feed.connect();
 }
 
 function showError(e) {
-  if (e.status === 401) { forgetToken(); $("login").hidden = false; return; }
+  if (e.status === 401) { askLogin(); return; }
   $("attention-body").textContent = `không tải được: ${e.message}`;
 }
 
@@ -308,5 +308,8 @@ $("login-form").onsubmit = ev => {
   loadDashboard().catch(showError);
 };
 
-if (!token()) $("login").hidden = false;
-else loadDashboard().catch(showError);
+function askLogin() { setConn("phiên hết hạn — cần đăng nhập lại", "bad"); forgetToken(); offerLogin($("login-form")); $("login").hidden = false; }
+onSessionLost(askLogin);
+$("sign-out").onclick = () => signOut();
+
+sessionReady.then(() => { if (signedIn()) loadDashboard().catch(showError); else askLogin(); });

@@ -5,7 +5,7 @@
 // and fills its mosaics with the cameras nearest the incident that this login may see. A
 // lost connection is shown on every panel, never hidden.
 
-import { api, token, setToken } from "./js/api.js";
+import { api, role, signedIn, sessionReady, setToken, offerLogin, onSessionLost } from "./js/api.js";
 import { Feed } from "./js/feed.js";
 import { esc, spanVi, vnTime } from "./js/format.js";
 import { CameraTile, STATE_COLOR } from "./js/camera_tile.js";
@@ -26,10 +26,6 @@ const data = {
 const screen = { layout: null, shape: null, panels: [], focusAt: null, conn: "connecting", lastHeard: null };
 window.iocScreen = { data, screen, tiles: () => screen.panels.flatMap(p => p.tiles ? p.tiles() : []) };
 
-// The token's role, for what this screen offers (the server decides what it may do).
-function role() {
-  try { return JSON.parse(atob(token().split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).role; } catch (e) { return null; }
-}
 
 // ---------------------------------------------------------------- the feed
 
@@ -38,9 +34,7 @@ let subscribed = false;
 
 function onConn(s) {
   screen.conn = s;
-  if (s === "expired") {
-    document.getElementById("login").classList.add("show");
-  }
+  if (s === "expired") askLogin();
   showStale();
 }
 
@@ -493,5 +487,9 @@ document.getElementById("login-form").onsubmit = ev => {
   document.getElementById("login").classList.remove("show");
   feed.connect();
 };
-if (!token()) document.getElementById("login").classList.add("show");
-else feed.connect();
+function askLogin() {
+  offerLogin(document.getElementById("login-form"));
+  document.getElementById("login").classList.add("show");
+}
+onSessionLost(askLogin);
+sessionReady.then(() => { if (signedIn()) feed.connect(); else askLogin(); });

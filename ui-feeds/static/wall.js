@@ -3,7 +3,7 @@
 // The websocket is its own here (not the shared Feed): the wall moves its station
 // subscription with the map and replays history on the same connection.
 
-import { token } from "./js/api.js";
+import { authHeaders, signedIn, sessionReady, renewSession, onSessionLost, offerLogin, setToken, signOut } from "./js/api.js";
 import { openSocket } from "./js/feed.js";
 import { esc, vnTime } from "./js/format.js";
 import { baseMap, unitStyle, stationColor, viewBox, PM25 } from "./js/map.js";
@@ -28,7 +28,7 @@ modeEl.className = "pill " + (mode === "demo" ? "demo" : "ok");
 async function showHistoryNote() {
   const el = document.getElementById("history-note");
   try {
-    const r = await fetch("/api/v1/history", { headers: { Authorization: "Bearer " + token() } });
+    const r = await fetch("/api/v1/history", { headers: authHeaders() });
     if (!r.ok) return;
     const h = await r.json();
     window.iocWall.history = h.backend;
@@ -43,14 +43,14 @@ async function showHistoryNote() {
 async function loadChart(f, el) {
   const param = f.properties.kind === "salinity" ? "salinity" : "pm25";
   const q = `/api/v1/stations/${encodeURIComponent(f.id.replace(/^station:/, ""))}/series?param=${param}&max_points=120`;
-  const r = await fetch(q, { headers: { Authorization: "Bearer " + token() } });
+  const r = await fetch(q, { headers: authHeaders() });
   if (!r.ok) { el.textContent = "không tải được lịch sử"; return; }
   const s = await r.json(), pts = s.points;
   if (!pts.length) { el.textContent = "chưa có lịch sử 24 giờ"; return; }
   // Salinity: the next 24 h forecast, dashed, after the history.
   let fc = [];
   if (param === "salinity") {
-    const fr = await fetch(q.replace("/series?", "/forecast?").replace("max_points=120", "hours=24"), { headers: { Authorization: "Bearer " + token() } });
+    const fr = await fetch(q.replace("/series?", "/forecast?").replace("max_points=120", "hours=24"), { headers: authHeaders() });
     if (fr.ok) fc = (await fr.json()).points.map(p => ({ t: p.t, avg: p.value, min: p.value, max: p.value }));
   }
   const W = 240, H = 70, t0 = Date.parse(s.from), t1 = fc.length ? Date.parse(fc[fc.length - 1].t) : Date.parse(s.to);
@@ -66,7 +66,7 @@ async function loadChart(f, el) {
     `</svg><div class="small">24 giờ qua${fc.length ? " + dự báo 24 giờ (nét đứt)" : ""}: ${lo.toFixed(2)}–${hi.toFixed(2)} ${esc(s.unit)} · <a href="#" class="csv">tải CSV</a></div>`;
   el.querySelector(".csv").onclick = async ev => {
     ev.preventDefault();
-    const c = await fetch(q.replace("max_points=120", "format=csv"), { headers: { Authorization: "Bearer " + token() } });
+    const c = await fetch(q.replace("max_points=120", "format=csv"), { headers: authHeaders() });
     const a = document.createElement("a");
     a.href = URL.createObjectURL(await c.blob());
     a.download = `${f.id.replace(/^station:/, "")}_${param}.csv`;
@@ -203,7 +203,7 @@ async function openCamera(id) {
   const el = document.createElement("div");
   el.innerHTML = `<b>${esc(p.name)}</b><br><span class="small">${esc(p.state_vi)}</span><br><i class="small">đang tải ảnh…</i>`;
   m.bindPopup(el, { maxWidth: 360 }).openPopup();
-  const r = await fetch(p.snapshot_url, { headers: { Authorization: "Bearer " + token() } });
+  const r = await fetch(p.snapshot_url, { headers: authHeaders() });
   const note = el.querySelector("i");
   if (r.ok) {
     const img = document.createElement("img");
@@ -227,7 +227,7 @@ async function openCamera(id) {
 async function watchLive(img, note, btn, m) {
   btn.disabled = true;
   const r = await fetch(m.camera.live_url.replace(/live\.mjpeg$/, "tickets"), {
-    method: "POST", headers: { Authorization: "Bearer " + token(), "Content-Type": "application/json" },
+    method: "POST", headers: { ...authHeaders(), "Content-Type": "application/json" },
     body: JSON.stringify({ use: "live_view" }),
   });
   if (!r.ok) {
@@ -305,7 +305,7 @@ async function nearCameras(li, [lon, lat]) {
   let box = li.querySelector(".near");
   if (!box) { box = document.createElement("div"); box.className = "near small"; li.append(box); }
   box.textContent = "đang tìm camera…";
-  const r = await fetch(`/api/v1/cameras/near?lon=${lon}&lat=${lat}&radius_m=3000&limit=4`, { headers: { Authorization: "Bearer " + token() } });
+  const r = await fetch(`/api/v1/cameras/near?lon=${lon}&lat=${lat}&radius_m=3000&limit=4`, { headers: authHeaders() });
   if (!r.ok) { box.textContent = "không tìm được camera gần"; return; }
   const v = await r.json();
   box.innerHTML = v.cameras.length
@@ -394,8 +394,7 @@ document.getElementById("replay-btn").onclick = () => {
 function setConn(text, cls) { const el = document.getElementById("conn"); el.textContent = text; el.className = "pill " + cls; }
 
 async function connect(resume) {
-  const t = token();
-  if (!t) { document.getElementById("login").style.display = "flex"; return; }
+  if (!signedIn()) { showLogin(); return; }
   try {
     ws = await openSocket();
   } catch (e) {
@@ -454,21 +453,28 @@ async function connect(resume) {
   };
   ws.onclose = ev => {
     endReplay("stopped", "mất kết nối; phát lại đã dừng");
-    if (ev.code === 4001) { expired(); return; }
+    // The socket ended with its token: a renewed session carries on where it was.
+    if (ev.code === 4001) { renewSession().then(ok => ok ? connect(true) : expired()); return; }
     setConn("mất kết nối — đang thử lại", "bad");
     if (ev.code === 1006 && !epoch) { /* refused at upgrade: probably a bad token */ }
     setTimeout(() => connect(true), retry); retry = Math.min(retry * 2, 10000);
   };
 }
 
-// The token expired (PROTOCOL.md): ask for a fresh one, then resume where we were.
-function expired() {
-  window.iocWall.expired = true;
-  setConn("phiên hết hạn — cần mã truy cập mới", "bad");
-  sessionStorage.removeItem("ioc-token");
-  history.replaceState(null, "", location.pathname);
+function showLogin() {
+  offerLogin(document.getElementById("login-form"));
   document.getElementById("login").style.display = "flex";
 }
+
+// The session ended (PROTOCOL.md): ask to sign in again, then resume where we were.
+function expired() {
+  window.iocWall.expired = true;
+  setConn("phiên hết hạn — cần đăng nhập lại", "bad");
+  sessionStorage.removeItem("ioc-token");
+  history.replaceState(null, "", location.pathname);
+  showLogin();
+}
+onSessionLost(expired);
 
 map.on("moveend", () => {
   if (ws && ws.readyState === 1) ws.send(JSON.stringify({ op: "update", id: "live", layers: ["salinity", "air_quality"], bbox: bbox() }));
@@ -476,9 +482,10 @@ map.on("moveend", () => {
 
 document.getElementById("login-form").onsubmit = ev => {
   ev.preventDefault();
-  sessionStorage.setItem("ioc-token", document.getElementById("token-input").value.trim());
+  setToken(document.getElementById("token-input").value);
   document.getElementById("login").style.display = "none";
   connect(false);
 };
+document.getElementById("sign-out").onclick = () => signOut();
 
-connect(false);
+sessionReady.then(() => connect(false));

@@ -1,11 +1,11 @@
 // A camera tile the pages share (the police camera map's multi-view, the wall's mosaic): the
-// latest snapshot, fetched again every `period` seconds with the viewer's token, or live MJPEG
+// latest snapshot, fetched again every `period` seconds as the viewer, or live MJPEG
 // through a short media ticket; the camera's name, its state and the age of its picture. A
 // camera that is not online shows its state and since when over a dimmed last picture, never
 // a frozen image passed off as live. close() drops the stream, which frees the worker's
 // viewer slot.
 
-import { mediaTicket, token } from "./api.js";
+import { mediaTicket, authHeaders } from "./api.js";
 import { esc, spanVi, vnTime } from "./format.js";
 
 export const STATE_VI = {
@@ -81,7 +81,7 @@ export class CameraTile {
     if (this.closed || this.mode !== "snapshot") return;
     try {
       const r = await fetch(`/api/v1/cameras/${encodeURIComponent(this.id)}/snapshot.jpg`, {
-        headers: { Authorization: "Bearer " + token() },
+        headers: authHeaders(),
       });
       if (this.closed || this.mode !== "snapshot") return;
       if (r.ok) {

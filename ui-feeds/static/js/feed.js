@@ -1,10 +1,10 @@
 // The websocket client the pages share (PROTOCOL.md): one connection, named subscriptions,
 // snapshot then deltas, `resume` from the last seq after a reconnect (a new epoch means a
 // fresh snapshot), backoff while the server is away, and the token's expiry (close 4001)
-// reported instead of retried. The socket opens with a single-use ticket asked for with the
-// bearer token (POST /ws/tickets), so that no token is ever in a URL.
+// renewed once, then reported. The socket opens with a single-use ticket asked for with the
+// session (POST /ws/tickets), so that no token is ever in a URL.
 
-import { api, token } from "./api.js";
+import { api, signedIn, renewSession } from "./api.js";
 
 // A websocket opened with a fresh ticket. Throws the API's error (status 401: the token is
 // no good any more) when no ticket is given.
@@ -35,7 +35,7 @@ export class Feed {
   send(msg) { if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(msg)); }
 
   async connect() {
-    if (!token()) { this.onState("expired"); return; }
+    if (!signedIn()) { this.onState("expired"); return; }
     let ws;
     try {
       ws = this.ws = await openSocket();
@@ -61,7 +61,7 @@ export class Feed {
       this.onMessage(m);
     };
     ws.onclose = ev => {
-      if (ev.code === 4001) { this.onState("expired"); return; }
+      if (ev.code === 4001) { renewSession().then(ok => ok ? this.connect() : this.onState("expired")); return; }
       this.onState("retrying");
       setTimeout(() => this.connect(), this.retry);
       this.retry = Math.min(this.retry * 2, 10000);

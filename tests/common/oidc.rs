@@ -1,0 +1,188 @@
+//! A real OpenID provider for the tests: `ops/oidc/provider.mjs` (panva's `oidc-provider` from
+//! npm, which `ops/test.sh` installs) run with the machine's Node.js, with the keys, clients
+//! and users a test names. Restarting it with another key list rotates its keys.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{free_port, required_env, unique};
+
+/// The audience the provider's tokens for this service carry (its resource indicator).
+pub const AUDIENCE: &str = "urn:ioc:api";
+
+/// A signing key of the provider: its id and algorithm (`RS256`, `ES256`).
+#[derive(Clone, Copy)]
+pub struct Key(pub &'static str, pub &'static str);
+
+pub struct Provider {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+    clients: Value,
+    users: Value,
+}
+
+impl Provider {
+    /// A provider on a free port publishing `keys` and signing with the first, tokens living
+    /// `ttl_s`; `clients` are `{client_id, client_secret, claims}` (client credentials),
+    /// `users` `{id, claims}` (browser logins).
+    pub async fn start(keys: &[Key], ttl_s: u64, clients: Value, users: Value) -> Provider {
+        let mut p = Provider {
+            child: None,
+            port: free_port(),
+            dir: std::env::temp_dir().join(unique("oidc")),
+            clients,
+            users,
+        };
+        p.run(keys, ttl_s).await;
+        p
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the provider (as a crash would: no goodbye).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port with `keys`, signing with the first: a rotation when
+    /// the list changed (keys already made are kept, by id).
+    pub async fn restart(&mut self, keys: &[Key], ttl_s: u64) {
+        self.stop();
+        self.run(keys, ttl_s).await;
+    }
+
+    async fn run(&mut self, keys: &[Key], ttl_s: u64) {
+        let node = required_env("IOC_TEST_NODE", "Node.js (for oidc-provider)");
+        let modules = required_env("IOC_TEST_OIDC_MODULES", "oidc-provider from npm");
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let cfg = json!({
+            "issuer": self.issuer(),
+            "port": self.port,
+            "audience": AUDIENCE,
+            "key_dir": self.dir.join("keys"),
+            "keys": keys.iter().map(|Key(kid, alg)| json!({"kid": kid, "alg": alg})).collect::<Vec<_>>(),
+            "sign_kid": keys[0].0,
+            "ttl_s": ttl_s,
+            "clients": self.clients,
+            "users": self.users,
+        });
+        let file = self.dir.join("provider.json");
+        std::fs::write(&file, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("provider.log"))
+            .unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ops/oidc/provider.mjs");
+        let child = Command::new(node)
+            .arg(script)
+            .arg(&file)
+            .env("IOC_OIDC_MODULES", modules)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting oidc-provider with node");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let discovery = format!("{}/.well-known/openid-configuration", self.issuer());
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Some(status) = c.try_wait().unwrap() {
+                    panic!(
+                        "oidc-provider exited with {status}; its log: {}",
+                        self.dir.join("provider.log").display()
+                    );
+                }
+            }
+            if let Ok(r) = reqwest::get(&discovery).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "oidc-provider not answering within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// An access token for `client_id` (client credentials) for `resource`.
+    pub async fn client_token(&self, client_id: &str, resource: &str) -> String {
+        let secret = self.clients.as_array().and_then(|cs| {
+            cs.iter()
+                .find(|c| c["client_id"] == client_id)
+                .and_then(|c| c["client_secret"].as_str())
+        });
+        let r = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer()))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", secret.expect("a client of this provider")),
+                ("scope", "api"),
+                ("resource", resource),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "token for {client_id}: {v}");
+        v["access_token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `[auth.oidc]` section for `issuer`, the test roles mapped from a `groups` claim.
+pub fn config(issuer: &str, refresh_s: u64, skew_s: u64) -> String {
+    format!(
+        r#"
+[auth.oidc]
+issuer = "{issuer}"
+audience = "{AUDIENCE}"
+keys_refresh_s = {refresh_s}
+clock_skew_s = {skew_s}
+
+[auth.oidc.claims]
+roles = "groups"
+agency = "agency"
+grants = "ioc_grants"
+
+[[auth.oidc.claims.map]]
+value = "ioc-admins"
+role = "admin"
+
+[[auth.oidc.claims.map]]
+value = "ioc-operators"
+role = "operator"
+
+[[auth.oidc.claims.map]]
+value = "ioc-police"
+role = "police"
+
+[[auth.oidc.claims.map]]
+value = "ioc-leaders"
+role = "leader"
+
+[[auth.oidc.claims.map]]
+value = "ioc-agency"
+role = "agency"
+"#
+    )
+}
