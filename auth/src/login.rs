@@ -225,9 +225,18 @@ pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, strict: boo
     )
 }
 
-/// Whether `headers` come from `public_url`'s origin or the request's own host (a browser
-/// sends `Origin` on every websocket and every cross-origin POST).
+/// Whether `headers` come from this site: its fetch metadata says so, or its `Origin` is
+/// `public_url`'s or the request's own host (a browser sends `Origin` on every websocket and
+/// every cross-origin POST).
 pub fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
+    // Under `Referrer-Policy: no-referrer` a browser's form sends `Origin: null`; its fetch
+    // metadata still says where the request came from.
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"same-origin")
+    {
+        return true;
+    }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -782,5 +791,11 @@ mod tests {
         assert!(same_origin(&h, "https://ioc.haugiang.gov.vn"));
         h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
         assert!(!same_origin(&h, "https://ioc.haugiang.gov.vn"));
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(!same_origin(&h, "https://ioc.haugiang.gov.vn"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h, "https://ioc.haugiang.gov.vn"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h, "https://ioc.haugiang.gov.vn"));
     }
 }

@@ -93,12 +93,19 @@ impl Drop for Browser {
 pub struct Page {
     ws: Ws,
     next_id: u64,
+    /// Every address the browser asked for (requests and websockets) since
+    /// [`Page::watch_network`], from the DevTools network events.
+    network: Vec<String>,
 }
 
 impl Page {
     pub async fn open(b: &Browser) -> Page {
         let (ws, _) = tokio_tungstenite::connect_async(&b.devtools).await.unwrap();
-        Page { ws, next_id: 0 }
+        Page {
+            ws,
+            next_id: 0,
+            network: Vec::new(),
+        }
     }
 
     pub async fn call(&mut self, method: &str, params: Value) -> Value {
@@ -122,6 +129,19 @@ impl Page {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 if v["id"] == id {
                     return v["result"].clone();
+                }
+                match v["method"].as_str() {
+                    Some("Network.requestWillBeSent") => {
+                        if let Some(u) = v["params"]["request"]["url"].as_str() {
+                            self.network.push(u.to_string());
+                        }
+                    }
+                    Some("Network.webSocketCreated") => {
+                        if let Some(u) = v["params"]["url"].as_str() {
+                            self.network.push(u.to_string());
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -212,6 +232,24 @@ impl Page {
                 "no token in {url}"
             );
         }
+    }
+
+    /// From now on, records every address the browser asks for (see [`Page::network_log`]).
+    pub async fn watch_network(&mut self) {
+        self.call("Network.enable", json!({})).await;
+    }
+
+    /// The addresses asked for since [`Page::watch_network`] (requests, redirects followed,
+    /// websockets), in order.
+    pub async fn network_log(&mut self) -> Vec<String> {
+        // Events that came after the last answer are read with this one.
+        self.eval("1").await;
+        self.network.clone()
+    }
+
+    /// Navigates to `url` (without waiting for it to load).
+    pub async fn goto(&mut self, url: &str) {
+        self.call("Page.navigate", json!({ "url": url })).await;
     }
 
     /// Saves a PNG of what the page shows, for a person to look at.

@@ -30,9 +30,14 @@ impl Provider {
     /// `ttl_s`; `clients` are `{client_id, client_secret, claims}` (client credentials),
     /// `users` `{id, claims}` (browser logins).
     pub async fn start(keys: &[Key], ttl_s: u64, clients: Value, users: Value) -> Provider {
+        Self::start_at(free_port(), keys, ttl_s, clients, users).await
+    }
+
+    /// [`Provider::start`] on `port` (chosen before, when ioc must know the issuer first).
+    pub async fn start_at(port: u16, keys: &[Key], ttl_s: u64, clients: Value, users: Value) -> Provider {
         let mut p = Provider {
             child: None,
-            port: free_port(),
+            port,
             dir: std::env::temp_dir().join(unique("oidc")),
             clients,
             users,
@@ -184,5 +189,12 @@ role = "leader"
 value = "ioc-agency"
 role = "agency"
 "#
+    )
+}
+
+/// The `[auth.oidc.login]` section: the pages log in as `client_id`.
+pub fn login_config(client_id: &str, secret: &str, session_max_s: u64) -> String {
+    format!(
+        "\n[auth.oidc.login]\nclient_id = \"{client_id}\"\nclient_secret = \"{secret}\"\nsession_max_s = {session_max_s}\n"
     )
 }

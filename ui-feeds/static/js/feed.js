@@ -1,16 +1,18 @@
 // The websocket client the pages share (PROTOCOL.md): one connection, named subscriptions,
 // snapshot then deltas, `resume` from the last seq after a reconnect (a new epoch means a
 // fresh snapshot), backoff while the server is away, and the token's expiry (close 4001)
-// renewed once, then reported. The socket opens with a single-use ticket asked for with the
-// session (POST /ws/tickets), so that no token is ever in a URL.
+// renewed once, then reported. The socket opens with the session cookie, or for a pasted
+// token with a single-use ticket (POST /ws/tickets), so that no token is ever in a URL.
 
-import { api, signedIn, renewSession } from "./api.js";
+import { api, token, signedIn, renewSession } from "./api.js";
 
-// A websocket opened with a fresh ticket. Throws the API's error (status 401: the token is
-// no good any more) when no ticket is given.
+// A websocket of this session: the session cookie goes with it by itself; a pasted token
+// is exchanged for a fresh single-use ticket first. Throws the API's error (status 401: the
+// token is no good any more) when no ticket is given.
 export async function openSocket() {
-  const t = await api("/ws/tickets", { method: "POST" });
   const proto = location.protocol === "https:" ? "wss" : "ws";
+  if (!token()) return new WebSocket(`${proto}://${location.host}/ws`);
+  const t = await api("/ws/tickets", { method: "POST" });
   return new WebSocket(`${proto}://${location.host}${t.url}`);
 }
 
