@@ -303,4 +303,26 @@ mod tests {
             d.core.rules.aqi_completeness
         );
     }
+
+    /// The example's commented single sign-on section, once uncommented, is a working one.
+    #[test]
+    fn the_example_single_sign_on_section_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/ioc.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("# [auth.oidc]\n").unwrap();
+        let end = start + text[start..].find("# session_max_s").unwrap();
+        let section: String = text[start..end + 40]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let tmp = std::env::temp_dir().join(format!("ioc-oidc-example-{}.toml", std::process::id()));
+        std::fs::write(&tmp, section).unwrap();
+        let cfg = load(Some(&tmp), Config::default()).unwrap();
+        let oidc = cfg.auth.oidc.expect("the section");
+        assert_eq!(oidc.check(), Ok(()));
+        assert_eq!(oidc.claims.map.len(), 3);
+        assert_eq!(oidc.login.expect("the login").client_id, "ioc-pages");
+        let _ = std::fs::remove_file(&tmp);
+    }
 }
