@@ -288,6 +288,12 @@ ensure_test_tools() {
   command -v gdal_translate >/dev/null || die "gdal_translate is missing after installing gdal-bin"
   export IOC_TEST_GDAL_TRANSLATE="$(command -v gdal_translate)"
   export IOC_TEST_GDALADDO="$(command -v gdaladdo)"
+  # nginx terminates TLS in front of ioc in the proxy test (its own instance, its own ports);
+  # openssl makes the test's certificates.
+  apt_install nginx-light openssl
+  [ -x /usr/sbin/nginx ] || die "nginx is missing after installing nginx-light"
+  export IOC_TEST_NGINX=/usr/sbin/nginx
+  export IOC_TEST_OPENSSL="$(command -v openssl)"
 }
 
 start_chromium() {

@@ -19,6 +19,11 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Browser {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Browser::start`] with more command-line switches.
+    pub async fn start_with(extra: &[&str]) -> Browser {
         let bin = required_env(
             "IOC_TEST_CHROMIUM",
             "headless Chromium (Debian package chromium)",
@@ -37,6 +42,7 @@ impl Browser {
                 "--disable-component-update",
                 "--disable-sync",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.display()))
             .args([
                 "--window-size=1600,900",

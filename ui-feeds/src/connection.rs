@@ -28,6 +28,7 @@ use crate::hub::Hub;
 use crate::protocol::{self, ClientOp, ServerMsg, SubSpec};
 use crate::{Feeds, FeedsConfig};
 
+
 pub async fn upgrade(State(st): State<Feeds>, caller: WsCaller, ws: WebSocketUpgrade) -> Response {
     if !Layer::ALL.into_iter().any(|l| caller.0.role.can_view(l)) {
         return auth::Rejection::forbidden(format!("role {} has no layer to watch", caller.0.role))
@@ -604,6 +605,11 @@ async fn serve(socket: WebSocket, feeds: Feeds, claims: auth::Claims) {
         + std::time::Duration::from_secs(
             u64::try_from(claims.exp - chrono::Utc::now().timestamp()).unwrap_or(0),
         );
+    // A ping when nothing was sent for a while keeps proxies and NATs from closing a quiet
+    // feed (nginx's proxy_read_timeout, a tablet's carrier) and finds a vanished client.
+    let quiet = std::time::Duration::from_secs_f64(st.config.keepalive_s.clamp(1.0, 3600.0));
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + quiet, quiet);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ending = loop {
         let notified = conn.wake.notified();
         tokio::pin!(notified);
@@ -620,6 +626,13 @@ async fn serve(socket: WebSocket, feeds: Feeds, claims: auth::Claims) {
                     _ = notified => continue,
                     _ = tokio::time::sleep_until(expires) => break Ending::Expired,
                     Some(text) = replay_rx.recv() => text,
+                    _ = keepalive.tick() => {
+                        let ping = tx.send(Message::Ping(Default::default()));
+                        match tokio::time::timeout(std::time::Duration::from_secs(10), ping).await {
+                            Ok(Ok(())) => continue,
+                            _ => break Ending::Client,
+                        }
+                    }
                 },
             },
         };
@@ -633,6 +646,7 @@ async fn serve(socket: WebSocket, feeds: Feeds, claims: auth::Claims) {
                 }
             }
         };
+        keepalive.reset();
         tokio::select! {
             sent = tx.send(Message::Text(text.into())) => if sent.is_err() { break Ending::Client },
             e = ended => break e,

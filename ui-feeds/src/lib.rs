@@ -41,6 +41,8 @@ pub struct FeedsConfig {
     /// Bytes of replies, errors and alerts one connection may have queued unread; past it
     /// the socket is closed with 1008 (policy violation).
     pub max_outbox_bytes: usize,
+    /// Seconds a feed may be quiet before the server pings it (keeps proxies from closing it).
+    pub keepalive_s: f64,
 }
 
 impl Default for FeedsConfig {
@@ -52,6 +54,7 @@ impl Default for FeedsConfig {
             max_client_message: 64 * 1024,
             max_replays: 2,
             max_outbox_bytes: 4 * 1024 * 1024,
+            keepalive_s: 25.0,
         }
     }
 }

@@ -536,3 +536,27 @@ async fn a_ws_ticket_opens_one_connection_and_a_token_in_the_url_none() {
         .unwrap();
     assert_eq!(r.status(), 403, "a sensor watches nothing");
 }
+
+#[tokio::test]
+async fn a_quiet_feed_is_pinged_so_proxies_keep_it_open() {
+    let s = server(FeedsConfig {
+        keepalive_s: 1.0,
+        ..Default::default()
+    })
+    .await;
+    let mut ws = connect(&s, Role::Leader).await;
+    recv_op(&mut ws, "hello").await;
+    // Nothing changes: within a few seconds the server pings (and keeps pinging).
+    let mut pings = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while pings < 2 {
+        let m = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a ping while the feed is quiet")
+            .unwrap()
+            .unwrap();
+        if let Message::Ping(_) = m {
+            pings += 1;
+        }
+    }
+}
