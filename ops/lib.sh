@@ -333,6 +333,40 @@ start_oidc_provider() {
   export IOC_TEST_OIDC_MODULES="$dir/node_modules"
 }
 
+# The Debian package of ioc (cargo-deb from crates.io, a release build): exports IOC_TEST_DEB.
+build_package() {
+  local version=3.6.0
+  if ! cargo deb --version 2>/dev/null | grep -q "$version"; then
+    log "installing cargo-deb $version from crates.io (once)"
+    cargo install cargo-deb --version "$version" --locked >"$IOC_RUN_DIR/cargo-deb-install.log" 2>&1 \
+      || die "cargo install cargo-deb failed (log: $IOC_RUN_DIR/cargo-deb-install.log)"
+  fi
+  apt_install dpkg-dev
+  log "building the Debian package (cargo deb: a release build of ioc)"
+  local out
+  out=$(cd "$IOC_ROOT" && cargo deb -p ioc --locked 2>"$IOC_RUN_DIR/cargo-deb.log" | tail -n 1) \
+    || die "cargo deb failed (log: $IOC_RUN_DIR/cargo-deb.log)"
+  [ -f "$out" ] || die "cargo deb made no package (log: $IOC_RUN_DIR/cargo-deb.log)"
+  export IOC_TEST_DEB="$out"
+}
+
+# A fresh Debian 12 root made with debootstrap, kept as a tarball and unpacked anew for each
+# run of the package test: exports IOC_TEST_DEBIAN_ROOT_TAR.
+make_debian_root() {
+  apt_install debootstrap
+  local tar="$IOC_RUN_DIR/debian-12-root.tar"
+  if [ ! -s "$tar" ]; then
+    local dir="$IOC_RUN_DIR/debian-12-root"
+    rm -rf "$dir"
+    log "making a Debian 12 root with debootstrap (once, a few minutes)"
+    $SUDO debootstrap --variant=minbase bookworm "$dir" "${IOC_DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
+      >"$IOC_RUN_DIR/debootstrap.log" 2>&1 || die "debootstrap failed (log: $IOC_RUN_DIR/debootstrap.log)"
+    $SUDO tar -C "$dir" -cf "$tar.part" . && mv "$tar.part" "$tar"
+    $SUDO rm -rf "$dir"
+  fi
+  export IOC_TEST_DEBIAN_ROOT_TAR="$tar"
+}
+
 # Stops the services this shell started; those it found running are left alone.
 stop_services() {
   for pid in "${STARTED_PIDS[@]}"; do

@@ -262,6 +262,29 @@ impl Default for LogConfig {
 }
 
 /// Loads configuration: defaults <- file <- environment.
+/// `IOC_<KEY>_FILE=/path`: the key's value is the file's content (a secret from systemd's
+/// `LoadCredential=`, a container secret), e.g. `IOC_STORE__DATABASE_URL_FILE`. Trailing
+/// newlines are dropped; an unreadable file is an error naming its variable.
+fn secret_files(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (name, path) in vars {
+        let Some(key) = name
+            .strip_prefix("IOC_")
+            .and_then(|k| k.strip_suffix("_FILE"))
+            .filter(|k| !k.is_empty())
+        else {
+            continue;
+        };
+        let value = std::fs::read_to_string(&path)
+            .with_context(|| format!("{name}: reading {path}"))?;
+        out.push((
+            key.to_ascii_lowercase().replace("__", "."),
+            value.trim_end_matches(['\n', '\r']).to_string(),
+        ));
+    }
+    Ok(out)
+}
+
 pub fn load(file: Option<&Path>, base: Config) -> anyhow::Result<Config> {
     let mut fig = Figment::from(Serialized::defaults(base));
     if let Some(f) = file {
@@ -271,6 +294,9 @@ pub fn load(file: Option<&Path>, base: Config) -> anyhow::Result<Config> {
         fig = fig.merge(Toml::file(f));
     }
     fig = fig.merge(Env::prefixed("IOC_").split("__"));
+    for (key, value) in secret_files(std::env::vars())? {
+        fig = fig.merge((key, value));
+    }
     let cfg: Config = fig.extract().context("invalid configuration")?;
     if let Some(d) = cfg.store.raw_retention_days {
         // A replay from the bus must never re-insert readings the store already dropped.
@@ -302,6 +328,35 @@ mod tests {
             cfg.core.rules.aqi_completeness,
             d.core.rules.aqi_completeness
         );
+    }
+
+    /// A secret can come from a file named by `IOC_<KEY>_FILE` (systemd credentials).
+    #[test]
+    fn secrets_come_from_files_named_in_the_environment() {
+        let dir = std::env::temp_dir().join(format!("ioc-secret-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = dir.join("database-url");
+        std::fs::write(&url, "postgres://ioc:s3cret@db/ioc\n").unwrap();
+        let vars = vec![
+            ("IOC_STORE__DATABASE_URL_FILE".to_string(), url.display().to_string()),
+            ("IOC_CONFIG".to_string(), "/etc/ioc/ioc.toml".to_string()),
+            ("PATH".to_string(), "/usr/bin".to_string()),
+        ];
+        let got = secret_files(vars.into_iter()).unwrap();
+        assert_eq!(
+            got,
+            vec![("store.database_url".to_string(), "postgres://ioc:s3cret@db/ioc".to_string())]
+        );
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(got[0].clone());
+        let cfg: Config = fig.extract().unwrap();
+        assert_eq!(
+            cfg.store.database_url.map(|u| u.redacted()).as_deref(),
+            Some("postgres://ioc:***@db/ioc")
+        );
+        let missing = vec![("IOC_MQTT__PASSWORD_FILE".to_string(), "/nonexistent/x".to_string())];
+        let e = secret_files(missing.into_iter()).unwrap_err().to_string();
+        assert!(e.contains("IOC_MQTT__PASSWORD_FILE"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The example's commented single sign-on section, once uncommented, is a working one.
