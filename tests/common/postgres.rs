@@ -115,7 +115,9 @@ impl PrivatePostgres {
         pg
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// Runs one of the server's own tools (`pg_dump`, `pg_restore`, `psql`) as the server's
+    /// user, asserting it succeeds; its standard output.
+    pub fn tool(&self, tool: &str, args: &[&str]) -> String {
         let exe = self.bin.join(tool);
         let mut cmd = if is_root() {
             let mut c = Command::new("runuser");
@@ -131,10 +133,14 @@ impl PrivatePostgres {
             .unwrap_or_else(|e| panic!("running {tool}: {e}"));
         assert!(
             out.status.success(),
-            "{tool} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
+            "{tool} {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        self.tool(tool, args);
     }
 
     fn data(&self) -> String {
