@@ -247,6 +247,23 @@ async fn a_person_signs_in_at_the_provider_stays_signed_in_and_signs_out_there()
         .await;
     assert_eq!(v["result"]["value"], json!(403));
 
+    // The page closed until its access token ran out (the cookie is gone): opened again, it
+    // is signed in by the refresh token, without a new login.
+    page.call(
+        "Network.deleteCookies",
+        json!({"name": "ioc_session", "url": ioc.url("/")}),
+    )
+    .await;
+    page.goto(&ioc.url("/cameras?unit=hg")).await;
+    let again = page
+        .wait_for(
+            "document.getElementById('login').hidden && document.getElementById('conn').textContent",
+            &json!("trực tuyến"),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(again, json!("trực tuyến"), "signed in again by the refresh token");
+
     // Signing out goes through the provider's logout and back to ioc, signed out.
     page.eval("document.getElementById('sign-out').click()").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

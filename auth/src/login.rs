@@ -326,7 +326,10 @@ async fn session(State(l): State<Arc<Login>>, headers: HeaderMap) -> Response {
             "renewable": cookie_of(&headers, REFRESH_COOKIE).is_some() || is_own(&l, &headers),
             "login": ways,
         }),
-        None => json!({"signed_in": false, "login": ways}),
+        // Back after the access token ran out (a wall screen restarted, a tablet woken): the
+        // refresh token may still renew the session without a new login.
+        None => json!({"signed_in": false, "login": ways,
+                       "renewable": l.provider.is_some() && cookie_of(&headers, REFRESH_COOKIE).is_some()}),
     };
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }

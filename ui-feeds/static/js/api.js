@@ -73,9 +73,17 @@ export async function renewSession() {
 }
 
 async function loadSession() {
-  try {
+  const ask = async () => {
     const r = await fetch("/auth/session", { headers: { "X-IOC-CSRF": "1" } });
     if (r.ok) info = await r.json();
+  };
+  try {
+    await ask();
+    // The access token ran out while the page was closed; the refresh token may renew it.
+    if (!info.signed_in && info.renewable && !token()) {
+      const r = await fetch("/auth/refresh", { method: "POST", headers: { "X-IOC-CSRF": "1" } });
+      if (r.ok) await ask();
+    }
   } catch (e) { /* no server: pages show their connection state */ }
   scheduleRenewal();
   return info;
