@@ -344,7 +344,8 @@ build_package() {
   apt_install dpkg-dev
   log "building the Debian package (cargo deb: a release build of ioc)"
   local out
-  out=$(cd "$IOC_ROOT" && cargo deb -p ioc --locked 2>"$IOC_RUN_DIR/cargo-deb.log" | tail -n 1) \
+  # The binary stripped; its debug symbols in the -dbgsym package beside it.
+  out=$(cd "$IOC_ROOT" && cargo deb -p ioc --locked --dbgsym 2>"$IOC_RUN_DIR/cargo-deb.log" | grep '\.deb$' | tail -n 1) \
     || die "cargo deb failed (log: $IOC_RUN_DIR/cargo-deb.log)"
   [ -f "$out" ] || die "cargo deb made no package (log: $IOC_RUN_DIR/cargo-deb.log)"
   export IOC_TEST_DEB="$out"

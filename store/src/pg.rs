@@ -440,14 +440,22 @@ impl PgStore {
         let flavor = self.ready_flavor()?.clone();
         let mut deleted = 0;
         // The audit log is a plain table on both layouts: its retention is ours to apply.
+        // The table refuses every other change (0005): the policy says who it is, for this
+        // transaction only.
         if let Some(d) = self.config.audit_retention_days {
+            let mut tx = self.pool.begin().await.map_err(map_err)?;
+            sqlx::query("SET LOCAL ioc.audit_retention = 'on'")
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
             deleted +=
                 sqlx::query("DELETE FROM audit_log WHERE ts < now() - make_interval(days => $1)")
                     .bind(d as i32)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(map_err)?
                     .rows_affected();
+            tx.commit().await.map_err(map_err)?;
         }
         if flavor != Flavor::Postgres {
             return Ok(deleted);

@@ -166,8 +166,16 @@ async fn migrations_run_up_from_empty_and_again(layout: Layout) {
     ))
     .unwrap();
     assert_eq!(again.prepare().await.unwrap(), flavor);
-    // 0001 history, 0002 reports, 0003 indicators, 0004 audit: each applied once.
-    assert_eq!(count(&s, "SELECT count(*) FROM _sqlx_migrations").await, 4);
+    // Every migration of store/migrations applied once.
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count() as i64;
+    assert!(files >= 5);
+    assert_eq!(count(&s, "SELECT count(*) FROM _sqlx_migrations").await, files);
     match flavor {
         Flavor::Timescale => println!("ran on TimescaleDB: hypertable and continuous aggregates"),
         Flavor::Postgres => println!("ran on plain PostgreSQL (timescaledb not installed or not enabled): BRIN index and rollup tables"),
@@ -827,6 +835,50 @@ async fn one_connection_is_enough(layout: Layout) {
     println!("{layout:?}: one pooled connection sets up, writes and refreshes");
 }
 
+/// The audit log takes new rows only: an UPDATE, a DELETE or a TRUNCATE is refused by the
+/// database itself, and only the retention policy removes rows (those past its horizon).
+async fn the_audit_log_is_append_only_but_for_its_retention(layout: Layout) {
+    let s = store_with(
+        "audit",
+        layout,
+        StoreConfig {
+            audit_retention_days: Some(30),
+            ..StoreConfig::default()
+        },
+    )
+    .await;
+    let entry = |days_ago: i64, target: &str| store::audit::AuditEntry {
+        at: Utc::now() - Duration::days(days_ago),
+        subject: "dieu-hanh-1".into(),
+        role: "operator".into(),
+        action: "zone.create".into(),
+        target: target.into(),
+        remote: Some("10.0.0.7".into()),
+        result: store::audit::AuditResult::Allowed,
+        status: None,
+        reason: None,
+        count: 1,
+    };
+    s.write_audit(&entry(40, "zone:old")).await.unwrap();
+    s.write_audit(&entry(1, "zone:new")).await.unwrap();
+    for sql in [
+        "UPDATE audit_log SET subject = 'someone-else'",
+        "DELETE FROM audit_log WHERE target = 'zone:new'",
+        "TRUNCATE audit_log",
+    ] {
+        let e = sqlx::query(sql).execute(s.pool()).await.unwrap_err().to_string();
+        assert!(e.contains("append-only"), "{sql}: {e}");
+    }
+    assert_eq!(count(&s, "SELECT count(*) FROM audit_log").await, 2);
+    assert!(s.enforce_retention().await.unwrap() >= 1);
+    assert_eq!(
+        count(&s, "SELECT count(*) FROM audit_log WHERE target = 'zone:new' AND subject = 'dieu-hanh-1'").await,
+        1
+    );
+    assert_eq!(count(&s, "SELECT count(*) FROM audit_log").await, 1);
+    println!("{layout:?}: the audit log refuses changes; retention removed the old row");
+}
+
 /// One test per case, running it on each layout in turn.
 macro_rules! on_both_layouts {
     ($($name:ident),* $(,)?) => {
@@ -853,4 +905,5 @@ on_both_layouts!(
     policies_follow_the_configuration_at_every_start,
     one_connection_is_enough,
     indicator_events_are_kept_once_and_read_per_unit_as_memory_reads_them,
+    the_audit_log_is_append_only_but_for_its_retention,
 );
