@@ -333,7 +333,10 @@ start_oidc_provider() {
   export IOC_TEST_OIDC_MODULES="$dir/node_modules"
 }
 
-# The Debian package of ioc (cargo-deb from crates.io, a release build): exports IOC_TEST_DEB.
+# The Debian package of ioc (cargo-deb from crates.io): exports IOC_TEST_DEB. A release build
+# unless IOC_PACKAGE_PROFILE names another cargo profile (the test command packages the dev
+# build it makes anyway: what the package test checks, installing, dependencies, units,
+# does not depend on optimisation, and a release build would add ten minutes).
 build_package() {
   local version=3.6.0
   if ! cargo deb --version 2>/dev/null | grep -q "$version"; then
@@ -342,10 +345,11 @@ build_package() {
       || die "cargo install cargo-deb failed (log: $IOC_RUN_DIR/cargo-deb-install.log)"
   fi
   apt_install dpkg-dev
-  log "building the Debian package (cargo deb: a release build of ioc)"
+  local profile="${IOC_PACKAGE_PROFILE:-release}"
+  log "building the Debian package (cargo deb, the $profile build of ioc)"
   local out
   # The binary stripped; its debug symbols in the -dbgsym package beside it.
-  out=$(cd "$IOC_ROOT" && cargo deb -p ioc --locked --dbgsym 2>"$IOC_RUN_DIR/cargo-deb.log" | grep '\.deb$' | tail -n 1) \
+  out=$(cd "$IOC_ROOT" && cargo deb -p ioc --locked --profile "$profile" --dbgsym 2>"$IOC_RUN_DIR/cargo-deb.log" | grep '\.deb$' | tail -n 1) \
     || die "cargo deb failed (log: $IOC_RUN_DIR/cargo-deb.log)"
   [ -f "$out" ] || die "cargo deb made no package (log: $IOC_RUN_DIR/cargo-deb.log)"
   export IOC_TEST_DEB="$out"

@@ -18,7 +18,7 @@ ensure_test_tools
 start_python_client
 start_oidc_provider
 # The Debian package and a fresh Debian 12 root to install it into (tests/package.rs).
-build_package
+IOC_PACKAGE_PROFILE=dev build_package
 make_debian_root
 log "services: kafka=$IOC_TEST_KAFKA mqtt=$IOC_TEST_MQTT postgres=$IOC_TEST_DATABASE_URL timescaledb=$IOC_TEST_TIMESCALE_URL (server binaries $IOC_TEST_PG_BIN) chromium=$IOC_TEST_CHROMIUM"
 # The API builds without GStreamer: it reaches camera images through the media crate.

@@ -1,4 +1,5 @@
-//! The Debian package on a fresh Debian 12: the test command builds it (`cargo deb`) and makes
+//! The Debian package on a fresh Debian 12: the test command builds it (`cargo deb`, of the
+//! dev build the tests use; `ops/package.sh` packages the release build) and makes
 //! a root with debootstrap; here it is installed there with apt, which pulls its dependencies
 //! from Debian; then `ioc --version`, `ioc config` and `ioc migrate` (against a private
 //! PostgreSQL) run inside, the `ioc` user, the conffile and the secret's permissions are as
