@@ -127,7 +127,10 @@ async fn the_demo_signs_in_with_one_click_per_role_and_out_again() {
 fn users() -> Value {
     json!([
         {"id": "canbo-congan", "claims": {"groups": ["ioc-police"], "name": "Cán bộ công an"}},
-        {"id": "canbo-dieuhanh", "claims": {"groups": ["ioc-operators"]}},
+        {"id": "canbo-dieuhanh", "claims": {"groups": ["staff", "ioc-operators"]}},
+        {"id": "lanhdao-tinh", "claims": {"groups": ["ioc-leaders"]}},
+        {"id": "chuyenvien-stnmt", "claims": {"groups": ["ioc-agency"], "agency": "hg-stnmt"}},
+        {"id": "quantri", "claims": {"groups": ["ioc-admins"]}},
         {"id": "nhanvien-vanthu", "claims": {"groups": ["mail-users"]}},
     ])
 }
@@ -136,13 +139,17 @@ fn users() -> Value {
 /// until the browser is back at ioc.
 async fn sign_in_at_provider(page: &mut Page, idp: &Provider, who: &str, back_to: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    // The navigation to the provider starts after the click: until the browser has been
+    // there, being at ioc means "not yet gone", not "back".
+    let mut went = false;
     loop {
         let at = page.eval("location.href").await;
         let at = at.as_str().unwrap_or_default().to_string();
-        if at.starts_with(back_to) {
+        if went && at.starts_with(back_to) {
             return;
         }
         if at.starts_with(&idp.issuer()) {
+            went = true;
             page.eval(&format!(
                 "(() => {{ const l = document.querySelector('input[name=login]');
                    if (l) {{ l.value = '{who}'; document.querySelector('input[name=password]').value = 'mat-khau';
@@ -205,7 +212,14 @@ async fn a_person_signs_in_at_the_provider_stays_signed_in_and_signs_out_there()
             Duration::from_secs(30),
         )
         .await;
-    assert_eq!(back, json!("trực tuyến"), "the camera map after signing in");
+    assert_eq!(
+        back,
+        json!("trực tuyến"),
+        "the camera map after signing in: at {}, session {}, connection {}",
+        page.eval("location.href").await,
+        session(&mut page).await,
+        page.eval("document.getElementById('conn') && document.getElementById('conn').textContent").await
+    );
     page.screenshot(&shots().join("login-provider-cameras.png")).await;
     let first = session(&mut page).await;
     assert_eq!(
@@ -284,6 +298,29 @@ async fn a_person_signs_in_at_the_provider_stays_signed_in_and_signs_out_there()
     }
     let s = session(&mut page).await;
     assert_eq!(s["signed_in"], json!(false), "{s}");
+
+    // Each role signs in the same way and lands on its page with its role.
+    for (who, role, page_path, ready) in [
+        ("canbo-dieuhanh", "operator", "/", "document.getElementById('conn').textContent === 'đã kết nối'"),
+        ("lanhdao-tinh", "leader", "/leader", "document.querySelectorAll('#tiles .tile').length > 0"),
+        ("chuyenvien-stnmt", "agency", "/", "document.getElementById('conn').textContent === 'đã kết nối'"),
+        ("quantri", "admin", "/cameras", "document.getElementById('conn').textContent === 'trực tuyến'"),
+    ] {
+        page.call("Network.clearBrowserCookies", json!({})).await;
+        page.goto(&ioc.url(&format!("/auth/login?next={page_path}"))).await;
+        sign_in_at_provider(&mut page, &idp, who, &ioc.url("/")).await;
+        let shown = page
+            .wait_for(
+                &format!("location.pathname === '{page_path}' && ({ready})"),
+                &json!(true),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert_eq!(shown, json!(true), "{who} ({role}) on {page_path}: {}", session(&mut page).await);
+        let s = session(&mut page).await;
+        assert_eq!((&s["sub"], &s["role"]), (&json!(who), &json!(role)), "{s}");
+    }
+    page.call("Network.clearBrowserCookies", json!({})).await;
 
     // An account the provider knows but with no IOC role is told so, and gets no session.
     page.goto(&ioc.url("/auth/login?next=/")).await;
