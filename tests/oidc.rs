@@ -76,9 +76,7 @@ async fn provider_tokens_are_checked_mapped_audited_and_follow_key_rotation() {
     let admin = idp.client_token("quan-tri-he-thong", AUDIENCE).await;
     let dept = idp.client_token("so-tnmt", AUDIENCE).await;
     accepted(&ioc, &dept).await;
-    let (x, y) = (105.47, 9.78);
-    let zone = json!({"type": "Feature", "properties": {"name": "Vùng đăng nhập một lần"},
-        "geometry": {"type": "Polygon", "coordinates": [[[x - 0.01, y - 0.01], [x + 0.01, y - 0.01], [x + 0.01, y + 0.01], [x - 0.01, y + 0.01], [x - 0.01, y - 0.01]]]}});
+    let zone = square_zone("Vùng đăng nhập một lần", 105.47, 9.78);
     let r = reqwest::Client::new()
         .post(ioc.url("/api/v1/zones"))
         .bearer_auth(&op)

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::postgres::{Layout, PrivatePostgres};
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::Connection;
 
 /// The tables the history is made of (derived rollups follow them; the audit log is
@@ -116,9 +116,7 @@ async fn a_lost_database_comes_back_from_its_dump_and_kafka() {
 
     // --- The day's work: readings (and their alerts), a zone drawn (and its audit entry).
     publish(&bus, &topics.readings, 0, 60).await;
-    let (x, y) = (105.47, 9.78);
-    let zone = json!({"type": "Feature", "properties": {"name": "Vùng diễn tập khôi phục"},
-        "geometry": {"type": "Polygon", "coordinates": [[[x - 0.01, y - 0.01], [x + 0.01, y - 0.01], [x + 0.01, y + 0.01], [x - 0.01, y + 0.01], [x - 0.01, y - 0.01]]]}});
+    let zone = square_zone("Vùng diễn tập khôi phục", 105.47, 9.78);
     let r = reqwest::Client::new()
         .post(ioc.url("/api/v1/zones"))
         .bearer_auth(token(auth::Role::Operator))

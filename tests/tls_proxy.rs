@@ -203,9 +203,7 @@ async fn pages_feeds_and_camera_streams_work_through_nginx_over_tls() {
     assert!(!b.is_empty() && b[0] == 0x47, "MPEG-TS");
 
     // --- A write through the proxy: the audit log names the client behind it.
-    let (x, y) = (105.47, 9.78);
-    let zone = json!({"type": "Feature", "properties": {"name": "Vùng qua proxy"},
-        "geometry": {"type": "Polygon", "coordinates": [[[x - 0.01, y - 0.01], [x + 0.01, y - 0.01], [x + 0.01, y + 0.01], [x - 0.01, y + 0.01], [x - 0.01, y - 0.01]]]}});
+    let zone = square_zone("Vùng qua proxy", 105.47, 9.78);
     let r = client.post(nginx.url("/api/v1/zones")).bearer_auth(&op).json(&zone).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let admin = token_with("quan-tri-tls", auth::Role::Admin, None, &[]);

@@ -470,3 +470,10 @@ pub async fn wait_for_entity(
         }
     }
 }
+
+/// A zone feature: a square 0.02° wide around (`x`, `y`) named `name`.
+pub fn square_zone(name: &str, x: f64, y: f64) -> Value {
+    serde_json::json!({"type": "Feature", "properties": {"name": name},
+        "geometry": {"type": "Polygon", "coordinates": [[[x - 0.01, y - 0.01], [x + 0.01, y - 0.01],
+            [x + 0.01, y + 0.01], [x - 0.01, y + 0.01], [x - 0.01, y - 0.01]]]}})
+}
