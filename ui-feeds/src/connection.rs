@@ -610,6 +610,8 @@ async fn serve(socket: WebSocket, feeds: Feeds, claims: auth::Claims) {
     let quiet = std::time::Duration::from_secs_f64(st.config.keepalive_s.clamp(1.0, 3600.0));
     let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + quiet, quiet);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A flag, not a timer reset per message: the send path stays as cheap as it was.
+    let mut sent_since_tick = false;
     let ending = loop {
         let notified = conn.wake.notified();
         tokio::pin!(notified);
@@ -627,6 +629,10 @@ async fn serve(socket: WebSocket, feeds: Feeds, claims: auth::Claims) {
                     _ = tokio::time::sleep_until(expires) => break Ending::Expired,
                     Some(text) = replay_rx.recv() => text,
                     _ = keepalive.tick() => {
+                        // Something went out since the last tick: the feed is not quiet.
+                        if std::mem::take(&mut sent_since_tick) {
+                            continue;
+                        }
                         let ping = tx.send(Message::Ping(Default::default()));
                         match tokio::time::timeout(std::time::Duration::from_secs(10), ping).await {
                             Ok(Ok(())) => continue,
@@ -646,7 +652,7 @@ async fn serve(socket: WebSocket, feeds: Feeds, claims: auth::Claims) {
                 }
             }
         };
-        keepalive.reset();
+        sent_since_tick = true;
         tokio::select! {
             sent = tx.send(Message::Text(text.into())) => if sent.is_err() { break Ending::Client },
             e = ended => break e,
