@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::browser::{Browser, Page};
-use common::oidc::{config, login_config, Key, Provider};
+use common::oidc::{config, login_config, sign_in_at_provider, Key, Provider};
 use common::*;
 use serde_json::{json, Value};
 
@@ -133,39 +133,6 @@ fn users() -> Value {
         {"id": "quantri", "claims": {"groups": ["ioc-admins"]}},
         {"id": "nhanvien-vanthu", "claims": {"groups": ["mail-users"]}},
     ])
-}
-
-/// Signs in at the provider's own pages (its development login and consent forms) as `who`,
-/// until the browser is back at ioc.
-async fn sign_in_at_provider(page: &mut Page, idp: &Provider, who: &str, back_to: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    // The navigation to the provider starts after the click: until the browser has been
-    // there, being at ioc means "not yet gone", not "back".
-    let mut went = false;
-    loop {
-        let at = page.eval("location.href").await;
-        let at = at.as_str().unwrap_or_default().to_string();
-        if went && at.starts_with(back_to) {
-            return;
-        }
-        if at.starts_with(&idp.issuer()) {
-            went = true;
-            page.eval(&format!(
-                "(() => {{ const l = document.querySelector('input[name=login]');
-                   if (l) {{ l.value = '{who}'; document.querySelector('input[name=password]').value = 'mat-khau';
-                            document.querySelector('form').submit(); return 'login'; }}
-                   const b = document.querySelector('form button[type=submit]');
-                   if (b && !window.clicked) {{ window.clicked = true; b.click(); return 'consent'; }}
-                   return 'wait'; }})()"
-            ))
-            .await;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still at {at} after 40 s"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{free_port, required_env, unique};
+use super::browser::Page;
+use super::{free_port, required_env, unique, Ioc};
 
 /// The audience the provider's tokens for this service carry (its resource indicator).
 pub const AUDIENCE: &str = "urn:ioc:api";
@@ -197,4 +198,76 @@ pub fn login_config(client_id: &str, secret: &str, session_max_s: u64) -> String
     format!(
         "\n[auth.oidc.login]\nclient_id = \"{client_id}\"\nclient_secret = \"{secret}\"\nsession_max_s = {session_max_s}\n"
     )
+}
+
+/// Signs in at the provider's own pages (its development login and consent forms) as `who`,
+/// until the browser is back at ioc.
+pub async fn sign_in_at_provider(page: &mut Page, idp: &Provider, who: &str, back_to: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    // The navigation to the provider starts after the click: until the browser has been
+    // there, being at ioc means "not yet gone", not "back".
+    let mut went = false;
+    loop {
+        let at = page.eval("location.href").await;
+        let at = at.as_str().unwrap_or_default().to_string();
+        if went && at.starts_with(back_to) {
+            return;
+        }
+        if at.starts_with(&idp.issuer()) {
+            went = true;
+            page.eval(&format!(
+                "(() => {{ const l = document.querySelector('input[name=login]');
+                   if (l) {{ l.value = '{who}'; document.querySelector('input[name=password]').value = 'mat-khau';
+                            document.querySelector('form').submit(); return 'login'; }}
+                   const b = document.querySelector('form button[type=submit]');
+                   if (b && !window.clicked) {{ window.clicked = true; b.click(); return 'consent'; }}
+                   return 'wait'; }})()"
+            ))
+            .await;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still at {at} after 40 s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// `ioc demo` whose pages sign in at a real provider (`[auth.oidc]` with `[auth.oidc.login]`),
+/// with `users` (`{id, claims: {groups, agency}}`) as its accounts.
+pub struct SsoDemo {
+    pub ioc: Ioc,
+    pub idp: Provider,
+}
+
+impl SsoDemo {
+    pub async fn start(env: &[(String, String)], users: Value) -> SsoDemo {
+        let idp_port = free_port();
+        let dir = std::env::temp_dir().join(unique("sso-demo"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("ioc.toml");
+        let secret = "ioc-pages-secret-0123456789abcdef";
+        std::fs::write(
+            &cfg,
+            config(&format!("http://127.0.0.1:{idp_port}"), 300, 30)
+                + &login_config("ioc-pages", secret, 3600),
+        )
+        .unwrap();
+        let mut ioc = Ioc::start(&["demo", "--config", cfg.to_str().unwrap()], env);
+        let clients = json!([{"client_id": "ioc-pages", "client_secret": secret, "claims": {},
+            "redirect_uris": [ioc.url("/auth/callback")],
+            "post_logout_redirect_uris": [ioc.url("/")]}]);
+        let idp = Provider::start_at(idp_port, &[Key("a", "RS256")], 600, clients, users).await;
+        ioc.ready().await;
+        SsoDemo { ioc, idp }
+    }
+
+    /// Signs `who` in through the provider, from the page asked for (`path`, with its
+    /// query) and back to it.
+    pub async fn sign_in(&self, page: &mut Page, who: &str, path: &str) {
+        let mut login = reqwest::Url::parse(&self.ioc.url("/auth/login")).unwrap();
+        login.query_pairs_mut().append_pair("next", path);
+        page.goto(login.as_str()).await;
+        sign_in_at_provider(page, &self.idp, who, &self.ioc.url("/")).await;
+    }
 }
