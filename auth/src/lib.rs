@@ -1,7 +1,10 @@
 //! Who is calling: roles, signed bearer tokens (HS256 JWT with `sub`, `role`, optional
-//! `agency`, `grants`, `stations`, `exp`), and axum extractors that admit a request only with
-//! a valid token ([`Caller`] from the header; [`WsCaller`] also from a single-use websocket
-//! ticket in the upgrade's URL, never a token).
+//! `agency`, `grants`, `stations`, `exp`), the province's single sign-on ([`oidc`]: its
+//! tokens checked and mapped to roles), the pages' login ([`login`]: the session an
+//! HTTP-only cookie), and axum extractors that admit a request only with a valid token
+//! ([`Caller`] from the header or the session cookie, a write with the cookie only with the
+//! page's CSRF header; [`WsCaller`] also from a single-use websocket ticket in the upgrade's
+//! URL, never a token).
 //!
 //! Media tickets ([`MediaTicket`]) carry one admitted camera access from the API to a video
 //! worker in another process; [`UsedTickets`] makes them single-use. [`limits`] says how
@@ -9,7 +12,8 @@
 //!
 //! It owns *authentication* and the rules of what a caller may see: the role -> layer rule,
 //! the camera scope and the sensitive-matter scope. It must never log or return a token or
-//! the signing secret, and never decide anything from unsigned input.
+//! the signing secret, never put a token in a URL, and never decide anything from unsigned
+//! input.
 
 use std::fmt;
 use std::str::FromStr;
@@ -492,7 +496,12 @@ where
         if let Some(token) = bearer_of(&parts.headers) {
             return admit(state, Some(token.to_string())).await.map(WsCaller);
         }
-        if let Some(session) = login::session_of(&parts.headers) {
+        let Some(ticket) = query_ticket(parts) else {
+            let session = login::session_of(&parts.headers).ok_or_else(|| {
+                Rejection::unauthorized(
+                    "sign in (session cookie), or send a bearer token or a ticket from POST /ws/tickets in ?ticket=",
+                )
+            })?;
             // Another site's page cannot open a feed with this site's cookie.
             if !login::same_origin(&parts.headers, "") {
                 return Err(Rejection::forbidden(
@@ -500,12 +509,7 @@ where
                 ));
             }
             return admit(state, Some(session.to_string())).await.map(WsCaller);
-        }
-        let ticket = query_ticket(parts).ok_or_else(|| {
-            Rejection::unauthorized(
-                "a bearer token, or a ticket from POST /ws/tickets in ?ticket=, is required",
-            )
-        })?;
+        };
         let auth = Arc::<Authenticator>::from_ref(state);
         let (claims, exp) = auth
             .verify_ws_ticket(&ticket)
