@@ -43,6 +43,8 @@ const LOGIN_COOKIE: &str = "ioc_login";
 pub const CSRF_HEADER: &str = "x-ioc-csrf";
 /// How long a login may take at the provider, seconds.
 const LOGIN_TTL_S: i64 = 600;
+/// Longest access token a session cookie can hold (browsers keep cookies up to 4 KiB).
+const MAX_COOKIE_TOKEN: usize = 3800;
 /// Largest token answer read from the provider.
 const MAX_TOKEN_ANSWER: usize = 64 * 1024;
 
@@ -503,6 +505,17 @@ async fn callback(State(l): State<Arc<Login>>, headers: HeaderMap, Query(q): Que
             )
         }
     };
+    // Browsers drop a cookie past 4 KiB without a word: say so instead of looping on login.
+    if answer.access_token.len() > MAX_COOKIE_TOKEN {
+        return page(
+            StatusCode::BAD_GATEWAY,
+            "Mã truy cập quá lớn",
+            &format!(
+                "The provider's access token is {} bytes; a session cookie holds at most {MAX_COOKIE_TOKEN}. Ask its administrators to put fewer claims in tokens for this client.",
+                answer.access_token.len()
+            ),
+        );
+    }
     info!(sub = %claims.sub, role = %claims.role, "signed in at the provider");
     let mut r = Redirect::to(&pending.next).into_response();
     set_session(&l, &mut r, &claims, &answer, Some(p.cfg.session_max_s));
