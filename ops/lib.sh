@@ -345,11 +345,14 @@ build_package() {
       || die "cargo install cargo-deb failed (log: $IOC_RUN_DIR/cargo-deb-install.log)"
   fi
   apt_install dpkg-dev
-  local profile="${IOC_PACKAGE_PROFILE:-release}"
+  local profile="${IOC_PACKAGE_PROFILE:-release}" build=()
+  # IOC_PACKAGE_PREBUILT=1: package the binary already in target/ (the test command's own
+  # build, so that the package costs no second build with other features).
+  [ -n "${IOC_PACKAGE_PREBUILT:-}" ] && build=(--no-build)
   log "building the Debian package (cargo deb, the $profile build of ioc)"
   local out
   # The binary stripped; its debug symbols in the -dbgsym package beside it.
-  out=$(cd "$IOC_ROOT" && cargo deb -p ioc --locked --profile "$profile" --dbgsym 2>"$IOC_RUN_DIR/cargo-deb.log" | grep '\.deb$' | tail -n 1) \
+  out=$(cd "$IOC_ROOT" && cargo deb -p ioc --locked --profile "$profile" "${build[@]}" --dbgsym 2>"$IOC_RUN_DIR/cargo-deb.log" | grep '\.deb$' | tail -n 1) \
     || die "cargo deb failed (log: $IOC_RUN_DIR/cargo-deb.log)"
   [ -f "$out" ] || die "cargo deb made no package (log: $IOC_RUN_DIR/cargo-deb.log)"
   export IOC_TEST_DEB="$out"

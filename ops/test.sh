@@ -17,8 +17,11 @@ start_chromium
 ensure_test_tools
 start_python_client
 start_oidc_provider
-# The Debian package and a fresh Debian 12 root to install it into (tests/package.rs).
-IOC_PACKAGE_PROFILE=dev build_package
+# The Debian package and a fresh Debian 12 root to install it into (tests/package.rs): the
+# package holds the binary the tests themselves build (built here once, with their features).
+log "cargo build --workspace --tests (the tests' build, packaged below)"
+cargo build --workspace --tests --locked || die "the workspace does not build"
+IOC_PACKAGE_PROFILE=dev IOC_PACKAGE_PREBUILT=1 build_package
 make_debian_root
 log "services: kafka=$IOC_TEST_KAFKA mqtt=$IOC_TEST_MQTT postgres=$IOC_TEST_DATABASE_URL timescaledb=$IOC_TEST_TIMESCALE_URL (server binaries $IOC_TEST_PG_BIN) chromium=$IOC_TEST_CHROMIUM"
 # The API builds without GStreamer: it reaches camera images through the media crate.
