@@ -265,7 +265,9 @@ impl Default for LogConfig {
 /// `IOC_<KEY>_FILE=/path`: the key's value is the file's content (a secret from systemd's
 /// `LoadCredential=`, a container secret), e.g. `IOC_STORE__DATABASE_URL_FILE`. Trailing
 /// newlines are dropped; an unreadable file is an error naming its variable.
-fn secret_files(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<Vec<(String, String)>> {
+fn secret_files(
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (name, path) in vars {
         let Some(key) = name
@@ -275,8 +277,8 @@ fn secret_files(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<
         else {
             continue;
         };
-        let value = std::fs::read_to_string(&path)
-            .with_context(|| format!("{name}: reading {path}"))?;
+        let value =
+            std::fs::read_to_string(&path).with_context(|| format!("{name}: reading {path}"))?;
         out.push((
             key.to_ascii_lowercase().replace("__", "."),
             value.trim_end_matches(['\n', '\r']).to_string(),
@@ -338,14 +340,20 @@ mod tests {
         let url = dir.join("database-url");
         std::fs::write(&url, "postgres://ioc:s3cret@db/ioc\n").unwrap();
         let vars = vec![
-            ("IOC_STORE__DATABASE_URL_FILE".to_string(), url.display().to_string()),
+            (
+                "IOC_STORE__DATABASE_URL_FILE".to_string(),
+                url.display().to_string(),
+            ),
             ("IOC_CONFIG".to_string(), "/etc/ioc/ioc.toml".to_string()),
             ("PATH".to_string(), "/usr/bin".to_string()),
         ];
         let got = secret_files(vars.into_iter()).unwrap();
         assert_eq!(
             got,
-            vec![("store.database_url".to_string(), "postgres://ioc:s3cret@db/ioc".to_string())]
+            vec![(
+                "store.database_url".to_string(),
+                "postgres://ioc:s3cret@db/ioc".to_string()
+            )]
         );
         let fig = Figment::from(Serialized::defaults(Config::default())).merge(got[0].clone());
         let cfg: Config = fig.extract().unwrap();
@@ -353,7 +361,10 @@ mod tests {
             cfg.store.database_url.map(|u| u.redacted()).as_deref(),
             Some("postgres://ioc:***@db/ioc")
         );
-        let missing = vec![("IOC_MQTT__PASSWORD_FILE".to_string(), "/nonexistent/x".to_string())];
+        let missing = vec![(
+            "IOC_MQTT__PASSWORD_FILE".to_string(),
+            "/nonexistent/x".to_string(),
+        )];
         let e = secret_files(missing.into_iter()).unwrap_err().to_string();
         assert!(e.contains("IOC_MQTT__PASSWORD_FILE"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
@@ -371,7 +382,8 @@ mod tests {
             .take_while(|l| l.starts_with('#'))
             .map(|l| format!("{}\n", l.trim_start_matches("# ")))
             .collect();
-        let tmp = std::env::temp_dir().join(format!("ioc-oidc-example-{}.toml", std::process::id()));
+        let tmp =
+            std::env::temp_dir().join(format!("ioc-oidc-example-{}.toml", std::process::id()));
         std::fs::write(&tmp, section).unwrap();
         let cfg = load(Some(&tmp), Config::default()).unwrap();
         let oidc = cfg.auth.oidc.expect("the section");

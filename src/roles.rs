@@ -791,9 +791,19 @@ fn demo_accounts() -> Vec<auth::login::DemoAccount> {
     };
     vec![
         a("Điều hành viên — tường màn hình", Role::Operator, None, "/"),
-        a("Lãnh đạo tỉnh — bảng chỉ tiêu", Role::Leader, None, "/leader"),
+        a(
+            "Lãnh đạo tỉnh — bảng chỉ tiêu",
+            Role::Leader,
+            None,
+            "/leader",
+        ),
         a("Công an — bản đồ camera", Role::Police, None, "/cameras"),
-        a("Sở Tài nguyên và Môi trường", Role::Agency, Some("hg-stnmt"), "/"),
+        a(
+            "Sở Tài nguyên và Môi trường",
+            Role::Agency,
+            Some("hg-stnmt"),
+            "/",
+        ),
         a("Quản trị hệ thống", Role::Admin, None, "/"),
         a("Người dân", Role::Citizen, None, "/"),
     ]

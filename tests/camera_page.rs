@@ -65,7 +65,8 @@ async fn police_find_cameras_without_diacritics_and_watch_four_live() {
         .await;
     assert_eq!(listed, json!(true), "the cameras layer reached the page");
     assert_eq!(
-        page.eval("location.pathname + location.search + location.hash").await,
+        page.eval("location.pathname + location.search + location.hash")
+            .await,
         json!("/cameras"),
         "back where the officer was going, nothing in the URL"
     );

@@ -34,7 +34,9 @@ fn metric_names(text: &str) -> Vec<String> {
     while let Some(at) = text[i..].find("ioc_") {
         let start = i + at;
         let mut end = start;
-        while end < b.len() && (b[end].is_ascii_lowercase() || b[end].is_ascii_digit() || b[end] == b'_') {
+        while end < b.len()
+            && (b[end].is_ascii_lowercase() || b[end].is_ascii_digit() || b[end] == b'_')
+        {
             end += 1;
         }
         let name = &text[start..end];
@@ -57,11 +59,16 @@ fn the_guide_and_the_dashboard_name_only_metrics_that_exist() {
         let names = metric_names(&text);
         assert!(names.len() > 5, "{doc} names metrics: {names:?}");
         for n in names {
-            assert!(code.contains(&format!("\"{n}\"")), "{doc} names {n}, which no code records");
+            assert!(
+                code.contains(&format!("\"{n}\"")),
+                "{doc} names {n}, which no code records"
+            );
         }
     }
-    let dash: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join("ops/grafana/ioc.json")).unwrap()).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("ops/grafana/ioc.json")).unwrap(),
+    )
+    .unwrap();
     assert!(dash["panels"].as_array().is_some_and(|p| !p.is_empty()));
 }
 
@@ -77,6 +84,9 @@ fn the_files_the_guide_points_to_exist() {
         "store/migrations",
         "BENCHMARKS.md",
     ] {
-        assert!(root().join(f).exists(), "{f} is named in ops/DEPLOY.md but missing");
+        assert!(
+            root().join(f).exists(),
+            "{f} is named in ops/DEPLOY.md but missing"
+        );
     }
 }

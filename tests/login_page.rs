@@ -53,10 +53,16 @@ fn no_token_in(urls: &[String]) {
             "a token in {u}"
         );
         if u.starts_with("ws") {
-            assert!(u.ends_with("/ws"), "the websocket's address carries nothing: {u}");
+            assert!(
+                u.ends_with("/ws"),
+                "the websocket's address carries nothing: {u}"
+            );
         }
     }
-    assert!(urls.iter().any(|u| u.starts_with("ws")), "a websocket was opened: {urls:#?}");
+    assert!(
+        urls.iter().any(|u| u.starts_with("ws")),
+        "a websocket was opened: {urls:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +83,8 @@ async fn the_demo_signs_in_with_one_click_per_role_and_out_again() {
         )
         .await;
     assert_eq!(sso, json!("/auth/login?next=%2Fleader"));
-    page.eval("document.querySelector('#login a.sso').click()").await;
+    page.eval("document.querySelector('#login a.sso').click()")
+        .await;
     let buttons = page
         .wait_for(
             "document.querySelectorAll('form[action=\"/auth/demo\"] button').length",
@@ -106,12 +113,21 @@ async fn the_demo_signs_in_with_one_click_per_role_and_out_again() {
         page.eval("document.getElementById('login').hidden").await
     );
     let s = session(&mut page).await;
-    assert_eq!((&s["signed_in"], &s["role"]), (&json!(true), &json!("leader")), "{s}");
-    assert_eq!(page.eval("document.cookie").await, json!(""), "the session cookie is HTTP-only");
+    assert_eq!(
+        (&s["signed_in"], &s["role"]),
+        (&json!(true), &json!("leader")),
+        "{s}"
+    );
+    assert_eq!(
+        page.eval("document.cookie").await,
+        json!(""),
+        "the session cookie is HTTP-only"
+    );
     no_token_in(&page.network_log().await);
     assert_eq!(page.csp_violations().await, Some(vec![]));
     // Signing out: the session is gone and the login box is back.
-    page.eval("document.getElementById('sign-out').click()").await;
+    page.eval("document.getElementById('sign-out').click()")
+        .await;
     let back = page
         .wait_for(
             "!!document.getElementById('login') && !document.getElementById('login').hidden",
@@ -169,7 +185,8 @@ async fn a_person_signs_in_at_the_provider_stays_signed_in_and_signs_out_there()
         )
         .await;
     assert_eq!(label, json!("Đăng nhập bằng tài khoản một cửa"));
-    page.eval("document.querySelector('#login a.sso').click()").await;
+    page.eval("document.querySelector('#login a.sso').click()")
+        .await;
     sign_in_at_provider(&mut page, &idp, "canbo-congan", &ioc.url("/")).await;
     // Back where the person was going, signed in as police.
     let back = page
@@ -185,16 +202,32 @@ async fn a_person_signs_in_at_the_provider_stays_signed_in_and_signs_out_there()
         "the camera map after signing in: at {}, session {}, connection {}",
         page.eval("location.href").await,
         session(&mut page).await,
-        page.eval("document.getElementById('conn') && document.getElementById('conn').textContent").await
+        page.eval("document.getElementById('conn') && document.getElementById('conn').textContent")
+            .await
     );
-    page.screenshot(&shots().join("login-provider-cameras.png")).await;
+    page.screenshot(&shots().join("login-provider-cameras.png"))
+        .await;
     let first = session(&mut page).await;
     assert_eq!(
-        (&first["signed_in"], &first["role"], &first["sub"], &first["renewable"]),
-        (&json!(true), &json!("police"), &json!("canbo-congan"), &json!(true)),
+        (
+            &first["signed_in"],
+            &first["role"],
+            &first["sub"],
+            &first["renewable"]
+        ),
+        (
+            &json!(true),
+            &json!("police"),
+            &json!("canbo-congan"),
+            &json!(true)
+        ),
         "{first}"
     );
-    assert_eq!(page.eval("document.cookie").await, json!(""), "the session cookie is HTTP-only");
+    assert_eq!(
+        page.eval("document.cookie").await,
+        json!(""),
+        "the session cookie is HTTP-only"
+    );
 
     // Renewed before it ends: after the first token's life the page is still signed in and
     // its feed still open.
@@ -243,10 +276,15 @@ async fn a_person_signs_in_at_the_provider_stays_signed_in_and_signs_out_there()
             Duration::from_secs(30),
         )
         .await;
-    assert_eq!(again, json!("trực tuyến"), "signed in again by the refresh token");
+    assert_eq!(
+        again,
+        json!("trực tuyến"),
+        "signed in again by the refresh token"
+    );
 
     // Signing out goes through the provider's logout and back to ioc, signed out.
-    page.eval("document.getElementById('sign-out').click()").await;
+    page.eval("document.getElementById('sign-out').click()")
+        .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut saw_provider = false;
     loop {
@@ -255,12 +293,17 @@ async fn a_person_signs_in_at_the_provider_stays_signed_in_and_signs_out_there()
         if at.starts_with(&idp.issuer()) {
             saw_provider = true;
             // The provider asks to confirm.
-            page.eval("(b => b && b.click())(document.querySelector('button[autofocus], form button'))")
-                .await;
+            page.eval(
+                "(b => b && b.click())(document.querySelector('button[autofocus], form button'))",
+            )
+            .await;
         } else if saw_provider && at.starts_with(&ioc.url("/")) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "logout stuck at {at}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "logout stuck at {at}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let s = session(&mut page).await;
@@ -268,13 +311,34 @@ async fn a_person_signs_in_at_the_provider_stays_signed_in_and_signs_out_there()
 
     // Each role signs in the same way and lands on its page with its role.
     for (who, role, page_path, ready) in [
-        ("canbo-dieuhanh", "operator", "/", "document.getElementById('conn').textContent === 'đã kết nối'"),
-        ("lanhdao-tinh", "leader", "/leader", "document.querySelectorAll('#tiles .tile').length > 0"),
-        ("chuyenvien-stnmt", "agency", "/", "document.getElementById('conn').textContent === 'đã kết nối'"),
-        ("quantri", "admin", "/cameras", "document.getElementById('conn').textContent === 'trực tuyến'"),
+        (
+            "canbo-dieuhanh",
+            "operator",
+            "/",
+            "document.getElementById('conn').textContent === 'đã kết nối'",
+        ),
+        (
+            "lanhdao-tinh",
+            "leader",
+            "/leader",
+            "document.querySelectorAll('#tiles .tile').length > 0",
+        ),
+        (
+            "chuyenvien-stnmt",
+            "agency",
+            "/",
+            "document.getElementById('conn').textContent === 'đã kết nối'",
+        ),
+        (
+            "quantri",
+            "admin",
+            "/cameras",
+            "document.getElementById('conn').textContent === 'trực tuyến'",
+        ),
     ] {
         page.call("Network.clearBrowserCookies", json!({})).await;
-        page.goto(&ioc.url(&format!("/auth/login?next={page_path}"))).await;
+        page.goto(&ioc.url(&format!("/auth/login?next={page_path}")))
+            .await;
         sign_in_at_provider(&mut page, &idp, who, &ioc.url("/")).await;
         let shown = page
             .wait_for(
@@ -283,7 +347,12 @@ async fn a_person_signs_in_at_the_provider_stays_signed_in_and_signs_out_there()
                 Duration::from_secs(30),
             )
             .await;
-        assert_eq!(shown, json!(true), "{who} ({role}) on {page_path}: {}", session(&mut page).await);
+        assert_eq!(
+            shown,
+            json!(true),
+            "{who} ({role}) on {page_path}: {}",
+            session(&mut page).await
+        );
         let s = session(&mut page).await;
         assert_eq!((&s["sub"], &s["role"]), (&json!(who), &json!(role)), "{s}");
     }
@@ -302,10 +371,13 @@ async fn a_person_signs_in_at_the_provider_stays_signed_in_and_signs_out_there()
     assert_eq!(text, json!("Tài khoản chưa có quyền trên hệ thống IOC"));
     let body = page.eval("document.body.textContent").await;
     assert!(
-        body.as_str().unwrap_or_default().contains("maps to no role"),
+        body.as_str()
+            .unwrap_or_default()
+            .contains("maps to no role"),
         "{body}"
     );
-    page.screenshot(&shots().join("login-provider-no-role.png")).await;
+    page.screenshot(&shots().join("login-provider-no-role.png"))
+        .await;
     let s = session(&mut page).await;
     assert_eq!(s["signed_in"], json!(false), "{s}");
 }

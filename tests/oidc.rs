@@ -19,9 +19,15 @@ const B: Key = Key("b", "ES256");
 fn clients() -> Value {
     let c = |id: &str, claims: Value| json!({"client_id": id, "client_secret": format!("{id}-secret-0123456789"), "claims": claims});
     json!([
-        c("trung-tam-dieu-hanh", json!({"groups": ["staff", "ioc-operators"]})),
+        c(
+            "trung-tam-dieu-hanh",
+            json!({"groups": ["staff", "ioc-operators"]})
+        ),
         c("quan-tri-he-thong", json!({"groups": ["ioc-admins"]})),
-        c("so-tnmt", json!({"groups": ["ioc-agency"], "agency": "so-tnmt"})),
+        c(
+            "so-tnmt",
+            json!({"groups": ["ioc-agency"], "agency": "so-tnmt"})
+        ),
         c("phong-ban-thieu", json!({"groups": ["ioc-agency"]})),
         c("email-portal", json!({"groups": ["staff", "mail-users"]})),
     ])
@@ -45,7 +51,10 @@ async fn refused(ioc: &Ioc, token: &str, why: &str) {
     let (s, v) = get(ioc, "/api/v1/layers", token).await;
     assert_eq!(s, 401, "refused: {v}");
     let reason = v["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains(why), "reason {reason:?} does not say {why:?}");
+    assert!(
+        reason.contains(why),
+        "reason {reason:?} does not say {why:?}"
+    );
 }
 
 async fn accepted(ioc: &Ioc, token: &str) {
@@ -90,7 +99,11 @@ async fn provider_tokens_are_checked_mapped_audited_and_follow_key_rotation() {
     let e = &log["entries"][0];
     assert_eq!(
         (&e["subject"], &e["role"], &e["result"]),
-        (&json!("trung-tam-dieu-hanh"), &json!("operator"), &json!("allowed")),
+        (
+            &json!("trung-tam-dieu-hanh"),
+            &json!("operator"),
+            &json!("allowed")
+        ),
         "{log}"
     );
     // The refused read of the log by an operator says why, and an admin's token works.
@@ -112,7 +125,8 @@ async fn provider_tokens_are_checked_mapped_audited_and_follow_key_rotation() {
     .await;
     refused(
         &ioc,
-        &idp.client_token("trung-tam-dieu-hanh", "urn:ho-so-cong-viec").await,
+        &idp.client_token("trung-tam-dieu-hanh", "urn:ho-so-cong-viec")
+            .await,
         "audience",
     )
     .await;

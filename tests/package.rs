@@ -25,9 +25,18 @@ impl Root {
         let dir = std::env::temp_dir().join(unique("debian-12"));
         std::fs::create_dir_all(&dir).unwrap();
         let root = Root { dir };
-        must(Command::new("tar").arg("-xf").arg(tar).arg("-C").arg(&root.dir), "unpacking the root");
         must(
-            Command::new("mount").args(["-t", "proc", "proc"]).arg(root.dir.join("proc")),
+            Command::new("tar")
+                .arg("-xf")
+                .arg(tar)
+                .arg("-C")
+                .arg(&root.dir),
+            "unpacking the root",
+        );
+        must(
+            Command::new("mount")
+                .args(["-t", "proc", "proc"])
+                .arg(root.dir.join("proc")),
             "mounting /proc in the root",
         );
         // Name resolution and the machine's own Debian mirror, as on a fresh install.
@@ -81,14 +90,21 @@ impl Root {
 
 impl Drop for Root {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.join("proc")).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.join("proc"))
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 fn must(c: &mut Command, what: &str) {
     let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn mode(p: &Path) -> u32 {
@@ -98,17 +114,30 @@ fn mode(p: &Path) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_package_installs_on_a_fresh_debian_12_and_runs() {
-    let deb = required_env("IOC_TEST_DEB", "the Debian package (ops/test.sh builds it with cargo deb)");
+    let deb = required_env(
+        "IOC_TEST_DEB",
+        "the Debian package (ops/test.sh builds it with cargo deb)",
+    );
     let tar = required_env(
         "IOC_TEST_DEBIAN_ROOT_TAR",
         "a Debian 12 root from debootstrap (ops/test.sh makes it)",
     );
     // What the package declares: the GStreamer elements the workers need, found at run time.
     let depends = String::from_utf8(
-        Command::new("dpkg-deb").args(["-f", &deb, "Depends"]).output().unwrap().stdout,
+        Command::new("dpkg-deb")
+            .args(["-f", &deb, "Depends"])
+            .output()
+            .unwrap()
+            .stdout,
     )
     .unwrap();
-    for d in ["libgstreamer1.0-0", "gstreamer1.0-plugins-good", "gstreamer1.0-plugins-bad", "gstreamer1.0-libav", "adduser"] {
+    for d in [
+        "libgstreamer1.0-0",
+        "gstreamer1.0-plugins-good",
+        "gstreamer1.0-plugins-bad",
+        "gstreamer1.0-libav",
+        "adduser",
+    ] {
         assert!(depends.contains(d), "Depends lacks {d}: {depends}");
     }
 
@@ -122,13 +151,28 @@ async fn the_package_installs_on_a_fresh_debian_12_and_runs() {
     std::fs::copy(&deb, root.path("/tmp/ioc.deb")).unwrap();
     root.ok(&["apt-get", "update", "-qq"]);
     // systemd only for systemd-analyze: the package needs none to install.
-    root.ok(&["apt-get", "install", "-y", "-qq", "--no-install-recommends", "/tmp/ioc.deb", "systemd"]);
+    root.ok(&[
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "/tmp/ioc.deb",
+        "systemd",
+    ]);
 
     let version = root.ok(&["ioc", "--version"]);
     assert!(version.starts_with("ioc "), "{version}");
     let user = root.ok(&["getent", "passwd", "ioc"]);
-    assert!(user.contains("/var/lib/ioc") && user.contains("nologin"), "{user}");
-    assert_eq!(mode(&root.path("/etc/ioc/auth-secret")), 0o600, "the secret is root's alone");
+    assert!(
+        user.contains("/var/lib/ioc") && user.contains("nologin"),
+        "{user}"
+    );
+    assert_eq!(
+        mode(&root.path("/etc/ioc/auth-secret")),
+        0o600,
+        "the secret is root's alone"
+    );
     assert_eq!(mode(&root.path("/etc/ioc/ioc.toml")), 0o640);
     assert_eq!(mode(&root.path("/etc/ioc")), 0o750);
     let conffiles = root.ok(&["dpkg-query", "-W", "-f=${Conffiles}", "ioc"]);
@@ -137,13 +181,26 @@ async fn the_package_installs_on_a_fresh_debian_12_and_runs() {
     // `ioc config`: the effective configuration, the secret never shown.
     let secret = std::fs::read_to_string(root.path("/etc/ioc/auth-secret")).unwrap();
     let shown = root.ok(&["ioc", "config", "--config", "/etc/ioc/ioc.toml"]);
-    assert!(shown.contains("[auth]") || shown.contains("auth"), "{shown}");
-    assert!(!shown.contains(secret.trim()), "ioc config printed the secret");
+    assert!(
+        shown.contains("[auth]") || shown.contains("auth"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(secret.trim()),
+        "ioc config printed the secret"
+    );
 
     // `ioc migrate` against a private PostgreSQL on this machine, from inside the root.
     let pg = PrivatePostgres::start();
     let url = format!("IOC_STORE__DATABASE_URL={}", pg.url());
-    let out = root.ok(&["env", &url, "ioc", "migrate", "--config", "/etc/ioc/ioc.toml"]);
+    let out = root.ok(&[
+        "env",
+        &url,
+        "ioc",
+        "migrate",
+        "--config",
+        "/etc/ioc/ioc.toml",
+    ]);
     let _ = out;
 
     // Every unit verifies (syntax, specifiers, the binary it starts, the drop-in).
@@ -160,15 +217,26 @@ async fn the_package_installs_on_a_fresh_debian_12_and_runs() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "systemd-analyze verify: {said}");
-    assert!(!said.contains("ioc-"), "systemd-analyze verify has something to say: {said}");
+    assert!(
+        !said.contains("ioc-"),
+        "systemd-analyze verify has something to say: {said}"
+    );
     // The shared hardening drop-in applies to every unit: systemd's own exposure score is
     // "OK" (below 2.0 of 10; an unhardened service scores 9.6).
-    let mut security = vec!["systemd-analyze", "security", "--offline=yes", "--threshold=20"];
+    let mut security = vec![
+        "systemd-analyze",
+        "security",
+        "--offline=yes",
+        "--threshold=20",
+    ];
     security.extend(units.iter().map(String::as_str));
     let out = root.run(None, &security);
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "exposure above 2.0: {said}");
-    let scores: Vec<&str> = said.lines().filter(|l| l.contains("Overall exposure level")).collect();
+    let scores: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("Overall exposure level"))
+        .collect();
     assert_eq!(scores.len(), units.len(), "{said}");
     println!("{}", scores.join("\n"));
 
@@ -178,7 +246,12 @@ async fn the_package_installs_on_a_fresh_debian_12_and_runs() {
     let mut demo = Command::new("chroot")
         .arg("--userspec=ioc:ioc")
         .arg(&root.dir)
-        .args(["env", "HOME=/var/lib/ioc", "IOC_DEMO__CAMERAS=false", "IOC_DEMO__BACKFILL_HOURS=0"])
+        .args([
+            "env",
+            "HOME=/var/lib/ioc",
+            "IOC_DEMO__CAMERAS=false",
+            "IOC_DEMO__BACKFILL_HOURS=0",
+        ])
         .args(["ioc", "demo", "--listen", &listen])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -199,5 +272,8 @@ async fn the_package_installs_on_a_fresh_debian_12_and_runs() {
     };
     let _ = demo.kill();
     let _ = demo.wait();
-    assert!(ready, "ioc demo did not get ready inside the root as the ioc user");
+    assert!(
+        ready,
+        "ioc demo did not get ready inside the root as the ioc user"
+    );
 }

@@ -58,7 +58,10 @@ async fn wait_for_count(url: &str, table: &str, want: i64) {
             assert_eq!(n, want, "{table}");
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{table}: {n} of {want} rows after 60 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{table}: {n} of {want} rows after 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -70,14 +73,30 @@ async fn publish(bus: &std::sync::Arc<dyn bus::Bus>, topic: &str, from: i64, n: 
     for i in from..from + n {
         let s = model::LocalId::parse("station", stations[(i % 3) as usize]).unwrap();
         // The last readings of a batch are over the warning level: alerts are raised too.
-        let v = if i >= from + n - 3 { 6.5 } else { 0.5 + (i % 7) as f64 * 0.3 };
-        let r = reading(&s, model::Parameter::Salinity, t0 + chrono::Duration::seconds(i - from), v);
-        publish_reading(bus.clone(), topic.to_string(), r, "restore-drill").await.unwrap();
+        let v = if i >= from + n - 3 {
+            6.5
+        } else {
+            0.5 + (i % 7) as f64 * 0.3
+        };
+        let r = reading(
+            &s,
+            model::Parameter::Salinity,
+            t0 + chrono::Duration::seconds(i - from),
+            v,
+        );
+        publish_reading(bus.clone(), topic.to_string(), r, "restore-drill")
+            .await
+            .unwrap();
     }
 }
 
 async fn state(ioc: &Ioc) -> Value {
-    let mut v = get_json(ioc, "/api/v1/layers/salinity/features", auth::Role::Operator).await;
+    let mut v = get_json(
+        ioc,
+        "/api/v1/layers/salinity/features",
+        auth::Role::Operator,
+    )
+    .await;
     let mut fs: Vec<Value> = v["features"].as_array().cloned().unwrap_or_default();
     fs.sort_by_key(|f| f["id"].to_string());
     v["features"] = Value::Array(fs);
@@ -91,28 +110,33 @@ async fn a_lost_database_comes_back_from_its_dump_and_kafka() {
     let url = format!("{}/ioc", admin_url.trim_end_matches("/postgres"));
     {
         let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::query("CREATE DATABASE ioc").execute(&mut c).await.unwrap();
+        sqlx::query("CREATE DATABASE ioc")
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
     let mut env = isolated_env("restore");
     env.push(("IOC_STORE__DATABASE_URL".into(), url.clone()));
     env.push(("IOC_STORE__TIMESCALE".into(), "require".into()));
     env.push(("IOC_VIDEO__ENABLED".into(), "false".into()));
     // A warning is raised by the first reading over the level.
-    env.push(("IOC_CORE__RULES__SALINITY_MIN_DURATION_S".into(), "0".into()));
+    env.push((
+        "IOC_CORE__RULES__SALINITY_MIN_DURATION_S".into(),
+        "0".into(),
+    ));
     let topics = topics_of(&env);
     let mut first = env.clone();
     first.push(("IOC_HISTORY__GROUP".into(), unique("hist-a")));
     let mut ioc = Ioc::start(&["serve"], &first);
     ioc.ready().await;
-    let bus: std::sync::Arc<dyn bus::Bus> =
-        std::sync::Arc::new(
-            bus::KafkaBus::connect(bus::KafkaConfig {
-                brokers: kafka(),
-                client_id: unique("restore-producer"),
-                ..bus::KafkaConfig::default()
-            })
-            .unwrap(),
-        );
+    let bus: std::sync::Arc<dyn bus::Bus> = std::sync::Arc::new(
+        bus::KafkaBus::connect(bus::KafkaConfig {
+            brokers: kafka(),
+            client_id: unique("restore-producer"),
+            ..bus::KafkaConfig::default()
+        })
+        .unwrap(),
+    );
 
     // --- The day's work: readings (and their alerts), a zone drawn (and its audit entry).
     publish(&bus, &topics.readings, 0, 60).await;
@@ -130,7 +154,10 @@ async fn a_lost_database_comes_back_from_its_dump_and_kafka() {
 
     // --- The nightly dump.
     let dump = pg.dir().join("ioc.dump");
-    pg.tool("pg_dump", &["-Fc", "-f", dump.to_str().unwrap(), "-d", &url]);
+    pg.tool(
+        "pg_dump",
+        &["-Fc", "-f", dump.to_str().unwrap(), "-d", &url],
+    );
     let at_dump = digest(&url).await;
 
     // --- More readings after the dump; then the record as it stands before the loss.
@@ -139,7 +166,10 @@ async fn a_lost_database_comes_back_from_its_dump_and_kafka() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = digest(&url).await;
     let state_before = state(&ioc).await;
-    assert_ne!(at_dump, before, "the readings after the dump changed the history");
+    assert_ne!(
+        at_dump, before,
+        "the readings after the dump changed the history"
+    );
     let alerts = before.iter().find(|t| t.0 == "alerts").map(|t| t.1);
     assert!(alerts > Some(0), "the readings raised alerts: {before:?}");
 
@@ -147,22 +177,44 @@ async fn a_lost_database_comes_back_from_its_dump_and_kafka() {
     ioc.kill();
     {
         let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::query("DROP DATABASE ioc WITH (FORCE)").execute(&mut c).await.unwrap();
-        sqlx::query("CREATE DATABASE ioc").execute(&mut c).await.unwrap();
+        sqlx::query("DROP DATABASE ioc WITH (FORCE)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("CREATE DATABASE ioc")
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
 
     // --- Restored from the dump, as TimescaleDB documents it.
     {
         let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-        sqlx::query("CREATE EXTENSION timescaledb").execute(&mut c).await.unwrap();
-        sqlx::query("SELECT timescaledb_pre_restore()").execute(&mut c).await.unwrap();
+        sqlx::query("CREATE EXTENSION timescaledb")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("SELECT timescaledb_pre_restore()")
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
-    pg.tool("pg_restore", &["--no-owner", "-d", &url, dump.to_str().unwrap()]);
+    pg.tool(
+        "pg_restore",
+        &["--no-owner", "-d", &url, dump.to_str().unwrap()],
+    );
     {
         let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-        sqlx::query("SELECT timescaledb_post_restore()").execute(&mut c).await.unwrap();
+        sqlx::query("SELECT timescaledb_post_restore()")
+            .execute(&mut c)
+            .await
+            .unwrap();
     }
-    assert_eq!(digest(&url).await, at_dump, "the dump restores what it held");
+    assert_eq!(
+        digest(&url).await,
+        at_dump,
+        "the dump restores what it held"
+    );
 
     // --- ioc again, a new history group re-reading the topics from their start: what the
     // dump lacks is written again, what it has is skipped.
@@ -186,5 +238,9 @@ async fn a_lost_database_comes_back_from_its_dump_and_kafka() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(state(&ioc).await, state_before, "the live state is the same");
+    assert_eq!(
+        state(&ioc).await,
+        state_before,
+        "the live state is the same"
+    );
 }

@@ -30,14 +30,52 @@ fn run(cmd: &mut Command) {
 fn certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let openssl = required_env("IOC_TEST_OPENSSL", "openssl (for the test's certificates)");
     let p = |f: &str| dir.join(f);
-    run(Command::new(&openssl).args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=IOC test CA"])
-        .arg("-keyout").arg(p("ca.key")).arg("-out").arg(p("ca.crt")));
-    run(Command::new(&openssl).args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"])
-        .arg("-keyout").arg(p("ioc.key")).arg("-out").arg(p("ioc.csr")));
-    std::fs::write(p("ext.cnf"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
-    run(Command::new(&openssl).args(["x509", "-req", "-days", "2", "-CAcreateserial"])
-        .arg("-in").arg(p("ioc.csr")).arg("-CA").arg(p("ca.crt")).arg("-CAkey").arg(p("ca.key"))
-        .arg("-extfile").arg(p("ext.cnf")).arg("-out").arg(p("ioc.crt")));
+    run(Command::new(&openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=IOC test CA",
+        ])
+        .arg("-keyout")
+        .arg(p("ca.key"))
+        .arg("-out")
+        .arg(p("ca.crt")));
+    run(Command::new(&openssl)
+        .args([
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(p("ioc.key"))
+        .arg("-out")
+        .arg(p("ioc.csr")));
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(Command::new(&openssl)
+        .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+        .arg("-in")
+        .arg(p("ioc.csr"))
+        .arg("-CA")
+        .arg(p("ca.crt"))
+        .arg("-CAkey")
+        .arg(p("ca.key"))
+        .arg("-extfile")
+        .arg(p("ext.cnf"))
+        .arg("-out")
+        .arg(p("ioc.crt")));
     (p("ca.crt"), p("ioc.crt"), p("ioc.key"))
 }
 
@@ -53,18 +91,29 @@ impl Nginx {
     fn start(dir: &Path, tls: u16, upstream: u16, crt: &Path, key: &Path) -> Nginx {
         let nginx = required_env("IOC_TEST_NGINX", "nginx (Debian's nginx-light)");
         let plain = free_port();
-        let site = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/nginx/ioc.conf")).unwrap();
+        let site =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ops/nginx/ioc.conf"))
+                .unwrap();
         let mut site = site;
         for (from, to) in [
-            ("listen 443 ssl http2;".to_string(), format!("listen 127.0.0.1:{tls} ssl http2;")),
+            (
+                "listen 443 ssl http2;".to_string(),
+                format!("listen 127.0.0.1:{tls} ssl http2;"),
+            ),
             ("listen [::]:443 ssl http2;".into(), String::new()),
             ("listen 80;".into(), format!("listen 127.0.0.1:{plain};")),
             ("listen [::]:80;".into(), String::new()),
-            ("server 127.0.0.1:8080 ".into(), format!("server 127.0.0.1:{upstream} ")),
+            (
+                "server 127.0.0.1:8080 ".into(),
+                format!("server 127.0.0.1:{upstream} "),
+            ),
             ("/etc/ioc/tls/ioc.crt".into(), crt.display().to_string()),
             ("/etc/ioc/tls/ioc.key".into(), key.display().to_string()),
         ] {
-            assert!(site.contains(&from), "ops/nginx/ioc.conf no longer has {from:?}");
+            assert!(
+                site.contains(&from),
+                "ops/nginx/ioc.conf no longer has {from:?}"
+            );
             site = site.replace(&from, &to);
         }
         std::fs::write(dir.join("ioc.conf"), site).unwrap();
@@ -82,7 +131,12 @@ impl Nginx {
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, main).unwrap();
         // `nginx -t` first: a configuration nginx refuses is this file's fault, said plainly.
-        run(Command::new(&nginx).arg("-t").arg("-p").arg(dir).arg("-c").arg(&conf));
+        run(Command::new(&nginx)
+            .arg("-t")
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf));
         let child = Command::new(&nginx)
             .arg("-p")
             .arg(dir)
@@ -121,15 +175,16 @@ async fn pages_feeds_and_camera_streams_work_through_nginx_over_tls() {
     ];
     // ioc's public address is nginx's, chosen before either starts.
     let public_port = free_port();
-    env.push(("IOC_PUBLIC_URL".into(), format!("https://127.0.0.1:{public_port}")));
+    env.push((
+        "IOC_PUBLIC_URL".into(),
+        format!("https://127.0.0.1:{public_port}"),
+    ));
     let mut ioc = Ioc::start(&["demo"], &env);
     ioc.ready().await;
     let nginx = Nginx::start(&dir, public_port, ioc.port, &crt, &key);
 
     let client = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap(),
-        )
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
         .build()
@@ -140,12 +195,18 @@ async fn pages_feeds_and_camera_streams_work_through_nginx_over_tls() {
         if let Ok(r) = client.get(nginx.url("/")).send().await {
             break r;
         }
-        assert!(tokio::time::Instant::now() < deadline, "nginx not answering");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nginx not answering"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(page.status(), 200);
     let h = page.headers();
-    assert!(h.get("strict-transport-security").is_some(), "HSTS from nginx");
+    assert!(
+        h.get("strict-transport-security").is_some(),
+        "HSTS from nginx"
+    );
     assert!(
         h.get("content-security-policy")
             .and_then(|v| v.to_str().ok())
@@ -168,19 +229,30 @@ async fn pages_feeds_and_camera_streams_work_through_nginx_over_tls() {
     let get = |path: String| client.get(nginx.url(&path)).bearer_auth(&op).send();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let r = get(format!("/api/v1/cameras/{TRAFFIC_CAM}/snapshot.jpg")).await.unwrap();
+        let r = get(format!("/api/v1/cameras/{TRAFFIC_CAM}/snapshot.jpg"))
+            .await
+            .unwrap();
         if r.status() == 200 {
             assert_eq!(r.headers()["content-type"], "image/jpeg");
             let b = r.bytes().await.unwrap();
             assert_eq!(&b[..2], &[0xff, 0xd8], "a JPEG");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no snapshot through nginx: {}", r.status());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no snapshot through nginx: {}",
+            r.status()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let mut live = get(format!("/api/v1/cameras/{TRAFFIC_CAM}/live.mjpeg")).await.unwrap();
+    let mut live = get(format!("/api/v1/cameras/{TRAFFIC_CAM}/live.mjpeg"))
+        .await
+        .unwrap();
     assert_eq!(live.status(), 200);
-    assert!(live.headers()["content-type"].to_str().unwrap().starts_with("multipart/x-mixed-replace"));
+    assert!(live.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("multipart/x-mixed-replace"));
     let mut seen = Vec::new();
     let first = tokio::time::timeout(Duration::from_secs(10), async {
         while !seen.windows(2).any(|w| w == [0xff, 0xd8]) {
@@ -191,20 +263,43 @@ async fn pages_feeds_and_camera_streams_work_through_nginx_over_tls() {
         }
     })
     .await;
-    assert!(first.is_ok(), "the first live frame came through unbuffered within 10 s");
+    assert!(
+        first.is_ok(),
+        "the first live frame came through unbuffered within 10 s"
+    );
     drop(live);
-    let r = get(format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/live.m3u8")).await.unwrap();
+    let r = get(format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/live.m3u8"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let playlist = r.text().await.unwrap();
-    let seg = playlist.lines().find(|l| l.ends_with(".ts")).expect("a segment").to_string();
-    let r = get(format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/{seg}")).await.unwrap();
-    assert_eq!((r.status().as_u16(), r.headers()["content-type"].to_str().unwrap()), (200, "video/mp2t"));
+    let seg = playlist
+        .lines()
+        .find(|l| l.ends_with(".ts"))
+        .expect("a segment")
+        .to_string();
+    let r = get(format!("/api/v1/cameras/{TRAFFIC_CAM}/hls/{seg}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()["content-type"].to_str().unwrap()
+        ),
+        (200, "video/mp2t")
+    );
     let b = r.bytes().await.unwrap();
     assert!(!b.is_empty() && b[0] == 0x47, "MPEG-TS");
 
     // --- A write through the proxy: the audit log names the client behind it.
     let zone = square_zone("Vùng qua proxy", 105.47, 9.78);
-    let r = client.post(nginx.url("/api/v1/zones")).bearer_auth(&op).json(&zone).send().await.unwrap();
+    let r = client
+        .post(nginx.url("/api/v1/zones"))
+        .bearer_auth(&op)
+        .json(&zone)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let admin = token_with("quan-tri-tls", auth::Role::Admin, None, &[]);
     let log: Value = client
@@ -245,8 +340,10 @@ async fn pages_feeds_and_camera_streams_work_through_nginx_over_tls() {
         connected,
         json!(true),
         "the wall live through nginx: {} / {}",
-        page.eval("document.getElementById('conn').textContent").await,
-        page.eval("document.getElementById('counts').textContent").await
+        page.eval("document.getElementById('conn').textContent")
+            .await,
+        page.eval("document.getElementById('counts').textContent")
+            .await
     );
     let cookies = page.call("Network.getCookies", json!({})).await;
     let session = cookies["cookies"]
@@ -257,7 +354,11 @@ async fn pages_feeds_and_camera_streams_work_through_nginx_over_tls() {
         .cloned()
         .expect("the session cookie");
     assert_eq!(
-        (&session["secure"], &session["httpOnly"], &session["sameSite"]),
+        (
+            &session["secure"],
+            &session["httpOnly"],
+            &session["sameSite"]
+        ),
         (&json!(true), &json!(true), &json!("Strict")),
         "{session}"
     );
@@ -267,7 +368,10 @@ async fn pages_feeds_and_camera_streams_work_through_nginx_over_tls() {
     for u in &sockets {
         assert!(u.starts_with("wss://") && u.ends_with("/ws"), "{u}");
     }
-    assert!(urls.iter().all(|u| !u.contains("eyJ")), "no token in any address: {urls:#?}");
+    assert!(
+        urls.iter().all(|u| !u.contains("eyJ")),
+        "no token in any address: {urls:#?}"
+    );
     assert_eq!(page.csp_violations().await, Some(vec![]));
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();

@@ -79,7 +79,10 @@ impl std::fmt::Debug for LoginConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginConfig")
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("client_secret_file", &self.client_secret_file)
             .field("scope", &self.scope)
             .field("session_max_s", &self.session_max_s)
@@ -166,7 +169,14 @@ impl Login {
         self
     }
 
-    fn cookie(&self, name: &str, value: &str, path: &str, max_age: i64, strict: bool) -> HeaderValue {
+    fn cookie(
+        &self,
+        name: &str,
+        value: &str,
+        path: &str,
+        max_age: i64,
+        strict: bool,
+    ) -> HeaderValue {
         let v = set_cookie(name, value, path, max_age, strict, self.secure);
         HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
@@ -218,7 +228,14 @@ pub fn cookie_of<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// A `Set-Cookie` value: HTTP-only always; SameSite Strict (the session) or Lax (a login
 /// under way, which comes back from the provider's site); Secure when the site is.
-pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, strict: bool, secure: bool) -> String {
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+    strict: bool,
+    secure: bool,
+) -> String {
     format!(
         "{name}={value}; Path={path}; Max-Age={}; HttpOnly; SameSite={}{}",
         max_age.max(0),
@@ -289,7 +306,12 @@ struct Pending {
 
 impl Pending {
     fn encode(&self) -> String {
-        format!("{}.{}.{}", self.state, self.verifier, URL_SAFE_NO_PAD.encode(&self.next))
+        format!(
+            "{}.{}.{}",
+            self.state,
+            self.verifier,
+            URL_SAFE_NO_PAD.encode(&self.next)
+        )
     }
 
     fn decode(v: &str) -> Option<Self> {
@@ -423,7 +445,10 @@ struct TokenAnswer {
 }
 
 /// Calls the provider's token endpoint with `form` (plus the client's credentials).
-async fn token_call(p: &ProviderLogin, form: &mut Vec<(&str, String)>) -> Result<TokenAnswer, String> {
+async fn token_call(
+    p: &ProviderLogin,
+    form: &mut Vec<(&str, String)>,
+) -> Result<TokenAnswer, String> {
     let endpoints = p
         .verifier
         .endpoints()
@@ -440,9 +465,17 @@ async fn token_call(p: &ProviderLogin, form: &mut Vec<(&str, String)>) -> Result
         .form(form)
         .send()
         .await
-        .map_err(|e| format!("the identity provider could not be reached: {}", e.without_url()))?;
+        .map_err(|e| {
+            format!(
+                "the identity provider could not be reached: {}",
+                e.without_url()
+            )
+        })?;
     let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| e.without_url().to_string())?;
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
     if body.len() > MAX_TOKEN_ANSWER {
         return Err("the identity provider's answer is too large".into());
     }
@@ -454,13 +487,22 @@ async fn token_call(p: &ProviderLogin, form: &mut Vec<(&str, String)>) -> Result
             .unwrap_or_else(|| status.to_string());
         return Err(format!("the identity provider refused: {code}"));
     }
-    serde_json::from_slice(&body).map_err(|_| "the identity provider's answer is not a token".into())
+    serde_json::from_slice(&body)
+        .map_err(|_| "the identity provider's answer is not a token".into())
 }
 
 /// Back from the provider: the code is exchanged and the session cookie set.
-async fn callback(State(l): State<Arc<Login>>, headers: HeaderMap, Query(q): Query<CallbackQuery>) -> Response {
+async fn callback(
+    State(l): State<Arc<Login>>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
     let Some(p) = &l.provider else {
-        return page(StatusCode::NOT_FOUND, "Chưa cấu hình đăng nhập", "No sign-in is configured.");
+        return page(
+            StatusCode::NOT_FOUND,
+            "Chưa cấu hình đăng nhập",
+            "No sign-in is configured.",
+        );
     };
     if let Some(e) = q.error {
         let why = q.error_description.unwrap_or_default();
@@ -532,10 +574,16 @@ fn set_session(l: &Login, r: &mut Response, claims: &Claims, a: &TokenAnswer, ma
         l.cookie(SESSION_COOKIE, &a.access_token, "/", claims.exp - now, true),
     );
     if let (Some(t), Some(max)) = (&a.refresh_token, max_s) {
-        h.append(header::SET_COOKIE, l.cookie(REFRESH_COOKIE, t, "/auth", max as i64, true));
+        h.append(
+            header::SET_COOKIE,
+            l.cookie(REFRESH_COOKIE, t, "/auth", max as i64, true),
+        );
     }
     if let (Some(t), Some(max)) = (&a.id_token, max_s) {
-        h.append(header::SET_COOKIE, l.cookie(ID_COOKIE, t, "/auth", max as i64, true));
+        h.append(
+            header::SET_COOKIE,
+            l.cookie(ID_COOKIE, t, "/auth", max as i64, true),
+        );
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
@@ -543,7 +591,11 @@ fn set_session(l: &Login, r: &mut Response, claims: &Claims, a: &TokenAnswer, ma
 /// The demo's one-click logins.
 async fn demo_page(State(l): State<Arc<Login>>, Query(q): Query<NextQuery>) -> Response {
     if l.demo.is_empty() {
-        return page(StatusCode::NOT_FOUND, "Không có", "One-click logins exist only in the demo.");
+        return page(
+            StatusCode::NOT_FOUND,
+            "Không có",
+            "One-click logins exist only in the demo.",
+        );
     }
     let next = q.next.as_deref().map(|n| safe_next(Some(n)));
     let mut buttons = String::new();
@@ -555,7 +607,12 @@ async fn demo_page(State(l): State<Arc<Login>>, Query(q): Query<NextQuery>) -> R
         ));
     }
     let next_field = next
-        .map(|n| format!("<input type=\"hidden\" name=\"next\" value=\"{}\">", escape(&n)))
+        .map(|n| {
+            format!(
+                "<input type=\"hidden\" name=\"next\" value=\"{}\">",
+                escape(&n)
+            )
+        })
         .unwrap_or_default();
     Html(format!(
         "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\">\
@@ -575,12 +632,24 @@ struct DemoForm {
     next: Option<String>,
 }
 
-async fn demo_login(State(l): State<Arc<Login>>, headers: HeaderMap, Form(f): Form<DemoForm>) -> Response {
+async fn demo_login(
+    State(l): State<Arc<Login>>,
+    headers: HeaderMap,
+    Form(f): Form<DemoForm>,
+) -> Response {
     if !l.same_origin(&headers) {
-        return page(StatusCode::FORBIDDEN, "Không hợp lệ", "A sign-in must come from this site's own page.");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Không hợp lệ",
+            "A sign-in must come from this site's own page.",
+        );
     }
     let Some(a) = l.demo.get(f.account) else {
-        return page(StatusCode::BAD_REQUEST, "Không có tài khoản này", "No such demo account.");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Không có tài khoản này",
+            "No such demo account.",
+        );
     };
     let token = l.auth.issue_granted(
         &a.sub,
@@ -593,7 +662,11 @@ async fn demo_login(State(l): State<Arc<Login>>, headers: HeaderMap, Form(f): Fo
         Ok(c) => c,
         Err(e) => return page(StatusCode::INTERNAL_SERVER_ERROR, "Lỗi", &e.to_string()),
     };
-    let next = f.next.as_deref().map(|n| safe_next(Some(n))).unwrap_or_else(|| a.home.clone());
+    let next = f
+        .next
+        .as_deref()
+        .map(|n| safe_next(Some(n)))
+        .unwrap_or_else(|| a.home.clone());
     let mut r = Redirect::to(&next).into_response();
     let answer = TokenAnswer {
         access_token: token,
@@ -605,7 +678,11 @@ async fn demo_login(State(l): State<Arc<Login>>, headers: HeaderMap, Form(f): Fo
 }
 
 fn refused(status: StatusCode, reason: &str) -> Response {
-    let mut r = (status, Json(json!({"error": "unauthorized", "reason": reason}))).into_response();
+    let mut r = (
+        status,
+        Json(json!({"error": "unauthorized", "reason": reason})),
+    )
+        .into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -615,7 +692,10 @@ fn refused(status: StatusCode, reason: &str) -> Response {
 /// (demo) session, the same claims signed again.
 async fn refresh(State(l): State<Arc<Login>>, headers: HeaderMap) -> Response {
     if headers.get(CSRF_HEADER).is_none() {
-        return refused(StatusCode::FORBIDDEN, "a page's request must carry the x-ioc-csrf header");
+        return refused(
+            StatusCode::FORBIDDEN,
+            "a page's request must carry the x-ioc-csrf header",
+        );
     }
     if let (Some(p), Some(rt)) = (&l.provider, cookie_of(&headers, REFRESH_COOKIE)) {
         let mut form = vec![
@@ -642,7 +722,10 @@ async fn refresh(State(l): State<Arc<Login>>, headers: HeaderMap) -> Response {
         })
         .and_then(|t| l.auth.verify(t).ok());
     let Some(mut claims) = own else {
-        return refused(StatusCode::UNAUTHORIZED, "no session to renew; sign in again");
+        return refused(
+            StatusCode::UNAUTHORIZED,
+            "no session to renew; sign in again",
+        );
     };
     let now = chrono::Utc::now().timestamp();
     claims.iat = now;
@@ -661,7 +744,10 @@ async fn refresh(State(l): State<Arc<Login>>, headers: HeaderMap) -> Response {
 /// provider's logout address for the page to go to.
 async fn logout(State(l): State<Arc<Login>>, headers: HeaderMap) -> Response {
     if headers.get(CSRF_HEADER).is_none() {
-        return refused(StatusCode::FORBIDDEN, "a page's request must carry the x-ioc-csrf header");
+        return refused(
+            StatusCode::FORBIDDEN,
+            "a page's request must carry the x-ioc-csrf header",
+        );
     }
     let mut end_session = None;
     if let Some(p) = &l.provider {
@@ -678,14 +764,22 @@ async fn logout(State(l): State<Arc<Login>>, headers: HeaderMap) -> Response {
             if let Some(s) = &p.secret {
                 form.push(("client_secret", s.clone()));
             }
-            let call = p.verifier.http().post(rev).form(&form).timeout(Duration::from_secs(3));
+            let call = p
+                .verifier
+                .http()
+                .post(rev)
+                .form(&form)
+                .timeout(Duration::from_secs(3));
             if let Err(e) = call.send().await {
                 warn!(error = %e.without_url(), "the refresh token could not be revoked at the provider");
             }
         }
         let signed_in_there = cookie_of(&headers, ID_COOKIE).is_some()
             || cookie_of(&headers, REFRESH_COOKIE).is_some();
-        if let Some(es) = endpoints.and_then(|e| e.end_session).filter(|_| signed_in_there) {
+        if let Some(es) = endpoints
+            .and_then(|e| e.end_session)
+            .filter(|_| signed_in_there)
+        {
             if let Ok(mut u) = url::Url::parse(&es) {
                 {
                     let mut q = u.query_pairs_mut();
@@ -715,7 +809,11 @@ padding:.8rem 1rem;border:1px solid #2b3b55;border-radius:.4rem;background:#1521
 button:hover,button:focus{background:#1f3156}button span{opacity:.6}a{color:#7fb3ff}";
 
 async fn login_css() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], LOGIN_CSS).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        LOGIN_CSS,
+    )
+        .into_response()
 }
 
 /// A small page saying what went wrong, in Vietnamese and English, with a way back.
@@ -754,11 +852,21 @@ mod tests {
 
     #[test]
     fn next_stays_on_this_site() {
-        for bad in ["https://evil.example/", "//evil.example", "/\\evil", "javascript:x", "", "/a\nb"] {
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil",
+            "javascript:x",
+            "",
+            "/a\nb",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/");
-        assert_eq!(safe_next(Some("/wall/tuong-chinh?screen=1")), "/wall/tuong-chinh?screen=1");
+        assert_eq!(
+            safe_next(Some("/wall/tuong-chinh?screen=1")),
+            "/wall/tuong-chinh?screen=1"
+        );
     }
 
     #[test]
@@ -787,10 +895,16 @@ mod tests {
     #[test]
     fn cookies_are_http_only_and_read_back() {
         let c = set_cookie(SESSION_COOKIE, "abc", "/", 60, true, true);
-        assert_eq!(c, "ioc_session=abc; Path=/; Max-Age=60; HttpOnly; SameSite=Strict; Secure");
+        assert_eq!(
+            c,
+            "ioc_session=abc; Path=/; Max-Age=60; HttpOnly; SameSite=Strict; Secure"
+        );
         assert!(!set_cookie(LOGIN_COOKIE, "x", "/auth", 600, false, false).contains("Secure"));
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; ioc_session=tok; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; ioc_session=tok; b=2"),
+        );
         assert_eq!(session_of(&h), Some("tok"));
         assert_eq!(cookie_of(&h, "b"), Some("2"));
         assert_eq!(cookie_of(&h, "ioc"), None);
@@ -800,12 +914,21 @@ mod tests {
     fn origins_are_ours_or_not() {
         let mut h = HeaderMap::new();
         assert!(!same_origin(&h, "https://ioc.haugiang.gov.vn"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://ioc.haugiang.gov.vn"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://ioc.haugiang.gov.vn"),
+        );
         assert!(same_origin(&h, "https://ioc.haugiang.gov.vn/"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
         assert!(same_origin(&h, "https://ioc.haugiang.gov.vn"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(!same_origin(&h, "https://ioc.haugiang.gov.vn"));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(!same_origin(&h, "https://ioc.haugiang.gov.vn"));

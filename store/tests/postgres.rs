@@ -175,7 +175,10 @@ async fn migrations_run_up_from_empty_and_again(layout: Layout) {
         })
         .count() as i64;
     assert!(files >= 5);
-    assert_eq!(count(&s, "SELECT count(*) FROM _sqlx_migrations").await, files);
+    assert_eq!(
+        count(&s, "SELECT count(*) FROM _sqlx_migrations").await,
+        files
+    );
     match flavor {
         Flavor::Timescale => println!("ran on TimescaleDB: hypertable and continuous aggregates"),
         Flavor::Postgres => println!("ran on plain PostgreSQL (timescaledb not installed or not enabled): BRIN index and rollup tables"),
@@ -866,13 +869,21 @@ async fn the_audit_log_is_append_only_but_for_its_retention(layout: Layout) {
         "DELETE FROM audit_log WHERE target = 'zone:new'",
         "TRUNCATE audit_log",
     ] {
-        let e = sqlx::query(sql).execute(s.pool()).await.unwrap_err().to_string();
+        let e = sqlx::query(sql)
+            .execute(s.pool())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("append-only"), "{sql}: {e}");
     }
     assert_eq!(count(&s, "SELECT count(*) FROM audit_log").await, 2);
     assert!(s.enforce_retention().await.unwrap() >= 1);
     assert_eq!(
-        count(&s, "SELECT count(*) FROM audit_log WHERE target = 'zone:new' AND subject = 'dieu-hanh-1'").await,
+        count(
+            &s,
+            "SELECT count(*) FROM audit_log WHERE target = 'zone:new' AND subject = 'dieu-hanh-1'"
+        )
+        .await,
         1
     );
     assert_eq!(count(&s, "SELECT count(*) FROM audit_log").await, 1);

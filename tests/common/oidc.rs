@@ -35,7 +35,13 @@ impl Provider {
     }
 
     /// [`Provider::start`] on `port` (chosen before, when ioc must know the issuer first).
-    pub async fn start_at(port: u16, keys: &[Key], ttl_s: u64, clients: Value, users: Value) -> Provider {
+    pub async fn start_at(
+        port: u16,
+        keys: &[Key],
+        ttl_s: u64,
+        clients: Value,
+        users: Value,
+    ) -> Provider {
         let mut p = Provider {
             child: None,
             port,

@@ -28,7 +28,6 @@ use crate::hub::Hub;
 use crate::protocol::{self, ClientOp, ServerMsg, SubSpec};
 use crate::{Feeds, FeedsConfig};
 
-
 pub async fn upgrade(State(st): State<Feeds>, caller: WsCaller, ws: WebSocketUpgrade) -> Response {
     if !Layer::ALL.into_iter().any(|l| caller.0.role.can_view(l)) {
         return auth::Rejection::forbidden(format!("role {} has no layer to watch", caller.0.role))
