@@ -23,6 +23,11 @@ log "cargo build --workspace --tests (the tests' build, packaged below)"
 cargo build --workspace --tests --locked || die "the workspace does not build"
 IOC_PACKAGE_PROFILE=dev IOC_PACKAGE_PREBUILT=1 build_package
 make_debian_root
+# Formatting is part of the build: an unformatted change fails here, naming the files.
+log "cargo fmt --all -- --check"
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing (rustup component add rustfmt)"
+cargo fmt --all -- --check >"$IOC_RUN_DIR/fmt.log" 2>&1 \
+  || die "unformatted code: run cargo fmt --all ($(grep -c '^Diff in' "$IOC_RUN_DIR/fmt.log") places, log: $IOC_RUN_DIR/fmt.log)"
 log "services: kafka=$IOC_TEST_KAFKA mqtt=$IOC_TEST_MQTT postgres=$IOC_TEST_DATABASE_URL timescaledb=$IOC_TEST_TIMESCALE_URL (server binaries $IOC_TEST_PG_BIN) chromium=$IOC_TEST_CHROMIUM"
 # The API builds without GStreamer: it reaches camera images through the media crate.
 log "map-api without GStreamer: cargo build -p map-api, with pkg-config blind to GStreamer"

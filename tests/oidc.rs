@@ -35,15 +35,8 @@ fn clients() -> Value {
 
 /// (status, body) of a GET with `token`.
 async fn get(ioc: &Ioc, path: &str, token: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .get(ioc.url(path))
-        .bearer_auth(token)
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
+    let (status, _, body) = fetch(ioc, path, token).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 /// Asserts `token` is refused (401) with a reason containing `why`.
